@@ -1,0 +1,143 @@
+//! The one task that owns the state: it applies what writers send, and
+//! publishes snapshots for readers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::{self, Instant, MissedTickBehavior};
+
+use super::Shared;
+use super::clock::At;
+use super::event::Message;
+use super::state::State;
+use crate::model::Snapshot;
+
+/// Messages taken from the channel at once. Applying a batch under one
+/// timestamp is what lets the actor keep up with millions of events a second.
+const BATCH: usize = 1024;
+
+/// Shortest time between two publications outside ticks and flushes. A burst
+/// of updates is published within this time, but a snapshot of ten thousand
+/// tables is not rebuilt for every one of them.
+const MIN_PUBLISH_INTERVAL: Duration = Duration::from_millis(50);
+
+pub(super) struct Actor {
+    state: State,
+    shared: Arc<Shared>,
+    watch: watch::Sender<Arc<Snapshot>>,
+    broadcast: broadcast::Sender<Arc<Snapshot>>,
+    tick: Duration,
+    /// Updates applied since the last publication.
+    dirty: bool,
+    last_publish: Instant,
+    /// The log ring's version at the last publication.
+    logs_published: u64,
+}
+
+impl Actor {
+    pub(super) fn new(
+        state: State,
+        shared: Arc<Shared>,
+        watch: watch::Sender<Arc<Snapshot>>,
+        broadcast: broadcast::Sender<Arc<Snapshot>>,
+        tick: Duration,
+    ) -> Self {
+        Actor {
+            logs_published: state.logs().version(),
+            state,
+            shared,
+            watch,
+            broadcast,
+            tick,
+            dirty: false,
+            last_publish: Instant::now(),
+        }
+    }
+
+    /// Runs until [`Message::Close`] or until every handle is dropped; then
+    /// publishes a final snapshot. Dropping `self` at the end closes the
+    /// watch and broadcast channels, which tells every reader it is over.
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
+        let mut ticker = time::interval(self.tick);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let publish_later = time::sleep(Duration::ZERO);
+        tokio::pin!(publish_later);
+        let mut publish_pending = false;
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            tokio::select! {
+                biased;
+                _ = ticker.tick() => self.publish(&At::now(), true),
+                () = &mut publish_later, if publish_pending => {
+                    publish_pending = false;
+                    if self.dirty {
+                        self.publish(&At::now(), false);
+                    }
+                }
+                received = rx.recv_many(&mut batch, BATCH) => {
+                    if received == 0 {
+                        break; // every handle is gone
+                    }
+                    let at = At::now();
+                    if self.handle(&mut batch, &at) {
+                        rx.close();
+                        while rx.recv_many(&mut batch, BATCH).await > 0 {
+                            self.handle(&mut batch, &At::now());
+                        }
+                        break;
+                    }
+                    if self.dirty {
+                        let due = self.last_publish + MIN_PUBLISH_INTERVAL;
+                        if at.instant >= due {
+                            self.publish(&at, false);
+                        } else if !publish_pending {
+                            publish_later.as_mut().reset(due);
+                            publish_pending = true;
+                        }
+                    }
+                }
+            }
+        }
+        self.publish(&At::now(), true);
+    }
+
+    /// Applies a batch; returns whether it asked the collector to close.
+    fn handle(&mut self, batch: &mut Vec<Message>, at: &At) -> bool {
+        let mut close = false;
+        for message in batch.drain(..) {
+            match message {
+                Message::Update(update) => {
+                    self.state.apply(update, at);
+                    self.dirty = true;
+                }
+                Message::Flush(reply) => {
+                    self.publish(at, false);
+                    // The caller may have stopped waiting; that is fine.
+                    let _ = reply.send(());
+                }
+                Message::Close => close = true,
+            }
+        }
+        close
+    }
+
+    fn publish(&mut self, at: &At, broadcast: bool) {
+        let dropped = self.shared.logs_dropped.load(Ordering::Relaxed);
+        let snapshot = Arc::new(self.state.snapshot(at, dropped));
+        self.shared.snapshot.store(Arc::clone(&snapshot));
+        let logs = self.state.logs();
+        if logs.version() != self.logs_published {
+            self.logs_published = logs.version();
+            self.shared.logs.store(Arc::new(logs.to_vec()));
+        }
+        self.watch.send_replace(Arc::clone(&snapshot));
+        if broadcast {
+            // No subscriber is not an error; a slow one just lags.
+            let _ = self.broadcast.send(snapshot);
+        }
+        self.dirty = false;
+        self.last_publish = at.instant;
+    }
+}

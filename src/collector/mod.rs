@@ -1,0 +1,395 @@
+//! The collector: a cheap handle for writers and readers over one actor task
+//! that owns the migration's state.
+//!
+//! Writers `.await` a bounded channel (back-pressure instead of unbounded
+//! memory); the actor applies updates in order and publishes immutable
+//! snapshots into an [`ArcSwap`] (lock-free reads), a `watch` channel (latest
+//! value, for UIs) and, every tick, a `broadcast` channel (for push).
+
+mod actor;
+mod clock;
+mod event;
+mod state;
+mod table;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use self::actor::Actor;
+use self::clock::At;
+use self::event::{Message, Update};
+use self::state::{Limits, State};
+use self::table::TableKey;
+use crate::lsn::Lsn;
+use crate::model::{LogEntry, Phase, Snapshot, TableProgress};
+
+/// Default time between broadcasts.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(500);
+/// Default throughput window.
+pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Default number of log entries kept.
+pub const DEFAULT_LOG_CAPACITY: usize = 500;
+/// Default capacity of the writers' channel.
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 8192;
+/// Snapshots a `subscribe()` receiver holds before it lags.
+pub const BROADCAST_CAPACITY: usize = 4;
+
+/// What the actor publishes and handles read.
+struct Shared {
+    /// The newest snapshot; `snapshot()` loads it without locking.
+    snapshot: ArcSwap<Snapshot>,
+    /// The log ring as of the newest snapshot, oldest first.
+    logs: ArcSwap<Vec<LogEntry>>,
+    /// Log events the tracing layer could not queue.
+    logs_dropped: Arc<AtomicU64>,
+    /// Cloned by `watch()`. Only the actor holds the sender, so receivers see
+    /// the channel close when the actor stops.
+    watch: watch::Receiver<Arc<Snapshot>>,
+    /// Resubscribed by `subscribe()`, for the same reason.
+    broadcast: broadcast::Receiver<Arc<Snapshot>>,
+}
+
+/// The metrics collector: a cheap, cloneable handle.
+///
+/// Pipeline tasks call the `async` writers; they wait only when the channel
+/// to the actor is full. Readers take the newest published snapshot with
+/// [`snapshot`](Self::snapshot), follow it with [`watch`](Self::watch), or
+/// get one every tick with [`subscribe`](Self::subscribe).
+///
+/// Updates are applied in the order they were sent and are published within
+/// 50 ms, at every tick, and at once on [`flush`](Self::flush). Writes after
+/// [`close`](Self::close) are ignored. The actor stops when `close` is called
+/// or every handle is dropped; it never holds a handle to itself.
+#[derive(Clone)]
+pub struct Collector {
+    tx: mpsc::Sender<Message>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Collector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snapshot = self.shared.snapshot.load();
+        f.debug_struct("Collector")
+            .field("phase", &snapshot.phase)
+            .field("tables", &snapshot.tables_total)
+            .field("closed", &self.tx.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Collector {
+    /// Same as [`Collector::new`]; must run inside a Tokio runtime.
+    fn default() -> Self {
+        Collector::new()
+    }
+}
+
+impl Collector {
+    /// A collector with default settings. Spawns its actor, so it must be
+    /// called inside a Tokio runtime (it panics otherwise, like
+    /// `tokio::spawn`).
+    pub fn new() -> Collector {
+        Collector::builder().build()
+    }
+
+    /// A builder for non-default settings.
+    pub fn builder() -> CollectorBuilder {
+        CollectorBuilder::default()
+    }
+
+    /// The pipeline entered `phase`. The first call starts the elapsed time;
+    /// `done` stops it.
+    pub async fn set_phase(&self, phase: Phase) {
+        self.send(Update::SetPhase(phase)).await;
+    }
+
+    /// The tables of the migration, in display order. Duplicates keep the
+    /// first. A table listed again as pending keeps the progress already
+    /// known for it, so a restarted pipeline may list every table afresh.
+    pub async fn set_tables(&self, tables: Vec<TableProgress>) {
+        self.send(Update::SetTables(tables)).await;
+    }
+
+    /// A COPY worker started copying a table.
+    pub async fn table_started(&self, schema: &str, name: &str) {
+        self.send(Update::TableStarted(TableKey::new(schema, name)))
+            .await;
+    }
+
+    /// Rows and bytes copied so far for a table (absolute counts).
+    pub async fn update_table_progress(
+        &self,
+        schema: &str,
+        name: &str,
+        rows_copied: i64,
+        bytes_copied: i64,
+    ) {
+        let table = TableKey::new(schema, name);
+        self.send(Update::TableProgress {
+            table,
+            rows: rows_copied,
+            bytes: bytes_copied,
+        })
+        .await;
+    }
+
+    /// A table's copy finished with `rows_copied` rows.
+    pub async fn table_done(&self, schema: &str, name: &str, rows_copied: i64) {
+        let table = TableKey::new(schema, name);
+        self.send(Update::TableDone {
+            table,
+            rows: rows_copied,
+        })
+        .await;
+    }
+
+    /// A table now receives live changes.
+    pub async fn table_streaming(&self, schema: &str, name: &str) {
+        self.send(Update::TableStreaming(TableKey::new(schema, name)))
+            .await;
+    }
+
+    /// The applier wrote a batch of `rows` rows and `bytes` bytes and has
+    /// applied WAL up to `applied`. A lower LSN than before is ignored; the
+    /// rows and bytes still count. Negative counts count as 0.
+    pub async fn record_applied(&self, applied: Lsn, rows: i64, bytes: i64) {
+        self.send(Update::Applied {
+            lsn: applied,
+            rows,
+            bytes,
+        })
+        .await;
+    }
+
+    /// The LSN confirmed (flushed) back to the source. Never moves backwards.
+    pub async fn record_confirmed_lsn(&self, lsn: Lsn) {
+        self.send(Update::ConfirmedLsn(lsn)).await;
+    }
+
+    /// The source's newest WAL position. Drives byte lag and time lag.
+    pub async fn record_latest_lsn(&self, lsn: Lsn) {
+        self.send(Update::LatestLsn(lsn)).await;
+    }
+
+    /// An error happened. Passwords in its message are masked.
+    pub async fn record_error(&self, err: impl fmt::Display) {
+        self.send(Update::Error(err.to_string())).await;
+    }
+
+    /// Adds a line to the log viewer. Passwords in it are masked.
+    pub async fn add_log(&self, entry: LogEntry) {
+        self.send(Update::Log(Box::new(entry))).await;
+    }
+
+    /// The newest published snapshot. Lock-free and allocation-free.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    /// The log viewer's entries as of the newest snapshot, oldest first.
+    pub fn logs(&self) -> Vec<LogEntry> {
+        self.shared.logs.load().as_ref().clone()
+    }
+
+    /// A receiver of one snapshot per tick. It holds at most
+    /// [`BROADCAST_CAPACITY`] unread snapshots; a receiver that falls further
+    /// behind skips to the newest (`RecvError::Lagged`) and never slows the
+    /// collector. It ends (`RecvError::Closed`) when the collector stops.
+    /// Dropping it is all the unsubscribing there is.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Snapshot>> {
+        self.shared.broadcast.resubscribe()
+    }
+
+    /// A receiver of the newest snapshot, marked changed on every
+    /// publication. It keeps only the latest value, so a reader that stops
+    /// reading costs nothing.
+    pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.shared.watch.clone()
+    }
+
+    /// Returns once every update sent before it is applied and a snapshot
+    /// computed at that moment is published. Returns at once after
+    /// [`close`](Self::close).
+    pub async fn flush(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.tx.send(Message::Flush(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Stops the collector: applies every update already queued, publishes
+    /// a final snapshot (also to subscribers), then stops the actor, which
+    /// ends every `subscribe()` and `watch()` receiver. Idempotent; every
+    /// call returns once the collector has stopped.
+    pub async fn close(&self) {
+        // A failed send means it is closed or closing already.
+        let _ = self.tx.send(Message::Close).await;
+        let mut stopped = self.shared.watch.clone();
+        while stopped.changed().await.is_ok() {}
+    }
+
+    /// A `tracing` layer that feeds this collector's log ring.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use pgmigrator_metrics::Collector;
+    /// use tracing_subscriber::layer::SubscriberExt;
+    ///
+    /// let collector = Collector::new();
+    /// let subscriber = tracing_subscriber::registry().with(collector.tracing_layer());
+    /// tracing::subscriber::with_default(subscriber, || {
+    ///     tracing::info!(table = "public.users", "copy started");
+    /// });
+    /// collector.flush().await;
+    /// assert_eq!(collector.logs()[0].message, "copy started");
+    /// # }
+    /// ```
+    #[cfg(feature = "tracing-layer")]
+    pub fn tracing_layer(&self) -> crate::logs::CollectorLayer {
+        crate::logs::CollectorLayer::new(LogSink {
+            tx: self.tx.downgrade(),
+            dropped: Arc::clone(&self.shared.logs_dropped),
+        })
+    }
+
+    async fn send(&self, update: Update) {
+        // After close the actor is gone; writes are ignored by design.
+        let _ = self.tx.send(Message::Update(update)).await;
+    }
+}
+
+/// Where the tracing layer puts log entries: never blocks, never keeps the
+/// collector alive.
+#[cfg(feature = "tracing-layer")]
+pub(crate) struct LogSink {
+    tx: mpsc::WeakSender<Message>,
+    dropped: Arc<AtomicU64>,
+}
+
+#[cfg(feature = "tracing-layer")]
+impl LogSink {
+    pub(crate) fn try_log(&self, entry: LogEntry) {
+        let Some(tx) = self.tx.upgrade() else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            tx.try_send(Message::Update(Update::Log(Box::new(entry))))
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Settings for a [`Collector`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use pgmigrator_metrics::Collector;
+///
+/// let collector = Collector::builder()
+///     .tick(Duration::from_millis(250))
+///     .rate_window(Duration::from_secs(30))
+///     .log_capacity(1000)
+///     .channel_capacity(4096)
+///     .build();
+/// # collector.close().await;
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CollectorBuilder {
+    tick: Duration,
+    rate_window: Duration,
+    log_capacity: usize,
+    channel_capacity: usize,
+    resume: Option<Snapshot>,
+}
+
+impl Default for CollectorBuilder {
+    fn default() -> Self {
+        CollectorBuilder {
+            tick: DEFAULT_TICK,
+            rate_window: DEFAULT_RATE_WINDOW,
+            log_capacity: DEFAULT_LOG_CAPACITY,
+            channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            resume: None,
+        }
+    }
+}
+
+impl CollectorBuilder {
+    /// Time between broadcasts to `subscribe()` receivers (default 500 ms,
+    /// at least 1 ms).
+    pub fn tick(mut self, tick: Duration) -> Self {
+        self.tick = tick.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Window of the throughput rates and ETAs (default 60 s, at least 1 s).
+    pub fn rate_window(mut self, window: Duration) -> Self {
+        self.rate_window = window.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Log entries kept (default 500; 0 keeps none).
+    pub fn log_capacity(mut self, capacity: usize) -> Self {
+        self.log_capacity = capacity;
+        self
+    }
+
+    /// Capacity of the writers' channel (default 8192, at least 1). Writers
+    /// wait when it is full; the tracing layer drops instead.
+    pub fn channel_capacity(mut self, capacity: usize) -> Self {
+        self.channel_capacity = capacity.max(1);
+        self
+    }
+
+    /// Continues a previous run from its snapshot (usually read back from
+    /// `state.json` with [`read_state_file`](crate::read_state_file)): phase
+    /// and history, tables and their statuses, totals, errors, LSNs and
+    /// elapsed time. Throughput and time lag start afresh.
+    pub fn resume_from(mut self, snapshot: Snapshot) -> Self {
+        self.resume = Some(snapshot);
+        self
+    }
+
+    /// Starts the collector's actor. Must be called inside a Tokio runtime.
+    pub fn build(self) -> Collector {
+        let limits = Limits {
+            rate_window: self.rate_window,
+            log_capacity: self.log_capacity,
+        };
+        let state = match self.resume {
+            Some(previous) => State::resumed(limits, previous, Instant::now()),
+            None => State::new(limits),
+        };
+        let first = Arc::new(state.snapshot(&At::now(), 0));
+        let (watch_tx, watch_rx) = watch::channel(Arc::clone(&first));
+        let (broadcast_tx, broadcast_rx) = broadcast::channel(BROADCAST_CAPACITY);
+        let (tx, rx) = mpsc::channel(self.channel_capacity);
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::new(first),
+            logs: ArcSwap::from_pointee(state.logs().to_vec()),
+            logs_dropped: Arc::new(AtomicU64::new(0)),
+            watch: watch_rx,
+            broadcast: broadcast_rx,
+        });
+        let actor = Actor::new(
+            state,
+            Arc::clone(&shared),
+            watch_tx,
+            broadcast_tx,
+            self.tick,
+        );
+        tokio::spawn(actor.run(rx));
+        Collector { tx, shared }
+    }
+}

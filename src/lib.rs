@@ -1,0 +1,112 @@
+//! # pgmigrator-metrics
+//!
+//! The observability layer of pgmigrator, a PostgreSQL online-migration tool
+//! (parallel COPY of every table, then change streaming over logical
+//! replication, then switchover). The pipeline reports what it does to a
+//! [`Collector`]; every surface — REST, WebSocket, dashboards, the state file
+//! and `pgmigrator status` — reads the same published [`Snapshot`].
+//!
+//! ```text
+//! pipeline tasks ─ .await ─┐                 ┌─► ArcSwap<Snapshot> ─► snapshot()
+//! tracing layer ─ try_send ┤  mpsc (bounded) │
+//!                          └──► actor task ──┼─► watch ─► TUI, persister
+//!                               owns State   └─► broadcast every tick ─► push
+//! StatePersister ─ every 2 s ─► state.json ─► read_state_file ─► status::render
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use pgmigrator_metrics::{Collector, Lsn, Phase, StatePersister, TableProgress, read_state_file};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! # let dir = tempfile::tempdir()?;
+//! let collector = Collector::builder().tick(Duration::from_millis(100)).build();
+//! let persister = StatePersister::start(collector.clone(), dir.path().join("state.json"))?;
+//!
+//! // A reader: one snapshot per tick, e.g. for a WebSocket hub.
+//! let mut updates = collector.subscribe();
+//! let reader = tokio::spawn(async move {
+//!     let mut last_phase = Phase::Idle;
+//!     while let Ok(snapshot) = updates.recv().await {
+//!         last_phase = snapshot.phase.clone();
+//!     }
+//!     last_phase // the channel ends when the collector closes
+//! });
+//!
+//! // The pipeline: writers just `.await`.
+//! collector.set_phase(Phase::Copy).await;
+//! collector.set_tables(vec![TableProgress::new("public", "users", 1_000, 64 << 10)]).await;
+//! collector.table_started("public", "users").await;
+//! collector.update_table_progress("public", "users", 500, 32 << 10).await;
+//! collector.table_done("public", "users", 1_000).await;
+//! collector.set_phase(Phase::Streaming).await;
+//! collector.record_latest_lsn(Lsn(0x3000)).await;
+//! collector.record_applied(Lsn(0x2000), 10, 4096).await;
+//! collector.record_error("lost postgres://app:hunter2@db:5432/shop").await;
+//!
+//! collector.flush().await; // everything above is now in the published snapshot
+//! let snapshot = collector.snapshot();
+//! assert_eq!(snapshot.tables_copied, 1);
+//! assert_eq!(snapshot.lag_bytes, 0x1000);
+//! assert_eq!(snapshot.last_error, "lost postgres://app:********@db:5432/shop");
+//!
+//! persister.stop().await; // one final write
+//! collector.close().await;
+//! assert_eq!(reader.await.unwrap(), Phase::Streaming);
+//!
+//! // Later, maybe after the pipeline died: `pgmigrator status`.
+//! let saved = read_state_file(&dir.path().join("state.json")).unwrap();
+//! assert_eq!(saved.total_rows, 10);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`lsn`]: [`Lsn`], [`lag`], byte and duration formatting.
+//! - [`model`]: the plain data: [`Phase`], [`TableProgress`], [`Snapshot`], [`LogEntry`].
+//! - `collector`: the [`Collector`] handle and builder over one actor task
+//!   that owns a plain, synchronously tested state.
+//! - [`rate`] and [`lag`](mod@lag): fixed-memory throughput and time-lag meters.
+//! - `logs`: the log ring and the `tracing` layer ([`CollectorLayer`]).
+//! - [`redact`](mod@redact): masking passwords in errors and logs.
+//! - [`persist`]: [`StatePersister`], [`read_state_file`], [`default_state_path`].
+//! - [`status`]: the offline report of `pgmigrator status`.
+//!
+//! # Features
+//!
+//! - `cli` (default): the `pgmigrator` binary.
+//! - `tracing-layer` (default): [`Collector::tracing_layer`].
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod collector;
+pub mod lag;
+mod logs;
+pub mod lsn;
+pub mod model;
+pub mod persist;
+pub mod rate;
+pub mod redact;
+pub mod status;
+
+pub use collector::{
+    BROADCAST_CAPACITY, Collector, CollectorBuilder, DEFAULT_CHANNEL_CAPACITY,
+    DEFAULT_LOG_CAPACITY, DEFAULT_RATE_WINDOW, DEFAULT_TICK,
+};
+pub use lag::LagTracker;
+#[cfg(feature = "tracing-layer")]
+pub use logs::CollectorLayer;
+pub use lsn::{Lsn, ParseLsnError, format_bytes, format_duration, format_lag, lag};
+pub use model::{
+    ErrorEntry, LogEntry, LogLevel, Phase, PhaseSpan, Snapshot, TableProgress, TableStatus,
+};
+pub use persist::{
+    StateFileError, StateFileErrorKind, StatePersister, default_state_path, read_state_file,
+    write_state_file,
+};
+pub use rate::{Rate, RateWindow};
+pub use redact::redact;

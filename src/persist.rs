@@ -1,0 +1,380 @@
+//! `state.json`: writing it safely while the pipeline runs, reading it back
+//! for `pgmigrator status`, even after the pipeline died.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::collector::Collector;
+use crate::model::Snapshot;
+
+/// Time between two writes of the state file.
+pub const PERSIST_INTERVAL: Duration = Duration::from_secs(2);
+/// Largest state file [`read_state_file`] reads.
+pub const MAX_STATE_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// Environment variable naming the directory of `state.json`.
+pub const HOME_ENV: &str = "PGMIGRATOR_HOME";
+/// The state file's name.
+pub const STATE_FILE_NAME: &str = "state.json";
+
+/// Where the state file lives by default: `$PGMIGRATOR_HOME/state.json` when
+/// that variable is set and not empty, else `~/.pgmigrator/state.json`.
+pub fn default_state_path() -> io::Result<PathBuf> {
+    if let Some(home) = std::env::var_os(HOME_ENV).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(home).join(STATE_FILE_NAME));
+    }
+    let base = directories::BaseDirs::new().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no home directory found; set {HOME_ENV} to choose where state.json lives"),
+        )
+    })?;
+    Ok(base.home_dir().join(".pgmigrator").join(STATE_FILE_NAME))
+}
+
+/// Writes `snapshot` to `path` atomically: pretty JSON into a new, uniquely
+/// named file in the same directory (created exclusively, so neither another
+/// writer nor a planted symlink can be written through), `fsync`, rename over
+/// `path`, `fsync` the directory. Readers see the old file or the new one,
+/// never a mix, even if the process is killed or the machine loses power.
+/// On error the previous file is untouched and the temporary file removed.
+///
+/// Blocking; [`StatePersister`] calls it off the runtime's worker threads.
+pub fn write_state_file(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
+    let mut json = serde_json::to_vec_pretty(snapshot).map_err(io::Error::other)?;
+    json.push(b'\n');
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} does not name a file", path.display()),
+        )
+    })?;
+    let (temp_path, mut file) = create_temp(dir, &name.to_string_lossy())?;
+    let written = (|| {
+        file.write_all(&json)?;
+        file.set_permissions(fs::Permissions::from_mode(0o644))?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temp_path, path)
+    })();
+    if let Err(err) = written {
+        let _ = fs::remove_file(&temp_path);
+        return Err(err);
+    }
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `.{name}.{pid}.{n}.tmp` in `dir` with `O_CREAT | O_EXCL`.
+fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let pid = std::process::id();
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!(".{name}.{pid}.{n}.tmp"));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&temp)
+        {
+            Ok(file) => return Ok((temp, file)),
+            // Left by an earlier process with the same pid: try the next name.
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Why a state file could not be read.
+#[derive(Debug)]
+pub struct StateFileError {
+    path: PathBuf,
+    kind: StateFileErrorKind,
+}
+
+/// The kinds of [`StateFileError`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StateFileErrorKind {
+    /// No file at the path: no pipeline has written state there.
+    NotFound,
+    /// The file exists but could not be opened or read.
+    Unreadable(io::Error),
+    /// The path is a directory, FIFO, socket or device.
+    NotRegularFile(&'static str),
+    /// The file is larger than [`MAX_STATE_FILE_BYTES`].
+    TooLarge(u64),
+    /// The file is not a valid state (bad JSON, or JSON of the wrong shape).
+    InvalidJson {
+        /// Line of the error, from 1.
+        line: usize,
+        /// Column of the error, from 1 (0 at the very start of a line).
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl StateFileError {
+    /// The path that was read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &StateFileErrorKind {
+        &self.kind
+    }
+}
+
+impl fmt::Display for StateFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match &self.kind {
+            StateFileErrorKind::NotFound => write!(
+                f,
+                "no migration state at {path} (no pipeline has written it yet)"
+            ),
+            StateFileErrorKind::Unreadable(err) => write!(f, "cannot read {path}: {err}"),
+            StateFileErrorKind::NotRegularFile(what) => {
+                write!(f, "{path} is not a regular file (it is {what})")
+            }
+            StateFileErrorKind::TooLarge(size) => write!(
+                f,
+                "{path} is too large for a state file ({} bytes; the limit is {} bytes)",
+                size, MAX_STATE_FILE_BYTES
+            ),
+            StateFileErrorKind::InvalidJson {
+                line,
+                column,
+                message,
+            } => write!(
+                f,
+                "invalid JSON at line {line}, column {column} in {path}: {message}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StateFileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            StateFileErrorKind::Unreadable(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// Reads a state file written by [`StatePersister`], [`write_state_file`] or
+/// the Go original.
+///
+/// Never blocks on a FIFO and never reads more than
+/// [`MAX_STATE_FILE_BYTES`]: the file is opened non-blocking and checked to
+/// be a regular file before anything is read.
+pub fn read_state_file(path: &Path) -> Result<Snapshot, StateFileError> {
+    let error = |kind| StateFileError {
+        path: path.to_owned(),
+        kind,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| match err.kind() {
+            io::ErrorKind::NotFound => error(StateFileErrorKind::NotFound),
+            _ => error(StateFileErrorKind::Unreadable(err)),
+        })?;
+    let metadata = file
+        .metadata()
+        .map_err(|err| error(StateFileErrorKind::Unreadable(err)))?;
+    let file_type = metadata.file_type();
+    if !file_type.is_file() {
+        let what = if file_type.is_dir() {
+            "a directory"
+        } else if file_type.is_fifo() {
+            "a FIFO"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else if file_type.is_char_device() || file_type.is_block_device() {
+            "a device"
+        } else {
+            "not a file"
+        };
+        return Err(error(StateFileErrorKind::NotRegularFile(what)));
+    }
+    if metadata.len() > MAX_STATE_FILE_BYTES {
+        return Err(error(StateFileErrorKind::TooLarge(metadata.len())));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    // `take` guards against a file that grows while it is read.
+    (&mut file)
+        .take(MAX_STATE_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| error(StateFileErrorKind::Unreadable(err)))?;
+    if bytes.len() as u64 > MAX_STATE_FILE_BYTES {
+        return Err(error(StateFileErrorKind::TooLarge(bytes.len() as u64)));
+    }
+    serde_json::from_slice(&bytes).map_err(|err| {
+        error(StateFileErrorKind::InvalidJson {
+            line: err.line(),
+            column: err.column(),
+            message: err.to_string(),
+        })
+    })
+}
+
+/// Counts of a persister's writes.
+#[derive(Debug, Default)]
+struct Counters {
+    writes: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// Writes a collector's snapshot to a state file every 2 s, and once more
+/// when stopped, so `pgmigrator status` can read it, even after the pipeline
+/// died.
+///
+/// A failed write (directory removed, read-only file system, disk full) is
+/// logged as a `tracing` warning, counted, and retried on the next tick; it
+/// never damages the previous file. Dropping the persister without
+/// [`stop`](Self::stop) still makes the final write, in the background.
+#[derive(Debug)]
+pub struct StatePersister {
+    path: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+impl StatePersister {
+    /// Starts persisting `collector` to `path`, creating its directory (mode
+    /// 0755) when missing. Must be called inside a Tokio runtime. The first
+    /// write happens at once.
+    pub fn start(collector: Collector, path: impl Into<PathBuf>) -> io::Result<StatePersister> {
+        let path = path.into();
+        if path.file_name().is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} does not name a file", path.display()),
+            ));
+        }
+        create_parent(&path)?;
+        if fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is a directory", path.display()),
+            ));
+        }
+        let (stop, stopped) = oneshot::channel();
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(run(collector, path.clone(), stopped, Arc::clone(&counters)));
+        Ok(StatePersister {
+            path,
+            stop: Some(stop),
+            task: Some(task),
+            counters,
+        })
+    }
+
+    /// The state file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Successful writes so far.
+    pub fn writes(&self) -> u64 {
+        self.counters.writes.load(Ordering::Relaxed)
+    }
+
+    /// Failed writes so far.
+    pub fn failures(&self) -> u64 {
+        self.counters.failures.load(Ordering::Relaxed)
+    }
+
+    /// Flushes the collector, writes the state one final time, then returns.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for StatePersister {
+    fn drop(&mut self) {
+        // Dropping the sender tells the task to make its final write.
+        self.stop.take();
+    }
+}
+
+fn create_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir),
+        _ => Ok(()),
+    }
+}
+
+async fn run(
+    collector: Collector,
+    path: PathBuf,
+    mut stop: oneshot::Receiver<()>,
+    counters: Arc<Counters>,
+) {
+    let mut ticker = tokio::time::interval(PERSIST_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => write_once(&collector, &path, &counters).await,
+            // A stop request, or the persister was dropped.
+            _ = &mut stop => break,
+        }
+    }
+    collector.flush().await;
+    write_once(&collector, &path, &counters).await;
+}
+
+async fn write_once(collector: &Collector, path: &Path, counters: &Counters) {
+    let snapshot = collector.snapshot();
+    let target = path.to_owned();
+    // One blocking job for serialising and the whole write sequence keeps
+    // both off the runtime's worker threads (tokio::fs would hop to the
+    // blocking pool once per call anyway).
+    let result = tokio::task::spawn_blocking(move || {
+        // The directory may have been removed since the last write.
+        create_parent(&target)?;
+        write_state_file(&target, &snapshot)
+    })
+    .await
+    .unwrap_or_else(|join| Err(io::Error::other(join)));
+    match result {
+        Ok(()) => {
+            counters.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(err) => {
+            let failures = counters.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                path = %path.display(),
+                error = %err,
+                failures,
+                "could not write the state file; retrying in 2 s"
+            );
+        }
+    }
+}

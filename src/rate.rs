@@ -1,0 +1,238 @@
+//! A sliding-window throughput meter in fixed memory.
+//!
+//! The Go original kept one `(time, value)` entry per event for 60 s: at a
+//! million events per second that is 60 million entries, and every eviction
+//! shifted the whole list. Here the window is cut into a fixed number of
+//! buckets that are reused as time moves on, so memory and the cost of an
+//! update stay the same whatever the event rate.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Sums of two quantities (rows and bytes) over a sliding time window.
+///
+/// The rate is `sum(values in window) / max(1 s, now − oldest entry)`, where
+/// the window is divided into buckets; the oldest bucket expires as a whole,
+/// so the effective window is between `window − window/buckets` and `window`.
+///
+/// ```
+/// use std::time::Duration;
+/// use pgmigrator_metrics::RateWindow;
+/// use tokio::time::Instant;
+///
+/// let start = Instant::now();
+/// let mut window = RateWindow::new(Duration::from_secs(60), 120);
+/// window.add(start, 100, 4096);
+/// window.add(start + Duration::from_secs(2), 100, 4096);
+/// let rate = window.rate(start + Duration::from_secs(4));
+/// assert_eq!(rate.rows_per_sec, 50.0); // 200 rows over the 4 s since the oldest entry
+/// assert_eq!(window.rate(start + Duration::from_secs(70)).rows_per_sec, 0.0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RateWindow {
+    /// Width of one bucket in nanoseconds (at least 1).
+    bucket_nanos: u64,
+    /// The instant of the first entry; bucket numbers count from it.
+    origin: Option<Instant>,
+    /// Ring of buckets indexed by `bucket number % len`.
+    buckets: Box<[Bucket]>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Which bucket number the sums belong to; `EMPTY` when never used.
+    number: u64,
+    /// Offset from the origin of the first entry in this bucket, in nanoseconds.
+    first_nanos: u64,
+    /// Sum of the first quantity (rows).
+    rows: u64,
+    /// Sum of the second quantity (bytes).
+    bytes: u64,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+/// Rates over the window, per second. Always finite and never negative.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Rate {
+    /// Rows per second.
+    pub rows_per_sec: f64,
+    /// Bytes per second.
+    pub bytes_per_sec: f64,
+}
+
+impl RateWindow {
+    /// A window of `window` split into `buckets` buckets (at least one; a
+    /// bucket is at least a nanosecond wide).
+    pub fn new(window: Duration, buckets: usize) -> Self {
+        let buckets = buckets.max(1);
+        let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+        RateWindow {
+            bucket_nanos: (nanos / buckets as u64).max(1),
+            origin: None,
+            buckets: vec![
+                Bucket {
+                    number: EMPTY,
+                    first_nanos: 0,
+                    rows: 0,
+                    bytes: 0,
+                };
+                buckets
+            ]
+            .into_boxed_slice(),
+        }
+    }
+
+    /// Adds `rows` and `bytes` seen at `now`. O(1), no allocation.
+    ///
+    /// Entries must come in time order (the collector stamps them as it
+    /// applies them); an entry older than the first one counts as the first.
+    pub fn add(&mut self, now: Instant, rows: u64, bytes: u64) {
+        let origin = *self.origin.get_or_insert(now);
+        let offset = nanos_between(origin, now);
+        let number = offset / self.bucket_nanos;
+        let len = self.buckets.len() as u64;
+        let bucket = &mut self.buckets[(number % len) as usize];
+        if bucket.number != number {
+            *bucket = Bucket {
+                number,
+                first_nanos: offset,
+                rows: 0,
+                bytes: 0,
+            };
+        }
+        bucket.rows = bucket.rows.saturating_add(rows);
+        bucket.bytes = bucket.bytes.saturating_add(bytes);
+    }
+
+    /// The rates at `now`: the window's sums over the time since its oldest
+    /// entry, that time being at least one second.
+    pub fn rate(&self, now: Instant) -> Rate {
+        let Some(origin) = self.origin else {
+            return Rate::default();
+        };
+        let offset = nanos_between(origin, now);
+        let current = offset / self.bucket_nanos;
+        let len = self.buckets.len() as u64;
+        let (mut rows, mut bytes, mut oldest) = (0u64, 0u64, u64::MAX);
+        for bucket in self.buckets.iter() {
+            let live =
+                bucket.number != EMPTY && bucket.number <= current && current - bucket.number < len;
+            if live {
+                rows = rows.saturating_add(bucket.rows);
+                bytes = bytes.saturating_add(bucket.bytes);
+                oldest = oldest.min(bucket.first_nanos);
+            }
+        }
+        if oldest == u64::MAX {
+            return Rate::default();
+        }
+        let span = (offset.saturating_sub(oldest) as f64 / 1e9).max(1.0);
+        Rate {
+            rows_per_sec: rows as f64 / span,
+            bytes_per_sec: bytes as f64 / span,
+        }
+    }
+
+    /// Bytes of memory this window holds, itself and its buckets; fixed at
+    /// construction.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + std::mem::size_of_val(&*self.buckets)
+    }
+}
+
+fn nanos_between(earlier: Instant, later: Instant) -> u64 {
+    u64::try_from(later.saturating_duration_since(earlier).as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn empty_window_has_zero_rate() {
+        let window = RateWindow::new(secs(60.0), 120);
+        assert_eq!(window.rate(Instant::now()), Rate::default());
+    }
+
+    #[test]
+    fn rate_divides_by_time_since_oldest_entry() {
+        let t0 = Instant::now();
+        let mut window = RateWindow::new(secs(60.0), 120);
+        window.add(t0, 1000, 10);
+        window.add(t0 + secs(5.0), 1000, 10);
+        let rate = window.rate(t0 + secs(10.0));
+        assert_eq!(rate.rows_per_sec, 200.0);
+        assert_eq!(rate.bytes_per_sec, 2.0);
+    }
+
+    #[test]
+    fn elapsed_is_clamped_to_one_second() {
+        let t0 = Instant::now();
+        let mut window = RateWindow::new(secs(60.0), 120);
+        window.add(t0, 500, 0);
+        assert_eq!(window.rate(t0).rows_per_sec, 500.0);
+        assert_eq!(window.rate(t0 + secs(0.25)).rows_per_sec, 500.0);
+    }
+
+    #[test]
+    fn entries_expire_after_the_window() {
+        let t0 = Instant::now();
+        let mut window = RateWindow::new(secs(60.0), 120);
+        window.add(t0, 600, 0);
+        assert!(window.rate(t0 + secs(59.4)).rows_per_sec > 0.0);
+        assert_eq!(window.rate(t0 + secs(60.0)).rows_per_sec, 0.0);
+        window.add(t0 + secs(61.0), 60, 0);
+        assert_eq!(window.rate(t0 + secs(62.0)).rows_per_sec, 60.0);
+    }
+
+    #[test]
+    fn only_the_last_window_counts_under_steady_load() {
+        let t0 = Instant::now();
+        let mut window = RateWindow::new(secs(60.0), 120);
+        // 1000 rows every 10 ms for 5 minutes: 100,000 rows/s.
+        for i in 0..30_000u32 {
+            window.add(t0 + Duration::from_millis(10 * u64::from(i)), 1000, 1);
+        }
+        let rate = window.rate(t0 + secs(300.0));
+        assert!(
+            (rate.rows_per_sec - 100_000.0).abs() / 100_000.0 < 0.01,
+            "{rate:?}"
+        );
+    }
+
+    #[test]
+    fn memory_is_fixed_whatever_the_event_count() {
+        let t0 = Instant::now();
+        let mut window = RateWindow::new(secs(60.0), 120);
+        let before = window.memory_bytes();
+        for i in 0..1_000_000u64 {
+            window.add(t0 + Duration::from_micros(i * 100), 1, 1);
+        }
+        assert_eq!(window.memory_bytes(), before);
+        assert!(before < 8 * 1024, "{before}");
+    }
+
+    #[test]
+    fn huge_values_saturate_instead_of_overflowing() {
+        let t0 = Instant::now();
+        let mut window = RateWindow::new(secs(60.0), 4);
+        window.add(t0, u64::MAX, u64::MAX);
+        window.add(t0, u64::MAX, 1);
+        let rate = window.rate(t0 + secs(2.0));
+        assert!(rate.rows_per_sec.is_finite() && rate.rows_per_sec > 0.0);
+    }
+
+    #[test]
+    fn degenerate_sizes_are_clamped() {
+        let t0 = Instant::now();
+        let mut window = RateWindow::new(Duration::ZERO, 0);
+        window.add(t0, 5, 5);
+        assert_eq!(window.rate(t0).rows_per_sec, 5.0);
+    }
+}

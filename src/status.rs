@@ -1,0 +1,235 @@
+//! The offline report of `pgmigrator status`: a pure function of a snapshot
+//! and the current time.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::lsn::format_duration;
+use crate::model::Snapshot;
+
+/// A snapshot older than this is marked stale: its pipeline has stopped
+/// writing (it writes every 2 s).
+pub const STALE_AFTER: Duration = Duration::from_secs(10);
+
+/// The status report for `snapshot` as seen at `now`.
+///
+/// The first lines keep the Go original's labels and order; lines it did not
+/// have (latest LSN, time lag, ETA, errors) follow the table list.
+///
+/// ```
+/// use pgmigrator_metrics::{status, Phase, Snapshot};
+/// use time::macros::datetime;
+///
+/// let snapshot = Snapshot {
+///     timestamp: datetime!(2026-02-27 14:00:00 UTC),
+///     phase: Phase::Streaming,
+///     ..Snapshot::default()
+/// };
+/// let report = status::render(&snapshot, datetime!(2026-02-27 14:00:45 UTC));
+/// assert!(report.starts_with("Phase:        streaming (stale — 45s ago)\n"));
+/// ```
+pub fn render(snapshot: &Snapshot, now: OffsetDateTime) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_report(&mut out, snapshot, now);
+    out
+}
+
+fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt::Result {
+    let age = now - s.timestamp;
+    let stale = if age > STALE_AFTER {
+        format!(" (stale — {}s ago)", age.whole_seconds())
+    } else {
+        String::new()
+    };
+    writeln!(out, "Phase:        {}{stale}", s.phase)?;
+    writeln!(out, "Elapsed:      {:.0}s", s.elapsed_sec)?;
+    writeln!(out, "Applied LSN:  {}", s.applied_lsn)?;
+    writeln!(out, "Confirmed LSN: {}", s.confirmed_lsn)?;
+    writeln!(out, "Lag:          {}", s.lag_formatted)?;
+    writeln!(
+        out,
+        "Tables:       {}/{} copied",
+        s.tables_copied, s.tables_total
+    )?;
+    writeln!(
+        out,
+        "Throughput:   {:.0} rows/s, {:.0} bytes/s",
+        s.rows_per_sec, s.bytes_per_sec
+    )?;
+    writeln!(
+        out,
+        "Total:        {} rows, {} bytes",
+        s.total_rows, s.total_bytes
+    )?;
+
+    if !s.tables.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Tables:")?;
+        for t in &s.tables {
+            let total = if t.rows_total > 0 {
+                t.rows_total.to_string()
+            } else {
+                "?".to_owned()
+            };
+            writeln!(
+                out,
+                "  {:<34} {:<7} {:>5.1}%  ({}/{} rows)",
+                t.qualified_name(),
+                t.status.as_str(),
+                t.percent,
+                t.rows_copied,
+                total
+            )?;
+        }
+    }
+
+    writeln!(out)?;
+    writeln!(out, "Latest LSN:   {}", s.latest_lsn)?;
+    writeln!(
+        out,
+        "Time lag:     {}{}",
+        format_duration(seconds(s.lag_seconds)),
+        if s.caught_up { " (caught up)" } else { "" }
+    )?;
+    if let Some(eta) = s.eta_sec.filter(|_| s.tables_copied < s.tables_total) {
+        let eta = Duration::from_secs(seconds(eta).as_secs());
+        writeln!(out, "Copy ETA:     {}", format_duration(eta))?;
+    }
+    if s.error_count > 0 {
+        writeln!(
+            out,
+            "Errors:       {} (last: {})",
+            s.error_count, s.last_error
+        )?;
+    }
+    Ok(())
+}
+
+/// A duration from seconds that may come from a hand-edited file.
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lsn::Lsn;
+    use crate::model::{Phase, TableProgress, TableStatus};
+    use time::macros::datetime;
+
+    fn example() -> Snapshot {
+        let mut users = TableProgress::new("public", "users", 1_200_000, 0);
+        users.status = TableStatus::Copied;
+        users.rows_copied = 1_200_000;
+        users.percent = 100.0;
+        let mut orders = TableProgress::new("public", "orders", 2_100_000, 0);
+        orders.status = TableStatus::Copying;
+        orders.rows_copied = 890_000;
+        orders.percent = 42.38;
+        Snapshot {
+            timestamp: datetime!(2026-02-27 14:23:01.234 UTC),
+            phase: Phase::Streaming,
+            elapsed_sec: 3621.4,
+            applied_lsn: Lsn(0x1A3B4C5),
+            confirmed_lsn: Lsn(0x1A3B4C0),
+            latest_lsn: Lsn(0x1A3B4C5 + 1_310_720),
+            lag_bytes: 1_310_720,
+            lag_formatted: "1.25 MB (latency: 150ms)".into(),
+            lag_seconds: 0.15,
+            caught_up: false,
+            tables_total: 54,
+            tables_copied: 42,
+            tables: vec![users, orders],
+            rows_per_sec: 4521.3,
+            bytes_per_sec: 1_048_576.0,
+            total_rows: 12_345_678,
+            total_bytes: 5_368_709_120,
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn report_matches_the_original_layout() {
+        let report = render(&example(), datetime!(2026-02-27 14:23:03 UTC));
+        let expected = "\
+Phase:        streaming
+Elapsed:      3621s
+Applied LSN:  0/1A3B4C5
+Confirmed LSN: 0/1A3B4C0
+Lag:          1.25 MB (latency: 150ms)
+Tables:       42/54 copied
+Throughput:   4521 rows/s, 1048576 bytes/s
+Total:        12345678 rows, 5368709120 bytes
+
+Tables:
+  public.users                       copied  100.0%  (1200000/1200000 rows)
+  public.orders                      copying  42.4%  (890000/2100000 rows)
+";
+        assert!(report.starts_with(expected), "{report}");
+    }
+
+    #[test]
+    fn extra_lines_follow_the_table_list() {
+        let mut snapshot = example();
+        snapshot.eta_sec = Some(750.4);
+        snapshot.error_count = 3;
+        snapshot.last_error = "connection reset".into();
+        let report = render(&snapshot, datetime!(2026-02-27 14:23:03 UTC));
+        let tail: Vec<&str> = report.lines().skip(12).collect();
+        assert_eq!(
+            tail,
+            [
+                "",
+                "Latest LSN:   0/1B7B4C5",
+                "Time lag:     150ms",
+                "Copy ETA:     12m30s",
+                "Errors:       3 (last: connection reset)",
+            ]
+        );
+    }
+
+    #[test]
+    fn state_older_than_ten_seconds_is_marked_stale() {
+        let snapshot = example();
+        let fresh = render(&snapshot, snapshot.timestamp + Duration::from_secs(10));
+        assert!(fresh.starts_with("Phase:        streaming\n"));
+        let stale = render(
+            &snapshot,
+            snapshot.timestamp + Duration::from_millis(45_900),
+        );
+        assert!(
+            stale.starts_with("Phase:        streaming (stale — 45s ago)\n"),
+            "{stale}"
+        );
+    }
+
+    #[test]
+    fn unknown_row_estimates_show_a_question_mark() {
+        let mut snapshot = example();
+        snapshot.tables[1].rows_total = -1;
+        let report = render(&snapshot, snapshot.timestamp);
+        assert!(report.contains("(890000/? rows)"), "{report}");
+    }
+
+    #[test]
+    fn empty_state_has_no_table_section_and_no_eta() {
+        let report = render(&Snapshot::default(), OffsetDateTime::UNIX_EPOCH);
+        assert!(!report.contains("\nTables:\n"));
+        assert!(!report.contains("ETA"));
+        assert!(report.contains("Time lag:     0s (caught up)"));
+    }
+
+    #[test]
+    fn hand_edited_numbers_do_not_panic() {
+        let mut snapshot = example();
+        snapshot.lag_seconds = -5.0;
+        snapshot.eta_sec = Some(1e300);
+        snapshot.elapsed_sec = f64::MAX;
+        snapshot.timestamp = datetime!(-9999-01-01 0:00 UTC);
+        let report = render(&snapshot, datetime!(9999-12-31 23:59:59 UTC));
+        assert!(report.contains("stale"));
+    }
+}
