@@ -97,6 +97,46 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
     }
 }
 
+/// Removes temporary files that writers killed mid-write left beside `path`
+/// (`.{name}.{pid}.{n}.tmp` whose process no longer exists). Files of live
+/// processes, including other writers of the same file, are left alone.
+fn remove_orphaned_temp_files(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|n| n.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid > 0 && !process_exists(pid) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks whether `pid` exists; nothing is sent.
+    let result = unsafe { libc::kill(pid, 0) };
+    result == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 /// Why a state file could not be read.
 #[derive(Debug)]
 pub struct StateFileError {
@@ -277,6 +317,7 @@ impl StatePersister {
                 format!("{} is a directory", path.display()),
             ));
         }
+        remove_orphaned_temp_files(&path);
         let (stop, stopped) = oneshot::channel();
         let counters = Arc::new(Counters::default());
         let task = tokio::spawn(run(collector, path.clone(), stopped, Arc::clone(&counters)));

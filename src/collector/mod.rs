@@ -14,7 +14,7 @@ mod table;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -282,7 +282,7 @@ impl LogSink {
         if let Err(mpsc::error::TrySendError::Full(_)) =
             tx.try_send(Message::Update(Update::Log(Box::new(entry))))
         {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

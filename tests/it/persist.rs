@@ -1,0 +1,369 @@
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use pgmigrator_metrics::{
+    Collector, Lsn, Phase, Snapshot, StateFileErrorKind, StatePersister, TableStatus,
+    read_state_file, write_state_file,
+};
+
+use crate::three_tables;
+
+/// A state file as the Go original wrote it: nanosecond timestamps, a
+/// zero-offset `Z`, no fields of ours, and `null` for an empty list.
+const GO_STATE: &str = r#"{
+  "timestamp": "2026-02-27T14:23:01.234567891Z",
+  "phase": "streaming",
+  "elapsed_sec": 5025.7,
+  "applied_lsn": "0/1A3B4C5",
+  "confirmed_lsn": "0/1A3B4C0",
+  "lag_bytes": 1258291,
+  "lag_formatted": "1.20 MB (latency: 0s)",
+  "tables_total": 2,
+  "tables_copied": 1,
+  "tables": [
+    {"schema": "public", "name": "users", "status": "streaming", "rows_total": 1200000,
+     "rows_copied": 1200000, "size_bytes": 104857600, "bytes_copied": 104857600,
+     "percent": 100, "elapsed_sec": 812.5},
+    {"schema": "public", "name": "orders", "status": "copying", "rows_total": 2100000,
+     "rows_copied": 890000, "size_bytes": 0, "bytes_copied": 0,
+     "percent": 42.38095238095238, "elapsed_sec": 301.2}
+  ],
+  "rows_per_sec": 4521.3,
+  "bytes_per_sec": 1048576.0,
+  "total_rows": 22670800,
+  "total_bytes": 5368709120,
+  "error_count": 0
+}"#;
+
+fn temp_files(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn a_state_file_written_by_the_go_original_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    fs::write(&path, GO_STATE).unwrap();
+    let s = read_state_file(&path).unwrap();
+    assert_eq!(s.phase, Phase::Streaming);
+    assert_eq!(s.applied_lsn, Lsn(0x1A3B4C5));
+    assert_eq!(s.tables.len(), 2);
+    assert_eq!(s.tables[1].status, TableStatus::Copying);
+    assert_eq!(s.total_bytes, 5_368_709_120);
+    assert!(s.last_error.is_empty() && s.phases.is_empty() && s.eta_sec.is_none());
+
+    let nulls = GO_STATE.replace(
+        &GO_STATE
+            [GO_STATE.find("\"tables\": [").unwrap()..GO_STATE.find("\"rows_per_sec\"").unwrap()],
+        "\"tables\": null,\n  ",
+    );
+    fs::write(&path, nulls).unwrap();
+    assert!(read_state_file(&path).unwrap().tables.is_empty());
+}
+
+#[test]
+fn unknown_phases_and_unknown_fields_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let newer = GO_STATE
+        .replace(
+            "\"streaming\",\n  \"elapsed",
+            "\"validating\",\n  \"elapsed",
+        )
+        .replace(
+            "\"error_count\": 0",
+            "\"error_count\": 0, \"from_the_future\": {\"x\": [1]}",
+        );
+    fs::write(&path, newer).unwrap();
+    let s = read_state_file(&path).unwrap();
+    assert_eq!(s.phase, Phase::Other("validating".into()));
+    assert_eq!(s.phase.to_string(), "validating");
+}
+
+#[test]
+fn bad_state_files_get_typed_errors_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let check = |kind_ok: &dyn Fn(&StateFileErrorKind) -> bool, wording: &str| {
+        let err = read_state_file(&path).unwrap_err();
+        assert!(kind_ok(err.kind()), "{err:?}");
+        assert_eq!(err.path(), path);
+        let message = err.to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains(wording), "{message}");
+    };
+
+    check(
+        &|k| matches!(k, StateFileErrorKind::NotFound),
+        "no migration state at",
+    );
+
+    fs::write(&path, "").unwrap();
+    check(
+        &|k| {
+            matches!(
+                k,
+                StateFileErrorKind::InvalidJson {
+                    line: 1,
+                    column: 0,
+                    ..
+                }
+            )
+        },
+        "invalid JSON at line 1, column 0",
+    );
+
+    let full = serde_json::to_string_pretty(&Snapshot::default()).unwrap();
+    fs::write(&path, &full[..full.len() / 2]).unwrap();
+    check(
+        &|k| matches!(k, StateFileErrorKind::InvalidJson { .. }),
+        "invalid JSON at line",
+    );
+
+    fs::write(&path, b"\x00\xffgarbage\x89PNG").unwrap();
+    check(
+        &|k| {
+            matches!(
+                k,
+                StateFileErrorKind::InvalidJson {
+                    line: 1,
+                    column: 1,
+                    ..
+                }
+            )
+        },
+        "invalid JSON at line 1, column 1",
+    );
+
+    fs::write(&path, "[1, 2, 3]").unwrap();
+    check(
+        &|k| matches!(k, StateFileErrorKind::InvalidJson { .. }),
+        "invalid JSON",
+    );
+
+    fs::write(&path, r#"{"timestamp": "yesterday", "phase": "copy"}"#).unwrap();
+    check(
+        &|k| matches!(k, StateFileErrorKind::InvalidJson { .. }),
+        "invalid JSON",
+    );
+
+    fs::write(&path, GO_STATE.replace("\"0/1A3B4C5\"", "\"0/ZZZ\"")).unwrap();
+    check(
+        &|k| matches!(k, StateFileErrorKind::InvalidJson { .. }),
+        "invalid LSN",
+    );
+}
+
+#[test]
+fn a_directory_or_fifo_fails_at_once_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let as_dir = dir.path().join("state.json");
+    fs::create_dir(&as_dir).unwrap();
+    let err = read_state_file(&as_dir).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            StateFileErrorKind::NotRegularFile("a directory")
+        ),
+        "{err}"
+    );
+
+    let fifo = dir.path().join("fifo.json");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c_path` is a valid NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            read_state_file(&fifo)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        );
+    });
+    let result = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a FIFO must not block");
+    let message = result.unwrap_err();
+    assert!(
+        message.contains("not a regular file (it is a FIFO)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_100_mb_file_is_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let file = fs::File::create(&path).unwrap();
+    file.set_len(100 * 1024 * 1024).unwrap(); // sparse: no 100 MB written
+    let err = read_state_file(&path).unwrap_err();
+    assert!(
+        matches!(err.kind(), StateFileErrorKind::TooLarge(104_857_600)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("too large"));
+}
+
+#[test]
+fn write_state_file_round_trips_and_leaves_no_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let snapshot: Snapshot = serde_json::from_str(GO_STATE).unwrap();
+    write_state_file(&path, &snapshot).unwrap();
+    let first = read_state_file(&path).unwrap();
+    // Timestamps are kept to the millisecond; everything else as it was.
+    assert_eq!(first.timestamp.nanosecond(), 234_000_000);
+    assert_eq!(
+        Snapshot {
+            timestamp: snapshot.timestamp,
+            ..first.clone()
+        },
+        snapshot
+    );
+    write_state_file(&path, &first).unwrap();
+    assert_eq!(read_state_file(&path).unwrap(), first);
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with("{\n  \"timestamp\": \"2026-02-27T14:23:01.234Z\",\n"),
+        "{text}"
+    );
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert!(temp_files(dir.path()).is_empty());
+}
+
+#[test]
+fn a_planted_symlink_is_replaced_not_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    fs::write(&victim, "precious").unwrap();
+    let path = dir.path().join("state.json");
+    std::os::unix::fs::symlink(&victim, &path).unwrap();
+    write_state_file(&path, &Snapshot::default()).unwrap();
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(
+        !fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[test]
+fn a_failed_write_keeps_the_previous_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    write_state_file(&path, &Snapshot::default()).unwrap();
+    // Writing through a path whose directory is a regular file fails.
+    let blocked = path.join("state.json");
+    assert!(write_state_file(&blocked, &Snapshot::default()).is_err());
+    assert_eq!(read_state_file(&path).unwrap(), Snapshot::default());
+    assert!(temp_files(dir.path()).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn persister_writes_every_two_seconds_and_once_more_on_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested").join("state.json");
+    let collector = Collector::new();
+    let persister = StatePersister::start(collector.clone(), &path).unwrap();
+    assert_eq!(persister.path(), path);
+    let parent_mode = fs::metadata(path.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(parent_mode & 0o777, 0o755);
+
+    collector.set_phase(Phase::Copy).await;
+    collector.set_tables(three_tables()).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
+    assert!(persister.writes() >= 3, "{}", persister.writes());
+
+    collector.record_applied(Lsn(42), 7, 70).await;
+    persister.stop().await;
+    let saved = read_state_file(&path).unwrap();
+    assert_eq!(
+        saved.total_rows, 7,
+        "the final write includes the last updates"
+    );
+    assert_eq!(saved.phase, Phase::Copy);
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert!(temp_files(path.parent().unwrap()).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_removed_directory_is_recreated_on_the_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let path = home.join("state.json");
+    let collector = Collector::new();
+    let persister = StatePersister::start(collector.clone(), &path).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fs::remove_dir_all(&home).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(read_state_file(&path).is_ok());
+    persister.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_writes_are_counted_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let path = home.join("state.json");
+    let collector = Collector::new();
+    let persister = StatePersister::start(collector.clone(), &path).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let good = fs::read(&path).unwrap();
+    // Swap the directory for a regular file: every write now fails.
+    fs::remove_dir_all(&home).unwrap();
+    fs::File::create(&home).unwrap().write_all(&good).unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(persister.failures() >= 2, "{}", persister.failures());
+    // Put the directory back: the next tick writes again.
+    fs::remove_file(&home).unwrap();
+    fs::create_dir(&home).unwrap();
+    let writes = persister.writes();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(persister.writes() > writes);
+    assert!(read_state_file(&path).is_ok());
+    persister.stop().await;
+}
+
+#[tokio::test]
+async fn a_persister_refuses_a_directory_as_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = StatePersister::start(Collector::new(), dir.path()).unwrap_err();
+    assert!(err.to_string().contains("is a directory"), "{err}");
+}
+
+#[tokio::test]
+async fn dropping_a_persister_still_makes_the_final_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let collector = Collector::new();
+    let persister = StatePersister::start(collector.clone(), &path).unwrap();
+    collector.set_phase(Phase::Done).await;
+    let mut watcher = collector.watch();
+    drop(persister);
+    // The final write flushes the collector first; wait for it to land.
+    for _ in 0..500 {
+        if read_state_file(&path).is_ok_and(|s| s.phase == Phase::Done) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = watcher.changed().await;
+    panic!("the dropped persister never wrote the final state");
+}
