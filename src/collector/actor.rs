@@ -88,6 +88,14 @@ impl Actor {
                         }
                         break;
                     }
+                    if received < BATCH {
+                        // Let the writers run before waiting again. Without
+                        // this the actor drains a handful of messages, sleeps
+                        // and is woken across threads for the next handful:
+                        // measured, batches of ~6 and a third of the
+                        // throughput of batches of ~500.
+                        tokio::task::yield_now().await;
+                    }
                     if self.dirty {
                         let due = self.last_publish + MIN_PUBLISH_INTERVAL;
                         if at.instant >= due {

@@ -282,7 +282,8 @@ impl LogSink {
         if let Err(mpsc::error::TrySendError::Full(_)) =
             tx.try_send(Message::Update(Update::Log(Box::new(entry))))
         {
-            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
