@@ -110,3 +110,8 @@ pub use persist::{
 };
 pub use rate::{Rate, RateWindow};
 pub use redact::redact;
+
+/// The README's examples compile as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::lsn::format_duration;
-use crate::model::Snapshot;
+use crate::model::{Phase, Snapshot};
 
 /// A snapshot older than this is marked stale: its pipeline has stopped
 /// writing (it writes every 2 s).
@@ -16,7 +16,9 @@ pub const STALE_AFTER: Duration = Duration::from_secs(10);
 /// The status report for `snapshot` as seen at `now`.
 ///
 /// The first lines keep the Go original's labels and order; lines it did not
-/// have (latest LSN, time lag, ETA, errors) follow the table list.
+/// have (latest LSN, time lag, ETA, errors) follow the table list. A state
+/// older than [`STALE_AFTER`] is marked `(stale — 45s ago)` on the phase
+/// line, or `(finished — 45s ago)` when the phase is `done`.
 ///
 /// ```
 /// use pgmigrator_metrics::{status, Phase, Snapshot};
@@ -39,10 +41,11 @@ pub fn render(snapshot: &Snapshot, now: OffsetDateTime) -> String {
 
 fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt::Result {
     let age = now - s.timestamp;
-    let stale = if age > STALE_AFTER {
-        format!(" (stale — {}s ago)", age.whole_seconds())
-    } else {
-        String::new()
+    let stale = match (age > STALE_AFTER, &s.phase) {
+        (false, _) => String::new(),
+        // A finished pipeline is expected to have stopped writing.
+        (true, Phase::Done) => format!(" (finished — {}s ago)", age.whole_seconds()),
+        (true, _) => format!(" (stale — {}s ago)", age.whole_seconds()),
     };
     writeln!(out, "Phase:        {}{stale}", s.phase)?;
     writeln!(out, "Elapsed:      {:.0}s", s.elapsed_sec)?;
@@ -117,7 +120,7 @@ fn seconds(value: f64) -> Duration {
 mod tests {
     use super::*;
     use crate::lsn::Lsn;
-    use crate::model::{Phase, TableProgress, TableStatus};
+    use crate::model::{TableProgress, TableStatus};
     use time::macros::datetime;
 
     fn example() -> Snapshot {
@@ -203,6 +206,17 @@ Tables:
         assert!(
             stale.starts_with("Phase:        streaming (stale — 45s ago)\n"),
             "{stale}"
+        );
+    }
+
+    #[test]
+    fn a_finished_migration_is_not_called_stale() {
+        let mut snapshot = example();
+        snapshot.phase = Phase::Done;
+        let report = render(&snapshot, snapshot.timestamp + Duration::from_secs(3600));
+        assert!(
+            report.starts_with("Phase:        done (finished — 3600s ago)\n"),
+            "{report}"
         );
     }
 
