@@ -283,7 +283,7 @@ impl State {
 
     fn table_mut(&mut self, key: &TableKey, event: &'static str) -> Option<&mut Table> {
         match self.index.get(key) {
-            Some(&i) => self.tables.get_mut(i).filter(|t| t.key_matches(key)),
+            Some(&i) => self.tables.get_mut(i),
             None => {
                 tracing::debug!(table = %key, event, "event for an unknown table ignored");
                 None

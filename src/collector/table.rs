@@ -74,10 +74,6 @@ impl Table {
         table
     }
 
-    pub(crate) fn key_matches(&self, key: &TableKey) -> bool {
-        self.progress.schema == key.schema && self.progress.name == key.name
-    }
-
     /// A COPY worker picked the table up.
     pub(crate) fn started(&mut self, at: &At) {
         self.progress.status = TableStatus::Copying;

@@ -1,7 +1,7 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pgmigrator_metrics::{
@@ -303,14 +303,20 @@ async fn persister_writes_every_two_seconds_and_once_more_on_stop() {
     assert!(temp_files(path.parent().unwrap()).is_empty());
 }
 
+/// A persister writing `home/state.json` below `dir`, once it has written.
+async fn persister_in(dir: &Path) -> (PathBuf, PathBuf, StatePersister) {
+    let home = dir.join("home");
+    let path = home.join("state.json");
+    let persister = StatePersister::start(Collector::new(), &path).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(persister.writes(), 1);
+    (home, path, persister)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_removed_directory_is_recreated_on_the_next_write() {
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let path = home.join("state.json");
-    let collector = Collector::new();
-    let persister = StatePersister::start(collector.clone(), &path).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (home, path, persister) = persister_in(dir.path()).await;
     fs::remove_dir_all(&home).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(read_state_file(&path).is_ok());
@@ -320,11 +326,7 @@ async fn a_removed_directory_is_recreated_on_the_next_write() {
 #[tokio::test(start_paused = true)]
 async fn failed_writes_are_counted_and_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let path = home.join("state.json");
-    let collector = Collector::new();
-    let persister = StatePersister::start(collector.clone(), &path).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (home, path, persister) = persister_in(dir.path()).await;
     let good = fs::read(&path).unwrap();
     // Swap the directory for a regular file: every write now fails.
     fs::remove_dir_all(&home).unwrap();
