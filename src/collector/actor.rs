@@ -5,18 +5,21 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tokio::time::{self, Instant, MissedTickBehavior};
 
 use super::Shared;
 use super::clock::At;
 use super::event::Message;
+use super::inbox::Inbox;
 use super::state::State;
 use crate::model::Snapshot;
 
-/// Messages taken from the channel at once. Applying a batch under one
-/// timestamp is what lets the actor keep up with millions of events a second.
-const BATCH: usize = 1024;
+/// Below this many messages in a round, the actor yields before waiting
+/// again, so that writers can fill the channels (see `run`). Applying large
+/// batches under one timestamp is what lets it keep up with millions of
+/// events a second.
+const SMALL_BATCH: usize = 1024;
 
 /// Shortest time between two publications outside ticks and flushes. A burst
 /// of updates is published within this time, but a snapshot of ten thousand
@@ -59,13 +62,13 @@ impl Actor {
     /// Runs until [`Message::Close`] or until every handle is dropped; then
     /// publishes a final snapshot. Dropping `self` at the end closes the
     /// watch and broadcast channels, which tells every reader it is over.
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
+    pub(super) async fn run(mut self, mut inbox: Inbox) {
         let mut ticker = time::interval(self.tick);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let publish_later = time::sleep(Duration::ZERO);
         tokio::pin!(publish_later);
         let mut publish_pending = false;
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch = Vec::with_capacity(SMALL_BATCH);
         loop {
             tokio::select! {
                 biased;
@@ -76,19 +79,20 @@ impl Actor {
                         self.publish(&At::now(), false);
                     }
                 }
-                received = rx.recv_many(&mut batch, BATCH) => {
-                    if received == 0 {
+                open = inbox.recv(&mut batch) => {
+                    if !open {
                         break; // every handle is gone
                     }
+                    let received = batch.len();
                     let at = At::now();
                     if self.handle(&mut batch, &at) {
-                        rx.close();
-                        while rx.recv_many(&mut batch, BATCH).await > 0 {
+                        inbox.close();
+                        while inbox.recv(&mut batch).await {
                             self.handle(&mut batch, &At::now());
                         }
                         break;
                     }
-                    if received < BATCH {
+                    if received < SMALL_BATCH {
                         // Let the writers run before waiting again. Without
                         // this the actor drains a handful of messages, sleeps
                         // and is woken across threads for the next handful:

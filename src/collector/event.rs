@@ -34,7 +34,25 @@ pub(crate) enum Update {
     Log(Box<LogEntry>),
 }
 
-/// What travels over the collector's channel.
+/// A message and when it was sent; the inbox orders by the stamp.
+#[derive(Debug)]
+pub(crate) struct Envelope {
+    /// Send time; `std` rather than Tokio time so that the order holds when
+    /// Tokio's clock is paused in tests.
+    pub(crate) sent: std::time::Instant,
+    pub(crate) message: Message,
+}
+
+impl Envelope {
+    pub(crate) fn new(message: Message) -> Self {
+        Envelope {
+            sent: std::time::Instant::now(),
+            message,
+        }
+    }
+}
+
+/// What travels over the collector's channels.
 #[derive(Debug)]
 pub(crate) enum Message {
     Update(Update),

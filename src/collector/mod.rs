@@ -9,12 +9,13 @@
 mod actor;
 mod clock;
 mod event;
+mod inbox;
 mod state;
 mod table;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -23,7 +24,8 @@ use tokio::time::Instant;
 
 use self::actor::Actor;
 use self::clock::At;
-use self::event::{Message, Update};
+use self::event::{Envelope, Message, Update};
+use self::inbox::Inbox;
 use self::state::{Limits, State};
 use self::table::TableKey;
 use crate::lsn::Lsn;
@@ -39,6 +41,22 @@ pub const DEFAULT_LOG_CAPACITY: usize = 500;
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 8192;
 /// Snapshots a `subscribe()` receiver holds before it lags.
 pub const BROADCAST_CAPACITY: usize = 4;
+/// Channels between the handles and the actor; each handle sends on one.
+const SHARDS: usize = 4;
+
+/// Every channel's sender, to give each new handle one of them.
+struct Senders {
+    shards: Box<[mpsc::Sender<Envelope>]>,
+    next: AtomicUsize,
+}
+
+impl Senders {
+    /// The next shard, round-robin.
+    fn next(&self) -> mpsc::Sender<Envelope> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        self.shards[i].clone()
+    }
+}
 
 /// What the actor publishes and handles read.
 struct Shared {
@@ -62,14 +80,31 @@ struct Shared {
 /// [`snapshot`](Self::snapshot), follow it with [`watch`](Self::watch), or
 /// get one every tick with [`subscribe`](Self::subscribe).
 ///
-/// Updates are applied in the order they were sent and are published within
-/// 50 ms, at every tick, and at once on [`flush`](Self::flush). Writes after
-/// [`close`](Self::close) are ignored. The actor stops when `close` is called
-/// or every handle is dropped; it never holds a handle to itself.
-#[derive(Clone)]
+/// Updates are applied in the order they were sent (an update sent after
+/// another finished sending, from any handle, is applied after it) and are
+/// published within 50 ms, at every tick, and at once on
+/// [`flush`](Self::flush). Writes after [`close`](Self::close) are ignored.
+/// The actor stops when `close` is called or every handle is dropped; it
+/// never holds a handle to itself.
+///
+/// Each clone sends on one of a few channels, so writers on different cores
+/// do not contend for one; give each writer task its own clone.
 pub struct Collector {
-    tx: mpsc::Sender<Message>,
+    /// This handle's channel.
+    tx: mpsc::Sender<Envelope>,
+    /// All channels, for clones.
+    senders: Arc<Senders>,
     shared: Arc<Shared>,
+}
+
+impl Clone for Collector {
+    fn clone(&self) -> Self {
+        Collector {
+            tx: self.senders.next(),
+            senders: Arc::clone(&self.senders),
+            shared: Arc::clone(&self.shared),
+        }
+    }
 }
 
 impl fmt::Debug for Collector {
@@ -218,7 +253,12 @@ impl Collector {
     /// [`close`](Self::close).
     pub async fn flush(&self) {
         let (reply, done) = oneshot::channel();
-        if self.tx.send(Message::Flush(reply)).await.is_ok() {
+        if self
+            .tx
+            .send(Envelope::new(Message::Flush(reply)))
+            .await
+            .is_ok()
+        {
             let _ = done.await;
         }
     }
@@ -229,7 +269,7 @@ impl Collector {
     /// call returns once the collector has stopped.
     pub async fn close(&self) {
         // A failed send means it is closed or closing already.
-        let _ = self.tx.send(Message::Close).await;
+        let _ = self.tx.send(Envelope::new(Message::Close)).await;
         let mut stopped = self.shared.watch.clone();
         while stopped.changed().await.is_ok() {}
     }
@@ -261,7 +301,7 @@ impl Collector {
 
     async fn send(&self, update: Update) {
         // After close the actor is gone; writes are ignored by design.
-        let _ = self.tx.send(Message::Update(update)).await;
+        let _ = self.tx.send(Envelope::new(Message::Update(update))).await;
     }
 }
 
@@ -269,7 +309,7 @@ impl Collector {
 /// collector alive.
 #[cfg(feature = "tracing-layer")]
 pub(crate) struct LogSink {
-    tx: mpsc::WeakSender<Message>,
+    tx: mpsc::WeakSender<Envelope>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -280,7 +320,7 @@ impl LogSink {
             return;
         };
         if let Err(mpsc::error::TrySendError::Full(_)) =
-            tx.try_send(Message::Update(Update::Log(Box::new(entry))))
+            tx.try_send(Envelope::new(Message::Update(Update::Log(Box::new(entry)))))
         {
             self.dropped
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -346,8 +386,9 @@ impl CollectorBuilder {
         self
     }
 
-    /// Capacity of the writers' channel (default 8192, at least 1). Writers
-    /// wait when it is full; the tracing layer drops instead.
+    /// Capacity of the writers' channels (default 8192, split evenly over
+    /// the four channels, at least 1 each). A writer waits when its channel
+    /// is full; the tracing layer drops instead.
     pub fn channel_capacity(mut self, capacity: usize) -> Self {
         self.channel_capacity = capacity.max(1);
         self
@@ -375,7 +416,13 @@ impl CollectorBuilder {
         let first = Arc::new(state.snapshot(&At::now(), 0));
         let (watch_tx, watch_rx) = watch::channel(Arc::clone(&first));
         let (broadcast_tx, broadcast_rx) = broadcast::channel(BROADCAST_CAPACITY);
-        let (tx, rx) = mpsc::channel(self.channel_capacity);
+        let per_shard = self.channel_capacity.div_ceil(SHARDS).max(1);
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..SHARDS).map(|_| mpsc::channel(per_shard)).unzip();
+        let senders = Arc::new(Senders {
+            shards: senders.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+        });
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::new(first),
             logs: ArcSwap::from_pointee(state.logs().to_vec()),
@@ -390,7 +437,11 @@ impl CollectorBuilder {
             broadcast_tx,
             self.tick,
         );
-        tokio::spawn(actor.run(rx));
-        Collector { tx, shared }
+        tokio::spawn(actor.run(Inbox::new(receivers)));
+        Collector {
+            tx: senders.next(),
+            senders,
+            shared,
+        }
     }
 }

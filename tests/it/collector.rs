@@ -407,3 +407,39 @@ async fn a_resumed_collector_continues_where_the_last_run_stopped() {
     assert_eq!((s.total_rows, s.total_bytes), (101, 1001));
     assert_eq!((s.error_count, s.applied_lsn), (1, Lsn(0x6000)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_sent_after_another_on_a_different_clone_is_applied_after_it() {
+    // The pipeline's pattern: one task lists the tables, then workers with
+    // their own clones start them. Clones send on different channels.
+    for round in 0..200 {
+        let collector = Collector::new();
+        let worker = collector.clone();
+        collector.set_tables(three_tables()).await;
+        let started = tokio::spawn(async move {
+            worker.table_started("public", "orders").await;
+            worker.table_done("public", "orders", 4000).await;
+            worker
+        });
+        let worker = started.await.unwrap();
+        worker.flush().await;
+        let s = collector.snapshot();
+        assert_eq!(s.tables[1].status, TableStatus::Copied, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn flush_on_one_clone_waits_for_everything_queued_on_another() {
+    let collector = Collector::new();
+    let writer = collector.clone();
+    // Without the cooperative budget, nothing yields to the actor until the
+    // flush waits: 1,500 events and the flush are all queued when it runs.
+    tokio::task::unconstrained(async {
+        for i in 0..1500 {
+            writer.record_applied(Lsn(i), 1, 1).await;
+        }
+        collector.flush().await;
+    })
+    .await;
+    assert_eq!(collector.snapshot().total_rows, 1500);
+}
