@@ -84,6 +84,9 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod collector;
+pub mod demo;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod lag;
 mod logs;
 pub mod lsn;
@@ -91,6 +94,7 @@ pub mod model;
 pub mod persist;
 pub mod rate;
 pub mod redact;
+pub mod source;
 pub mod status;
 
 pub use collector::{
@@ -110,6 +114,7 @@ pub use persist::{
 };
 pub use rate::{Rate, RateWindow};
 pub use redact::redact;
+pub use source::{SnapshotSource, StateFileMirror};
 
 /// The README's examples compile as doc tests.
 #[cfg(doctest)]

@@ -326,6 +326,11 @@ pub struct Snapshot {
     /// Log events the `tracing` layer dropped because the collector was busy.
     #[serde(default)]
     pub logs_dropped: u64,
+    /// Set by a reader that mirrors a state file which stopped changing
+    /// (its pipeline stopped writing); never by a live collector. Omitted
+    /// when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 impl Default for Snapshot {
@@ -356,6 +361,7 @@ impl Default for Snapshot {
             phases: Vec::new(),
             errors: Vec::new(),
             logs_dropped: 0,
+            stale: false,
         }
     }
 }

@@ -207,6 +207,7 @@ impl State {
             phases: self.phases.iter().map(|p| p.view(now)).collect(),
             errors: self.errors.iter().cloned().collect(),
             logs_dropped,
+            stale: false,
         }
     }
 

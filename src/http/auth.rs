@@ -1,0 +1,161 @@
+//! Access checks: the token, and the origin of WebSocket upgrades.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::{AppState, HttpConfig, error};
+
+/// Lets a request through when no token is configured or it presents the
+/// token (`Authorization: Bearer …` or `?token=…`); otherwise 401.
+pub(super) async fn require_token<S>(
+    State(state): State<Arc<AppState<S>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = state.config.token.as_deref().filter(|t| !t.is_empty()) else {
+        return next.run(request).await;
+    };
+    let presented = bearer(request.headers()).or_else(|| query_token(request.uri().query()));
+    if presented.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes())) {
+        return next.run(request).await;
+    }
+    let mut response = error(StatusCode::UNAUTHORIZED, "a valid token is required");
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+fn query_token(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(percent_decode)
+}
+
+/// Decodes `%XX` escapes (and `+` as a space, as forms write it); a
+/// malformed escape is kept as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let hex = |i: usize| bytes.get(i).and_then(|&b| (b as char).to_digit(16));
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+                continue;
+            }
+            (b'+', ..) => out.push(b' '),
+            (other, ..) => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Compares without an early exit, so the time taken does not tell how
+/// much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut difference = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        difference |= usize::from(x ^ y);
+    }
+    difference == 0
+}
+
+/// Whether a WebSocket upgrade may proceed: no `Origin` (not a browser),
+/// the server's own origin, or one the configuration allows.
+pub(super) fn origin_allowed(headers: &HeaderMap, config: &HttpConfig) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/');
+    let own = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .is_some_and(|host| {
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                == Some(host)
+        });
+    own || config
+        .allowed_origins
+        .iter()
+        .any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cres"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cret!"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn tokens_come_from_the_header_or_the_query() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer abc"),
+        );
+        assert_eq!(bearer(&headers).as_deref(), Some("abc"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&headers), None);
+        assert_eq!(
+            query_token(Some("a=1&token=x%2By+z")).as_deref(),
+            Some("x+y z")
+        );
+        assert_eq!(
+            query_token(Some("token=bad%zz%")).as_deref(),
+            Some("bad%zz%")
+        );
+        assert_eq!(query_token(Some("tokens=x")), None);
+    }
+
+    #[test]
+    fn websocket_origins_must_be_own_or_allowed() {
+        let config = HttpConfig {
+            allowed_origins: vec!["https://ops.example.com/".into()],
+            ..HttpConfig::default()
+        };
+        let with = |origin: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:7654"));
+            if let Some(origin) = origin {
+                headers.insert(header::ORIGIN, HeaderValue::from_static(origin));
+            }
+            origin_allowed(&headers, &config)
+        };
+        assert!(with(None));
+        assert!(with(Some("http://127.0.0.1:7654")));
+        assert!(with(Some("https://ops.example.com")));
+        assert!(!with(Some("http://evil.example")));
+        assert!(!with(Some("http://127.0.0.1:7655")));
+        assert!(!with(Some("null")));
+    }
+}

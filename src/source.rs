@@ -1,0 +1,168 @@
+//! Where surfaces get snapshots: a live [`Collector`], or a state file
+//! written by a pipeline in another process ([`StateFileMirror`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::collector::{BROADCAST_CAPACITY, Collector, DEFAULT_TICK};
+use crate::model::{LogEntry, Snapshot};
+use crate::persist::read_state_file;
+
+/// Something that publishes snapshots: what the HTTP surfaces and
+/// dashboards read.
+pub trait SnapshotSource: Send + Sync + 'static {
+    /// The newest snapshot.
+    fn snapshot(&self) -> Arc<Snapshot>;
+    /// One snapshot per tick; ends when the source stops.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Snapshot>>;
+    /// The newest snapshot, marked changed on every publication.
+    fn watch(&self) -> watch::Receiver<Arc<Snapshot>>;
+    /// The log viewer's entries, oldest first.
+    fn logs(&self) -> Vec<LogEntry>;
+}
+
+impl SnapshotSource for Collector {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Collector::snapshot(self)
+    }
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Snapshot>> {
+        Collector::subscribe(self)
+    }
+    fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
+        Collector::watch(self)
+    }
+    fn logs(&self) -> Vec<LogEntry> {
+        Collector::logs(self)
+    }
+}
+
+/// How often a mirror looks at its file, and broadcasts: a collector's tick.
+pub const MIRROR_POLL: Duration = DEFAULT_TICK;
+/// A mirrored file that has not changed for this long is marked stale.
+pub const MIRROR_STALE_AFTER: Duration = Duration::from_secs(10);
+
+/// Republishes a state file written by a pipeline in another process, as if
+/// it were a live collector: re-read when it changes (checked every 500 ms),
+/// broadcast every 500 ms, and marked [`stale`](Snapshot::stale) once it has
+/// not changed for 10 s.
+///
+/// Until the file can first be read the mirror publishes an empty, stale
+/// snapshot; a file that later turns unreadable keeps the last good one
+/// (marked stale once it is old).
+#[derive(Debug, Clone)]
+pub struct StateFileMirror {
+    inner: Arc<MirrorInner>,
+}
+
+#[derive(Debug)]
+struct MirrorInner {
+    path: PathBuf,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    watch: watch::Receiver<Arc<Snapshot>>,
+    broadcast: broadcast::Sender<Arc<Snapshot>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for MirrorInner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl StateFileMirror {
+    /// Starts following `path`. Must be called inside a Tokio runtime.
+    pub fn start(path: impl Into<PathBuf>) -> StateFileMirror {
+        let path = path.into();
+        let first = Arc::new(Snapshot {
+            stale: true,
+            ..Snapshot::default()
+        });
+        let snapshot = Arc::new(ArcSwap::new(Arc::clone(&first)));
+        let (watch_tx, watch) = watch::channel(first);
+        let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let task = tokio::spawn(follow(
+            path.clone(),
+            Arc::clone(&snapshot),
+            watch_tx,
+            broadcast.clone(),
+        ));
+        StateFileMirror {
+            inner: Arc::new(MirrorInner {
+                path,
+                snapshot,
+                watch,
+                broadcast,
+                task,
+            }),
+        }
+    }
+
+    /// The file being followed.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+}
+
+impl SnapshotSource for StateFileMirror {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.snapshot.load_full()
+    }
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Snapshot>> {
+        self.inner.broadcast.subscribe()
+    }
+    fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.inner.watch.clone()
+    }
+    fn logs(&self) -> Vec<LogEntry> {
+        Vec::new()
+    }
+}
+
+/// The file's identity for change detection: modification time and size.
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
+}
+
+/// Runs until the mirror is dropped (which aborts it).
+async fn follow(
+    path: PathBuf,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    watch: watch::Sender<Arc<Snapshot>>,
+    broadcast: broadcast::Sender<Arc<Snapshot>>,
+) {
+    let mut poll = tokio::time::interval(MIRROR_POLL);
+    let mut last_stamp = None;
+    let mut last_change = tokio::time::Instant::now();
+    let mut current: Option<Snapshot> = None;
+    loop {
+        poll.tick().await;
+        let now_stamp = stamp(&path);
+        if now_stamp.is_some() && now_stamp != last_stamp {
+            let file = path.clone();
+            match tokio::task::spawn_blocking(move || read_state_file(&file)).await {
+                Ok(Ok(read)) => {
+                    current = Some(read);
+                    last_stamp = now_stamp;
+                    last_change = tokio::time::Instant::now();
+                }
+                // Half-written by a writer that does not rename, or gone:
+                // keep the last good state and try again next time.
+                Ok(Err(err)) => tracing::debug!(error = %err, "state file not readable"),
+                Err(_) => return, // the runtime is shutting down
+            }
+        }
+        let published = Arc::new(Snapshot {
+            stale: current.is_none() || last_change.elapsed() >= MIRROR_STALE_AFTER,
+            ..current.clone().unwrap_or_default()
+        });
+        snapshot.store(Arc::clone(&published));
+        watch.send_replace(Arc::clone(&published));
+        let _ = broadcast.send(published);
+    }
+}
