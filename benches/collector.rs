@@ -221,11 +221,28 @@ fn state_file_write(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the WebSocket hub does once per tick: one snapshot to JSON text.
+fn ws_frame(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ws_frame_serialize");
+    group.sample_size(20);
+    for n in [100, 10_000] {
+        let snapshot = Snapshot {
+            tables: tables(n),
+            tables_total: n,
+            ..Snapshot::default()
+        };
+        group.bench_with_input(BenchmarkId::from_parameter(n), &snapshot, |b, snapshot| {
+            b.iter(|| serde_json::to_string(black_box(snapshot)).unwrap())
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    targets = record_applied, full_window, snapshot, state_file_write
+    targets = record_applied, full_window, snapshot, state_file_write, ws_frame
 }
 criterion_main!(benches);

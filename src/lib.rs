@@ -75,10 +75,16 @@
 //! - [`redact`](mod@redact): masking passwords in errors and logs.
 //! - [`persist`]: [`StatePersister`], [`read_state_file`], [`default_state_path`].
 //! - [`status`]: the offline report of `pgmigrator status`.
+//! - [`source`]: [`SnapshotSource`], implemented by a [`Collector`] and by a
+//!   [`StateFileMirror`] that follows another process's `state.json`.
+//! - `http` (feature `http`): REST, the WebSocket hub, Prometheus metrics and
+//!   the dashboard as one `axum` router.
+//! - [`demo`]: a simulated migration driving a collector like the pipeline.
 //!
 //! # Features
 //!
-//! - `cli` (default): the `pgmigrator` binary.
+//! - `cli` (default): the `pgmigrator` binary (`demo`, `serve`, `status`).
+//! - `http` (default): `http::router` and `http::serve`.
 //! - `tracing-layer` (default): [`Collector::tracing_layer`].
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]

@@ -48,8 +48,9 @@ pub const MIRROR_STALE_AFTER: Duration = Duration::from_secs(10);
 
 /// Republishes a state file written by a pipeline in another process, as if
 /// it were a live collector: re-read when it changes (checked every 500 ms),
-/// broadcast every 500 ms, and marked [`stale`](Snapshot::stale) once it has
-/// not changed for 10 s.
+/// broadcast every 500 ms, and marked [`stale`](Snapshot::stale) while the
+/// file has not been modified for 10 s (by its modification time, so a file
+/// abandoned long ago is stale at once).
 ///
 /// Until the file can first be read the mirror publishes an empty, stale
 /// snapshot; a file that later turns unreadable keeps the last good one
@@ -138,7 +139,6 @@ async fn follow(
 ) {
     let mut poll = tokio::time::interval(MIRROR_POLL);
     let mut last_stamp = None;
-    let mut last_change = tokio::time::Instant::now();
     let mut current: Option<Snapshot> = None;
     loop {
         poll.tick().await;
@@ -149,7 +149,6 @@ async fn follow(
                 Ok(Ok(read)) => {
                     current = Some(read);
                     last_stamp = now_stamp;
-                    last_change = tokio::time::Instant::now();
                 }
                 // Half-written by a writer that does not rename, or gone:
                 // keep the last good state and try again next time.
@@ -157,8 +156,10 @@ async fn follow(
                 Err(_) => return, // the runtime is shutting down
             }
         }
+        // Stale when the file we show has not changed for a while.
+        let unchanged = last_stamp.and_then(|(modified, _)| modified.elapsed().ok());
         let published = Arc::new(Snapshot {
-            stale: current.is_none() || last_change.elapsed() >= MIRROR_STALE_AFTER,
+            stale: unchanged.is_none_or(|age| age >= MIRROR_STALE_AFTER),
             ..current.clone().unwrap_or_default()
         });
         snapshot.store(Arc::clone(&published));

@@ -93,3 +93,127 @@ fn usage_errors_exit_2() {
     );
     assert_eq!(pgmigrator(&[], dir.path()).status.code(), Some(2));
 }
+
+#[test]
+fn demo_with_a_duration_stops_by_itself_and_leaves_a_valid_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--duration",
+            "3s",
+            "--speed",
+            "10",
+        ])
+        .arg("--state-file")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("Dashboard: http://127.0.0.1:"),
+        "{stdout}"
+    );
+    let snapshot = pgmigrator_metrics::read_state_file(&path).unwrap();
+    assert_eq!(snapshot.tables_total, 24);
+    assert!(snapshot.phase != Phase::Idle);
+}
+
+#[test]
+fn demo_refuses_a_public_address_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["demo", "--listen", "0.0.0.0:0", "--duration", "1s"])
+        .env("PGMIGRATOR_HOME", dir.path())
+        .env_remove("PGMIGRATOR_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("without a token"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn serve_republishes_a_state_file_and_flags_it_stale() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = saved_state(dir.path());
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-file"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("Dashboard: http://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let mut body = String::new();
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        body = raw_get(&addr, "/api/v1/status");
+        if body.contains("\"stale\":true") && body.contains("\"phase\":\"streaming\"") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.contains("\"stale\":true"), "{body}");
+    assert!(body.contains("\"applied_lsn\":\"0/1A3B4C5\""), "{body}");
+}
+
+#[test]
+fn status_watch_redraws_every_second_until_terminated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = saved_state(dir.path());
+    let child = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["status", "--watch", "--state-file"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let draws = text(&out.stdout).matches("Phase:        streaming").count();
+    assert!((2..=4).contains(&draws), "{draws} draws");
+}
+
+/// A minimal HTTP GET for the CLI tests (the server is another process).
+fn raw_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}

@@ -1,9 +1,15 @@
 //! Integration tests through the public API only.
 
 #[cfg(feature = "cli")]
+mod browser;
+#[cfg(feature = "cli")]
 mod cli;
 mod collector;
+#[cfg(feature = "http")]
+mod http;
 mod persist;
+#[cfg(feature = "http")]
+mod tools;
 #[cfg(feature = "tracing-layer")]
 mod tracing_layer;
 

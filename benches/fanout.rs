@@ -1,0 +1,212 @@
+//! WebSocket fan-out on loopback: N clients at 2 Hz with a 100-table
+//! snapshot. The server runs in a child process so that its CPU time is its
+//! own; every client must receive every snapshot. Bounded: each run lasts
+//! a few seconds and ends by itself.
+//!
+//! `cargo bench --bench fanout`
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use pgmigrator_metrics::http::{self, HttpConfig};
+use pgmigrator_metrics::{Collector, Lsn, Phase, TableProgress};
+use tokio::time::{Instant, timeout};
+use tokio_tungstenite::tungstenite::Message;
+
+const TABLES: usize = 100;
+const MEASURE: Duration = Duration::from_secs(10);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    raise_fd_limit();
+    if args.iter().any(|a| a == "--server") {
+        server();
+        return;
+    }
+    println!(
+        "cores: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for clients in [1_000, 10_000] {
+        run(clients);
+    }
+}
+
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on an owned struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// The server: a collector with 100 tables and some activity, ticking at
+/// 2 Hz, served on an ephemeral port (printed), until stdin closes.
+fn server() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let collector = Collector::new();
+        collector.set_phase(Phase::Streaming).await;
+        let tables = (0..TABLES)
+            .map(|i| TableProgress::new("public", &format!("table_{i:03}"), 1_000_000, 1 << 28))
+            .collect();
+        collector.set_tables(tables).await;
+        let activity = collector.clone();
+        tokio::spawn(async move {
+            for i in 0u64.. {
+                activity.record_latest_lsn(Lsn(i * 1000 + 500)).await;
+                activity.record_applied(Lsn(i * 1000), 10, 1000).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        let config = HttpConfig {
+            max_clients: 20_000,
+            ..HttpConfig::default()
+        };
+        let stdin_closed = async {
+            let _ = tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await;
+        };
+        http::serve(listener, collector, config, stdin_closed)
+            .await
+            .unwrap();
+    });
+}
+
+/// CPU seconds used so far by process `pid`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15, 12 and 13 after the name.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// A time written as snapshots write it, so that the two compare as text.
+fn utc_text(t: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).unwrap()
+}
+
+/// The `timestamp` of a frame, without parsing the whole snapshot.
+fn timestamp(frame: &str) -> String {
+    let start = frame.find("\"timestamp\":\"").map_or(0, |i| i + 13);
+    frame[start..].chars().take_while(|&c| c != '"').collect()
+}
+
+fn run(clients: usize) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("--server")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = format!("ws://{}/api/v1/ws", line.trim());
+    let pid = child.id();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = rt.block_on(async {
+        let connect_started = Instant::now();
+        let mut sockets = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            match tokio_tungstenite::connect_async(url.as_str()).await {
+                Ok((ws, _)) => sockets.push(ws),
+                Err(err) => return Err(format!("connecting client {}: {err}", sockets.len())),
+            }
+        }
+        let connect_time = connect_started.elapsed();
+        // Ticks from one second after everyone connected count.
+        let since = utc_text(time::OffsetDateTime::now_utc() + Duration::from_secs(1));
+        // Each client records the timestamps it receives, until told to stop.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let readers: Vec<_> = sockets
+            .into_iter()
+            .map(|mut ws| {
+                let mut stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    loop {
+                        tokio::select! {
+                            frame = ws.next() => match frame {
+                                Some(Ok(Message::Text(text))) => seen.push(timestamp(&text)),
+                                Some(Ok(_)) => {}
+                                _ => return seen,
+                            },
+                            _ = stopped.wait_for(|s| *s) => return seen,
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let cpu_before = cpu_seconds(pid);
+        let measure_started = Instant::now();
+        tokio::time::sleep(MEASURE).await;
+        let cpu = cpu_seconds(pid) - cpu_before;
+        let wall = measure_started.elapsed().as_secs_f64();
+        let until = utc_text(time::OffsetDateTime::now_utc() - Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.send(true).unwrap();
+        let mut all = Vec::with_capacity(clients);
+        for reader in readers {
+            all.push(
+                timeout(Duration::from_secs(30), reader)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        // Every client must have every tick sent while all were connected.
+        let window = |seen: &Vec<String>| -> BTreeSet<String> {
+            seen.iter()
+                .filter(|t| **t >= since && **t <= until)
+                .cloned()
+                .collect()
+        };
+        let reference = window(&all[0]);
+        let missing = all.iter().filter(|seen| window(seen) != reference).count();
+        Ok((connect_time, cpu, wall, reference.len(), missing))
+    });
+    drop(child.stdin.take());
+    let _ = child.wait();
+    match result {
+        Ok((connect_time, cpu, wall, ticks, missing)) => println!(
+            "{clients} clients ({TABLES} tables, 2 Hz): connected in {:.1} s; server CPU {:.1} % of one core \
+             over {wall:.0} s; {ticks} ticks checked, {missing} clients missed one",
+            connect_time.as_secs_f64(),
+            cpu / wall * 100.0,
+        ),
+        Err(err) => println!("{clients} clients: {err}"),
+    }
+}

@@ -1,0 +1,238 @@
+//! The dashboard in a real browser: headless Chromium, driven over the
+//! DevTools protocol, loads `/` from a running `pgmigrator demo`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::time::{Instant, sleep, timeout};
+use tokio_tungstenite::tungstenite::Message;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Kills the process when dropped, so a failed test leaves nothing behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `pgmigrator demo` on an ephemeral port; returns it and its URL.
+fn start_demo(state_file: &std::path::Path) -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            "4",
+            "--duration",
+            "120s",
+        ])
+        .arg("--state-file")
+        .arg(state_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("Dashboard: ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (Running(child), url)
+}
+
+/// A DevTools connection to one page.
+struct Page {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+}
+
+impl Page {
+    async fn open(profile: &std::path::Path, url: &str) -> (Running, Page) {
+        let browser = Running(
+            Command::new(CHROMIUM)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--remote-debugging-port=0",
+                    "--window-size=1280,900",
+                ])
+                .arg(format!("--user-data-dir={}", profile.display()))
+                .arg(url)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        // Chromium writes the port it chose into the profile directory.
+        let port_file = profile.join("DevToolsActivePort");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Some(port) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|text| text.lines().next().map(str::to_owned))
+                .filter(|port| !port.is_empty())
+            {
+                break port;
+            }
+            assert!(Instant::now() < deadline, "chromium did not start");
+            sleep(Duration::from_millis(100)).await;
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let page_url = loop {
+            let list = reqwest_json(&format!("http://127.0.0.1:{port}/json/list")).await;
+            let page = list.as_array().and_then(|targets| {
+                targets
+                    .iter()
+                    .find(|t| t["type"] == "page")
+                    .map(|t| t["webSocketDebuggerUrl"].clone())
+            });
+            if let Some(Value::String(page)) = page {
+                break page;
+            }
+            assert!(Instant::now() < deadline, "no page target: {list}");
+            sleep(Duration::from_millis(100)).await;
+        };
+        let (ws, _) = tokio_tungstenite::connect_async(page_url).await.unwrap();
+        (browser, Page { ws, next_id: 1 })
+    }
+
+    /// Evaluates `expression` in the page and returns its value.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({
+            "id": id,
+            "method": "Runtime.evaluate",
+            "params": { "expression": expression, "returnByValue": true },
+        });
+        self.ws
+            .send(Message::text(request.to_string()))
+            .await
+            .unwrap();
+        loop {
+            let message = timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("DevTools answers")
+                .unwrap()
+                .unwrap();
+            if let Message::Text(text) = message {
+                let reply: Value = serde_json::from_str(&text).unwrap();
+                if reply["id"] == id {
+                    return reply["result"]["result"]["value"].clone();
+                }
+            }
+        }
+    }
+
+    /// What a person sees: phase, connection state, banner, elapsed, tables.
+    async fn view(&mut self) -> Value {
+        self.eval(
+            "JSON.stringify({phase: document.getElementById('phase').textContent,
+                conn: document.getElementById('conn').textContent,
+                banner: document.getElementById('banner').textContent,
+                elapsed: document.getElementById('elapsed').textContent,
+                copied: document.getElementById('copied').textContent,
+                tables: document.getElementById('viewport').innerText})",
+        )
+        .await
+        .as_str()
+        .map(|text| serde_json::from_str(text).unwrap())
+        .unwrap_or(Value::Null)
+    }
+
+    /// Waits until `check` holds for the view (at most 30 s).
+    async fn wait_until(&mut self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let view = self.view().await;
+            if check(&view) {
+                return view;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {what}; it shows {view}"
+            );
+            sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// A GET that returns JSON, with the test's hyper client.
+async fn reqwest_json(url: &str) -> Value {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<hyper::body::Bytes>>();
+    match client.get(url.parse().unwrap()).await {
+        Ok(response) => {
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice(&body).unwrap_or(Value::Null)
+        }
+        Err(_) => Value::Null,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_live_data_in_a_browser_and_says_when_disconnected() {
+    if !crate::tools::available(CHROMIUM) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut demo, url) = start_demo(&dir.path().join("state.json"));
+    let profile = dir.path().join("profile");
+    std::fs::create_dir(&profile).unwrap();
+    let (_browser, mut page) = Page::open(&profile, &url).await;
+
+    let live = page
+        .wait_until("live data", |v| {
+            v["conn"] == "live"
+                && v["tables"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("public.order_items"))
+        })
+        .await;
+    let phase = live["phase"].as_str().unwrap().to_owned();
+    assert!(
+        ["connecting", "schema", "copy", "streaming"].contains(&phase.as_str()),
+        "{live}"
+    );
+    assert!(
+        live["copied"].as_str().unwrap().ends_with("/ 24 tables"),
+        "{live}"
+    );
+    // It updates by itself.
+    let first_elapsed = live["elapsed"].clone();
+    page.wait_until("a new elapsed time", |v| v["elapsed"] != first_elapsed)
+        .await;
+
+    // The server goes away: the page says so plainly.
+    let _ = demo.0.kill();
+    let _ = demo.0.wait();
+    let gone = page
+        .wait_until("the disconnected state", |v| v["conn"] == "disconnected")
+        .await;
+    assert!(
+        gone["banner"].as_str().unwrap().starts_with("Disconnected"),
+        "{gone}"
+    );
+}

@@ -1,0 +1,541 @@
+//! The HTTP surfaces against a real server on an ephemeral loopback port,
+//! with a real HTTP client and real WebSocket clients.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use pgmigrator_metrics::http::{self, HttpConfig};
+use pgmigrator_metrics::{
+    Collector, LogEntry, LogLevel, Lsn, Phase, Snapshot, SnapshotSource, StateFileMirror,
+    TableProgress, write_state_file,
+};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, timeout};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::three_tables;
+
+/// A server on 127.0.0.1:0; dropping `stop` (or sending on it) shuts it down.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start<S: SnapshotSource + Clone>(source: S, config: HttpConfig) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(http::serve(listener, source, config, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn ws(&self, query: &str) -> String {
+        format!("ws://{}/api/v1/ws{query}", self.addr)
+    }
+
+    async fn shutdown(mut self) {
+        drop(self.stop.take());
+        timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// GET with optional headers: (status, content type, body).
+async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let mut request = hyper::Request::get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(request.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        content_type,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+async fn busy_collector() -> Collector {
+    let collector = Collector::builder()
+        .tick(Duration::from_millis(100))
+        .build();
+    collector.set_phase(Phase::Copy).await;
+    collector.set_tables(three_tables()).await;
+    collector.table_started("public", "users").await;
+    collector
+        .update_table_progress("public", "users", 500, 4096)
+        .await;
+    collector.table_done("public", "orders", 4000).await;
+    collector.record_applied(Lsn(0x3000), 15, 1500).await;
+    collector.record_latest_lsn(Lsn(0x4000)).await;
+    collector.record_error("boom").await;
+    collector
+        .add_log(LogEntry::new(LogLevel::Warn, "careful"))
+        .await;
+    collector.flush().await;
+    collector
+}
+
+/// Reads the next text frame as a snapshot.
+async fn next_snapshot<S>(ws: &mut S) -> Snapshot
+where
+    S: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    loop {
+        match timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame in time")
+        {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_endpoints_serve_status_tables_logs_and_health() {
+    let collector = busy_collector().await;
+    let server = Server::start(collector.clone(), HttpConfig::default()).await;
+
+    let (status, content_type, body) = get(&server.url("/api/v1/status"), &[]).await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let snapshot: Snapshot = serde_json::from_str(&body).unwrap();
+    assert_eq!(snapshot.phase, Phase::Copy);
+    assert_eq!(snapshot.total_rows, 15);
+
+    let (status, _, body) = get(&server.url("/api/v1/tables"), &[]).await;
+    let tables: Vec<TableProgress> = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, tables.len()), (200, 3));
+    assert_eq!(tables[0].rows_copied, 500);
+
+    let (status, _, body) = get(&server.url("/api/v1/logs"), &[]).await;
+    let logs: Vec<LogEntry> = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, logs[0].message.as_str()), (200, "careful"));
+
+    assert_eq!(get(&server.url("/healthz"), &[]).await.0, 200);
+    let (status, content_type, body) = get(&server.url("/no/such/path"), &[]).await;
+    assert_eq!((status, content_type.as_str()), (404, "application/json"));
+    assert_eq!(body, r#"{"error":"not found"}"#);
+
+    let (status, content_type, body) = get(&server.url("/"), &[]).await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"));
+    assert!(body.contains("api/v1/ws") && !body.contains("https://cdn"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expose_the_snapshot_and_pass_promtool() {
+    let collector = busy_collector().await;
+    let server = Server::start(collector.clone(), HttpConfig::default()).await;
+    let (status, content_type, text) = get(&server.url("/metrics"), &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    for line in [
+        "pgmigrator_phase{phase=\"copy\"} 1",
+        "pgmigrator_phase{phase=\"streaming\"} 0",
+        "pgmigrator_tables{status=\"copying\"} 1",
+        "pgmigrator_tables{status=\"copied\"} 1",
+        "pgmigrator_table_rows_copied{schema=\"public\",table=\"users\"} 500",
+        "pgmigrator_table_rows_estimated{schema=\"public\",table=\"orders\"} 4000",
+        "pgmigrator_applied_lsn_bytes 12288",
+        "pgmigrator_latest_lsn_bytes 16384",
+        "pgmigrator_replication_lag_bytes 4096",
+        "pgmigrator_caught_up 0",
+        "pgmigrator_rows_applied_total 15",
+        "pgmigrator_bytes_applied_total 1500",
+        "pgmigrator_errors_total 1",
+        "# TYPE pgmigrator_errors_total counter",
+        "pgmigrator_build_info{version=\"",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    // The never-analysed table has no estimate series at all.
+    assert!(!text.contains("pgmigrator_table_rows_estimated{schema=\"public\",table=\"events\"}"));
+    assert!(!text.contains("# EOF"));
+
+    let (_, content_type, openmetrics) = get(
+        &server.url("/metrics"),
+        &[("accept", "application/openmetrics-text; version=1.0.0")],
+    )
+    .await;
+    assert!(content_type.starts_with("application/openmetrics-text"));
+    assert!(openmetrics.ends_with("# EOF\n"));
+
+    crate::tools::promtool_check(&text);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_sends_a_snapshot_at_once_then_one_per_tick() {
+    let collector = busy_collector().await; // ticks every 100 ms
+    let server = Server::start(collector.clone(), HttpConfig::default()).await;
+    let started = Instant::now();
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws(""))
+        .await
+        .unwrap();
+    let first = next_snapshot(&mut ws).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(first.total_rows, 15);
+    let mut stamps = BTreeSet::new();
+    for _ in 0..10 {
+        stamps.insert(next_snapshot(&mut ws).await.timestamp);
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(stamps.len(), 10, "each tick brings a new snapshot");
+    assert!(
+        elapsed >= Duration::from_millis(850) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    // Client messages are read and ignored.
+    ws.send(Message::text("hello")).await.unwrap();
+    next_snapshot(&mut ws).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_all_receive_every_snapshot() {
+    let collector = Collector::builder()
+        .tick(Duration::from_millis(200))
+        .build();
+    collector.set_tables(three_tables()).await;
+    let server = Server::start(collector.clone(), HttpConfig::default()).await;
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws(""))
+            .await
+            .unwrap();
+        next_snapshot(&mut ws).await;
+        clients.push(ws);
+    }
+    // From now on, every client must see the same ticks.
+    let from = time::OffsetDateTime::now_utc() + Duration::from_millis(300);
+    let until = from + Duration::from_millis(1000);
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut seen = BTreeSet::new();
+                loop {
+                    let snapshot = next_snapshot(&mut ws).await;
+                    if snapshot.timestamp > until {
+                        return seen;
+                    }
+                    if snapshot.timestamp >= from {
+                        seen.insert(snapshot.timestamp);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for reader in readers {
+        all.push(reader.await.unwrap());
+    }
+    assert!(all[0].len() >= 4, "{:?}", all[0]);
+    assert!(
+        all.iter().all(|seen| *seen == all[0]),
+        "some client missed a snapshot"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_does_not_delay_the_others() {
+    let collector = Collector::builder().tick(Duration::from_millis(50)).build();
+    // Large frames (~1 MB) fill the stuck client's socket buffers quickly.
+    let tables: Vec<_> = (0..4000)
+        .map(|i| TableProgress::new("public", &format!("table_with_a_long_name_{i:05}"), 1, 1))
+        .collect();
+    collector.set_tables(tables).await;
+    let config = HttpConfig {
+        client_send_timeout: Duration::from_millis(500),
+        ..HttpConfig::default()
+    };
+    let server = Server::start(collector.clone(), config).await;
+    let (_stuck, _) = tokio_tungstenite::connect_async(server.ws(""))
+        .await
+        .unwrap();
+    let (mut reader, _) = tokio_tungstenite::connect_async(server.ws(""))
+        .await
+        .unwrap();
+    next_snapshot(&mut reader).await;
+    let started = Instant::now();
+    let mut longest_gap = Duration::ZERO;
+    let mut last = Instant::now();
+    let mut frames = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        next_snapshot(&mut reader).await;
+        longest_gap = longest_gap.max(last.elapsed());
+        last = Instant::now();
+        frames += 1;
+    }
+    // One frame per 50 ms tick; the stuck client's 500 ms timeouts never show.
+    assert!(frames >= 40, "only {frames} frames in 3 s");
+    assert!(
+        longest_gap < Duration::from_millis(400),
+        "a gap of {longest_gap:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_cap_answers_503() {
+    let config = HttpConfig {
+        max_clients: 2,
+        ..HttpConfig::default()
+    };
+    let server = Server::start(Collector::new(), config).await;
+    let (first, _) = tokio_tungstenite::connect_async(server.ws(""))
+        .await
+        .unwrap();
+    let (_second, _) = tokio_tungstenite::connect_async(server.ws(""))
+        .await
+        .unwrap();
+    match tokio_tungstenite::connect_async(server.ws("")).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    // A freed slot is taken again.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio_tungstenite::connect_async(server.ws("")).await {
+            Ok(_) => break,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(err) => panic!("the slot was never freed: {err}"),
+        }
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_origin_is_refused_unless_allowed() {
+    let config = HttpConfig {
+        allowed_origins: vec!["https://ops.example.com".into()],
+        ..HttpConfig::default()
+    };
+    let server = Server::start(Collector::new(), config).await;
+    let with_origin = |origin: &str| {
+        let mut request = server.ws("").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        request
+    };
+    match tokio_tungstenite::connect_async(with_origin("http://evil.example")).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    assert!(
+        tokio_tungstenite::connect_async(with_origin("https://ops.example.com"))
+            .await
+            .is_ok()
+    );
+    let own = format!("http://{}", server.addr);
+    assert!(
+        tokio_tungstenite::connect_async(with_origin(&own))
+            .await
+            .is_ok()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_enforced_everywhere_but_healthz() {
+    let config = HttpConfig {
+        token: Some("s3cret".into()),
+        ..HttpConfig::default()
+    };
+    let server = Server::start(busy_collector().await, config).await;
+    for path in [
+        "/api/v1/status",
+        "/api/v1/tables",
+        "/api/v1/logs",
+        "/metrics",
+        "/",
+    ] {
+        assert_eq!(get(&server.url(path), &[]).await.0, 401, "{path}");
+        assert_eq!(
+            get(&server.url(path), &[("authorization", "Bearer wrong")])
+                .await
+                .0,
+            401
+        );
+        assert_eq!(
+            get(&server.url(path), &[("authorization", "Bearer s3cret")])
+                .await
+                .0,
+            200
+        );
+    }
+    assert_eq!(get(&server.url("/?token=s3cret"), &[]).await.0, 200);
+    assert_eq!(get(&server.url("/healthz"), &[]).await.0, 200);
+    match tokio_tungstenite::connect_async(server.ws("")).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+        other => panic!("expected 401, got {other:?}"),
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws("?token=s3cret"))
+        .await
+        .unwrap();
+    next_snapshot(&mut ws).await;
+    server.shutdown().await;
+}
+
+#[test]
+fn a_non_loopback_address_needs_a_token() {
+    let open = HttpConfig::default();
+    let public: SocketAddr = "0.0.0.0:7654".parse().unwrap();
+    let err = http::check_listen_address(public, &open).unwrap_err();
+    assert!(err.to_string().contains("without a token"), "{err}");
+    assert!(http::check_listen_address("127.0.0.1:7654".parse().unwrap(), &open).is_ok());
+    assert!(http::check_listen_address("[::1]:7654".parse().unwrap(), &open).is_ok());
+    let with_token = HttpConfig {
+        token: Some("t".into()),
+        ..HttpConfig::default()
+    };
+    assert!(http::check_listen_address(public, &with_token).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_and_collector_close_send_clients_a_close_frame() {
+    let collector = Collector::new();
+    let server = Server::start(collector.clone(), HttpConfig::default()).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws(""))
+        .await
+        .unwrap();
+    next_snapshot(&mut ws).await;
+    let closed = tokio::spawn(async move {
+        while let Some(Ok(message)) = ws.next().await {
+            if let Message::Close(frame) = message {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    });
+    server.shutdown().await;
+    assert_eq!(
+        timeout(Duration::from_secs(5), closed)
+            .await
+            .unwrap()
+            .unwrap(),
+        Some(1001)
+    );
+
+    // A collector that closes ends its clients too.
+    let server = Server::start(collector.clone(), HttpConfig::default()).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws(""))
+        .await
+        .unwrap();
+    next_snapshot(&mut ws).await;
+    collector.close().await;
+    let ended = timeout(Duration::from_secs(5), async {
+        while let Some(Ok(message)) = ws.next().await {
+            if matches!(message, Message::Close(_)) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(ended);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_republishes_a_state_file_and_flags_it_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let written = Snapshot {
+        phase: Phase::Streaming,
+        total_rows: 42,
+        timestamp: time::OffsetDateTime::now_utc(),
+        ..Snapshot::default()
+    };
+    write_state_file(&path, &written).unwrap();
+    let mirror = StateFileMirror::start(&path);
+    let server = Server::start(mirror.clone(), HttpConfig::default()).await;
+    let fresh = wait_for(&server, |s| s.total_rows == 42).await;
+    assert!(!fresh.stale);
+
+    // The pipeline writes again: the mirror follows within a second.
+    write_state_file(
+        &path,
+        &Snapshot {
+            total_rows: 43,
+            ..written.clone()
+        },
+    )
+    .unwrap();
+    wait_for(&server, |s| s.total_rows == 43).await;
+
+    // A file last modified a minute ago is stale.
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let stale = wait_for(&server, |s| s.stale).await;
+    assert_eq!(stale.total_rows, 43);
+    server.shutdown().await;
+}
+
+/// Polls `/api/v1/status` until `check` holds (at most 5 s).
+async fn wait_for(server: &Server, check: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, _, body) = get(&server.url("/api/v1/status"), &[]).await;
+        let snapshot: Snapshot = serde_json::from_str(&body).unwrap();
+        if check(&snapshot) {
+            return snapshot;
+        }
+        assert!(Instant::now() < deadline, "never happened; last: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
