@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::collector::{BROADCAST_CAPACITY, Collector, DEFAULT_TICK};
 use crate::model::{LogEntry, Snapshot};
-use crate::persist::read_state_file;
+use crate::persist::{StateFileError, read_state_file};
 
 /// Something that publishes snapshots: what the HTTP surfaces and
 /// dashboards read.
@@ -52,7 +52,7 @@ pub const MIRROR_STALE_AFTER: Duration = Duration::from_secs(10);
 /// file has not been modified for 10 s (by its modification time, so a file
 /// abandoned long ago is stale at once).
 ///
-/// Until the file can first be read the mirror publishes an empty, stale
+/// Until the file can be read the mirror publishes an empty, stale
 /// snapshot; a file that later turns unreadable keeps the last good one
 /// (marked stale once it is old).
 #[derive(Debug, Clone)]
@@ -76,18 +76,23 @@ impl Drop for MirrorInner {
 }
 
 impl StateFileMirror {
-    /// Starts following `path`. Must be called inside a Tokio runtime.
+    /// Starts following `path`: reads it once now, so that the first
+    /// snapshot served is already the file's, then follows it in a task.
+    /// Must be called inside a Tokio runtime.
     pub fn start(path: impl Into<PathBuf>) -> StateFileMirror {
         let path = path.into();
-        let first = Arc::new(Snapshot {
-            stale: true,
-            ..Snapshot::default()
-        });
+        let mut follower = Follower {
+            path: path.clone(),
+            last_stamp: None,
+            current: None,
+        };
+        follower.reload(read_state_file);
+        let first = Arc::new(follower.published());
         let snapshot = Arc::new(ArcSwap::new(Arc::clone(&first)));
         let (watch_tx, watch) = watch::channel(first);
         let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
         let task = tokio::spawn(follow(
-            path.clone(),
+            follower,
             Arc::clone(&snapshot),
             watch_tx,
             broadcast.clone(),
@@ -130,38 +135,67 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     Some((metadata.modified().ok()?, metadata.len()))
 }
 
+/// What a mirror knows of its file.
+struct Follower {
+    path: PathBuf,
+    /// Identity of the file last read successfully.
+    last_stamp: Option<(SystemTime, u64)>,
+    /// Its contents.
+    current: Option<Snapshot>,
+}
+
+impl Follower {
+    /// Re-reads the file with `read` if it changed. A file that cannot be
+    /// read (half-written by a writer that does not rename, or gone) keeps
+    /// the last good state until next time.
+    fn reload(&mut self, read: impl FnOnce(&Path) -> Result<Snapshot, StateFileError>) {
+        let now = stamp(&self.path);
+        if now.is_none() || now == self.last_stamp {
+            return;
+        }
+        match read(&self.path) {
+            Ok(snapshot) => {
+                self.current = Some(snapshot);
+                self.last_stamp = now;
+            }
+            Err(err) => tracing::debug!(error = %err, "state file not readable"),
+        }
+    }
+
+    /// The snapshot to publish: stale when the file has not been modified
+    /// for a while (or was never read).
+    fn published(&self) -> Snapshot {
+        let unchanged = self
+            .last_stamp
+            .and_then(|(modified, _)| modified.elapsed().ok());
+        Snapshot {
+            stale: unchanged.is_none_or(|age| age >= MIRROR_STALE_AFTER),
+            ..self.current.clone().unwrap_or_default()
+        }
+    }
+}
+
 /// Runs until the mirror is dropped (which aborts it).
 async fn follow(
-    path: PathBuf,
+    mut follower: Follower,
     snapshot: Arc<ArcSwap<Snapshot>>,
     watch: watch::Sender<Arc<Snapshot>>,
     broadcast: broadcast::Sender<Arc<Snapshot>>,
 ) {
     let mut poll = tokio::time::interval(MIRROR_POLL);
-    let mut last_stamp = None;
-    let mut current: Option<Snapshot> = None;
     loop {
         poll.tick().await;
-        let now_stamp = stamp(&path);
-        if now_stamp.is_some() && now_stamp != last_stamp {
-            let file = path.clone();
-            match tokio::task::spawn_blocking(move || read_state_file(&file)).await {
-                Ok(Ok(read)) => {
-                    current = Some(read);
-                    last_stamp = now_stamp;
-                }
-                // Half-written by a writer that does not rename, or gone:
-                // keep the last good state and try again next time.
-                Ok(Err(err)) => tracing::debug!(error = %err, "state file not readable"),
-                Err(_) => return, // the runtime is shutting down
-            }
-        }
-        // Stale when the file we show has not changed for a while.
-        let unchanged = last_stamp.and_then(|(modified, _)| modified.elapsed().ok());
-        let published = Arc::new(Snapshot {
-            stale: unchanged.is_none_or(|age| age >= MIRROR_STALE_AFTER),
-            ..current.clone().unwrap_or_default()
-        });
+        // Reading may block on a slow disk: off the worker threads.
+        follower = match tokio::task::spawn_blocking(move || {
+            follower.reload(read_state_file);
+            follower
+        })
+        .await
+        {
+            Ok(follower) => follower,
+            Err(_) => return, // the runtime is shutting down
+        };
+        let published = Arc::new(follower.published());
         snapshot.store(Arc::clone(&published));
         watch.send_replace(Arc::clone(&published));
         let _ = broadcast.send(published);

@@ -225,7 +225,17 @@ async fn the_dashboard_shows_live_data_in_a_browser_and_says_when_disconnected()
     page.wait_until("a new elapsed time", |v| v["elapsed"] != first_elapsed)
         .await;
 
-    // The server goes away: the page says so plainly.
+    // Once the state file has the tables (it is written every 2 s), the
+    // server goes away: the page says so plainly.
+    let state_file = dir.path().join("state.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pgmigrator_metrics::read_state_file(&state_file).map_or(true, |s| s.tables_total == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the demo never persisted its tables"
+        );
+        sleep(Duration::from_millis(200)).await;
+    }
     let _ = demo.0.kill();
     let _ = demo.0.wait();
     let gone = page
@@ -234,5 +244,41 @@ async fn the_dashboard_shows_live_data_in_a_browser_and_says_when_disconnected()
     assert!(
         gone["banner"].as_str().unwrap().starts_with("Disconnected"),
         "{gone}"
+    );
+
+    // `serve` on the state file the demo left, last modified a minute ago.
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&state_file)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-file"])
+        .arg(&state_file)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _serve = Running(serve);
+    let url = line.trim().strip_prefix("Dashboard: ").unwrap().to_owned();
+    page.eval(&format!("location.href = {}", json!(url))).await;
+    let stale = page
+        .wait_until("the stale state", |v| v["conn"] == "stale")
+        .await;
+    assert!(
+        stale["banner"].as_str().unwrap().starts_with("Stale"),
+        "{stale}"
+    );
+    assert!(
+        stale["tables"]
+            .as_str()
+            .unwrap()
+            .contains("public.order_items"),
+        "{stale}"
     );
 }
