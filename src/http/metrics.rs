@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::model::{Phase, Snapshot, TableStatus};
+use crate::model::{Phase, Snapshot, TableProgress, TableStatus};
 
 /// The `Content-Type` of [`render_openmetrics`]'s output.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -84,6 +84,26 @@ fn gauges<L: EncodeLabelSet>(
         ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
     }
     Ok(())
+}
+
+/// One gauge per table (labels `schema` and `table`); tables for which
+/// `value` is `None` have no series.
+fn per_table(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    tables: &[TableProgress],
+    value: impl Fn(&TableProgress) -> Option<f64>,
+) -> std::fmt::Result {
+    gauges(
+        encoder,
+        name,
+        help,
+        tables.iter().filter_map(|t| {
+            let labels = [("schema", t.schema.as_str()), ("table", t.name.as_str())];
+            Some((labels, value(t)?))
+        }),
+    )
 }
 
 impl PromCollector for SnapshotMetrics {
@@ -162,38 +182,34 @@ impl PromCollector for SnapshotMetrics {
                 ([("status", status.as_str())], count as f64)
             }),
         )?;
-        let label = |t: &'_ crate::model::TableProgress| {
-            [("schema", t.schema.clone()), ("table", t.name.clone())]
-        };
-        gauges(
+        let known = |value: i64| (value > 0).then_some(value as f64);
+        per_table(
             &mut e,
             "table_rows_copied",
             "Rows copied per table",
-            s.tables.iter().map(|t| (label(t), t.rows_copied as f64)),
+            &s.tables,
+            |t| Some(t.rows_copied as f64),
         )?;
-        gauges(
+        per_table(
             &mut e,
             "table_rows_estimated",
             "Estimated rows per table (absent while unknown)",
-            s.tables
-                .iter()
-                .filter(|t| t.rows_total > 0)
-                .map(|t| (label(t), t.rows_total as f64)),
+            &s.tables,
+            |t| known(t.rows_total),
         )?;
-        gauges(
+        per_table(
             &mut e,
             "table_bytes_copied",
             "Bytes copied per table",
-            s.tables.iter().map(|t| (label(t), t.bytes_copied as f64)),
+            &s.tables,
+            |t| Some(t.bytes_copied as f64),
         )?;
-        gauges(
+        per_table(
             &mut e,
             "table_size_bytes",
             "Table size per table (absent while unknown)",
-            s.tables
-                .iter()
-                .filter(|t| t.size_bytes > 0)
-                .map(|t| (label(t), t.size_bytes as f64)),
+            &s.tables,
+            |t| known(t.size_bytes),
         )?;
         if let Some(eta) = s.eta_sec {
             single(

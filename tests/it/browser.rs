@@ -1,8 +1,7 @@
 //! The dashboard in a real browser: headless Chromium, driven over the
 //! DevTools protocol, loads `/` from a running `pgmigrator demo`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -10,47 +9,9 @@ use serde_json::{Value, json};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::{Running, start_pgmigrator};
+
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Kills the process when dropped, so a failed test leaves nothing behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `pgmigrator demo` on an ephemeral port; returns it and its URL.
-fn start_demo(state_file: &std::path::Path) -> (Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--speed",
-            "4",
-            "--duration",
-            "120s",
-        ])
-        .arg("--state-file")
-        .arg(state_file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("Dashboard: ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (Running(child), url)
-}
 
 /// A DevTools connection to one page.
 struct Page {
@@ -73,6 +34,7 @@ impl Page {
                     "--disable-background-networking",
                     "--disable-component-update",
                     "--disable-sync",
+                    "--disable-dev-shm-usage",
                     "--remote-debugging-port=0",
                     "--window-size=1280,900",
                 ])
@@ -198,7 +160,16 @@ async fn the_dashboard_shows_live_data_in_a_browser_and_says_when_disconnected()
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (mut demo, url) = start_demo(&dir.path().join("state.json"));
+    let state_file = dir.path().join("state.json");
+    let (mut demo, url) = start_pgmigrator(&[
+        "demo".as_ref(),
+        "--speed".as_ref(),
+        "4".as_ref(),
+        "--duration".as_ref(),
+        "120s".as_ref(),
+        "--state-file".as_ref(),
+        state_file.as_os_str(),
+    ]);
     let profile = dir.path().join("profile");
     std::fs::create_dir(&profile).unwrap();
     let (_browser, mut page) = Page::open(&profile, &url).await;
@@ -227,7 +198,6 @@ async fn the_dashboard_shows_live_data_in_a_browser_and_says_when_disconnected()
 
     // Once the state file has the tables (it is written every 2 s), the
     // server goes away: the page says so plainly.
-    let state_file = dir.path().join("state.json");
     let deadline = Instant::now() + Duration::from_secs(10);
     while pgmigrator_metrics::read_state_file(&state_file).map_or(true, |s| s.tables_total == 0) {
         assert!(
@@ -254,18 +224,11 @@ async fn the_dashboard_shows_live_data_in_a_browser_and_says_when_disconnected()
         .unwrap()
         .set_modified(old)
         .unwrap();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--state-file"])
-        .arg(&state_file)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _serve = Running(serve);
-    let url = line.trim().strip_prefix("Dashboard: ").unwrap().to_owned();
+    let (_serve, url) = start_pgmigrator(&[
+        "serve".as_ref(),
+        "--state-file".as_ref(),
+        state_file.as_os_str(),
+    ]);
     page.eval(&format!("location.href = {}", json!(url))).await;
     let stale = page
         .wait_until("the stale state", |v| v["conn"] == "stale")

@@ -144,7 +144,6 @@ fn demo_refuses_a_public_address_without_a_token() {
 
 #[test]
 fn serve_republishes_a_state_file_and_flags_it_stale() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let path = saved_state(dir.path());
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
@@ -154,33 +153,22 @@ fn serve_republishes_a_state_file_and_flags_it_stale() {
         .unwrap()
         .set_modified(old)
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--state-file"])
-        .arg(&path)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("Dashboard: http://")
-        .unwrap()
+    let (_serve, url) =
+        crate::start_pgmigrator(&["serve".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
+    let addr = url
+        .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
     let mut body = String::new();
     for _ in 0..50 {
-        std::thread::sleep(std::time::Duration::from_millis(100));
         body = raw_get(&addr, "/api/v1/status");
-        if body.contains("\"stale\":true") && body.contains("\"phase\":\"streaming\"") {
+        if body.contains("\"stale\":true") {
             break;
         }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(body.contains("\"stale\":true"), "{body}");
+    assert!(body.contains("\"phase\":\"streaming\""), "{body}");
     assert!(body.contains("\"applied_lsn\":\"0/1A3B4C5\""), "{body}");
 }
 

@@ -23,3 +23,39 @@ pub fn three_tables() -> Vec<TableProgress> {
         TableProgress::new("public", "events", -1, 32 * 1024),
     ]
 }
+
+/// A child process killed when dropped, so a failed test leaves nothing behind.
+#[cfg(feature = "cli")]
+pub struct Running(pub std::process::Child);
+
+#[cfg(feature = "cli")]
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `pgmigrator ARGS --listen 127.0.0.1:0`; returns it and the
+/// dashboard URL from its first line of output.
+#[cfg(feature = "cli")]
+pub fn start_pgmigrator(args: &[&std::ffi::OsStr]) -> (Running, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("Dashboard: ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (Running(child), url)
+}
