@@ -104,8 +104,9 @@ struct AppState<S> {
     shutdown: watch::Sender<bool>,
 }
 
-/// The router over `source`. WebSocket clients are closed when the source
-/// stops (e.g. `Collector::close`); [`serve`] also closes them on its
+/// The router over `source`. It spawns the WebSocket hub, so it must be
+/// called inside a Tokio runtime. WebSocket clients are closed when the
+/// source stops (e.g. `Collector::close`); [`serve`] also closes them on its
 /// shutdown signal.
 pub fn router<S: SnapshotSource + Clone>(source: S, config: HttpConfig) -> Router {
     build(source, config).0
