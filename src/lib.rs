@@ -80,11 +80,14 @@
 //! - `http` (feature `http`): REST, the WebSocket hub, Prometheus metrics and
 //!   the dashboard as one `axum` router.
 //! - [`demo`]: a simulated migration driving a collector like the pipeline.
+//! - `tui` (feature `tui`): the terminal dashboard, in-process, remote over
+//!   the WebSocket, or on a state file.
 //!
 //! # Features
 //!
 //! - `cli` (default): the `pgmigrator` binary (`demo`, `serve`, `status`).
 //! - `http` (default): `http::router` and `http::serve`.
+//! - `tui` (default): `tui::run`, the terminal dashboard.
 //! - `tracing-layer` (default): [`Collector::tracing_layer`].
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -102,6 +105,8 @@ pub mod rate;
 pub mod redact;
 pub mod source;
 pub mod status;
+#[cfg(feature = "tui")]
+pub mod tui;
 
 pub use collector::{
     BROADCAST_CAPACITY, Collector, CollectorBuilder, DEFAULT_CHANNEL_CAPACITY,

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use pgmigrator_metrics::demo::{self, DemoOptions};
 use pgmigrator_metrics::http::{self, DEFAULT_LISTEN, HttpConfig, TOKEN_ENV};
 use pgmigrator_metrics::{
-    Collector, StateFileMirror, StatePersister, default_state_path, read_state_file, status,
+    Collector, StateFileMirror, StatePersister, default_state_path, read_state_file, status, tui,
 };
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -34,6 +34,21 @@ enum Command {
     /// Show the migration's state from its state file; works after the
     /// pipeline has stopped.
     Status(StatusArgs),
+    /// The terminal dashboard: follow a running server, or a state file.
+    Tui(TuiArgs),
+}
+
+#[derive(Debug, Args)]
+struct TuiArgs {
+    /// A running pgmigrator server to follow over its WebSocket, e.g. http://127.0.0.1:7654
+    #[arg(long, value_name = "URL", conflicts_with = "state_file")]
+    api_addr: Option<String>,
+    /// The server's token.
+    #[arg(long, env = TOKEN_ENV, hide_env_values = true, requires = "api_addr")]
+    token: Option<String>,
+    /// A state file to follow instead [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
+    #[arg(long, value_name = "PATH")]
+    state_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +80,9 @@ struct DemoArgs {
     /// Stop by itself after this long (e.g. 30s, 5m); runs until Ctrl-C otherwise.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
+    /// Show the terminal dashboard in the foreground (q quits).
+    #[arg(long)]
+    tui: bool,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +134,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Demo(args) => demo_command(args).await,
         Command::Serve(args) => serve_command(args).await,
         Command::Status(args) => status_watch(&args).await,
+        Command::Tui(args) => tui_command(args).await,
     }
 }
 
@@ -126,8 +145,9 @@ fn state_path(arg: Option<PathBuf>) -> Result<PathBuf, String> {
     }
 }
 
-/// Binds the listener after checking the address is safe to serve on.
-async fn listen(args: &HttpArgs) -> Result<(TcpListener, HttpConfig), String> {
+/// Binds the listener after checking the address is safe to serve on, and
+/// prints its URL when `announce`.
+async fn listen(args: &HttpArgs, announce: bool) -> Result<(TcpListener, HttpConfig), String> {
     let config = HttpConfig {
         token: args.token.clone().filter(|t| !t.is_empty()),
         allowed_origins: args.allow_origins.clone(),
@@ -138,12 +158,14 @@ async fn listen(args: &HttpArgs) -> Result<(TcpListener, HttpConfig), String> {
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", args.listen))?;
     let addr = listener.local_addr().map_err(|err| err.to_string())?;
-    let query = if config.token.is_some() {
-        "?token=…"
-    } else {
-        ""
-    };
-    say(&format!("Dashboard: http://{addr}/{query}"));
+    if announce {
+        let query = if config.token.is_some() {
+            "?token=…"
+        } else {
+            ""
+        };
+        say(&format!("Dashboard: http://{addr}/{query}"));
+    }
     Ok((listener, config))
 }
 
@@ -156,12 +178,16 @@ async fn demo_command(args: DemoArgs) -> Result<(), String> {
     let path = state_path(args.state_file)?;
     let persister = StatePersister::start(collector.clone(), &path)
         .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-    let (listener, config) = listen(&args.http).await?;
-    say(&format!("State file: {}", path.display()));
+    let (listener, config) = listen(&args.http, !args.tui).await?;
+    if !args.tui {
+        say(&format!("State file: {}", path.display()));
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = std::sync::Arc::new(stop);
+    let signal = std::sync::Arc::clone(&stop);
     tokio::spawn(async move {
         shutdown_signal(args.duration).await;
-        let _ = stop.send(true);
+        signal.send_replace(true);
     });
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -172,23 +198,46 @@ async fn demo_command(args: DemoArgs) -> Result<(), String> {
         ..DemoOptions::default()
     };
     let simulation = tokio::spawn(demo::run(collector.clone(), options, wait(stopped.clone())));
-    let served = http::serve(listener, collector.clone(), config, wait(stopped)).await;
+    let server = tokio::spawn(http::serve(
+        listener,
+        collector.clone(),
+        config,
+        wait(stopped.clone()),
+    ));
+    if args.tui {
+        let shown = tui::run(tui::Feed::local(collector.clone()), wait(stopped)).await;
+        stop.send_replace(true);
+        shown.map_err(|err| format!("terminal: {err}"))?;
+    }
+    let served = server.await.map_err(|err| err.to_string())?;
     let _ = simulation.await;
     persister.stop().await;
     collector.close().await;
     served.map_err(|err| format!("serving: {err}"))?;
-    say("Stopped; the final state is in the state file.");
+    if !args.tui {
+        say("Stopped; the final state is in the state file.");
+    }
     Ok(())
 }
 
 async fn serve_command(args: ServeArgs) -> Result<(), String> {
     let path = state_path(args.state_file)?;
     let mirror = StateFileMirror::start(&path);
-    let (listener, config) = listen(&args.http).await?;
+    let (listener, config) = listen(&args.http, true).await?;
     say(&format!("Following: {}", path.display()));
     http::serve(listener, mirror, config, shutdown_signal(None))
         .await
         .map_err(|err| format!("serving: {err}"))
+}
+
+async fn tui_command(args: TuiArgs) -> Result<(), String> {
+    let feed = match args.api_addr {
+        Some(api) => tui::Feed::remote(&api, args.token.filter(|t| !t.is_empty()))?,
+        None => tui::Feed::local(StateFileMirror::start(state_path(args.state_file)?)),
+    };
+    tui::run(feed, shutdown_signal(None))
+        .await
+        .map_err(|err| format!("terminal: {err}"))
 }
 
 fn status_once(args: &StatusArgs) -> Result<(), String> {

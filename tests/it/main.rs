@@ -12,6 +12,8 @@ mod persist;
 mod tools;
 #[cfg(feature = "tracing-layer")]
 mod tracing_layer;
+#[cfg(all(feature = "tui", feature = "http"))]
+mod tui;
 
 use pgmigrator_metrics::TableProgress;
 

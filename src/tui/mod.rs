@@ -1,0 +1,141 @@
+//! The terminal dashboard, for operators who watch a migration over SSH.
+//!
+//! A [`Feed`] brings snapshots, the link state and log lines from any
+//! source: in-process from a [`Collector`](crate::Collector)'s `watch`
+//! receiver, from a state file ([`StateFileMirror`](crate::StateFileMirror)),
+//! or remotely over a running server's WebSocket ([`Feed::remote`]). [`run`]
+//! takes over the terminal until `q`, Esc or Ctrl-C, or until its shutdown
+//! future completes, and always gives the terminal back (also on panic).
+//! The dashboard only ever holds the latest snapshot, so a terminal that
+//! stops drawing never slows the collector.
+
+mod model;
+mod remote;
+mod view;
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratatui::crossterm::event::{self, Event};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+pub use model::{HISTORY, Link, Model, STALE_AFTER, SortMode};
+pub use view::draw;
+
+use crate::model::{LogEntry, Snapshot};
+use crate::source::SnapshotSource;
+
+/// What the dashboard follows.
+#[derive(Debug)]
+pub struct Feed {
+    /// The newest snapshot.
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The state of the link to the source.
+    pub link: watch::Receiver<Link>,
+    /// The newest log lines, oldest first.
+    pub logs: watch::Receiver<Arc<Vec<LogEntry>>>,
+}
+
+impl Feed {
+    /// Follows a source in this process: its `watch` receiver, and its log
+    /// ring once a second. Must be called inside a Tokio runtime.
+    pub fn local<S: SnapshotSource + Clone>(source: S) -> Feed {
+        let snapshots = source.watch();
+        let (logs_tx, logs) = watch::channel(Arc::new(source.logs()));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            while !logs_tx.is_closed() {
+                ticks.tick().await;
+                logs_tx.send_replace(Arc::new(source.logs()));
+            }
+        });
+        Feed {
+            snapshots,
+            link: watch::channel(Link::Live).1,
+            logs,
+        }
+    }
+
+    /// Follows a server over its WebSocket (`api` like
+    /// `http://127.0.0.1:7654`): the whole snapshot on every tick,
+    /// reconnecting with backoff (1 s doubling to 30 s) when it goes away,
+    /// and its log lines every 2 s. Must be called inside a Tokio runtime.
+    pub fn remote(api: &str, token: Option<String>) -> Result<Feed, String> {
+        remote::follow(api, token)
+    }
+}
+
+/// Runs the dashboard on the terminal until a quit key, or `shutdown`.
+pub async fn run(mut feed: Feed, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    let mut terminal = ratatui::try_init()?;
+    let keys = read_keys();
+    let result = event_loop(&mut terminal, &mut feed, keys, shutdown).await;
+    ratatui::restore();
+    result
+}
+
+async fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    feed: &mut Feed,
+    mut keys: mpsc::Receiver<Event>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    tokio::pin!(shutdown);
+    let mut model = Model::new();
+    model.on_snapshot(feed.snapshots.borrow_and_update().clone(), Instant::now());
+    model.on_link(feed.link.borrow_and_update().clone());
+    // Redraw at least every second, so elapsed time and staleness move.
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    let mut source_open = true;
+    loop {
+        terminal.draw(|frame| draw(frame, &model, Instant::now()))?;
+        tokio::select! {
+            key = keys.recv() => match key {
+                Some(Event::Key(key)) => model.handle_key(key),
+                Some(_) => {} // a resize: the next draw uses the new size
+                None => return Ok(()), // the terminal is gone
+            },
+            changed = feed.snapshots.changed(), if source_open => {
+                if changed.is_err() {
+                    // The source stopped: keep showing its last state.
+                    source_open = false;
+                    continue;
+                }
+                let snapshot = feed.snapshots.borrow_and_update().clone();
+                model.on_snapshot(snapshot, Instant::now());
+            }
+            Ok(()) = feed.link.changed() => model.on_link(feed.link.borrow_and_update().clone()),
+            Ok(()) = feed.logs.changed() => model.on_logs(feed.logs.borrow_and_update().clone()),
+            _ = second.tick() => {}
+            () = &mut shutdown => return Ok(()),
+        }
+        if model.should_quit() {
+            return Ok(());
+        }
+    }
+}
+
+/// Terminal events, read on a thread of their own (reading blocks).
+fn read_keys() -> mpsc::Receiver<Event> {
+    let (tx, rx) = mpsc::channel(64);
+    std::thread::spawn(move || {
+        while !tx.is_closed() {
+            match event::poll(Duration::from_millis(100)) {
+                Ok(true) => match event::read() {
+                    Ok(event) => {
+                        if tx.blocking_send(event).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                },
+                Ok(false) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    rx
+}

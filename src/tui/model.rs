@@ -1,0 +1,430 @@
+//! The terminal dashboard's state: the newest snapshot, the link to its
+//! source, the sparkline history and what the keys changed. Pure, so every
+//! key is unit-tested without a terminal.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use tokio::time::Instant;
+
+use crate::model::{LogEntry, Snapshot, TableProgress, TableStatus};
+
+/// Points kept for each sparkline: one per snapshot received.
+pub const HISTORY: usize = 60;
+/// No snapshot for this long from a live source means the data is stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(10);
+
+/// The state of the connection to the snapshot source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Receiving snapshots.
+    Live,
+    /// Connecting for the first time.
+    Connecting,
+    /// The source went away; trying again.
+    Reconnecting {
+        /// Time until the next attempt.
+        retry_in: Duration,
+        /// Why the last attempt failed or the connection ended.
+        reason: String,
+    },
+}
+
+/// Order of the table list; `s` cycles through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortMode {
+    /// The pipeline's order.
+    Original,
+    /// Least complete first.
+    Progress,
+    /// Copying, pending, copied, streaming.
+    Status,
+    /// Largest first.
+    Size,
+}
+
+impl SortMode {
+    fn next(self) -> Self {
+        match self {
+            SortMode::Original => SortMode::Progress,
+            SortMode::Progress => SortMode::Status,
+            SortMode::Status => SortMode::Size,
+            SortMode::Size => SortMode::Original,
+        }
+    }
+
+    /// Its name on the help line.
+    pub fn label(self) -> &'static str {
+        match self {
+            SortMode::Original => "original",
+            SortMode::Progress => "progress",
+            SortMode::Status => "status",
+            SortMode::Size => "size",
+        }
+    }
+}
+
+/// Everything the view draws.
+#[derive(Debug)]
+pub struct Model {
+    pub(crate) snapshot: Arc<Snapshot>,
+    pub(crate) link: Link,
+    pub(crate) logs: Arc<Vec<LogEntry>>,
+    /// When the newest snapshot arrived.
+    received_at: Option<Instant>,
+    pub(crate) lag_history: VecDeque<u64>,
+    pub(crate) rate_history: VecDeque<u64>,
+    /// Index of the first table shown.
+    pub(crate) offset: usize,
+    pub(crate) sort: SortMode,
+    pub(crate) filter: String,
+    /// Typing a filter: keys edit it instead of acting.
+    pub(crate) filtering: bool,
+    pub(crate) show_logs: bool,
+    pub(crate) show_help: bool,
+    quit: bool,
+    /// Table rows that fit, as of the last draw (for paging).
+    pub(crate) page: Cell<usize>,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model::new()
+    }
+}
+
+impl Model {
+    /// An empty model, connecting.
+    pub fn new() -> Self {
+        Model {
+            snapshot: Arc::new(Snapshot::default()),
+            link: Link::Connecting,
+            logs: Arc::new(Vec::new()),
+            received_at: None,
+            lag_history: VecDeque::with_capacity(HISTORY),
+            rate_history: VecDeque::with_capacity(HISTORY),
+            offset: 0,
+            sort: SortMode::Original,
+            filter: String::new(),
+            filtering: false,
+            show_logs: false,
+            show_help: false,
+            quit: false,
+            page: Cell::new(10),
+        }
+    }
+
+    /// A snapshot arrived at `now`: shown, and one point on each sparkline.
+    pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>, now: Instant) {
+        push(&mut self.lag_history, snapshot.lag_bytes);
+        push(
+            &mut self.rate_history,
+            snapshot.rows_per_sec.max(0.0) as u64,
+        );
+        self.snapshot = snapshot;
+        self.received_at = Some(now);
+        self.clamp_offset();
+    }
+
+    /// The link to the source changed.
+    pub fn on_link(&mut self, link: Link) {
+        self.link = link;
+    }
+
+    /// New log entries.
+    pub fn on_logs(&mut self, logs: Arc<Vec<LogEntry>>) {
+        self.logs = logs;
+    }
+
+    /// The newest snapshot.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Whether a quit key was pressed.
+    pub fn should_quit(&self) -> bool {
+        self.quit
+    }
+
+    /// Whether the data shown is stale at `now`: the source says so, or a
+    /// live source has sent nothing for 10 s.
+    pub fn is_stale(&self, now: Instant) -> bool {
+        self.snapshot.stale
+            || (self.link == Link::Live
+                && self
+                    .received_at
+                    .is_some_and(|at| now.saturating_duration_since(at) > STALE_AFTER))
+    }
+
+    /// How long since the last snapshot, at `now`.
+    pub fn silence(&self, now: Instant) -> Option<Duration> {
+        self.received_at.map(|at| now.saturating_duration_since(at))
+    }
+
+    /// The tables shown: filtered by name, then sorted.
+    pub fn rows(&self) -> Vec<&TableProgress> {
+        let needle = self.filter.to_lowercase();
+        let mut rows: Vec<&TableProgress> = self
+            .snapshot
+            .tables
+            .iter()
+            .filter(|t| needle.is_empty() || t.qualified_name().to_lowercase().contains(&needle))
+            .collect();
+        match self.sort {
+            SortMode::Original => {}
+            SortMode::Progress => rows.sort_by(|a, b| a.percent.total_cmp(&b.percent)),
+            SortMode::Status => rows.sort_by_key(|t| status_rank(t.status)),
+            SortMode::Size => rows.sort_by_key(|t| std::cmp::Reverse(t.size_bytes)),
+        }
+        rows
+    }
+
+    /// Applies a key press.
+    pub fn handle_key(&mut self, key: KeyEvent) {
+        if key.kind == KeyEventKind::Release {
+            return;
+        }
+        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+            self.quit = true;
+            return;
+        }
+        if self.filtering {
+            match key.code {
+                KeyCode::Enter => self.filtering = false,
+                KeyCode::Esc => {
+                    self.filtering = false;
+                    self.filter.clear();
+                }
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                }
+                KeyCode::Char(c) => self.filter.push(c),
+                _ => {}
+            }
+            self.offset = 0;
+            return;
+        }
+        if self.show_help {
+            // Any key closes the help; q still quits.
+            self.show_help = false;
+            if key.code != KeyCode::Char('q') {
+                return;
+            }
+        }
+        let page = self.page.get().max(1);
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => self.quit = true,
+            KeyCode::Up => self.offset = self.offset.saturating_sub(1),
+            KeyCode::Down => self.offset += 1,
+            KeyCode::PageUp => self.offset = self.offset.saturating_sub(page),
+            KeyCode::PageDown => self.offset += page,
+            KeyCode::Home => self.offset = 0,
+            KeyCode::End => self.offset = usize::MAX,
+            KeyCode::Char('s') => self.sort = self.sort.next(),
+            KeyCode::Char('/') => {
+                self.filtering = true;
+                self.filter.clear();
+            }
+            KeyCode::Char('l') => self.show_logs = !self.show_logs,
+            KeyCode::Char('?') => self.show_help = true,
+            _ => {}
+        }
+        self.clamp_offset();
+    }
+
+    /// Keeps the list from scrolling past its end.
+    fn clamp_offset(&mut self) {
+        let last = self.rows().len().saturating_sub(self.page.get().max(1));
+        self.offset = self.offset.min(last);
+    }
+}
+
+fn push(history: &mut VecDeque<u64>, value: u64) {
+    if history.len() == HISTORY {
+        history.pop_front();
+    }
+    history.push_back(value);
+}
+
+fn status_rank(status: TableStatus) -> u8 {
+    match status {
+        TableStatus::Copying => 0,
+        TableStatus::Pending => 1,
+        TableStatus::Copied => 2,
+        TableStatus::Streaming => 3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    fn model_with(tables: usize) -> Model {
+        let mut model = Model::new();
+        let tables = (0..tables)
+            .map(|i| {
+                let mut t =
+                    TableProgress::new("public", &format!("t{i:03}"), 100, (i as i64 % 7) * 10);
+                t.percent = ((i * 37) % 100) as f64;
+                t.status = [
+                    TableStatus::Pending,
+                    TableStatus::Copying,
+                    TableStatus::Copied,
+                ][i % 3];
+                t
+            })
+            .collect();
+        model.on_snapshot(
+            Arc::new(Snapshot {
+                tables,
+                ..Snapshot::default()
+            }),
+            Instant::now(),
+        );
+        model
+    }
+
+    #[test]
+    fn scrolling_stays_within_the_list() {
+        let mut model = model_with(25);
+        model.page.set(10);
+        model.handle_key(key(KeyCode::Up));
+        assert_eq!(model.offset, 0);
+        model.handle_key(key(KeyCode::Down));
+        assert_eq!(model.offset, 1);
+        model.handle_key(key(KeyCode::PageDown));
+        assert_eq!(model.offset, 11);
+        model.handle_key(key(KeyCode::PageDown));
+        assert_eq!(model.offset, 15, "the last page ends at the last table");
+        model.handle_key(key(KeyCode::Down));
+        assert_eq!(model.offset, 15);
+        model.handle_key(key(KeyCode::Home));
+        assert_eq!(model.offset, 0);
+        model.handle_key(key(KeyCode::End));
+        assert_eq!(model.offset, 15);
+        model.handle_key(key(KeyCode::PageUp));
+        assert_eq!(model.offset, 5);
+    }
+
+    #[test]
+    fn a_short_list_does_not_scroll() {
+        let mut model = model_with(3);
+        model.handle_key(key(KeyCode::End));
+        model.handle_key(key(KeyCode::Down));
+        assert_eq!(model.offset, 0);
+    }
+
+    #[test]
+    fn sort_cycles_through_four_orders() {
+        let mut model = model_with(9);
+        let names = |m: &Model| m.rows().iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&model)[0], "t000");
+        model.handle_key(key(KeyCode::Char('s')));
+        assert_eq!(model.sort, SortMode::Progress);
+        let percents: Vec<f64> = model.rows().iter().map(|t| t.percent).collect();
+        assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{percents:?}");
+        model.handle_key(key(KeyCode::Char('s')));
+        assert_eq!(model.sort, SortMode::Status);
+        assert_eq!(model.rows()[0].status, TableStatus::Copying);
+        model.handle_key(key(KeyCode::Char('s')));
+        assert_eq!(model.sort, SortMode::Size);
+        let sizes: Vec<i64> = model.rows().iter().map(|t| t.size_bytes).collect();
+        assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
+        model.handle_key(key(KeyCode::Char('s')));
+        assert_eq!(model.sort, SortMode::Original);
+        assert_eq!(names(&model)[0], "t000");
+    }
+
+    #[test]
+    fn slash_filters_by_name_and_escape_clears_it() {
+        let mut model = model_with(30);
+        model.handle_key(key(KeyCode::Char('/')));
+        for c in "T01".chars() {
+            model.handle_key(key(KeyCode::Char(c)));
+        }
+        let names: Vec<_> = model.rows().iter().map(|t| t.name.clone()).collect();
+        assert_eq!(names.len(), 10);
+        assert!(names.iter().all(|n| n.starts_with("t01")));
+        // While typing, q and Esc edit the filter instead of quitting.
+        model.handle_key(key(KeyCode::Char('q')));
+        assert!(!model.should_quit());
+        assert!(model.rows().is_empty());
+        model.handle_key(key(KeyCode::Backspace));
+        model.handle_key(key(KeyCode::Enter));
+        assert!(!model.filtering);
+        assert_eq!(model.rows().len(), 10);
+        model.handle_key(key(KeyCode::Char('/')));
+        model.handle_key(key(KeyCode::Esc));
+        assert_eq!(model.rows().len(), 30);
+        assert!(!model.should_quit());
+    }
+
+    #[test]
+    fn q_escape_and_ctrl_c_quit() {
+        for quit in [
+            key(KeyCode::Char('q')),
+            key(KeyCode::Esc),
+            KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+        ] {
+            let mut model = Model::new();
+            model.handle_key(quit);
+            assert!(model.should_quit(), "{quit:?}");
+        }
+        let mut model = Model::new();
+        model.handle_key(key(KeyCode::Char('x')));
+        assert!(!model.should_quit());
+    }
+
+    #[test]
+    fn l_toggles_the_log_view_and_any_key_closes_help() {
+        let mut model = Model::new();
+        model.handle_key(key(KeyCode::Char('l')));
+        assert!(model.show_logs);
+        model.handle_key(key(KeyCode::Char('l')));
+        assert!(!model.show_logs);
+        model.handle_key(key(KeyCode::Char('?')));
+        assert!(model.show_help);
+        model.handle_key(key(KeyCode::Esc));
+        assert!(!model.show_help && !model.should_quit());
+    }
+
+    #[test]
+    fn sparklines_take_one_point_per_snapshot_and_keep_sixty() {
+        let mut model = Model::new();
+        let now = Instant::now();
+        for i in 0..100u64 {
+            let snapshot = Snapshot {
+                lag_bytes: i,
+                rows_per_sec: i as f64,
+                ..Snapshot::default()
+            };
+            model.on_snapshot(Arc::new(snapshot), now);
+        }
+        assert_eq!(model.lag_history.len(), HISTORY);
+        assert_eq!(model.lag_history.front(), Some(&40));
+        assert_eq!(model.rate_history.back(), Some(&99));
+    }
+
+    #[test]
+    fn a_live_source_silent_for_ten_seconds_is_stale() {
+        let mut model = Model::new();
+        let now = Instant::now();
+        model.on_link(Link::Live);
+        model.on_snapshot(Arc::new(Snapshot::default()), now);
+        assert!(!model.is_stale(now + Duration::from_secs(10)));
+        assert!(model.is_stale(now + Duration::from_secs(11)));
+        let flagged = Snapshot {
+            stale: true,
+            ..Snapshot::default()
+        };
+        model.on_snapshot(Arc::new(flagged), now);
+        assert!(model.is_stale(now));
+    }
+}

@@ -1,0 +1,177 @@
+//! Following a server over its WebSocket, with backoff, and its log lines
+//! over plain HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{Feed, Link};
+use crate::model::{LogEntry, Snapshot};
+
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(30);
+
+/// `http://host:port` → (`host:port`, base path).
+fn authority(api: &str) -> Result<String, String> {
+    let rest = api
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{api:?}: the API address must start with http://"))?;
+    let authority = rest.trim_end_matches('/');
+    if authority.is_empty() || authority.contains('/') {
+        return Err(format!("{api:?}: expected http://HOST:PORT"));
+    }
+    Ok(authority.to_owned())
+}
+
+pub(super) fn follow(api: &str, token: Option<String>) -> Result<Feed, String> {
+    let authority = authority(api)?;
+    let query = token
+        .as_deref()
+        .map(|t| format!("?token={}", percent_encode(t)))
+        .unwrap_or_default();
+    let url = format!("ws://{authority}/api/v1/ws{query}");
+    let (snapshots_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+    let (link_tx, link) = watch::channel(Link::Connecting);
+    let (logs_tx, logs) = watch::channel(Arc::new(Vec::new()));
+    tokio::spawn(stream_snapshots(url, snapshots_tx, link_tx));
+    tokio::spawn(poll_logs(authority, token, logs_tx));
+    Ok(Feed {
+        snapshots,
+        link,
+        logs,
+    })
+}
+
+/// Connects, forwards every snapshot, and reconnects with backoff; ends
+/// when nobody follows any more.
+async fn stream_snapshots(
+    url: String,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    link: watch::Sender<Link>,
+) {
+    let mut retry = FIRST_RETRY;
+    while !snapshots.is_closed() {
+        let reason = match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((mut ws, _)) => {
+                link.send_replace(Link::Live);
+                retry = FIRST_RETRY;
+                loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Text(text))) => match serde_json::from_str(&text) {
+                            Ok(snapshot) => {
+                                snapshots.send_replace(Arc::new(snapshot));
+                            }
+                            Err(err) => break format!("bad snapshot: {err}"),
+                        },
+                        Some(Ok(Message::Close(_))) | None => break "server closed".to_owned(),
+                        Some(Ok(_)) => {}
+                        Some(Err(err)) => break err.to_string(),
+                    }
+                    if snapshots.is_closed() {
+                        return;
+                    }
+                }
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                format!("HTTP {}", response.status())
+            }
+            Err(err) => err.to_string(),
+        };
+        link.send_replace(Link::Reconnecting {
+            retry_in: retry,
+            reason,
+        });
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(LAST_RETRY);
+    }
+}
+
+/// Fetches `/api/v1/logs` every 2 s while anyone follows.
+async fn poll_logs(
+    authority: String,
+    token: Option<String>,
+    logs: watch::Sender<Arc<Vec<LogEntry>>>,
+) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(2));
+    while !logs.is_closed() {
+        ticks.tick().await;
+        if let Ok(Ok(entries)) = tokio::time::timeout(
+            Duration::from_secs(5),
+            get_logs(&authority, token.as_deref()),
+        )
+        .await
+        {
+            logs.send_replace(Arc::new(entries));
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET of the log ring (`Connection: close`, so the body
+/// ends with the stream).
+async fn get_logs(authority: &str, token: Option<&str>) -> Result<Vec<LogEntry>, String> {
+    let mut stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| e.to_string())?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET /api/v1/logs HTTP/1.1\r\nHost: {authority}\r\n{auth}Connection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream
+        .take(16 * 1024 * 1024)
+        .read_to_end(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no HTTP header")?;
+    let head = String::from_utf8_lossy(&response[..split]);
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head.lines().next().unwrap_or_default().to_owned());
+    }
+    serde_json::from_slice(&response[split + 4..]).map_err(|e| e.to_string())
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_addresses_must_be_plain_http_host_and_port() {
+        assert_eq!(
+            authority("http://127.0.0.1:7654/").unwrap(),
+            "127.0.0.1:7654"
+        );
+        assert!(authority("https://x:1").unwrap_err().contains("http://"));
+        assert!(authority("http://x:1/api").is_err());
+        assert!(authority("127.0.0.1:7654").is_err());
+    }
+
+    #[test]
+    fn tokens_are_percent_encoded_in_the_query() {
+        assert_eq!(percent_encode("a b&c=d"), "a%20b%26c%3Dd");
+        assert_eq!(percent_encode("Az09-_.~"), "Az09-_.~");
+    }
+}

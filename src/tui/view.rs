@@ -1,0 +1,460 @@
+//! Drawing the model: a pure function of the model and the time, so every
+//! screen is tested on ratatui's `TestBackend`.
+
+use std::time::Duration;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Gauge, Paragraph, Row, Sparkline, Table};
+use tokio::time::Instant;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
+use super::model::{Link, Model};
+use crate::lsn::format_bytes;
+use crate::model::{LogLevel, Phase, TableProgress, TableStatus};
+
+/// A copying table without progress for this long is marked stalled.
+const STALLED_AFTER: Duration = Duration::from_secs(60);
+const MIB: u64 = 1024 * 1024;
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
+    let area = frame.area();
+    let sparks = if area.height >= 20 { 3 } else { 0 };
+    let logs = if area.height >= 30 {
+        (area.height / 5).clamp(5, 13)
+    } else {
+        4
+    };
+    if model.show_logs {
+        let [header, progress, log, errors, help] = Layout::vertical([
+            Constraint::Length(2),
+            Constraint::Length(1),
+            Constraint::Min(3),
+            Constraint::Length(1),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        draw_header(frame, header, model, now);
+        draw_progress(frame, progress, model);
+        draw_logs(frame, log, model);
+        draw_errors(frame, errors, model);
+        draw_help_line(frame, help, model);
+    } else {
+        let [header, progress, tables, spark, log, errors, help] = Layout::vertical([
+            Constraint::Length(2),
+            Constraint::Length(1),
+            Constraint::Min(4),
+            Constraint::Length(sparks),
+            Constraint::Length(logs),
+            Constraint::Length(1),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        draw_header(frame, header, model, now);
+        draw_progress(frame, progress, model);
+        draw_tables(frame, tables, model);
+        if sparks > 0 {
+            draw_sparklines(frame, spark, model);
+        }
+        draw_logs(frame, log, model);
+        draw_errors(frame, errors, model);
+        draw_help_line(frame, help, model);
+    }
+    if model.show_help {
+        draw_help(frame, area);
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
+    let s = model.snapshot();
+    let phase_color = match s.phase {
+        Phase::Copy => Color::Cyan,
+        Phase::Streaming | Phase::Done | Phase::SwitchoverComplete => Color::Green,
+        Phase::Switchover => Color::Magenta,
+        _ => Color::Gray,
+    };
+    let link = match (&model.link, model.is_stale(now)) {
+        (Link::Live, false) => Span::styled("● live", Style::new().fg(Color::Green)),
+        (Link::Live, true) if s.stale => Span::styled(
+            "stale — the pipeline stopped writing",
+            Style::new().fg(Color::Yellow),
+        ),
+        (Link::Live, true) => {
+            let silent = model.silence(now).unwrap_or_default().as_secs();
+            Span::styled(
+                format!("stale — no update for {silent}s"),
+                Style::new().fg(Color::Yellow),
+            )
+        }
+        (Link::Connecting, _) => Span::styled("connecting…", Style::new().fg(Color::Yellow)),
+        (Link::Reconnecting { retry_in, reason }, _) => Span::styled(
+            format!(
+                "⟳ reconnecting… retry in {}s ({reason})",
+                retry_in.as_secs().max(1)
+            ),
+            Style::new().fg(Color::Red),
+        ),
+    };
+    let first = Line::from(vec![
+        Span::styled(
+            format!(" {} ", s.phase.as_str().to_uppercase()),
+            Style::new()
+                .fg(Color::Black)
+                .bg(phase_color)
+                .add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!("  elapsed {}   ", elapsed(s.elapsed_sec))),
+        link,
+    ]);
+    let lag_color = match s.lag_bytes {
+        b if b < MIB => Color::Green,
+        b if b <= 10 * MIB => Color::Yellow,
+        _ => Color::Red,
+    };
+    let mut second = vec![
+        Span::raw(" lag "),
+        Span::styled(
+            format!("{} · {:.1}s", format_bytes(s.lag_bytes), s.lag_seconds),
+            Style::new().fg(lag_color).add_modifier(Modifier::BOLD),
+        ),
+    ];
+    if s.caught_up {
+        second.push(Span::styled(" ✓ caught up", Style::new().fg(Color::Green)));
+    }
+    second.push(Span::raw(format!(
+        "   {} rows/s · {}/s",
+        short(s.rows_per_sec),
+        format_bytes(s.bytes_per_sec.max(0.0) as u64)
+    )));
+    frame.render_widget(Paragraph::new(vec![first, Line::from(second)]), area);
+}
+
+fn draw_progress(frame: &mut Frame, area: Rect, model: &Model) {
+    let s = model.snapshot();
+    let (mut size, mut done) = (0u64, 0u64);
+    for t in s.tables.iter().filter(|t| t.size_bytes > 0) {
+        size += t.size_bytes as u64;
+        done += t.bytes_copied.clamp(0, t.size_bytes) as u64;
+    }
+    let ratio = if size > 0 {
+        done as f64 / size as f64
+    } else if s.tables_total > 0 {
+        s.tables_copied as f64 / s.tables_total as f64
+    } else {
+        0.0
+    };
+    let eta = match s.eta_sec {
+        _ if s.tables_total > 0 && s.tables_copied == s.tables_total => "done".to_owned(),
+        Some(eta) => elapsed(eta),
+        None => "–".to_owned(),
+    };
+    let label = format!(
+        "tables {}/{} · {} / {} · ETA {eta}",
+        s.tables_copied,
+        s.tables_total,
+        format_bytes(done),
+        format_bytes(size)
+    );
+    let gauge = Gauge::default()
+        .ratio(ratio.clamp(0.0, 1.0))
+        .label(label)
+        .gauge_style(Style::new().fg(Color::Blue).bg(Color::DarkGray));
+    frame.render_widget(gauge, area);
+}
+
+fn draw_tables(frame: &mut Frame, area: Rect, model: &Model) {
+    let s = model.snapshot();
+    let rows = model.rows();
+    let visible = usize::from(area.height.saturating_sub(1));
+    model.page.set(visible.max(1));
+    if rows.is_empty() {
+        let text = if s.tables.is_empty() {
+            " no tables yet — waiting for the pipeline to list them"
+        } else {
+            " no table matches the filter"
+        };
+        frame.render_widget(
+            Paragraph::new(text).style(Style::new().fg(Color::DarkGray)),
+            area,
+        );
+        return;
+    }
+    let offset = model.offset.min(rows.len().saturating_sub(1));
+    let now = s.timestamp;
+    let widths = [
+        Constraint::Fill(1),
+        Constraint::Length(9),
+        Constraint::Length(13),
+        Constraint::Length(10),
+        Constraint::Length(13),
+        Constraint::Length(9),
+    ];
+    // What the fixed columns and the spacing leave for the name.
+    let name_width = usize::from(area.width).saturating_sub(9 + 13 + 10 + 13 + 9 + 5);
+    let body = rows.iter().skip(offset).take(visible).map(|t| {
+        let stalled = t.status == TableStatus::Copying
+            && t.last_progress_at
+                .is_some_and(|at| now - at > STALLED_AFTER);
+        let (status, color) = match t.status {
+            _ if stalled => ("stalled", Color::Yellow),
+            TableStatus::Streaming => ("⟳ live", Color::Green),
+            TableStatus::Copying => ("copying", Color::Cyan),
+            TableStatus::Copied => ("copied", Color::Magenta),
+            TableStatus::Pending => ("pending", Color::DarkGray),
+        };
+        Row::new(vec![
+            Cell::from(fit(&t.qualified_name(), name_width)),
+            Cell::from(status).style(Style::new().fg(color)),
+            Cell::from(format!(
+                "{}/{}",
+                short(t.rows_copied as f64),
+                estimate(t.rows_total)
+            )),
+            Cell::from(if t.size_bytes > 0 {
+                format_bytes(t.size_bytes as u64)
+            } else {
+                "?".into()
+            }),
+            Cell::from(bar(t)).style(Style::new().fg(Color::Blue)),
+            Cell::from(t.eta_sec.map(elapsed).unwrap_or_default()),
+        ])
+    });
+    let header = Row::new(["table", "status", "rows", "size", "progress", "ETA"]).style(
+        Style::new()
+            .fg(Color::DarkGray)
+            .add_modifier(Modifier::BOLD),
+    );
+    let more = rows.len().saturating_sub(offset + visible);
+    let table = Table::new(body, widths).header(header).column_spacing(1);
+    frame.render_widget(table, area);
+    if more > 0 && area.width > 12 {
+        let note = format!(" +{more} ");
+        let width = note.chars().count() as u16;
+        let corner = Rect::new(area.right().saturating_sub(width), area.y, width, 1);
+        frame.render_widget(
+            Paragraph::new(note).style(Style::new().fg(Color::DarkGray)),
+            corner,
+        );
+    }
+}
+
+fn draw_sparklines(frame: &mut Frame, area: Rect, model: &Model) {
+    let [lag, rate] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(area);
+    let max = |h: &std::collections::VecDeque<u64>| h.iter().copied().max().unwrap_or(0);
+    let lag_spark = Sparkline::default()
+        .block(Block::new().borders(Borders::TOP).title(format!(
+            " lag, last {} (max {}) ",
+            model.lag_history.len(),
+            format_bytes(max(&model.lag_history))
+        )))
+        .data(model.lag_history.iter().copied().collect::<Vec<u64>>())
+        .style(Style::new().fg(Color::Yellow));
+    let rate_spark = Sparkline::default()
+        .block(Block::new().borders(Borders::TOP).title(format!(
+            " rows/s, last {} (max {}) ",
+            model.rate_history.len(),
+            short(max(&model.rate_history) as f64)
+        )))
+        .data(model.rate_history.iter().copied().collect::<Vec<u64>>())
+        .style(Style::new().fg(Color::Blue));
+    frame.render_widget(lag_spark, lag);
+    frame.render_widget(rate_spark, rate);
+}
+
+fn draw_logs(frame: &mut Frame, area: Rect, model: &Model) {
+    let block = Block::new().borders(Borders::TOP).title(" log ");
+    let inner = block.inner(area);
+    let take = usize::from(inner.height);
+    let skip = model.logs.len().saturating_sub(take);
+    let lines: Vec<Line> = model
+        .logs
+        .iter()
+        .skip(skip)
+        .map(|entry| {
+            let color = match entry.level {
+                LogLevel::Debug => Color::DarkGray,
+                LogLevel::Info => Color::Reset,
+                LogLevel::Warn => Color::Yellow,
+                LogLevel::Error => Color::Red,
+            };
+            let fields: Vec<String> = entry
+                .fields
+                .iter()
+                .filter(|(k, _)| k.as_str() != "target")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            Line::from(vec![
+                Span::styled(time_of_day(entry.time), Style::new().fg(Color::DarkGray)),
+                Span::styled(
+                    format!(" {:<5} ", entry.level.as_str().to_uppercase()),
+                    Style::new().fg(color).add_modifier(Modifier::BOLD),
+                ),
+                Span::styled(entry.message.clone(), Style::new().fg(color)),
+                Span::styled(
+                    format!("  {}", fields.join(" ")),
+                    Style::new().fg(Color::DarkGray),
+                ),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn draw_errors(frame: &mut Frame, area: Rect, model: &Model) {
+    let s = model.snapshot();
+    let line = if s.error_count == 0 {
+        Line::styled(" errors 0", Style::new().fg(Color::DarkGray))
+    } else {
+        Line::styled(
+            format!(" errors {} · last: {}", s.error_count, s.last_error),
+            Style::new().fg(Color::Red),
+        )
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn draw_help_line(frame: &mut Frame, area: Rect, model: &Model) {
+    let text = if model.filtering {
+        format!(" filter: {}▏  (Enter keep · Esc clear)", model.filter)
+    } else {
+        let filter = if model.filter.is_empty() {
+            String::new()
+        } else {
+            format!(" [filter: {}]", model.filter)
+        };
+        format!(
+            " q quit · ↑↓ PgUp PgDn Home End · s sort: {}{filter} · / filter · l log · ? help",
+            model.sort.label()
+        )
+    };
+    frame.render_widget(
+        Paragraph::new(text).style(Style::new().fg(Color::Black).bg(Color::Gray)),
+        area,
+    );
+}
+
+fn draw_help(frame: &mut Frame, area: Rect) {
+    let lines = [
+        "q, Esc, Ctrl-C   quit",
+        "↑ ↓              scroll one table",
+        "PgUp PgDn        scroll one page",
+        "Home End         first / last table",
+        "s                sort: original, progress, status, size",
+        "/                filter tables by name (Enter keeps, Esc clears)",
+        "l                full-height log",
+        "?                this help (any key closes it)",
+    ];
+    let width =
+        (lines.iter().map(|l| l.chars().count()).max().unwrap_or(0) as u16 + 4).min(area.width);
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let popup = Rect::new(
+        area.x + (area.width - width) / 2,
+        area.y + (area.height - height) / 2,
+        width,
+        height,
+    );
+    frame.render_widget(Clear, popup);
+    let text: Vec<Line> = lines.iter().map(|l| Line::raw(format!(" {l}"))).collect();
+    frame.render_widget(
+        Paragraph::new(text).block(Block::bordered().title(" keys ")),
+        popup,
+    );
+}
+
+/// `text` cut to `width` terminal cells, ending in `…` when cut.
+fn fit(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        used += w;
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
+
+/// `1h 23m 45s`, `4m 2s`, `9s`.
+fn elapsed(seconds: f64) -> String {
+    let s = if seconds.is_finite() {
+        seconds.max(0.0).round() as u64
+    } else {
+        0
+    };
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m {sec}s"),
+        (h, m, sec) => format!("{h}h {m}m {sec}s"),
+    }
+}
+
+/// `890K`, `2.1M`, `3.4G`.
+fn short(n: f64) -> String {
+    match n {
+        n if !n.is_finite() || n <= 0.0 => "0".to_owned(),
+        n if n >= 1e9 => format!("{:.1}G", n / 1e9),
+        n if n >= 1e6 => format!("{:.1}M", n / 1e6),
+        n if n >= 1e4 => format!("{:.0}K", n / 1e3),
+        n => format!("{n:.0}"),
+    }
+}
+
+fn estimate(rows: i64) -> String {
+    if rows > 0 {
+        short(rows as f64)
+    } else {
+        "?".to_owned()
+    }
+}
+
+/// A text progress bar: `██████░░ 70%`.
+fn bar(t: &TableProgress) -> String {
+    let cells = 8;
+    let filled = ((t.percent / 100.0) * cells as f64)
+        .round()
+        .clamp(0.0, cells as f64) as usize;
+    format!(
+        "{}{} {:>3.0}%",
+        "█".repeat(filled),
+        "░".repeat(cells - filled),
+        t.percent.floor()
+    )
+}
+
+fn time_of_day(time: time::OffsetDateTime) -> String {
+    let t = time.to_offset(time::UtcOffset::UTC);
+    format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_counts_are_short() {
+        assert_eq!(elapsed(5025.4), "1h 23m 45s");
+        assert_eq!(elapsed(242.0), "4m 2s");
+        assert_eq!(elapsed(f64::NAN), "0s");
+        assert_eq!(short(890_000.0), "890K");
+        assert_eq!(short(2_100_000.0), "2.1M");
+        assert_eq!(short(999.0), "999");
+        assert_eq!(estimate(-1), "?");
+    }
+
+    #[test]
+    fn names_are_cut_by_display_width_with_an_ellipsis() {
+        assert_eq!(fit("public.users", 20), "public.users");
+        assert_eq!(fit("public.users", 8), "public.…");
+        assert_eq!(fit("数据.表格", 6), "数据.…");
+        assert_eq!(fit("abc", 0), "…");
+    }
+}

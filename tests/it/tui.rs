@@ -1,0 +1,373 @@
+//! The terminal dashboard: screens on ratatui's `TestBackend`, the remote
+//! feed against a real server, and that it never slows the collector.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgmigrator_metrics::demo::{self, DemoOptions};
+use pgmigrator_metrics::http::{self, HttpConfig};
+use pgmigrator_metrics::tui::{self, Feed, Link, Model};
+use pgmigrator_metrics::{
+    Collector, LogEntry, LogLevel, Lsn, Phase, Snapshot, TableProgress, TableStatus,
+};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use tokio::time::{Instant, timeout};
+use unicode_width::UnicodeWidthStr;
+
+/// The screen as text, one line per row.
+fn render(model: &Model, width: u16, height: u16) -> Vec<String> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal
+        .draw(|frame| tui::draw(frame, model, Instant::now()))
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    buffer
+        .content
+        .chunks(usize::from(width))
+        .map(|row| {
+            // A wide character is followed by a filler cell: skip it.
+            let mut line = String::new();
+            let mut skip = 0;
+            for cell in row {
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                line.push_str(cell.symbol());
+                skip = cell.symbol().width().saturating_sub(1);
+            }
+            line
+        })
+        .collect()
+}
+
+fn screen(model: &Model, width: u16, height: u16) -> String {
+    render(model, width, height).join("\n")
+}
+
+fn model_with(snapshot: Snapshot) -> Model {
+    let mut model = Model::new();
+    model.on_link(Link::Live);
+    model.on_snapshot(Arc::new(snapshot), Instant::now());
+    model
+}
+
+fn tables(count: usize, status: TableStatus) -> Vec<TableProgress> {
+    (0..count)
+        .map(|i| {
+            let mut t = TableProgress::new("public", &format!("table_{i:03}"), 2_100_000, 1 << 30);
+            t.status = status;
+            t.rows_copied = 890_000;
+            t.percent = 42.4;
+            t
+        })
+        .collect()
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+#[test]
+fn no_tables_yet_says_so() {
+    let text = screen(&model_with(Snapshot::default()), 80, 24);
+    assert!(text.contains("IDLE"), "{text}");
+    assert!(text.contains("no tables yet"), "{text}");
+    assert!(text.contains("q quit"), "{text}");
+    assert!(text.contains("tables 0/0"), "{text}");
+}
+
+#[test]
+fn copy_of_200_tables_scrolls_a_page_at_a_time() {
+    let snapshot = Snapshot {
+        phase: Phase::Copy,
+        tables: tables(200, TableStatus::Copying),
+        tables_total: 200,
+        elapsed_sec: 5025.0,
+        eta_sec: Some(754.0),
+        ..Snapshot::default()
+    };
+    let mut model = model_with(snapshot);
+    let first = screen(&model, 80, 24);
+    assert!(
+        first.contains("COPY") && first.contains("elapsed 1h 23m 45s"),
+        "{first}"
+    );
+    assert!(first.contains("public.table_000"), "{first}");
+    assert!(first.contains("890K/2.1M"), "{first}");
+    assert!(first.contains("ETA 12m 34s"), "{first}");
+    let rows_shown = first
+        .lines()
+        .filter(|l| l.contains("public.table_"))
+        .count();
+    assert!(rows_shown >= 8, "{rows_shown} rows at 80×24:\n{first}");
+
+    model.handle_key(key(KeyCode::PageDown));
+    let paged = screen(&model, 80, 24);
+    assert!(!paged.contains("public.table_000"), "{paged}");
+    assert!(
+        paged.contains(&format!("public.table_{rows_shown:03}")),
+        "{paged}"
+    );
+    model.handle_key(key(KeyCode::End));
+    let end = screen(&model, 80, 24);
+    assert!(end.contains("public.table_199"), "{end}");
+    assert!(
+        !end.contains('+'),
+        "no more tables below the last page:\n{end}"
+    );
+}
+
+#[test]
+fn streaming_shows_lag_live_tables_and_logs() {
+    let mut model = model_with(Snapshot {
+        phase: Phase::Streaming,
+        tables: tables(3, TableStatus::Streaming),
+        tables_total: 3,
+        tables_copied: 3,
+        lag_bytes: 1_258_291,
+        lag_seconds: 0.42,
+        rows_per_sec: 4521.0,
+        bytes_per_sec: 1_048_576.0,
+        error_count: 2,
+        last_error: "connection reset".into(),
+        ..Snapshot::default()
+    });
+    model.on_logs(Arc::new(vec![
+        LogEntry::new(LogLevel::Warn, "apply slow").with_field("table", "public.orders"),
+    ]));
+    let text = screen(&model, 80, 24);
+    assert!(text.contains("STREAMING"), "{text}");
+    assert!(text.contains("lag 1.20 MB · 0.4s"), "{text}");
+    assert!(
+        text.contains("4.5K rows/s · 1.00 MB/s") || text.contains("4521 rows/s"),
+        "{text}"
+    );
+    assert!(text.contains("⟳ live"), "{text}");
+    assert!(
+        text.contains("WARN  apply slow  table=public.orders"),
+        "{text}"
+    );
+    assert!(text.contains("errors 2 · last: connection reset"), "{text}");
+    assert!(text.contains("ETA done"), "{text}");
+}
+
+#[test]
+fn a_lost_server_and_a_stale_state_are_shown_plainly() {
+    let mut model = model_with(Snapshot::default());
+    model.on_link(Link::Reconnecting {
+        retry_in: Duration::from_secs(4),
+        reason: "connection refused".into(),
+    });
+    let text = screen(&model, 120, 24);
+    assert!(
+        text.contains("reconnecting… retry in 4s (connection refused)"),
+        "{text}"
+    );
+
+    let stale = model_with(Snapshot {
+        stale: true,
+        ..Snapshot::default()
+    });
+    let text = screen(&stale, 80, 24);
+    assert!(
+        text.contains("stale — the pipeline stopped writing"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_large_terminal_shows_more_tables_and_more_log() {
+    let mut model = model_with(Snapshot {
+        tables: tables(200, TableStatus::Copying),
+        tables_total: 200,
+        ..Snapshot::default()
+    });
+    let logs = (0..50)
+        .map(|i| LogEntry::new(LogLevel::Info, format!("line {i:02}")))
+        .collect();
+    model.on_logs(Arc::new(logs));
+    let small = render(&model, 80, 24);
+    let large = render(&model, 200, 60);
+    let count =
+        |screen: &[String], needle: &str| screen.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(small.len(), 24);
+    assert!(count(&large, "public.table_") > 2 * count(&small, "public.table_"));
+    assert!(count(&large, "INFO") > count(&small, "INFO"));
+    assert!(
+        large.iter().any(|l| l.contains("line 49")),
+        "newest log line shown"
+    );
+    // Full-height log view.
+    model.handle_key(key(KeyCode::Char('l')));
+    let log_view = render(&model, 80, 24);
+    assert!(count(&log_view, "INFO") >= 15);
+    assert_eq!(count(&log_view, "public.table_"), 0);
+}
+
+#[test]
+fn long_and_non_ascii_table_names_render_without_breaking_the_layout() {
+    let long = "x".repeat(80);
+    let mut snapshot = Snapshot {
+        tables: vec![
+            TableProgress::new("public", &long, 10, 10),
+            TableProgress::new("données", "zażółć_gęślą_jaźń", 10, 10),
+            TableProgress::new("数据", "表格_用户", 10, 10),
+        ],
+        tables_total: 3,
+        ..Snapshot::default()
+    };
+    snapshot.tables[2].status = TableStatus::Streaming;
+    for (width, height) in [(80, 24), (200, 60), (40, 12)] {
+        let lines = render(&model_with(snapshot.clone()), width, height);
+        assert_eq!(lines.len(), usize::from(height));
+        let text = lines.join("\n");
+        if width >= 80 {
+            assert!(text.contains("数据.表格_用户"), "{text}");
+        }
+        if width == 80 {
+            // The long name is cut with an ellipsis; its row keeps its status.
+            let row = lines.iter().find(|l| l.contains("public.xxxx")).unwrap();
+            assert!(row.contains("x… pending"), "{row}");
+        }
+        if width >= 200 {
+            assert!(text.contains("données.zażółć_gęślą_jaźń"), "{text}");
+        }
+    }
+}
+
+#[test]
+fn the_help_overlay_lists_the_keys() {
+    let mut model = model_with(Snapshot::default());
+    model.handle_key(key(KeyCode::Char('?')));
+    let text = screen(&model, 80, 24);
+    for needle in [
+        "keys",
+        "q, Esc, Ctrl-C",
+        "PgUp PgDn",
+        "sort: original, progress, status, size",
+    ] {
+        assert!(text.contains(needle), "{needle}\n{text}");
+    }
+}
+
+/// Serves a demo collector on `addr` until `stop` fires.
+async fn demo_server(
+    listener: tokio::net::TcpListener,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let collector = Collector::builder()
+        .tick(Duration::from_millis(100))
+        .build();
+    collector
+        .add_log(LogEntry::new(LogLevel::Info, "demo server up"))
+        .await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let options = DemoOptions {
+            speed: 20.0,
+            ..DemoOptions::default()
+        };
+        let simulation = tokio::spawn(demo::run(
+            collector.clone(),
+            options,
+            std::future::pending(),
+        ));
+        let _ = http::serve(listener, collector, HttpConfig::default(), async {
+            let _ = stopped.await;
+        })
+        .await;
+        simulation.abort();
+    });
+    (stop, task)
+}
+
+/// Waits until `check` holds for the feed's link and snapshot (at most 15 s).
+async fn wait_for(feed: &mut Feed, what: &str, check: impl Fn(&Link, &Snapshot) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if check(&feed.link.borrow(), &feed.snapshots.borrow()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw {what}; link {:?}",
+            *feed.link.borrow()
+        );
+        let _ = timeout(Duration::from_millis(200), feed.snapshots.changed()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remote_feed_follows_a_server_through_a_restart() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, server) = demo_server(listener).await;
+    let mut feed = Feed::remote(&format!("http://{addr}"), None).unwrap();
+    wait_for(&mut feed, "live snapshots", |link, s| {
+        *link == Link::Live && s.tables_total == 24
+    })
+    .await;
+    // The whole snapshot arrives, not a few fields.
+    {
+        let s = feed.snapshots.borrow();
+        assert!(s.elapsed_sec > 0.0 && !s.tables.is_empty());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while feed.logs.borrow().is_empty() {
+        assert!(Instant::now() < deadline, "no log lines fetched");
+        let _ = timeout(Duration::from_millis(200), feed.logs.changed()).await;
+    }
+
+    // The server goes away.
+    stop.send(()).unwrap();
+    server.await.unwrap();
+    wait_for(&mut feed, "the reconnecting state", |link, _| {
+        matches!(link, Link::Reconnecting { .. })
+    })
+    .await;
+
+    // It comes back on the same address: the feed recovers by itself.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (stop, server) = demo_server(listener).await;
+    wait_for(&mut feed, "recovery", |link, _| *link == Link::Live).await;
+    let before = feed.snapshots.borrow().timestamp;
+    wait_for(&mut feed, "new snapshots", |_, s| s.timestamp > before).await;
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dashboard_that_stops_drawing_does_not_slow_writers() {
+    let collector = Collector::new();
+    let feed = Feed::local(collector.clone());
+    // Nobody reads the feed: the watch channel keeps only the newest value.
+    for i in 0..100_000 {
+        collector.record_applied(Lsn(i), 1, 1).await;
+    }
+    collector.flush().await;
+    assert_eq!(collector.snapshot().total_rows, 100_000);
+    assert_eq!(feed.snapshots.borrow().total_rows, 100_000);
+}
+
+#[test]
+fn a_copying_table_without_progress_for_a_minute_is_marked_stalled() {
+    let now = time::OffsetDateTime::now_utc();
+    let mut tables = tables(2, TableStatus::Copying);
+    tables[0].last_progress_at = Some(now - Duration::from_secs(90));
+    tables[1].last_progress_at = Some(now - Duration::from_secs(5));
+    let model = model_with(Snapshot {
+        timestamp: now,
+        tables,
+        tables_total: 2,
+        ..Snapshot::default()
+    });
+    let lines = render(&model, 80, 24);
+    let row = |name: &str| lines.iter().find(|l| l.contains(name)).unwrap().clone();
+    assert!(row("public.table_000").contains("stalled"));
+    assert!(row("public.table_001").contains("copying"));
+}
