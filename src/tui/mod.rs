@@ -22,7 +22,7 @@ use ratatui::crossterm::event::{self, Event};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-pub use model::{HISTORY, Link, Model, STALE_AFTER, SortMode};
+pub use model::{HISTORY, Link, Model, POINT_SPACING, STALE_AFTER, SortMode};
 pub use view::draw;
 
 use crate::model::{LogEntry, Snapshot};

@@ -12,8 +12,13 @@ use tokio::time::Instant;
 
 use crate::model::{LogEntry, Snapshot, TableProgress, TableStatus};
 
-/// Points kept for each sparkline: one per snapshot received.
+/// Points kept for each sparkline.
 pub const HISTORY: usize = 60;
+/// Snapshots closer together than this (by their own timestamps) add one
+/// sparkline point: a collector publishes up to 20 times a second under
+/// load but ticks twice a second, and 60 points should span the same time
+/// whatever the source.
+pub const POINT_SPACING: Duration = Duration::from_millis(450);
 /// No snapshot for this long from a live source means the data is stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(10);
 
@@ -77,6 +82,8 @@ pub struct Model {
     received_at: Option<Instant>,
     pub(crate) lag_history: VecDeque<u64>,
     pub(crate) rate_history: VecDeque<u64>,
+    /// Timestamp of the snapshot behind the newest sparkline point.
+    last_point: Option<time::OffsetDateTime>,
     /// Index of the first table shown.
     pub(crate) offset: usize,
     pub(crate) sort: SortMode,
@@ -106,6 +113,7 @@ impl Model {
             received_at: None,
             lag_history: VecDeque::with_capacity(HISTORY),
             rate_history: VecDeque::with_capacity(HISTORY),
+            last_point: None,
             offset: 0,
             sort: SortMode::Original,
             filter: String::new(),
@@ -117,13 +125,20 @@ impl Model {
         }
     }
 
-    /// A snapshot arrived at `now`: shown, and one point on each sparkline.
+    /// A snapshot arrived at `now`: shown, and a point on each sparkline
+    /// unless the last point is less than [`POINT_SPACING`] older.
     pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>, now: Instant) {
-        push(&mut self.lag_history, snapshot.lag_bytes);
-        push(
-            &mut self.rate_history,
-            snapshot.rows_per_sec.max(0.0) as u64,
-        );
+        let spaced = self
+            .last_point
+            .is_none_or(|last| snapshot.timestamp - last >= POINT_SPACING);
+        if spaced {
+            push(&mut self.lag_history, snapshot.lag_bytes);
+            push(
+                &mut self.rate_history,
+                snapshot.rows_per_sec.max(0.0) as u64,
+            );
+            self.last_point = Some(snapshot.timestamp);
+        }
         self.snapshot = snapshot;
         self.received_at = Some(now);
         self.clamp_offset();
@@ -395,21 +410,38 @@ mod tests {
         assert!(!model.show_help && !model.should_quit());
     }
 
+    fn at(ms: u64, lag: u64) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            timestamp: time::OffsetDateTime::UNIX_EPOCH + Duration::from_millis(ms),
+            lag_bytes: lag,
+            rows_per_sec: lag as f64,
+            ..Snapshot::default()
+        })
+    }
+
     #[test]
-    fn sparklines_take_one_point_per_snapshot_and_keep_sixty() {
+    fn sparklines_take_one_point_per_tick_spaced_snapshot_and_keep_sixty() {
         let mut model = Model::new();
         let now = Instant::now();
         for i in 0..100u64 {
-            let snapshot = Snapshot {
-                lag_bytes: i,
-                rows_per_sec: i as f64,
-                ..Snapshot::default()
-            };
-            model.on_snapshot(Arc::new(snapshot), now);
+            model.on_snapshot(at(i * 500, i), now);
         }
         assert_eq!(model.lag_history.len(), HISTORY);
         assert_eq!(model.lag_history.front(), Some(&40));
         assert_eq!(model.rate_history.back(), Some(&99));
+    }
+
+    #[test]
+    fn a_burst_of_publications_adds_one_point_not_one_per_snapshot() {
+        let mut model = Model::new();
+        let now = Instant::now();
+        for i in 0..9u64 {
+            model.on_snapshot(at(i * 50, i), now); // 20 a second for 400 ms
+        }
+        assert_eq!(model.lag_history.len(), 1);
+        assert_eq!(model.snapshot().lag_bytes, 8, "the newest is still shown");
+        model.on_snapshot(at(500, 10), now);
+        assert_eq!(model.lag_history.len(), 2);
     }
 
     #[test]
