@@ -101,6 +101,8 @@ mod logs;
 pub mod lsn;
 pub mod model;
 pub mod persist;
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod rate;
 pub mod redact;
 pub mod source;

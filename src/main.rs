@@ -9,8 +9,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use pgmigrator_metrics::demo::{self, DemoOptions};
 use pgmigrator_metrics::http::{self, DEFAULT_LISTEN, HttpConfig, TOKEN_ENV};
+use pgmigrator_metrics::pg::{self, MonitorConfig};
 use pgmigrator_metrics::{
-    Collector, StateFileMirror, StatePersister, default_state_path, read_state_file, status, tui,
+    Collector, Phase, StateFileMirror, StatePersister, default_state_path, read_state_file, status,
+    tui,
 };
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -36,6 +38,43 @@ enum Command {
     Status(StatusArgs),
     /// The terminal dashboard: follow a running server, or a state file.
     Tui(TuiArgs),
+    /// Follow a native PostgreSQL logical-replication migration (a
+    /// publication and a subscription) and serve it like demo.
+    Monitor(MonitorArgs),
+}
+
+#[derive(Debug, Args)]
+struct MonitorArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    /// Connection URI of the source (publisher), e.g. postgres://monitor:…@source:5432/shop
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "PGMIGRATOR_SOURCE",
+        hide_env_values = true
+    )]
+    source: String,
+    /// Connection URI of the destination (subscriber).
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "PGMIGRATOR_DEST",
+        hide_env_values = true
+    )]
+    dest: String,
+    /// The subscription [default: the destination database's only one]
+    #[arg(long, value_name = "NAME")]
+    subscription: Option<String>,
+    /// Time between polls (e.g. 1s, 500ms).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    interval: Duration,
+    /// The state file [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
+    #[arg(long, value_name = "PATH")]
+    state_file: Option<PathBuf>,
+    /// Show the terminal dashboard in the foreground (q quits).
+    #[arg(long)]
+    tui: bool,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +174,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Serve(args) => serve_command(args).await,
         Command::Status(args) => status_watch(&args).await,
         Command::Tui(args) => tui_command(args).await,
+        Command::Monitor(args) => monitor_command(args).await,
     }
 }
 
@@ -170,54 +210,120 @@ async fn listen(args: &HttpArgs, announce: bool) -> Result<(TcpListener, HttpCon
 }
 
 async fn demo_command(args: DemoArgs) -> Result<(), String> {
-    let collector = Collector::new();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::registry().with(collector.tracing_layer()),
-    )
-    .map_err(|err| err.to_string())?;
-    let path = state_path(args.state_file)?;
-    let persister = StatePersister::start(collector.clone(), &path)
-        .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-    let (listener, config) = listen(&args.http, !args.tui).await?;
-    if !args.tui {
-        say(&format!("State file: {}", path.display()));
-    }
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let stop = std::sync::Arc::new(stop);
-    let signal = std::sync::Arc::clone(&stop);
-    tokio::spawn(async move {
-        shutdown_signal(args.duration).await;
-        signal.send_replace(true);
-    });
-    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let collector = live_collector()?;
     let options = DemoOptions {
         tables: args.tables,
         speed: args.speed,
         ..DemoOptions::default()
     };
-    let simulation = tokio::spawn(demo::run(collector.clone(), options, wait(stopped.clone())));
+    let surfaces = Surfaces {
+        http: args.http,
+        state_file: args.state_file,
+        tui: args.tui,
+        duration: args.duration,
+    };
+    run_live(collector, surfaces, |collector, stop| {
+        demo::run(collector, options, stop)
+    })
+    .await
+}
+
+async fn monitor_command(args: MonitorArgs) -> Result<(), String> {
+    let collector = live_collector()?;
+    collector.set_phase(Phase::Connecting).await;
+    let config = MonitorConfig {
+        source: args.source,
+        dest: args.dest,
+        subscription: args.subscription,
+        interval: args.interval,
+    };
+    // Bad input fails here, before anything is served.
+    let monitor = pg::Monitor::connect(config)
+        .await
+        .map_err(|err| err.to_string())?;
+    let surfaces = Surfaces {
+        http: args.http,
+        state_file: args.state_file,
+        tui: args.tui,
+        duration: None,
+    };
+    run_live(collector, surfaces, |collector, stop| {
+        pg::run(collector, monitor, stop)
+    })
+    .await
+}
+
+/// A collector whose log ring also receives this process's `tracing` events.
+fn live_collector() -> Result<Collector, String> {
+    let collector = Collector::new();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(collector.tracing_layer()),
+    )
+    .map_err(|err| err.to_string())?;
+    Ok(collector)
+}
+
+/// Where a live collector is shown.
+struct Surfaces {
+    http: HttpArgs,
+    state_file: Option<PathBuf>,
+    tui: bool,
+    duration: Option<Duration>,
+}
+
+/// Runs `job` on `collector` while serving it over HTTP, persisting it, and
+/// showing the terminal dashboard when asked; everything stops on Ctrl-C,
+/// SIGTERM, the duration, or (with the dashboard) its quit key.
+async fn run_live<J, F>(collector: Collector, surfaces: Surfaces, job: J) -> Result<(), String>
+where
+    J: FnOnce(Collector, WaitStop) -> F,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let path = state_path(surfaces.state_file)?;
+    let persister = StatePersister::start(collector.clone(), &path)
+        .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+    let (listener, config) = listen(&surfaces.http, !surfaces.tui).await?;
+    if !surfaces.tui {
+        say(&format!("State file: {}", path.display()));
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = std::sync::Arc::new(stop);
+    let signal = std::sync::Arc::clone(&stop);
+    let duration = surfaces.duration;
+    tokio::spawn(async move {
+        shutdown_signal(duration).await;
+        signal.send_replace(true);
+    });
+    let work = tokio::spawn(job(collector.clone(), wait_stop(stopped.clone())));
     let server = tokio::spawn(http::serve(
         listener,
         collector.clone(),
         config,
-        wait(stopped.clone()),
+        wait_stop(stopped.clone()),
     ));
-    if args.tui {
-        let shown = tui::run(tui::Feed::local(collector.clone()), wait(stopped)).await;
+    if surfaces.tui {
+        let shown = tui::run(tui::Feed::local(collector.clone()), wait_stop(stopped)).await;
         stop.send_replace(true);
         shown.map_err(|err| format!("terminal: {err}"))?;
     }
     let served = server.await.map_err(|err| err.to_string())?;
-    let _ = simulation.await;
+    let _ = work.await;
     persister.stop().await;
     collector.close().await;
     served.map_err(|err| format!("serving: {err}"))?;
-    if !args.tui {
+    if !surfaces.tui {
         say("Stopped; the final state is in the state file.");
     }
     Ok(())
+}
+
+/// Completes once the stop flag is set.
+type WaitStop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+fn wait_stop(mut stopped: tokio::sync::watch::Receiver<bool>) -> WaitStop {
+    Box::pin(async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    })
 }
 
 async fn serve_command(args: ServeArgs) -> Result<(), String> {

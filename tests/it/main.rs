@@ -4,10 +4,14 @@
 mod browser;
 #[cfg(feature = "cli")]
 mod cli;
+#[cfg(all(feature = "postgres", feature = "cli"))]
+mod cluster;
 mod collector;
 #[cfg(feature = "http")]
 mod http;
 mod persist;
+#[cfg(all(feature = "postgres", feature = "cli"))]
+mod postgres;
 #[cfg(feature = "http")]
 mod tools;
 #[cfg(feature = "tracing-layer")]

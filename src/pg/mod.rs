@@ -1,0 +1,256 @@
+//! Following a native PostgreSQL logical-replication migration (a
+//! publication on the source, a subscription on the destination) and feeding
+//! what it does into a [`Collector`], so every surface shows it.
+//!
+//! It only reads catalogs and statistics views, so `pg_monitor` rights are
+//! enough, and a poll is five queries whatever the number of tables:
+//!
+//! | where | what |
+//! |---|---|
+//! | destination | the subscription's tables (`pg_subscription_rel`) with their COPY progress (`pg_stat_progress_copy`) and change counters (`pg_stat_user_tables`) |
+//! | destination | the subscription's error counters (`pg_stat_subscription_stats`, PostgreSQL 15+) |
+//! | source | the latest WAL position, the subscription's walsender and its slot |
+//! | source | row estimates and sizes, when the set of tables changes |
+//!
+//! Mapping: `srsubstate` `i` → pending, `d` → copying, `f`/`s` → copied, `r`
+//! → streaming; phase copy while any table is not ready, streaming once all
+//! are. Applied LSN: the walsender's `replay_lsn` (the slot's
+//! `confirmed_flush_lsn` while no walsender runs); an idle source whose
+//! walsender has everything applied counts as caught up, so WAL that is not
+//! the subscription's (other databases, checkpoints) never shows as lag.
+
+mod poll;
+mod sql;
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::collector::Collector;
+use crate::redact::redact;
+
+pub use poll::PollStats;
+
+/// What to follow and how often.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// Connection URI of the source (the publisher).
+    pub source: String,
+    /// Connection URI of the destination (the subscriber).
+    pub dest: String,
+    /// The subscription; the destination database's only one when `None`.
+    pub subscription: Option<String>,
+    /// Time between two polls.
+    pub interval: Duration,
+}
+
+/// Why the monitor cannot start or lost a server. Its message never holds a
+/// password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorError(String);
+
+impl MonitorError {
+    fn new(message: impl AsRef<str>) -> Self {
+        MonitorError(redact(message.as_ref()).into_owned())
+    }
+}
+
+impl fmt::Display for MonitorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for MonitorError {}
+
+/// The subscription being followed.
+#[derive(Debug, Clone)]
+pub(crate) struct Subscription {
+    pub(crate) oid: u32,
+    pub(crate) name: String,
+    pub(crate) slot: Option<String>,
+}
+
+/// Connected, checked servers.
+pub struct Monitor {
+    config: MonitorConfig,
+    source: Client,
+    dest: Client,
+    subscription: Subscription,
+    /// PostgreSQL 15 or newer on the destination (error counters exist).
+    dest_has_stats: bool,
+    tracking: poll::Tracking,
+}
+
+impl fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Monitor")
+            .field("subscription", &self.subscription.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Monitor {
+    /// Connects to both servers and checks that they can be followed:
+    /// reachable, PostgreSQL 14 or newer, `wal_level=logical` on the source,
+    /// and the subscription exists on the destination.
+    pub async fn connect(config: MonitorConfig) -> Result<Monitor, MonitorError> {
+        let source = connect("source", &config.source).await?;
+        let dest = connect("destination", &config.dest).await?;
+        check_version("source", &source).await?;
+        let dest_version = check_version("destination", &dest).await?;
+        let wal_level: String = query_one(&source, "SHOW wal_level", "source").await?;
+        if wal_level != "logical" {
+            return Err(MonitorError::new(format!(
+                "the source has wal_level={wal_level}; logical replication needs wal_level=logical"
+            )));
+        }
+        let subscription = find_subscription(&dest, config.subscription.as_deref()).await?;
+        Ok(Monitor {
+            config,
+            source,
+            dest,
+            subscription,
+            dest_has_stats: dest_version >= 150_000,
+            tracking: poll::Tracking::default(),
+        })
+    }
+
+    /// The subscription's name.
+    pub fn subscription(&self) -> &str {
+        &self.subscription.name
+    }
+
+    /// One poll: reads both servers and feeds `collector`.
+    pub async fn poll(&mut self, collector: &Collector) -> Result<PollStats, MonitorError> {
+        poll::poll(self, collector).await
+    }
+}
+
+/// Follows the migration until `stop`: polls every interval; a lost server
+/// is recorded as an error (password masked) and reconnected with backoff
+/// (1 s doubling to 30 s) while the last known state stays on show.
+pub async fn run(collector: Collector, mut monitor: Monitor, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut ticks = tokio::time::interval(monitor.config.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = ticks.tick() => {}
+        }
+        let Err(err) = monitor.poll(&collector).await else {
+            continue;
+        };
+        collector.record_error(&err).await;
+        tracing::warn!(error = %err, "lost a server; reconnecting");
+        let mut retry = Duration::from_secs(1);
+        monitor = loop {
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(retry) => {}
+            }
+            match Monitor::connect(monitor.config.clone()).await {
+                Ok(mut fresh) => {
+                    fresh.tracking = std::mem::take(&mut monitor.tracking);
+                    tracing::info!("reconnected");
+                    break fresh;
+                }
+                Err(err) => {
+                    collector.record_error(&err).await;
+                    retry = (retry * 2).min(Duration::from_secs(30));
+                }
+            }
+        };
+    }
+}
+
+async fn connect(which: &str, uri: &str) -> Result<Client, MonitorError> {
+    let (client, connection) = tokio_postgres::connect(uri, NoTls).await.map_err(|err| {
+        MonitorError::new(format!(
+            "cannot connect to the {which} at {uri}: {}",
+            describe(&err)
+        ))
+    })?;
+    tokio::spawn(async move {
+        // Ends when the client is dropped or the server goes away; the next
+        // query reports it.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+async fn check_version(which: &str, client: &Client) -> Result<i32, MonitorError> {
+    let text: String = query_one(client, "SHOW server_version_num", which).await?;
+    let version: i32 = text.parse().unwrap_or(0);
+    if version < 140_000 {
+        return Err(MonitorError::new(format!(
+            "the {which} runs PostgreSQL {}.{}; 14 or newer is required",
+            version / 10_000,
+            version % 10_000 / 100
+        )));
+    }
+    Ok(version)
+}
+
+async fn query_one(client: &Client, sql: &str, which: &str) -> Result<String, MonitorError> {
+    let row = client
+        .query_one(sql, &[])
+        .await
+        .map_err(|err| MonitorError::new(format!("querying the {which}: {}", describe(&err))))?;
+    Ok(row.get(0))
+}
+
+async fn find_subscription(
+    dest: &Client,
+    wanted: Option<&str>,
+) -> Result<Subscription, MonitorError> {
+    let rows = dest.query(sql::SUBSCRIPTIONS, &[]).await.map_err(|err| {
+        MonitorError::new(format!("querying the destination: {}", describe(&err)))
+    })?;
+    let mut found: Vec<Subscription> = rows
+        .iter()
+        .map(|row| Subscription {
+            oid: row.get::<_, tokio_postgres::types::Oid>(0),
+            name: row.get(1),
+            slot: row.get(2),
+        })
+        .collect();
+    match wanted {
+        Some(name) => found.into_iter().find(|s| s.name == name).ok_or_else(|| {
+            MonitorError::new(format!("no subscription named {name:?} on the destination"))
+        }),
+        None => match found.len() {
+            0 => Err(MonitorError::new(
+                "no subscription in the destination database: create one, or connect to the database that has it",
+            )),
+            1 => Ok(found.swap_remove(0)),
+            _ => Err(MonitorError::new(format!(
+                "several subscriptions on the destination ({}): choose one with --subscription",
+                found
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        },
+    }
+}
+
+/// A driver error with its server message, on one line.
+fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(inner) = source {
+                text = format!("{text}: {inner}");
+                source = inner.source();
+            }
+            text.replace('\n', " ")
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Throw-away PostgreSQL clusters for tests and benches: `initdb` into a
+//! temporary directory, run as the unprivileged `postgres` user (PostgreSQL
+//! refuses to run as root), on an ephemeral loopback port with its Unix
+//! socket in that directory; stopped when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = "/usr/lib/postgresql/15/bin";
+/// A login with only `pg_monitor` rights and a password, as the monitor runs.
+pub const MONITOR_PASSWORD: &str = "monitor-s3cret";
+
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+/// Whether PostgreSQL 15 is installed (`.ci/run` installs it).
+pub fn available() -> bool {
+    Path::new(BIN).join("initdb").exists()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `program args` as the `postgres` user; panics with its output on failure.
+fn as_postgres(program: &str, args: &[&str]) -> String {
+    let output = Command::new("runuser")
+        .args(["-u", "postgres", "--", program])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl Cluster {
+    /// A running cluster; `logical` sets `wal_level=logical`.
+    pub fn start(logical: bool) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("pgm-pg-")
+            .tempdir()
+            .unwrap();
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let cluster = Cluster {
+            dir,
+            port: free_port(),
+        };
+        let data = cluster.data();
+        as_postgres(
+            &format!("{BIN}/initdb"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let config = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{socket}'\n\
+             wal_level = {wal}\nmax_wal_senders = 20\nmax_replication_slots = 20\n\
+             max_worker_processes = 32\nmax_logical_replication_workers = 16\n\
+             max_sync_workers_per_subscription = 2\nfsync = off\nsynchronous_commit = off\n\
+             full_page_writes = off\nshared_buffers = 32MB\nautovacuum = off\n",
+            port = cluster.port,
+            socket = cluster.dir.path().display(),
+            wal = if logical { "logical" } else { "replica" },
+        );
+        append(&data.join("postgresql.conf"), &config);
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             host all monitor 127.0.0.1/32 scram-sha-256\n\
+             host all all 127.0.0.1/32 trust\n\
+             host replication all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        cluster.ctl("start");
+        cluster.sql(&format!(
+            "CREATE ROLE monitor LOGIN PASSWORD '{MONITOR_PASSWORD}' IN ROLE pg_monitor"
+        ));
+        cluster
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn ctl(&self, action: &str) {
+        let data = self.data();
+        let log = self.dir.path().join("server.log");
+        as_postgres(
+            &format!("{BIN}/pg_ctl"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "-m",
+                "fast",
+                action,
+            ],
+        );
+    }
+
+    /// Stops the server (fast shutdown).
+    pub fn stop(&self) {
+        self.ctl("stop");
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&self) {
+        self.ctl("start");
+    }
+
+    /// Runs SQL through psql over the Unix socket; returns its unaligned output.
+    pub fn sql(&self, sql: &str) -> String {
+        let port = self.port.to_string();
+        as_postgres(
+            &format!("{BIN}/psql"),
+            &[
+                "-h",
+                self.dir.path().to_str().unwrap(),
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+        )
+        .trim()
+        .to_owned()
+    }
+
+    /// A URI as the superuser (trust), for replication.
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
+    }
+
+    /// A URI as the monitor login, with its password.
+    pub fn monitor_uri(&self) -> String {
+        format!(
+            "postgres://monitor:{MONITOR_PASSWORD}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{BIN}/pg_ctl")])
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
+            .output();
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}

@@ -1,0 +1,366 @@
+//! `pgmigrator monitor` against two real PostgreSQL 15 clusters: a
+//! publication on the source, a subscription on the destination.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pgmigrator_metrics::pg::{self, Monitor, MonitorConfig};
+use pgmigrator_metrics::{Collector, Phase, Snapshot, TableStatus};
+use tokio::time::{Instant, sleep};
+
+use crate::cluster::{self, Cluster, MONITOR_PASSWORD};
+
+const TABLES: [(&str, i64); 3] = [("big", 200_000), ("mid", 50_000), ("fresh", 30_000)];
+
+/// A source with three tables (two analysed, `fresh` never) published for
+/// all tables, and a destination with a disabled subscription to it.
+fn replication_pair() -> (Cluster, Cluster) {
+    let (source, dest) = (Cluster::start(true), Cluster::start(false));
+    for cluster in [&source, &dest] {
+        cluster.sql("CREATE TABLE big (id bigint PRIMARY KEY, payload text)");
+        cluster.sql("CREATE TABLE mid (id bigint PRIMARY KEY, payload text)");
+        cluster.sql("CREATE TABLE fresh (id bigint, payload text)");
+    }
+    for (table, rows) in TABLES {
+        source.sql(&format!(
+            "INSERT INTO {table} SELECT g, md5(g::text) FROM generate_series(1, {rows}) g"
+        ));
+    }
+    source.sql("ANALYZE big");
+    source.sql("ANALYZE mid");
+    source.sql("CREATE PUBLICATION pub FOR ALL TABLES");
+    dest.sql(&format!(
+        "CREATE SUBSCRIPTION sub CONNECTION '{}' PUBLICATION pub WITH (enabled = false)",
+        source.conninfo()
+    ));
+    (source, dest)
+}
+
+fn config(source: &Cluster, dest: &Cluster) -> MonitorConfig {
+    MonitorConfig {
+        source: source.monitor_uri(),
+        dest: dest.monitor_uri(),
+        subscription: None,
+        interval: Duration::from_millis(100),
+    }
+}
+
+/// Waits until `check` holds for the collector's snapshot (at most `limit`).
+async fn wait_for(
+    collector: &Collector,
+    what: &str,
+    limit: Duration,
+    check: impl Fn(&Snapshot) -> bool,
+) -> Arc<Snapshot> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let snapshot = collector.snapshot();
+        if check(&snapshot) {
+            return snapshot;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw {what}; last snapshot: {snapshot:#?}"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_follows_copy_streaming_lag_and_a_source_restart() {
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest) = replication_pair();
+    let reltuples = source.sql("SELECT relname || '=' || reltuples FROM pg_class WHERE relname IN ('big','fresh') ORDER BY 1");
+    assert_eq!(
+        reltuples, "big=200000\nfresh=-1",
+        "the fixture needs one table never analysed"
+    );
+
+    let collector = Collector::builder()
+        .tick(Duration::from_millis(100))
+        .build();
+    let monitor = Monitor::connect(config(&source, &dest)).await.unwrap();
+    assert_eq!(monitor.subscription(), "sub");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(pg::run(collector.clone(), monitor, async {
+        let _ = stopped.await;
+    }));
+
+    // Record every status each table is seen in.
+    let seen: Arc<Mutex<HashMap<String, Vec<TableStatus>>>> = Arc::default();
+    let mut watch = collector.watch();
+    let log = Arc::clone(&seen);
+    let observer = tokio::spawn(async move {
+        while watch.changed().await.is_ok() {
+            let snapshot = watch.borrow_and_update().clone();
+            let mut seen = log.lock().unwrap();
+            for t in &snapshot.tables {
+                let statuses = seen.entry(t.name.clone()).or_default();
+                if statuses.last() != Some(&t.status) {
+                    statuses.push(t.status);
+                }
+            }
+        }
+    });
+
+    // 1. Pending until the subscription is enabled, then the whole lifecycle.
+    let listed = wait_for(
+        &collector,
+        "three pending tables",
+        Duration::from_secs(10),
+        |s| s.tables_total == 3 && s.tables.iter().all(|t| t.status == TableStatus::Pending),
+    )
+    .await;
+    assert_eq!(listed.phase, Phase::Copy);
+    let names: Vec<&str> = listed.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names[0], "big", "largest first: {names:?}");
+    let big = listed.tables.iter().find(|t| t.name == "big").unwrap();
+    assert_eq!(big.rows_total, 200_000);
+    assert!(
+        listed
+            .tables
+            .iter()
+            .find(|t| t.name == "fresh")
+            .unwrap()
+            .rows_total
+            <= 0
+    );
+
+    dest.sql("ALTER SUBSCRIPTION sub ENABLE");
+    let done = wait_for(
+        &collector,
+        "every table streaming",
+        Duration::from_secs(60),
+        |s| {
+            s.phase == Phase::Streaming
+                && s.tables.iter().all(|t| t.status == TableStatus::Streaming)
+        },
+    )
+    .await;
+    for (table, rows) in TABLES {
+        let t = done.tables.iter().find(|t| t.name == table).unwrap();
+        assert_eq!(t.rows_copied, rows, "{table}");
+        assert_eq!(t.percent, 100.0);
+    }
+    {
+        let seen = seen.lock().unwrap();
+        let order = [
+            TableStatus::Pending,
+            TableStatus::Copying,
+            TableStatus::Copied,
+            TableStatus::Streaming,
+        ];
+        for (table, statuses) in seen.iter() {
+            let ranks: Vec<usize> = statuses
+                .iter()
+                .map(|s| order.iter().position(|o| o == s).unwrap())
+                .collect();
+            assert!(
+                ranks.windows(2).all(|w| w[0] < w[1]),
+                "{table}: {statuses:?}"
+            );
+            assert_eq!(statuses.last(), Some(&TableStatus::Streaming), "{table}");
+        }
+        assert!(
+            seen.values().any(|s| s.contains(&TableStatus::Copying)),
+            "no table was ever seen copying: {seen:?}"
+        );
+    }
+    let phases: Vec<Phase> = done.phases.iter().map(|p| p.phase.clone()).collect();
+    assert!(
+        phases.ends_with(&[Phase::Copy, Phase::Streaming]),
+        "{phases:?}"
+    );
+
+    // 2. Streaming: 10,000 new rows are applied; the lag rises and clears.
+    let caught_up = wait_for(&collector, "caught up", Duration::from_secs(30), |s| {
+        s.caught_up && s.lag_bytes == 0
+    })
+    .await;
+    let before = caught_up.total_rows;
+    let max_lag = Arc::new(Mutex::new(0u64));
+    let mut watch = collector.watch();
+    let lag_log = Arc::clone(&max_lag);
+    let lag_watcher = tokio::spawn(async move {
+        while watch.changed().await.is_ok() {
+            let lag = watch.borrow_and_update().lag_bytes;
+            let mut max = lag_log.lock().unwrap();
+            *max = (*max).max(lag);
+        }
+    });
+    source.sql("INSERT INTO fresh SELECT g, repeat('x', 2000) FROM generate_series(1, 10000) g");
+    let applied = wait_for(
+        &collector,
+        "10,000 rows applied and caught up",
+        Duration::from_secs(60),
+        |s| s.total_rows >= before + 10_000 && s.lag_bytes == 0 && s.caught_up,
+    )
+    .await;
+    assert_eq!(applied.total_rows, before + 10_000);
+    lag_watcher.abort();
+    assert!(
+        *max_lag.lock().unwrap() > 0,
+        "the lag never rose while 20 MB were applied"
+    );
+
+    // An idle source shows no lag, in bytes or in time.
+    sleep(Duration::from_secs(3)).await;
+    let idle = collector.snapshot();
+    assert_eq!(
+        (idle.lag_bytes, idle.lag_seconds, idle.caught_up),
+        (0, 0.0, true),
+        "{idle:#?}"
+    );
+
+    // 3. Time lag: with the subscription disabled, writes wait.
+    dest.sql("ALTER SUBSCRIPTION sub DISABLE");
+    sleep(Duration::from_millis(500)).await;
+    source.sql("INSERT INTO mid SELECT g, 'late' FROM generate_series(100001, 100100) g");
+    sleep(Duration::from_millis(3500)).await;
+    let waiting = collector.snapshot();
+    assert!(
+        waiting.lag_seconds >= 3.0,
+        "lag_seconds {}",
+        waiting.lag_seconds
+    );
+    assert!(waiting.lag_bytes > 0 && !waiting.caught_up);
+    dest.sql("ALTER SUBSCRIPTION sub ENABLE");
+    wait_for(
+        &collector,
+        "the lag to clear",
+        Duration::from_secs(30),
+        |s| s.lag_bytes == 0 && s.lag_seconds == 0.0 && s.caught_up,
+    )
+    .await;
+
+    // 4. The source stops and comes back.
+    let errors_before = collector.snapshot().error_count;
+    source.stop();
+    let lost = wait_for(
+        &collector,
+        "an error for the lost source",
+        Duration::from_secs(20),
+        |s| s.error_count > errors_before,
+    )
+    .await;
+    assert!(lost.last_error.contains("source"), "{}", lost.last_error);
+    assert!(
+        lost.last_error.contains("monitor:********@"),
+        "{}",
+        lost.last_error
+    );
+    assert!(
+        !serde_json::to_string(&*lost)
+            .unwrap()
+            .contains(MONITOR_PASSWORD)
+    );
+    source.restart();
+    let rows_before = collector.snapshot().total_rows;
+    source.sql("INSERT INTO mid VALUES (900001, 'after restart')");
+    wait_for(
+        &collector,
+        "recovery after the restart",
+        Duration::from_secs(60),
+        |s| s.total_rows > rows_before && s.caught_up,
+    )
+    .await;
+
+    stop.send(()).unwrap();
+    running.await.unwrap();
+    observer.abort();
+}
+
+/// `pgmigrator monitor` with `args`; returns (exit code, stderr).
+fn monitor_cli(args: &[String]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .arg("monitor")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("PGMIGRATOR_HOME", dir.path())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_input_gets_one_line_exit_1_and_no_password() {
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest) = replication_pair();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--source".into(),
+                format!("postgres://monitor:{MONITOR_PASSWORD}@127.0.0.1:{closed}/postgres"),
+                "--dest".into(),
+                dest.monitor_uri(),
+            ],
+            "cannot connect to the source",
+        ),
+        (
+            vec![
+                "--source".into(),
+                source.monitor_uri().replace(MONITOR_PASSWORD, "wrong-pass"),
+                "--dest".into(),
+                dest.monitor_uri(),
+            ],
+            "password authentication failed",
+        ),
+        (
+            vec![
+                "--source".into(),
+                source.monitor_uri(),
+                "--dest".into(),
+                dest.monitor_uri(),
+                "--subscription".into(),
+                "nope".into(),
+            ],
+            "no subscription named \"nope\"",
+        ),
+        (
+            vec![
+                "--source".into(),
+                dest.monitor_uri(),
+                "--dest".into(),
+                dest.monitor_uri(),
+            ],
+            "wal_level=replica",
+        ),
+        (
+            vec![
+                "--source".into(),
+                source.monitor_uri(),
+                "--dest".into(),
+                source.monitor_uri(),
+            ],
+            "no subscription in the destination database",
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, stderr) = monitor_cli(&args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in {stderr}"
+        );
+        assert!(
+            !stderr.contains(MONITOR_PASSWORD) && !stderr.contains("wrong-pass"),
+            "{stderr}"
+        );
+    }
+}
