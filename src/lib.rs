@@ -80,6 +80,8 @@
 //! - `http` (feature `http`): REST, the WebSocket hub, Prometheus metrics and
 //!   the dashboard as one `axum` router.
 //! - [`demo`]: a simulated migration driving a collector like the pipeline.
+//! - `pg` (feature `postgres`): following a native logical-replication
+//!   migration from the catalogs of both servers.
 //! - `tui` (feature `tui`): the terminal dashboard, in-process, remote over
 //!   the WebSocket, or on a state file.
 //!
@@ -88,6 +90,7 @@
 //! - `cli` (default): the `pgmigrator` binary (`demo`, `serve`, `status`).
 //! - `http` (default): `http::router` and `http::serve`.
 //! - `tui` (default): `tui::run`, the terminal dashboard.
+//! - `postgres` (default): `pg::Monitor` and `pg::run`.
 //! - `tracing-layer` (default): [`Collector::tracing_layer`].
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]

@@ -129,17 +129,23 @@ impl SnapshotSource for StateFileMirror {
     }
 }
 
-/// The file's identity for change detection: modification time and size.
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// The file's identity for change detection: modification time, size and
+/// inode. Writers that rename a new file into place (ours do) change the
+/// inode every time, even when two writes fall in one tick of the file
+/// system's clock and have the same size.
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.modified().ok()?, metadata.len()))
+    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
 }
+
+type Stamp = (SystemTime, u64, u64);
 
 /// What a mirror knows of its file.
 struct Follower {
     path: PathBuf,
     /// Identity of the file last read successfully.
-    last_stamp: Option<(SystemTime, u64)>,
+    last_stamp: Option<Stamp>,
     /// Its contents.
     current: Option<Snapshot>,
 }
@@ -167,7 +173,7 @@ impl Follower {
     fn published(&self) -> Snapshot {
         let unchanged = self
             .last_stamp
-            .and_then(|(modified, _)| modified.elapsed().ok());
+            .and_then(|(modified, ..)| modified.elapsed().ok());
         Snapshot {
             stale: unchanged.is_none_or(|age| age >= MIRROR_STALE_AFTER),
             ..self.current.clone().unwrap_or_default()

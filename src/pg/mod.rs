@@ -3,12 +3,13 @@
 //! what it does into a [`Collector`], so every surface shows it.
 //!
 //! It only reads catalogs and statistics views, so `pg_monitor` rights are
-//! enough, and a poll is five queries whatever the number of tables:
+//! enough, and a poll is three queries whatever the number of tables (a
+//! fourth, on the source, when the set of tables changes):
 //!
 //! | where | what |
 //! |---|---|
 //! | destination | the subscription's tables (`pg_subscription_rel`) with their COPY progress (`pg_stat_progress_copy`) and change counters (`pg_stat_user_tables`) |
-//! | destination | the subscription's error counters (`pg_stat_subscription_stats`, PostgreSQL 15+) |
+//! | destination | the subscription's error counters (`pg_stat_subscription_stats`, PostgreSQL 15+; skipped on 14) |
 //! | source | the latest WAL position, the subscription's walsender and its slot |
 //! | source | row estimates and sizes, when the set of tables changes |
 //!

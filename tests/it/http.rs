@@ -539,3 +539,33 @@ async fn wait_for(server: &Server, check: impl Fn(&Snapshot) -> bool) -> Snapsho
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_sees_two_writes_of_the_same_size_in_one_clock_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let at = |rows| Snapshot {
+        total_rows: rows,
+        ..Snapshot::default()
+    };
+    write_state_file(&path, &at(10)).unwrap();
+    let mirror = StateFileMirror::start(&path);
+    assert_eq!(mirror.snapshot().total_rows, 10);
+    // Same length, and the same modification time.
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    write_state_file(&path, &at(11)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let mut watch = mirror.watch();
+    timeout(
+        Duration::from_secs(5),
+        watch.wait_for(|s| s.total_rows == 11),
+    )
+    .await
+    .expect("the second write is seen")
+    .unwrap();
+}

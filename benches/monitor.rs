@@ -1,0 +1,110 @@
+//! The monitor with 1,000 subscribed tables: one poll's wall time and
+//! query count, and the CPU the monitor uses polling once a second.
+//! Runs two throw-away PostgreSQL 15 clusters (as in the tests); bounded to
+//! a few seconds of polling.
+//!
+//! `cargo bench --bench monitor`
+
+// Shared with the tests, which also use what this bench does not.
+#[allow(dead_code)]
+#[path = "../tests/it/cluster.rs"]
+mod cluster;
+
+use std::time::Duration;
+
+use cluster::Cluster;
+use pgmigrator_metrics::Collector;
+use pgmigrator_metrics::pg::{self, Monitor, MonitorConfig};
+
+const TABLES: usize = 1_000;
+const MEASURE: Duration = Duration::from_secs(20);
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if !cluster::available() {
+        println!("PostgreSQL 15 is not installed; .ci/run installs it");
+        return;
+    }
+    println!(
+        "cores: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let (source, dest) = (Cluster::start(true), Cluster::start(false));
+    let mut ddl = String::new();
+    for i in 0..TABLES {
+        ddl.push_str(&format!(
+            "CREATE TABLE t{i:04} (id bigint PRIMARY KEY, v text);"
+        ));
+    }
+    source.sql(&ddl);
+    dest.sql(&ddl);
+    source.sql("CREATE PUBLICATION pub FOR ALL TABLES");
+    // No initial copy: the tables are ready at once; the poll is the same.
+    dest.sql(&format!(
+        "CREATE SUBSCRIPTION sub CONNECTION '{}' PUBLICATION pub WITH (copy_data = false)",
+        source.conninfo()
+    ));
+    let config = MonitorConfig {
+        source: source.monitor_uri(),
+        dest: dest.monitor_uri(),
+        subscription: None,
+        interval: Duration::from_secs(1),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let collector = Collector::new();
+        let mut monitor = Monitor::connect(config.clone()).await.unwrap();
+        let first = monitor.poll(&collector).await.unwrap();
+        let mut steady = Vec::new();
+        for _ in 0..20 {
+            steady.push(monitor.poll(&collector).await.unwrap());
+        }
+        collector.flush().await;
+        assert_eq!(collector.snapshot().tables_total, TABLES);
+        let mut times: Vec<Duration> = steady.iter().map(|s| s.elapsed).collect();
+        times.sort();
+        println!(
+            "{TABLES} tables: first poll {:.1} ms with {} queries (estimates included); \
+             steady poll median {:.1} ms, max {:.1} ms, {} queries",
+            first.elapsed.as_secs_f64() * 1e3,
+            first.queries,
+            times[times.len() / 2].as_secs_f64() * 1e3,
+            times[times.len() - 1].as_secs_f64() * 1e3,
+            steady[0].queries,
+        );
+
+        // CPU of this process (the monitor and its collector) at 1 s.
+        let before = cpu();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(pg::run(collector.clone(), monitor, async {
+            let _ = stopped.await;
+        }));
+        tokio::time::sleep(MEASURE).await;
+        stop.send(()).unwrap();
+        running.await.unwrap();
+        let used = cpu() - before;
+        println!(
+            "polling every 1 s for {} s: {:.2} s CPU = {:.2} % of one core",
+            MEASURE.as_secs(),
+            used.as_secs_f64(),
+            used.as_secs_f64() / MEASURE.as_secs_f64() * 100.0
+        );
+    });
+}
+
+/// CPU time of this process so far.
+fn cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
