@@ -16,9 +16,14 @@
 //! Mapping: `srsubstate` `i` → pending, `d` → copying, `f`/`s` → copied, `r`
 //! → streaming; phase copy while any table is not ready, streaming once all
 //! are. Applied LSN: the walsender's `replay_lsn` (the slot's
-//! `confirmed_flush_lsn` while no walsender runs); an idle source whose
-//! walsender has everything applied counts as caught up, so WAL that is not
-//! the subscription's (other databases, checkpoints) never shows as lag.
+//! `confirmed_flush_lsn` while no walsender runs). A logical walsender reads
+//! all WAL, other databases' and checkpoints' included, and when it has
+//! nothing to send it pings the subscriber with its position, which the
+//! idle apply worker acknowledges at once: measured on PostgreSQL 15, an
+//! idle source, writes in another database and a checkpoint all left
+//! `pg_current_wal_lsn() − replay_lsn` at 0. So `replay_lsn` shows no lag
+//! that does not exist, and hides none that does (a walsender still
+//! reading WAL while the source is quiet shows as lag until it is done).
 
 mod poll;
 mod sql;

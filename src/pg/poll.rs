@@ -28,7 +28,6 @@ pub(crate) struct Tracking {
     counters: HashMap<(String, String), i64>,
     /// Last COPY progress seen per table (rows, bytes).
     progress: HashMap<(String, String), (i64, i64)>,
-    last_latest: Option<Lsn>,
     last_applied: Option<Lsn>,
     errors_seen: Option<i64>,
     phase: Option<Phase>,
@@ -227,19 +226,11 @@ pub(super) async fn poll(
     }
 
     let latest = lsn(positions.get(0));
-    let sent = lsn(positions.get(1));
-    let replay = lsn(positions.get(2));
-    let confirmed = lsn(positions.get(3));
-    let idle = latest.is_some() && latest == tracking.last_latest;
-    let applied = match (replay, sent) {
-        // The walsender has everything it sent applied and the source wrote
-        // nothing since the last poll: caught up, whatever WAL lies between
-        // (other databases, checkpoints) that is not the subscription's.
-        (Some(replay), Some(sent)) if replay >= sent && idle => latest,
-        (Some(replay), _) => Some(replay),
-        // No walsender (subscription disabled, or reconnecting): the slot.
-        (None, _) => confirmed,
-    };
+    let replay = lsn(positions.get(1));
+    let confirmed = lsn(positions.get(2));
+    // The walsender's replay position; while none runs (subscription
+    // disabled, or reconnecting), what the slot has confirmed.
+    let applied = replay.or(confirmed);
     if let Some(latest) = latest {
         collector.record_latest_lsn(latest).await;
     }
@@ -257,7 +248,6 @@ pub(super) async fn poll(
     if let Some(confirmed) = confirmed {
         collector.record_confirmed_lsn(confirmed).await;
     }
-    tracking.last_latest = latest;
 
     if let Some(total) = errors {
         let before = tracking.errors_seen.unwrap_or(total);

@@ -29,8 +29,6 @@ pub(super) const ERRORS: &str = "
 /// `application_name` is the subscription's name) and its slot.
 pub(super) const POSITIONS: &str = "
     SELECT pg_current_wal_lsn()::text,
-           (SELECT sent_lsn::text FROM pg_stat_replication
-             WHERE application_name = $1 ORDER BY backend_start LIMIT 1),
            (SELECT replay_lsn::text FROM pg_stat_replication
              WHERE application_name = $1 ORDER BY backend_start LIMIT 1),
            (SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $2)";

@@ -22,47 +22,39 @@ const MIB: u64 = 1024 * 1024;
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
     let area = frame.area();
-    let sparks = if area.height >= 20 { 3 } else { 0 };
-    let logs = if area.height >= 30 {
-        (area.height / 5).clamp(5, 13)
-    } else {
-        4
-    };
+    let [header, progress, body, errors, help] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_header(frame, header, model, now);
+    draw_progress(frame, progress, model);
     if model.show_logs {
-        let [header, progress, log, errors, help] = Layout::vertical([
-            Constraint::Length(2),
-            Constraint::Length(1),
-            Constraint::Min(3),
-            Constraint::Length(1),
-            Constraint::Length(1),
-        ])
-        .areas(area);
-        draw_header(frame, header, model, now);
-        draw_progress(frame, progress, model);
-        draw_logs(frame, log, model);
-        draw_errors(frame, errors, model);
-        draw_help_line(frame, help, model);
+        draw_logs(frame, body, model);
     } else {
-        let [header, progress, tables, spark, log, errors, help] = Layout::vertical([
-            Constraint::Length(2),
-            Constraint::Length(1),
+        let sparks = if area.height >= 20 { 3 } else { 0 };
+        let logs = if area.height >= 30 {
+            (area.height / 5).clamp(5, 13)
+        } else {
+            4
+        };
+        let [tables, spark, log] = Layout::vertical([
             Constraint::Min(4),
             Constraint::Length(sparks),
             Constraint::Length(logs),
-            Constraint::Length(1),
-            Constraint::Length(1),
         ])
-        .areas(area);
-        draw_header(frame, header, model, now);
-        draw_progress(frame, progress, model);
+        .areas(body);
         draw_tables(frame, tables, model);
         if sparks > 0 {
             draw_sparklines(frame, spark, model);
         }
         draw_logs(frame, log, model);
-        draw_errors(frame, errors, model);
-        draw_help_line(frame, help, model);
     }
+    draw_errors(frame, errors, model);
+    draw_help_line(frame, help, model);
     if model.show_help {
         draw_help(frame, area);
     }
