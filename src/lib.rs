@@ -66,7 +66,7 @@
 //!
 //! # Layout
 //!
-//! - [`lsn`]: [`Lsn`], [`lag`], byte and duration formatting.
+//! - [`lsn`]: [`Lsn`], [`lag()`], byte and duration formatting.
 //! - [`model`]: the plain data: [`Phase`], [`TableProgress`], [`Snapshot`], [`LogEntry`].
 //! - `collector`: the [`Collector`] handle and builder over one actor task
 //!   that owns a plain, synchronously tested state.
