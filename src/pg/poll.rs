@@ -106,6 +106,17 @@ pub(super) async fn poll(
         .map_err(source_error)?;
     queries += 1;
 
+    // The phase first, so no snapshot shows the tables under the old one.
+    let phase = if tables.iter().all(|t| t.state == 'r') {
+        Phase::Streaming
+    } else {
+        Phase::Copy
+    };
+    if monitor.tracking.phase.as_ref() != Some(&phase) {
+        collector.set_phase(phase.clone()).await;
+        monitor.tracking.phase = Some(phase);
+    }
+
     // The table set changed: list it again, largest first, with estimates.
     let mut keys: Vec<(String, String)> = tables.iter().map(|t| t.key.clone()).collect();
     keys.sort();
@@ -153,16 +164,6 @@ pub(super) async fn poll(
             .map(|t| (t.schema.clone(), t.name.clone()))
             .collect();
         collector.set_tables(listing).await;
-    }
-
-    let phase = if tables.iter().all(|t| t.state == 'r') {
-        Phase::Streaming
-    } else {
-        Phase::Copy
-    };
-    if monitor.tracking.phase.as_ref() != Some(&phase) {
-        collector.set_phase(phase.clone()).await;
-        monitor.tracking.phase = Some(phase);
     }
 
     let tracking = &mut monitor.tracking;
