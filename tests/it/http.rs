@@ -311,10 +311,12 @@ async fn a_client_that_never_reads_does_not_delay_the_others() {
         last = Instant::now();
         frames += 1;
     }
-    // One frame per 50 ms tick; the stuck client's 500 ms timeouts never show.
-    assert!(frames >= 40, "only {frames} frames in 3 s");
+    // One frame per 50 ms tick (60 in 3 s). A hub that wrote to clients one
+    // after another would wait out the stuck client's 500 ms send timeout on
+    // every tick once its socket is full: about 6 frames.
+    assert!(frames >= 30, "only {frames} frames in 3 s");
     assert!(
-        longest_gap < Duration::from_millis(400),
+        longest_gap < Duration::from_secs(1),
         "a gap of {longest_gap:?}"
     );
     server.shutdown().await;
