@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! pipeline tasks ─ .await ─┐                 ┌─► ArcSwap<Snapshot> ─► snapshot()
-//! tracing layer ─ try_send ┤  mpsc (bounded) │
+//! tracing layer ─ try_send ┤ 4 bounded mpsc  │
 //!                          └──► actor task ──┼─► watch ─► TUI, persister
 //!                               owns State   └─► broadcast every tick ─► push
 //! StatePersister ─ every 2 s ─► state.json ─► read_state_file ─► status::render

@@ -1,8 +1,9 @@
 //! The collector: a cheap handle for writers and readers over one actor task
 //! that owns the migration's state.
 //!
-//! Writers `.await` a bounded channel (back-pressure instead of unbounded
-//! memory); the actor applies updates in order and publishes immutable
+//! Writers `.await` bounded channels, one per handle clone among four
+//! (back-pressure instead of unbounded memory); the actor applies updates in
+//! the order they were sent and publishes immutable
 //! snapshots into an [`ArcSwap`] (lock-free reads), a `watch` channel (latest
 //! value, for UIs) and, every tick, a `broadcast` channel (for push).
 
@@ -75,8 +76,8 @@ struct Shared {
 
 /// The metrics collector: a cheap, cloneable handle.
 ///
-/// Pipeline tasks call the `async` writers; they wait only when the channel
-/// to the actor is full. Readers take the newest published snapshot with
+/// Pipeline tasks call the `async` writers; they wait only when their
+/// channel to the actor is full. Readers take the newest published snapshot with
 /// [`snapshot`](Self::snapshot), follow it with [`watch`](Self::watch), or
 /// get one every tick with [`subscribe`](Self::subscribe).
 ///
