@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::collector::{BROADCAST_CAPACITY, Collector, DEFAULT_TICK};
 use crate::model::{LogEntry, Snapshot};
-use crate::persist::{StateFileError, read_state_file};
+use crate::persist::read_state_file;
 
 /// Something that publishes snapshots: what the HTTP surfaces and
 /// dashboards read.
@@ -86,7 +86,7 @@ impl StateFileMirror {
             last_stamp: None,
             current: None,
         };
-        follower.reload(read_state_file);
+        follower.reload();
         let first = Arc::new(follower.published());
         let snapshot = Arc::new(ArcSwap::new(Arc::clone(&first)));
         let (watch_tx, watch) = watch::channel(first);
@@ -151,15 +151,15 @@ struct Follower {
 }
 
 impl Follower {
-    /// Re-reads the file with `read` if it changed. A file that cannot be
+    /// Re-reads the file if it changed. A file that cannot be
     /// read (half-written by a writer that does not rename, or gone) keeps
     /// the last good state until next time.
-    fn reload(&mut self, read: impl FnOnce(&Path) -> Result<Snapshot, StateFileError>) {
+    fn reload(&mut self) {
         let now = stamp(&self.path);
         if now.is_none() || now == self.last_stamp {
             return;
         }
-        match read(&self.path) {
+        match read_state_file(&self.path) {
             Ok(snapshot) => {
                 self.current = Some(snapshot);
                 self.last_stamp = now;
@@ -193,7 +193,7 @@ async fn follow(
         poll.tick().await;
         // Reading may block on a slow disk: off the worker threads.
         follower = match tokio::task::spawn_blocking(move || {
-            follower.reload(read_state_file);
+            follower.reload();
             follower
         })
         .await
