@@ -38,8 +38,6 @@ use tokio::sync::watch;
 
 use crate::source::SnapshotSource;
 
-pub use ws::WsStats;
-
 /// The address `pgmigrator` listens on by default: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7654";
 /// Environment variable holding the access token.

@@ -4,7 +4,7 @@
 //! delays the others.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -25,28 +25,16 @@ use crate::source::SnapshotSource;
 /// Frames a client may fall behind before it skips to the newest.
 const CLIENT_QUEUE: usize = 4;
 
-/// Counters of the WebSocket hub.
+/// Clients connected now, under the cap.
 #[derive(Debug, Default)]
-pub struct WsStats {
+pub(super) struct WsStats {
     clients: AtomicUsize,
-    frames_sent: AtomicU64,
-    slow_clients_dropped: AtomicU64,
 }
 
 impl WsStats {
     /// Clients connected now.
-    pub fn clients(&self) -> usize {
+    pub(super) fn clients(&self) -> usize {
         self.clients.load(Ordering::Relaxed)
-    }
-
-    /// Frames sent to clients so far.
-    pub fn frames_sent(&self) -> u64 {
-        self.frames_sent.load(Ordering::Relaxed)
-    }
-
-    /// Clients dropped because they did not accept a frame in time.
-    pub fn slow_clients_dropped(&self) -> u64 {
-        self.slow_clients_dropped.load(Ordering::Relaxed)
     }
 
     /// Takes a client slot unless `max` are taken.
@@ -137,7 +125,7 @@ pub(super) async fn upgrade<S: SnapshotSource>(
         shutdown: state.shutdown.subscribe(),
         send_timeout: state.config.client_send_timeout,
         ping_interval: state.config.ping_interval,
-        slot,
+        _slot: slot,
     };
     ws.on_upgrade(move |socket| client.run(socket))
 }
@@ -148,7 +136,8 @@ struct Client {
     shutdown: watch::Receiver<bool>,
     send_timeout: Duration,
     ping_interval: Duration,
-    slot: Slot,
+    /// Held for the client's lifetime; frees its place when dropped.
+    _slot: Slot,
 }
 
 impl Client {
@@ -196,15 +185,11 @@ impl Client {
     /// Sends one message; `false` when the client is gone or did not take
     /// it within the send timeout.
     async fn send(&self, sink: &mut SplitSink<WebSocket, Message>, message: Message) -> bool {
-        let stats = &self.slot.0;
         match tokio::time::timeout(self.send_timeout, sink.send(message)).await {
-            Ok(Ok(())) => {
-                stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-                true
-            }
+            Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
-                stats.slow_clients_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(timeout = ?self.send_timeout, "dropping a WebSocket client that stopped reading");
                 false
             }
         }
