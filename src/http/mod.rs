@@ -106,11 +106,11 @@ struct AppState<S> {
 /// called inside a Tokio runtime. WebSocket clients are closed when the
 /// source stops (e.g. `Collector::close`); [`serve`] also closes them on its
 /// shutdown signal.
-pub fn router<S: SnapshotSource + Clone>(source: S, config: HttpConfig) -> Router {
+pub fn router<S: SnapshotSource>(source: S, config: HttpConfig) -> Router {
     build(source, config).0
 }
 
-fn build<S: SnapshotSource + Clone>(source: S, config: HttpConfig) -> (Router, Arc<AppState<S>>) {
+fn build<S: SnapshotSource>(source: S, config: HttpConfig) -> (Router, Arc<AppState<S>>) {
     let hub = ws::Hub::start(&source);
     let state = Arc::new(AppState {
         source,
@@ -144,7 +144,7 @@ fn build<S: SnapshotSource + Clone>(source: S, config: HttpConfig) -> (Router, A
 /// Serves `source` on `listener` until `shutdown` completes: then stops
 /// accepting, sends every WebSocket client a close frame and returns once
 /// they are gone (or after two seconds).
-pub async fn serve<S: SnapshotSource + Clone>(
+pub async fn serve<S: SnapshotSource>(
     listener: TcpListener,
     source: S,
     config: HttpConfig,

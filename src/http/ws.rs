@@ -94,7 +94,7 @@ impl Hub {
         }
     }
 
-    pub(super) fn stats(&self) -> &Arc<WsStats> {
+    pub(super) fn stats(&self) -> &WsStats {
         &self.stats
     }
 }

@@ -42,7 +42,7 @@ pub struct Feed {
 impl Feed {
     /// Follows a source in this process: its `watch` receiver, and its log
     /// ring once a second. Must be called inside a Tokio runtime.
-    pub fn local<S: SnapshotSource + Clone>(source: S) -> Feed {
+    pub fn local<S: SnapshotSource>(source: S) -> Feed {
         let snapshots = source.watch();
         let (logs_tx, logs) = watch::channel(Arc::new(source.logs()));
         tokio::spawn(async move {
