@@ -47,8 +47,8 @@ fn main() {
         source.conninfo()
     ));
     let config = MonitorConfig {
-        source: source.monitor_uri(),
-        dest: dest.monitor_uri(),
+        source: source.monitor_uri().parse().unwrap(),
+        dest: dest.monitor_uri().parse().unwrap(),
         subscription: None,
         interval: Duration::from_secs(1),
     };

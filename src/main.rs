@@ -231,9 +231,13 @@ async fn demo_command(args: DemoArgs) -> Result<(), String> {
 async fn monitor_command(args: MonitorArgs) -> Result<(), String> {
     let collector = live_collector()?;
     collector.set_phase(Phase::Connecting).await;
+    let parse = |which: &str, text: &str| {
+        text.parse::<pg::ConnInfo>()
+            .map_err(|err| format!("--{which}: {err}"))
+    };
     let config = MonitorConfig {
-        source: args.source,
-        dest: args.dest,
+        source: parse("source", &args.source)?,
+        dest: parse("dest", &args.dest)?,
         subscription: args.subscription,
         interval: args.interval,
     };

@@ -15,7 +15,7 @@ use crate::logs::LogRing;
 use crate::lsn::{Lsn, format_lag, lag};
 use crate::model::{ErrorEntry, LogEntry, Phase, PhaseSpan, Snapshot, TableProgress, TableStatus};
 use crate::rate::RateWindow;
-use crate::redact::redact;
+use crate::redact::{MASK, is_secret_key, redact};
 
 /// Errors kept in the snapshot's history.
 pub(crate) const ERROR_HISTORY: usize = 100;
@@ -317,8 +317,10 @@ impl State {
 
     fn log(&mut self, mut entry: LogEntry) {
         entry.message = bounded(redact(&entry.message).into_owned());
-        for value in entry.fields.values_mut() {
-            if let std::borrow::Cow::Owned(masked) = redact(value) {
+        for (key, value) in entry.fields.iter_mut() {
+            if is_secret_key(key) {
+                MASK.clone_into(value);
+            } else if let std::borrow::Cow::Owned(masked) = redact(value) {
                 *value = masked;
             }
             let long = std::mem::take(value);
@@ -736,6 +738,23 @@ mod tests {
                 .iter()
                 .all(|e| e.fields["dsn"] == "host=h password=********")
         );
+    }
+
+    #[test]
+    fn log_fields_named_for_secrets_are_masked_whatever_their_value() {
+        let clock = Clock::new();
+        let mut state = State::new(LIMITS);
+        let entry = LogEntry::new(LogLevel::Info, "connecting")
+            .with_field("password", "hunter2")
+            .with_field("sslPassword", "a b")
+            .with_field("api_token", "t0k3n")
+            .with_field("table", "public.users");
+        state.apply(Update::Log(Box::new(entry)), &clock.at(0.0));
+        let fields = &state.logs().iter().next().unwrap().fields;
+        assert_eq!(fields["password"], MASK);
+        assert_eq!(fields["sslPassword"], MASK);
+        assert_eq!(fields["api_token"], MASK);
+        assert_eq!(fields["table"], "public.users");
     }
 
     #[test]

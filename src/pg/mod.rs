@@ -25,6 +25,7 @@
 //! that does not exist, and hides none that does (a walsender still
 //! reading WAL while the source is quiet shows as lag until it is done).
 
+mod conninfo;
 mod poll;
 mod sql;
 
@@ -37,15 +38,16 @@ use tokio_postgres::{Client, NoTls};
 use crate::collector::Collector;
 use crate::redact::redact;
 
+pub use conninfo::{ConnInfo, ConnInfoError};
 pub use poll::PollStats;
 
 /// What to follow and how often.
 #[derive(Debug, Clone)]
 pub struct MonitorConfig {
-    /// Connection URI of the source (the publisher).
-    pub source: String,
-    /// Connection URI of the destination (the subscriber).
-    pub dest: String,
+    /// The source (the publisher).
+    pub source: ConnInfo,
+    /// The destination (the subscriber).
+    pub dest: ConnInfo,
     /// The subscription; the destination database's only one when `None`.
     pub subscription: Option<String>,
     /// Time between two polls.
@@ -53,7 +55,8 @@ pub struct MonitorConfig {
 }
 
 /// Why the monitor cannot start or lost a server. Its message never holds a
-/// password.
+/// password: it names servers by their masked [`ConnInfo`], and passes
+/// through [`redact`] as a last defence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitorError(String);
 
@@ -173,10 +176,10 @@ pub async fn run(collector: Collector, mut monitor: Monitor, stop: impl Future<O
     }
 }
 
-async fn connect(which: &str, uri: &str) -> Result<Client, MonitorError> {
-    let (client, connection) = tokio_postgres::connect(uri, NoTls).await.map_err(|err| {
+async fn connect(which: &str, server: &ConnInfo) -> Result<Client, MonitorError> {
+    let (client, connection) = server.config().connect(NoTls).await.map_err(|err| {
         MonitorError::new(format!(
-            "cannot connect to the {which} at {uri}: {}",
+            "cannot connect to the {which} at {server}: {}",
             describe(&err)
         ))
     })?;

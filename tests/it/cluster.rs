@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";
-/// A login with only `pg_monitor` rights and a password, as the monitor runs.
-pub const MONITOR_PASSWORD: &str = "monitor-s3cret";
+/// A login with only `pg_monitor` rights and a password, as the monitor
+/// runs; the password holds every character that ends a part of a URI or
+/// a keyword value, so a message that quotes a connection string leaks it.
+pub const MONITOR_PASSWORD: &str = "pw9f3/?#' \"x7q";
 
 pub struct Cluster {
     dir: tempfile::TempDir,
@@ -96,7 +98,8 @@ impl Cluster {
         .unwrap();
         cluster.ctl("start");
         cluster.sql(&format!(
-            "CREATE ROLE monitor LOGIN PASSWORD '{MONITOR_PASSWORD}' IN ROLE pg_monitor"
+            "CREATE ROLE monitor LOGIN PASSWORD '{}' IN ROLE pg_monitor",
+            MONITOR_PASSWORD.replace('\'', "''")
         ));
         cluster
     }
@@ -171,10 +174,20 @@ impl Cluster {
         )
     }
 
-    /// A URI as the monitor login, with its password.
+    /// A URI as the monitor login, with its password written raw (the
+    /// parser reads credentials up to the first `@`).
     pub fn monitor_uri(&self) -> String {
         format!(
             "postgres://monitor:{MONITOR_PASSWORD}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    /// The same login as libpq keywords, the password quoted and escaped.
+    pub fn monitor_keywords(&self) -> String {
+        let quoted = MONITOR_PASSWORD.replace('\\', "\\\\").replace('\'', "\\'");
+        format!(
+            "host=127.0.0.1 port={} user=monitor dbname=postgres password='{quoted}'",
             self.port
         )
     }

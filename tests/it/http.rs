@@ -64,7 +64,7 @@ impl Server {
 }
 
 /// GET with optional headers: (status, content type, body).
-async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+pub(crate) async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut request = hyper::Request::get(url);
     for (name, value) in headers {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pgmigrator_metrics::pg::{self, Monitor, MonitorConfig};
 use pgmigrator_metrics::{Collector, Phase, Snapshot, TableStatus};
-use tokio::time::{Instant, sleep};
+use tokio::time::{Instant, sleep, timeout};
 
 use crate::cluster::{self, Cluster, MONITOR_PASSWORD};
 
@@ -40,8 +40,8 @@ fn replication_pair() -> (Cluster, Cluster) {
 
 fn config(source: &Cluster, dest: &Cluster) -> MonitorConfig {
     MonitorConfig {
-        source: source.monitor_uri(),
-        dest: dest.monitor_uri(),
+        source: source.monitor_uri().parse().unwrap(),
+        dest: dest.monitor_uri().parse().unwrap(),
         subscription: None,
         interval: Duration::from_millis(100),
     }
@@ -249,7 +249,7 @@ async fn the_monitor_follows_copy_streaming_lag_and_a_source_restart() {
     .await;
     assert!(lost.last_error.contains("source"), "{}", lost.last_error);
     assert!(
-        lost.last_error.contains("monitor:********@"),
+        lost.last_error.contains("postgres://monitor@127.0.0.1:"),
         "{}",
         lost.last_error
     );
@@ -362,5 +362,122 @@ fn bad_input_gets_one_line_exit_1_and_no_password() {
             !stderr.contains(MONITOR_PASSWORD) && !stderr.contains("wrong-pass"),
             "{stderr}"
         );
+    }
+}
+
+/// Every byte `pgmigrator monitor` shows anyone, through a start, a lost
+/// source and its return: stderr, stdout, `state.json`, every API path,
+/// the WebSocket frames and `status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_reaches_no_surface_through_a_source_restart() {
+    use std::io::{BufRead, BufReader};
+
+    use futures_util::StreamExt;
+
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest) = replication_pair();
+    dest.sql("ALTER SUBSCRIPTION sub ENABLE");
+    let home = tempfile::tempdir().unwrap();
+    let stderr_path = home.path().join("stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["monitor", "--interval", "200ms", "--listen", "127.0.0.1:0"])
+        .args(["--source", &source.monitor_keywords()])
+        .args(["--dest", &dest.monitor_uri()])
+        .env("PGMIGRATOR_HOME", home.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut shown = String::new();
+    stdout.read_line(&mut shown).unwrap();
+    let url = shown
+        .trim()
+        .strip_prefix("Dashboard: ")
+        .unwrap_or_else(|| panic!("unexpected first line {shown:?}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let child = crate::Running(child);
+
+    let ws_url = format!("{}/api/v1/ws", url.replacen("http://", "ws://", 1));
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .unwrap();
+    let frames = tokio::spawn(async move {
+        ws.filter_map(|m| async move { m.ok().map(|m| m.to_string()) })
+            .collect::<Vec<String>>()
+            .await
+    });
+    let status = |path: &'static str| {
+        let url = format!("{url}{path}");
+        async move { crate::http::get(&url, &[]).await.2 }
+    };
+    let wait = |what: &'static str, check: fn(&Snapshot) -> bool| {
+        let status = &status;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let snapshot: Snapshot =
+                    serde_json::from_str(&status("/api/v1/status").await).unwrap();
+                if check(&snapshot) {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "never saw {what}: {snapshot:#?}");
+                sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait("the tables", |s| s.tables_total == 3).await;
+    source.stop();
+    wait("the lost source", |s| s.error_count > 0).await;
+    source.restart();
+    let logs_say_reconnected = || async { status("/api/v1/logs").await.contains("reconnected") };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !logs_say_reconnected().await {
+        assert!(Instant::now() < deadline, "never reconnected");
+        sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut everything = String::new();
+    for path in [
+        "/api/v1/status",
+        "/api/v1/tables",
+        "/api/v1/logs",
+        "/metrics",
+        "/",
+    ] {
+        everything.push_str(&status(path).await);
+    }
+    // SIGTERM: the final write, then exit.
+    let mut child = child;
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    everything.push_str(&shown);
+    everything.push_str(&rest);
+    everything.push_str(&std::fs::read_to_string(&stderr_path).unwrap());
+    let frames = timeout(Duration::from_secs(10), frames)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(frames.len() > 2, "{} frames", frames.len());
+    everything.push_str(&frames.concat());
+    let state = std::fs::read_to_string(home.path().join("state.json")).unwrap();
+    assert!(state.contains("postgres://monitor@127.0.0.1:"), "{state}");
+    everything.push_str(&state);
+    for args in [&["status"][..], &["status", "--json"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+            .args(args)
+            .env("PGMIGRATOR_HOME", home.path())
+            .output()
+            .unwrap();
+        everything.push_str(&String::from_utf8_lossy(&out.stdout));
+        everything.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    for secret in [MONITOR_PASSWORD, "pw9f3", "x7q", "pw9f3%2F"] {
+        assert!(!everything.contains(secret), "{secret:?} leaked");
     }
 }
