@@ -1,5 +1,7 @@
-//! Access checks: the token, and the origin of WebSocket upgrades.
+//! Access checks: the `Host` header, the token, and the origin of
+//! WebSocket upgrades.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -9,8 +11,68 @@ use axum::response::Response;
 
 use super::{AppState, HttpConfig, error};
 
+/// Paths a browser opens itself, without a way to set a header: only these
+/// take the token from the query string.
+const QUERY_TOKEN_PATHS: [&str; 2] = ["/", "/api/v1/ws"];
+
+/// Lets a request through when its `Host` names this server (see
+/// [`host_allowed`]); otherwise 403, before anything else is looked at.
+pub(super) async fn require_allowed_host<S>(
+    State(state): State<Arc<AppState<S>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if host_allowed(request.headers(), &state.config) {
+        next.run(request).await
+    } else {
+        error(
+            StatusCode::FORBIDDEN,
+            "this Host is not allowed; start the server with --allow-host NAME to serve under it",
+        )
+    }
+}
+
+/// Whether the `Host` header names this server: an IP address (a browser
+/// sends one only when it connected to that address), `localhost`, or a
+/// name the configuration allows. A DNS name an attacker's page rebinds to
+/// 127.0.0.1 is none of these. No `Host` (not HTTP/1.1, not a browser) is
+/// allowed.
+pub(super) fn host_allowed(headers: &HeaderMap, config: &HttpConfig) -> bool {
+    let Some(host) = headers.get(header::HOST) else {
+        return true;
+    };
+    host.to_str()
+        .is_ok_and(|host| name_allowed(host_name(host), config))
+}
+
+/// The name part of a `host[:port]` authority (`[v6]` without brackets).
+fn host_name(authority: &str) -> &str {
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    match authority.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => authority,
+    }
+}
+
+fn name_allowed(name: &str, config: &HttpConfig) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.parse::<IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || config
+            .allowed_hosts
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(name))
+        || config.allowed_origins.iter().any(|origin| {
+            let authority = origin.split_once("://").map_or(origin.as_str(), |(_, a)| a);
+            host_name(authority.trim_end_matches('/')).eq_ignore_ascii_case(name)
+        })
+}
+
 /// Lets a request through when no token is configured or it presents the
-/// token (`Authorization: Bearer …` or `?token=…`); otherwise 401.
+/// token (`Authorization: Bearer …`, or `?token=…` on the page and the
+/// WebSocket); otherwise 401.
 pub(super) async fn require_token<S>(
     State(state): State<Arc<AppState<S>>>,
     request: Request,
@@ -19,7 +81,11 @@ pub(super) async fn require_token<S>(
     let Some(expected) = state.config.token.as_deref().filter(|t| !t.is_empty()) else {
         return next.run(request).await;
     };
-    let presented = bearer(request.headers()).or_else(|| query_token(request.uri().query()));
+    let query = request
+        .uri()
+        .query()
+        .filter(|_| QUERY_TOKEN_PATHS.contains(&request.uri().path()));
+    let presented = bearer(request.headers()).or_else(|| query_token(query));
     if presented.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes())) {
         return next.run(request).await;
     }
@@ -89,15 +155,18 @@ pub(super) fn origin_allowed(headers: &HeaderMap, config: &HttpConfig) -> bool {
         return false;
     };
     let origin = origin.trim_end_matches('/');
-    let own = headers
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .is_some_and(|host| {
-            origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                == Some(host)
-        });
+    // The page's own origin: the same authority as `Host`, which must
+    // itself name this server (the Host check normally ran already).
+    let own = host_allowed(headers, config)
+        && headers
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .is_some_and(|host| {
+                origin
+                    .strip_prefix("http://")
+                    .or_else(|| origin.strip_prefix("https://"))
+                    == Some(host)
+            });
     own || config
         .allowed_origins
         .iter()
@@ -135,6 +204,53 @@ mod tests {
             Some("bad%zz%")
         );
         assert_eq!(query_token(Some("tokens=x")), None);
+    }
+
+    fn host_is_allowed(host: &'static str, config: &HttpConfig) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static(host));
+        host_allowed(&headers, config)
+    }
+
+    #[test]
+    fn hosts_must_be_addresses_localhost_or_allowed_names() {
+        let config = HttpConfig {
+            allowed_hosts: vec!["metrics.internal".into()],
+            allowed_origins: vec!["https://ops.example.com:8443".into()],
+            ..HttpConfig::default()
+        };
+        for host in [
+            "127.0.0.1:7654",
+            "127.0.0.1",
+            "[::1]:7654",
+            "10.1.2.3:80",
+            "localhost:7654",
+            "LOCALHOST.",
+            "metrics.internal:7654",
+            "ops.example.com",
+        ] {
+            assert!(host_is_allowed(host, &config), "{host}");
+        }
+        for host in [
+            "attacker.example",
+            "attacker.example:7654",
+            "localhost.attacker.example",
+            "127.0.0.1.nip.io",
+            "",
+        ] {
+            assert!(!host_is_allowed(host, &config), "{host}");
+        }
+    }
+
+    #[test]
+    fn a_foreign_host_makes_even_a_matching_origin_foreign() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("attacker.example"));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://attacker.example"),
+        );
+        assert!(!origin_allowed(&headers, &HttpConfig::default()));
     }
 
     #[test]

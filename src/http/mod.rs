@@ -11,14 +11,26 @@
 //! | `GET /healthz` | 200, no auth |
 //! | `GET /` | the dashboard |
 //!
-//! Safe by default: [`check_listen_address`] refuses a non-loopback address
-//! without a token; with a token, everything but `/healthz` requires it
-//! (`Authorization: Bearer …`, or `?token=` for the page and the WebSocket,
-//! where browsers cannot set headers). WebSocket upgrades from a foreign
-//! `Origin` are refused unless allowed. No wildcard CORS.
+//! Safe by default:
+//! - [`check_listen_address`] refuses a non-loopback address without a
+//!   token of at least 16 characters, and any token with white space.
+//! - With a token, everything but `/healthz` requires it: `Authorization:
+//!   Bearer …` everywhere, and `?token=` only for the page and the
+//!   WebSocket, where browsers cannot set headers.
+//! - The `Host` header must be an IP address, `localhost`, or a name the
+//!   configuration allows, so a web page cannot reach a loopback server
+//!   through a DNS name it rebinds to 127.0.0.1.
+//! - WebSocket upgrades from a foreign `Origin` are refused unless allowed.
+//!   No CORS headers at all.
+//! - Every connection is bounded before authentication: a cap on open
+//!   connections, a deadline for request headers (idle connections are
+//!   closed too), a request timeout, small WebSocket messages from clients
+//!   and a rate limit on them, and a shutdown that waits at most a few
+//!   seconds for requests in flight.
 
 mod auth;
 pub mod metrics;
+mod server;
 mod ws;
 
 use std::future::Future;
@@ -49,13 +61,24 @@ pub struct HttpConfig {
     /// Required on every path but `/healthz` when set.
     pub token: Option<String>,
     /// Origins (`scheme://host[:port]`) allowed to open the WebSocket besides
-    /// the server's own.
+    /// the server's own; their host names are also allowed in `Host`.
     pub allowed_origins: Vec<String>,
+    /// Host names allowed in the `Host` header besides IP addresses and
+    /// `localhost` (e.g. the name a reverse proxy or DNS gives the server).
+    pub allowed_hosts: Vec<String>,
+    /// Open connections at most, WebSocket clients included; a connection
+    /// over the cap is closed at once.
+    pub max_connections: usize,
     /// Concurrent WebSocket clients at most; more are answered 503.
     pub max_clients: usize,
+    /// Time a client has to send a request's headers; a connection that
+    /// sends nothing for this long is closed.
+    pub header_read_timeout: Duration,
     /// Longest time a request may take (the WebSocket once upgraded is not
     /// a request).
     pub request_timeout: Duration,
+    /// Time requests in flight get to finish once shutdown starts.
+    pub shutdown_grace: Duration,
     /// Longest time a WebSocket client may take to accept one frame before
     /// it is dropped.
     pub client_send_timeout: Duration,
@@ -68,27 +91,78 @@ impl Default for HttpConfig {
         HttpConfig {
             token: None,
             allowed_origins: Vec::new(),
-            max_clients: 1024,
+            allowed_hosts: Vec::new(),
+            max_connections: 512,
+            max_clients: 256,
+            header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
             client_send_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(20),
         }
     }
 }
 
-/// Refuses to serve on a non-loopback address without a token: the data
-/// names every table of a production database.
+impl HttpConfig {
+    /// The same settings with `max_connections` and `max_clients` lowered
+    /// to fit this process's open-file limit (`ulimit -n`), keeping 64
+    /// descriptors for the state file, database connections and the
+    /// runtime: a flood of connections must never leave the state file
+    /// writer without a descriptor.
+    pub fn within_fd_limit(mut self) -> Self {
+        if let Some(limit) = open_file_limit() {
+            let budget = usize::try_from(limit.saturating_sub(64))
+                .unwrap_or(usize::MAX)
+                .max(8);
+            self.max_connections = self.max_connections.min(budget);
+        }
+        self.max_clients = self.max_clients.min(self.max_connections);
+        self
+    }
+}
+
+/// The soft limit on open files, when there is one.
+#[cfg(unix)]
+fn open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and nothing else.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
+#[cfg(not(unix))]
+fn open_file_limit() -> Option<u64> {
+    None
+}
+
+/// Shortest token accepted on a non-loopback address.
+pub const MIN_PUBLIC_TOKEN_LEN: usize = 16;
+
+/// Refuses a token with white space or control characters anywhere, and
+/// a non-loopback address without a token of at least
+/// [`MIN_PUBLIC_TOKEN_LEN`] characters: the data names every table of a
+/// production database.
 pub fn check_listen_address(addr: SocketAddr, config: &HttpConfig) -> io::Result<()> {
-    if addr.ip().is_loopback() || config.token.as_deref().is_some_and(|t| !t.is_empty()) {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "refusing to listen on {addr} without a token: pass --token or set {TOKEN_ENV}, \
-                 or listen on a loopback address"
-            ),
-        ))
+    let refuse = |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+    let token = config.token.as_deref().filter(|t| !t.is_empty());
+    if token.is_some_and(|t| t.chars().any(|c| c.is_whitespace() || c.is_control())) {
+        return refuse("the token must not contain white space or control characters".into());
+    }
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    match token {
+        None => refuse(format!(
+            "refusing to listen on {addr} without a token: pass --token, --token-file or \
+             set {TOKEN_ENV}, or listen on a loopback address"
+        )),
+        Some(t) if t.chars().count() < MIN_PUBLIC_TOKEN_LEN => refuse(format!(
+            "refusing to listen on {addr} with a token shorter than {MIN_PUBLIC_TOKEN_LEN} characters"
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -118,6 +192,7 @@ fn build<S: SnapshotSource>(source: S, config: HttpConfig) -> (Router, Arc<AppSt
         hub,
         shutdown: watch::channel(false).0,
     });
+    // Layers run outside in: the host check before the token check.
     let protected = Router::new()
         .route("/", get(dashboard))
         .route("/api/v1/status", get(status::<S>))
@@ -128,6 +203,10 @@ fn build<S: SnapshotSource>(source: S, config: HttpConfig) -> (Router, Arc<AppSt
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_token::<S>,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_allowed_host::<S>,
         ));
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -142,22 +221,25 @@ fn build<S: SnapshotSource>(source: S, config: HttpConfig) -> (Router, Arc<AppSt
 }
 
 /// Serves `source` on `listener` until `shutdown` completes: then stops
-/// accepting, sends every WebSocket client a close frame and returns once
-/// they are gone (or after two seconds).
+/// accepting, sends every WebSocket client a close frame, gives requests in
+/// flight [`HttpConfig::shutdown_grace`] to finish, and returns once the
+/// WebSocket clients are gone (or after two more seconds).
 pub async fn serve<S: SnapshotSource>(
     listener: TcpListener,
     source: S,
     config: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let limits = server::ConnectionLimits {
+        max_connections: config.max_connections.max(1),
+        header_read_timeout: config.header_read_timeout,
+        shutdown_grace: config.shutdown_grace,
+    };
     let (router, state) = build(source, config);
-    let signal = Arc::clone(&state);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            signal.shutdown.send_replace(true);
-        })
-        .await?;
+    server::run(listener, router, limits, shutdown, || {
+        state.shutdown.send_replace(true);
+    })
+    .await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while state.hub.stats().clients() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
