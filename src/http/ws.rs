@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
@@ -18,23 +19,40 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use super::server::ConnectionPermit;
 use super::{AppState, auth, error};
 use crate::model::Snapshot;
 use crate::source::SnapshotSource;
 
 /// Frames a client may fall behind before it skips to the newest.
 const CLIENT_QUEUE: usize = 4;
+/// Largest message or frame a client may send. Clients send nothing but
+/// control frames (pongs, a close); without a cap the WebSocket library
+/// would buffer a 64 MiB message before we could ignore it.
+pub(super) const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Client messages allowed in a burst, and per second after it; a client
+/// over the rate is disconnected (close code 1008).
+const CLIENT_BURST: f64 = 32.0;
+const CLIENT_MESSAGES_PER_SEC: f64 = 8.0;
 
-/// Clients connected now, under the cap.
+/// Clients connected now, under the cap, and the hub's work.
 #[derive(Debug, Default)]
 pub(super) struct WsStats {
     clients: AtomicUsize,
+    /// Snapshots serialized for broadcast.
+    encoded: AtomicUsize,
 }
 
 impl WsStats {
     /// Clients connected now.
     pub(super) fn clients(&self) -> usize {
         self.clients.load(Ordering::Relaxed)
+    }
+
+    /// Snapshots serialized for broadcast so far.
+    #[cfg(test)]
+    fn encoded(&self) -> usize {
+        self.encoded.load(Ordering::Relaxed)
     }
 
     /// Takes a client slot unless `max` are taken.
@@ -75,21 +93,39 @@ impl Hub {
     pub(super) fn start<S: SnapshotSource>(source: &S) -> Hub {
         let mut snapshots = source.subscribe();
         let (tx, frames) = broadcast::channel(CLIENT_QUEUE);
+        let stats = Arc::<WsStats>::default();
+        let counts = Arc::clone(&stats);
         let task = tokio::spawn(async move {
+            // The last snapshot serialized: a source that republishes the
+            // same one (a mirror of an unchanged file) costs nothing more.
+            let mut last: Option<(Arc<Snapshot>, Utf8Bytes)> = None;
             loop {
-                match snapshots.recv().await {
-                    Ok(snapshot) => {
-                        // No client is not an error.
-                        let _ = tx.send(encode(&snapshot));
-                    }
+                let snapshot = match snapshots.recv().await {
+                    Ok(snapshot) => snapshot,
                     Err(RecvError::Lagged(_)) => continue,
                     Err(RecvError::Closed) => return,
+                };
+                // Nobody to send to: a new client gets its first frame
+                // from the source itself.
+                if counts.clients() == 0 {
+                    continue;
                 }
+                let frame = match &last {
+                    Some((sent, frame)) if Arc::ptr_eq(sent, &snapshot) => frame.clone(),
+                    _ => {
+                        counts.encoded.fetch_add(1, Ordering::Relaxed);
+                        let frame = encode(&snapshot);
+                        last = Some((snapshot, frame.clone()));
+                        frame
+                    }
+                };
+                // Clients that just left are not an error.
+                let _ = tx.send(frame);
             }
         });
         Hub {
             frames,
-            stats: Arc::default(),
+            stats,
             task,
         }
     }
@@ -108,6 +144,7 @@ fn encode(snapshot: &Snapshot) -> Utf8Bytes {
 pub(super) async fn upgrade<S: SnapshotSource>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
+    connection: Option<Extension<ConnectionPermit>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     if !auth::origin_allowed(&headers, &state.config) {
@@ -126,8 +163,11 @@ pub(super) async fn upgrade<S: SnapshotSource>(
         send_timeout: state.config.client_send_timeout,
         ping_interval: state.config.ping_interval,
         _slot: slot,
+        _connection: connection.map(|Extension(permit)| permit),
     };
-    ws.on_upgrade(move |socket| client.run(socket))
+    ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| client.run(socket))
 }
 
 struct Client {
@@ -138,6 +178,36 @@ struct Client {
     ping_interval: Duration,
     /// Held for the client's lifetime; frees its place when dropped.
     _slot: Slot,
+    /// Its connection's place under the server's connection cap.
+    _connection: Option<ConnectionPermit>,
+}
+
+/// A token bucket over the messages a client sends.
+struct ClientRate {
+    allowance: f64,
+    last: tokio::time::Instant,
+}
+
+impl ClientRate {
+    fn new() -> Self {
+        ClientRate {
+            allowance: CLIENT_BURST,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Counts one message; `false` once the client is over the rate.
+    fn allow(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * CLIENT_MESSAGES_PER_SEC;
+        self.last = now;
+        self.allowance = (self.allowance + refill).min(CLIENT_BURST);
+        if self.allowance < 1.0 {
+            return false;
+        }
+        self.allowance -= 1.0;
+        true
+    }
 }
 
 impl Client {
@@ -149,7 +219,8 @@ impl Client {
         }
         let start = tokio::time::Instant::now() + self.ping_interval;
         let mut ping = tokio::time::interval_at(start, self.ping_interval);
-        loop {
+        let mut rate = ClientRate::new();
+        let close = loop {
             tokio::select! {
                 frame = self.frames.recv() => match frame {
                     Ok(text) => {
@@ -159,25 +230,32 @@ impl Client {
                     }
                     // Fell behind: skip to the newest frame.
                     Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => break,
+                    Err(RecvError::Closed) => break SHUTTING_DOWN,
                 },
                 message = incoming.next() => match message {
+                    // Closed, or broke a limit (a message over the size
+                    // cap is an error here): drop the connection.
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                     // Client messages are read and ignored; pongs to its
                     // pings go out with the next frame.
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                    Some(Ok(_)) => {}
+                    Some(Ok(_)) => {
+                        if !rate.allow() {
+                            tracing::debug!("closing a WebSocket client that floods messages");
+                            break TOO_MANY_MESSAGES;
+                        }
+                    }
                 },
                 _ = ping.tick() => {
                     if !self.send(&mut sink, Message::Ping(Bytes::new())).await {
                         return;
                     }
                 }
-                () = stopped(&mut self.shutdown) => break,
+                () = stopped(&mut self.shutdown) => break SHUTTING_DOWN,
             }
-        }
+        };
         let close = Message::Close(Some(CloseFrame {
-            code: close_code::AWAY,
-            reason: Utf8Bytes::from_static("server shutting down"),
+            code: close.0,
+            reason: Utf8Bytes::from_static(close.1),
         }));
         let _ = tokio::time::timeout(self.send_timeout, sink.send(close)).await;
     }
@@ -196,7 +274,75 @@ impl Client {
     }
 }
 
+/// Close codes and reasons.
+const SHUTTING_DOWN: (u16, &str) = (close_code::AWAY, "server shutting down");
+const TOO_MANY_MESSAGES: (u16, &str) = (close_code::POLICY, "too many messages");
+
 /// Completes once the server shuts down (or the router is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::LogEntry;
+
+    /// A source whose broadcasts the test sends itself.
+    struct Manual {
+        tx: broadcast::Sender<Arc<Snapshot>>,
+        watch: watch::Receiver<Arc<Snapshot>>,
+    }
+
+    impl SnapshotSource for Manual {
+        fn snapshot(&self) -> Arc<Snapshot> {
+            self.watch.borrow().clone()
+        }
+        fn subscribe(&self) -> broadcast::Receiver<Arc<Snapshot>> {
+            self.tx.subscribe()
+        }
+        fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
+            self.watch.clone()
+        }
+        fn logs(&self) -> Vec<LogEntry> {
+            Vec::new()
+        }
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_hub_serializes_nothing_without_clients_and_a_repeat_once() {
+        let source = Manual {
+            tx: broadcast::channel(4).0,
+            watch: watch::channel(Arc::default()).1,
+        };
+        let hub = Hub::start(&source);
+        let snapshot = Arc::new(Snapshot::default());
+        for _ in 0..3 {
+            source.tx.send(Arc::clone(&snapshot)).unwrap();
+            settle().await;
+        }
+        assert_eq!(hub.stats.encoded(), 0, "no client, no work");
+
+        let _slot = hub.stats.admit(1).unwrap();
+        let mut frames = hub.frames.resubscribe();
+        for _ in 0..3 {
+            source.tx.send(Arc::clone(&snapshot)).unwrap();
+            settle().await;
+        }
+        assert_eq!(
+            hub.stats.encoded(),
+            1,
+            "the same snapshot is serialized once"
+        );
+        source.tx.send(Arc::new(Snapshot::default())).unwrap();
+        settle().await;
+        assert_eq!(hub.stats.encoded(), 2);
+        assert!(frames.try_recv().is_ok());
+    }
 }
