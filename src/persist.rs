@@ -4,7 +4,8 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,9 +42,9 @@ pub fn default_state_path() -> io::Result<PathBuf> {
 }
 
 /// Writes `snapshot` to `path` atomically: pretty JSON into a new, uniquely
-/// named file in the same directory (created exclusively, so neither another
-/// writer nor a planted symlink can be written through), `fsync`, rename over
-/// `path`, `fsync` the directory. Readers see the old file or the new one,
+/// named file in the same directory (created exclusively with mode 0600, so
+/// neither another writer nor a planted symlink can be written through),
+/// `fsync`, rename over `path`, `fsync` the directory. Readers see the old file or the new one,
 /// never a mix, even if the process is killed or the machine loses power.
 /// On error the previous file is untouched and the temporary file removed.
 ///
@@ -64,7 +65,6 @@ pub fn write_state_file(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
     let (temp_path, mut file) = create_temp(dir, &name.to_string_lossy())?;
     let written = (|| {
         file.write_all(&json)?;
-        file.set_permissions(fs::Permissions::from_mode(0o644))?;
         file.sync_all()?;
         drop(file);
         fs::rename(&temp_path, path)
@@ -76,6 +76,12 @@ pub fn write_state_file(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Mode of a new state file: only its owner reads it (it names every
+/// table and error of a production database); the umask may narrow it.
+const FILE_MODE: u32 = 0o600;
+/// Mode of a directory the persister creates.
+const DIR_MODE: u32 = 0o700;
+
 /// Creates `.{name}.{pid}.{n}.tmp` in `dir` with `O_CREAT | O_EXCL`.
 fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -86,7 +92,7 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
         match OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(FILE_MODE)
             .open(&temp)
         {
             Ok(file) => return Ok((temp, file)),
@@ -239,19 +245,7 @@ pub fn read_state_file(path: &Path) -> Result<Snapshot, StateFileError> {
     let metadata = file
         .metadata()
         .map_err(|err| error(StateFileErrorKind::Unreadable(err)))?;
-    let file_type = metadata.file_type();
-    if !file_type.is_file() {
-        let what = if file_type.is_dir() {
-            "a directory"
-        } else if file_type.is_fifo() {
-            "a FIFO"
-        } else if file_type.is_socket() {
-            "a socket"
-        } else if file_type.is_char_device() || file_type.is_block_device() {
-            "a device"
-        } else {
-            "not a file"
-        };
+    if let Some(what) = not_regular(metadata.file_type()) {
         return Err(error(StateFileErrorKind::NotRegularFile(what)));
     }
     if metadata.len() > MAX_STATE_FILE_BYTES {
@@ -275,6 +269,26 @@ pub fn read_state_file(path: &Path) -> Result<Snapshot, StateFileError> {
     })
 }
 
+/// What a file that is not regular is, for messages; `None` for a regular
+/// file.
+fn not_regular(file_type: fs::FileType) -> Option<&'static str> {
+    Some(if file_type.is_file() {
+        return None;
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() || file_type.is_block_device() {
+        "a device"
+    } else {
+        "not a file"
+    })
+}
+
 /// Counts of a persister's writes.
 #[derive(Debug, Default)]
 struct Counters {
@@ -286,22 +300,33 @@ struct Counters {
 /// when stopped, so `pgmigrator status` can read it, even after the pipeline
 /// died.
 ///
-/// A failed write (directory removed, read-only file system, disk full) is
-/// logged as a `tracing` warning, counted, and retried on the next tick; it
-/// never damages the previous file. Dropping the persister without
-/// [`stop`](Self::stop) still makes the final write, in the background.
+/// [`start`](Self::start) fails at once, rather than later and silently,
+/// when the path cannot serve: something other than a regular file is there
+/// (a directory, FIFO, socket, device or symbolic link, which a rename
+/// would replace), another process writes it (an advisory lock on
+/// `.state.json.lock` beside it, naming the holder's pid), or the first
+/// write fails (no permission, a file another user owns in a sticky
+/// directory, a full disk).
+///
+/// A later failed write (directory removed, disk full) is counted, retried
+/// on the next tick, and reported: as a `tracing` warning and an error in
+/// the collector's snapshot, at once and then at most once a minute while
+/// it lasts. It never damages the previous file. [`stop`](Self::stop) says
+/// whether the final write landed. Dropping the persister without `stop`
+/// still makes the final write, in the background.
 #[derive(Debug)]
 pub struct StatePersister {
     path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
     counters: Arc<Counters>,
 }
 
 impl StatePersister {
     /// Starts persisting `collector` to `path`, creating its directory (mode
-    /// 0755) when missing. Must be called inside a Tokio runtime. The first
-    /// write happens at once.
+    /// 0700) when missing, and makes the first write before returning (a
+    /// short blocking write), so a path that cannot be written fails here.
+    /// Must be called inside a Tokio runtime.
     pub fn start(collector: Collector, path: impl Into<PathBuf>) -> io::Result<StatePersister> {
         let path = path.into();
         if path.file_name().is_none() {
@@ -310,17 +335,23 @@ impl StatePersister {
                 format!("{} does not name a file", path.display()),
             ));
         }
+        check_target(&path)?;
         create_parent(&path)?;
-        if fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is a directory", path.display()),
-            ));
-        }
+        let lock = WriterLock::take(&path)?;
         remove_orphaned_temp_files(&path);
+        write_state_file(&path, &collector.snapshot())?;
         let (stop, stopped) = oneshot::channel();
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(run(collector, path.clone(), stopped, Arc::clone(&counters)));
+        counters.writes.store(1, Ordering::Relaxed);
+        let writer = Writer {
+            collector,
+            path: path.clone(),
+            counters: Arc::clone(&counters),
+            failing_since: None,
+            reported_at: None,
+            _lock: lock,
+        };
+        let task = tokio::spawn(writer.run(stopped));
         Ok(StatePersister {
             path,
             stop: Some(stop),
@@ -344,13 +375,17 @@ impl StatePersister {
         self.counters.failures.load(Ordering::Relaxed)
     }
 
-    /// Flushes the collector, writes the state one final time, then returns.
-    pub async fn stop(mut self) {
+    /// Flushes the collector, writes the state one final time, releases the
+    /// file, and says whether that final write landed.
+    pub async fn stop(mut self) -> io::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .unwrap_or_else(|join| Err(io::Error::other(join))),
+            None => Ok(()),
         }
     }
 }
@@ -362,60 +397,172 @@ impl Drop for StatePersister {
     }
 }
 
+/// Refuses a path where something other than a regular file is: renaming
+/// over it would replace a device such as `/dev/null`, a FIFO or a socket
+/// another program uses, or a link someone planted.
+fn check_target(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) => match not_regular(metadata.file_type()) {
+            None => Ok(()),
+            Some(what) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is {what}, not a regular file; refusing to replace it",
+                    path.display()
+                ),
+            )),
+        },
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 fn create_parent(path: &Path) -> io::Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o755)
+            .mode(DIR_MODE)
             .create(dir),
         _ => Ok(()),
     }
 }
 
-async fn run(
-    collector: Collector,
-    path: PathBuf,
-    mut stop: oneshot::Receiver<()>,
-    counters: Arc<Counters>,
-) {
-    let mut ticker = tokio::time::interval(PERSIST_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => write_once(&collector, &path, &counters).await,
-            // A stop request, or the persister was dropped.
-            _ = &mut stop => break,
-        }
-    }
-    collector.flush().await;
-    write_once(&collector, &path, &counters).await;
+/// An exclusive advisory lock (`flock`) on `.{name}.lock` beside the state
+/// file, held while a persister runs; the file holds the holder's pid for
+/// the message another writer gets.
+#[derive(Debug)]
+struct WriterLock {
+    _file: File,
 }
 
-async fn write_once(collector: &Collector, path: &Path, counters: &Counters) {
-    let snapshot = collector.snapshot();
-    let target = path.to_owned();
-    // One blocking job for serialising and the whole write sequence keeps
-    // both off the runtime's worker threads (tokio::fs would hop to the
-    // blocking pool once per call anyway).
-    let result = tokio::task::spawn_blocking(move || {
-        // The directory may have been removed since the last write.
-        create_parent(&target)?;
-        write_state_file(&target, &snapshot)
-    })
-    .await
-    .unwrap_or_else(|join| Err(io::Error::other(join)));
-    match result {
-        Ok(()) => {
-            counters.writes.fetch_add(1, Ordering::Relaxed);
+impl WriterLock {
+    fn take(path: &Path) -> io::Result<WriterLock> {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let lock_path = path.with_file_name(format!(".{name}.lock"));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&lock_path)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", lock_path.display()),
+            ));
         }
-        Err(err) => {
-            let failures = counters.failures.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(
-                path = %path.display(),
-                error = %err,
-                failures,
-                "could not write the state file; retrying in 2 s"
-            );
+        // SAFETY: flock on a descriptor we own; it only takes a lock.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(err);
+            }
+            let mut holder = String::new();
+            let _ = (&mut file).take(32).read_to_string(&mut holder);
+            let holder = holder.trim();
+            let holder = if !holder.is_empty() && holder.bytes().all(|b| b.is_ascii_digit()) {
+                format!("pid {holder}")
+            } else {
+                "another process".to_owned()
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "{} is being written by another pgmigrator ({holder}); \
+                     stop it or choose another --state-file",
+                    path.display()
+                ),
+            ));
         }
+        file.set_len(0)?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(WriterLock { _file: file })
+    }
+}
+
+/// How often a lasting write failure is reported again.
+const REPORT_FAILURES_EVERY: Duration = Duration::from_secs(60);
+
+/// The persister's task: owns the lock for as long as it runs.
+struct Writer {
+    collector: Collector,
+    path: PathBuf,
+    counters: Arc<Counters>,
+    /// Failed writes in a row, since the first of them.
+    failing_since: Option<u64>,
+    /// When the current failure was last reported.
+    reported_at: Option<tokio::time::Instant>,
+    _lock: WriterLock,
+}
+
+impl Writer {
+    /// Writes every interval until stopped (or the persister is dropped),
+    /// then once more; returns how that final write went.
+    async fn run(mut self, mut stop: oneshot::Receiver<()>) -> io::Result<()> {
+        // `start` made the first write.
+        let first = tokio::time::Instant::now() + PERSIST_INTERVAL;
+        let mut ticker = tokio::time::interval_at(first, PERSIST_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let _ = self.write_once().await;
+                }
+                // A stop request, or the persister was dropped.
+                _ = &mut stop => break,
+            }
+        }
+        self.collector.flush().await;
+        self.write_once().await
+    }
+
+    async fn write_once(&mut self) -> io::Result<()> {
+        let snapshot = self.collector.snapshot();
+        let target = self.path.clone();
+        // One blocking job for serialising and the whole write sequence
+        // keeps both off the runtime's worker threads (tokio::fs would hop
+        // to the blocking pool once per call anyway).
+        let result = tokio::task::spawn_blocking(move || {
+            // The directory may have been removed since the last write.
+            create_parent(&target)?;
+            write_state_file(&target, &snapshot)
+        })
+        .await
+        .unwrap_or_else(|join| Err(io::Error::other(join)));
+        match &result {
+            Ok(()) => {
+                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                if let Some(failed) = self.failing_since.take() {
+                    self.reported_at = None;
+                    tracing::info!(
+                        path = %self.path.display(),
+                        failed,
+                        "the state file is written again"
+                    );
+                }
+            }
+            Err(err) => {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                let failed = self.failing_since.map_or(1, |n| n + 1);
+                self.failing_since = Some(failed);
+                let now = tokio::time::Instant::now();
+                let due = self
+                    .reported_at
+                    .is_none_or(|at| now.duration_since(at) >= REPORT_FAILURES_EVERY);
+                if due {
+                    self.reported_at = Some(now);
+                    let message = format!(
+                        "cannot write the state file {}: {err} ({failed} failed writes in a row; \
+                         `pgmigrator status` shows older data until this is fixed)",
+                        self.path.display()
+                    );
+                    tracing::warn!("{message}");
+                    self.collector.record_error(message).await;
+                }
+            }
+        }
+        result
     }
 }

@@ -10,7 +10,9 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::collector::{BROADCAST_CAPACITY, Collector, DEFAULT_TICK};
-use crate::model::{LogEntry, Snapshot};
+use time::OffsetDateTime;
+
+use crate::model::{ErrorEntry, LogEntry, Snapshot};
 use crate::persist::read_state_file;
 
 /// Something that publishes snapshots: what the HTTP surfaces and
@@ -52,9 +54,12 @@ pub const MIRROR_STALE_AFTER: Duration = Duration::from_secs(10);
 /// file has not been modified for 10 s (by its modification time, so a file
 /// abandoned long ago is stale at once).
 ///
-/// Until the file can be read the mirror publishes an empty, stale
-/// snapshot; a file that later turns unreadable keeps the last good one
-/// (marked stale once it is old).
+/// A file that is missing, unreadable or invalid is never shown as a quiet,
+/// caught-up migration: the snapshot is stale, not caught up, and carries
+/// the reason as its newest error (over the last good state, if there was
+/// one), a `tracing` warning says it once, and the file is read again as
+/// soon as it changes. Nothing is read, copied or published again while
+/// the file and its staleness stay the same.
 #[derive(Debug, Clone)]
 pub struct StateFileMirror {
     inner: Arc<MirrorInner>,
@@ -81,18 +86,15 @@ impl StateFileMirror {
     /// Must be called inside a Tokio runtime.
     pub fn start(path: impl Into<PathBuf>) -> StateFileMirror {
         let path = path.into();
-        let mut follower = Follower {
-            path: path.clone(),
-            last_stamp: None,
-            current: None,
-        };
+        let mut follower = Follower::new(path.clone());
         follower.reload();
         let first = Arc::new(follower.published());
         let snapshot = Arc::new(ArcSwap::new(Arc::clone(&first)));
-        let (watch_tx, watch) = watch::channel(first);
+        let (watch_tx, watch) = watch::channel(Arc::clone(&first));
         let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
         let task = tokio::spawn(follow(
             follower,
+            first,
             Arc::clone(&snapshot),
             watch_tx,
             broadcast.clone(),
@@ -129,61 +131,111 @@ impl SnapshotSource for StateFileMirror {
     }
 }
 
-/// The file's identity for change detection: modification time, size and
-/// inode. Writers that rename a new file into place (ours do) change the
-/// inode every time, even when two writes fall in one tick of the file
-/// system's clock and have the same size.
+/// The file's identity for change detection: modification and change
+/// times, size and inode. Writers that rename a new file into place (ours
+/// do) change the inode every time, even when two writes fall in one tick
+/// of the file system's clock and have the same size; the change time
+/// catches a `chmod` that makes an unreadable file readable.
 fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+    Some((
+        metadata.modified().ok()?,
+        metadata.ctime(),
+        metadata.ctime_nsec(),
+        metadata.len(),
+        metadata.ino(),
+    ))
 }
 
-type Stamp = (SystemTime, u64, u64);
+type Stamp = (SystemTime, i64, i64, u64, u64);
 
 /// What a mirror knows of its file.
 struct Follower {
     path: PathBuf,
-    /// Identity of the file last read successfully.
-    last_stamp: Option<Stamp>,
+    /// The file's identity at the last attempt to read it (`None`: missing);
+    /// outer `None` before the first attempt.
+    seen: Option<Option<Stamp>>,
+    /// Modification time of the file last read successfully.
+    modified: Option<SystemTime>,
     /// Its contents.
     current: Option<Snapshot>,
+    /// Why the file cannot be read now.
+    error: Option<String>,
 }
 
 impl Follower {
-    /// Re-reads the file if it changed. A file that cannot be
-    /// read (half-written by a writer that does not rename, or gone) keeps
-    /// the last good state until next time.
-    fn reload(&mut self) {
-        let now = stamp(&self.path);
-        if now.is_none() || now == self.last_stamp {
-            return;
-        }
-        match read_state_file(&self.path) {
-            Ok(snapshot) => {
-                self.current = Some(snapshot);
-                self.last_stamp = now;
-            }
-            Err(err) => tracing::debug!(error = %err, "state file not readable"),
+    fn new(path: PathBuf) -> Self {
+        Follower {
+            path,
+            seen: None,
+            modified: None,
+            current: None,
+            error: None,
         }
     }
 
-    /// The snapshot to publish: stale when the file has not been modified
-    /// for a while (or was never read).
-    fn published(&self) -> Snapshot {
-        let unchanged = self
-            .last_stamp
-            .and_then(|(modified, ..)| modified.elapsed().ok());
-        Snapshot {
-            stale: unchanged.is_none_or(|age| age >= MIRROR_STALE_AFTER),
-            ..self.current.clone().unwrap_or_default()
+    /// Re-reads the file if it changed since the last attempt; `true` when
+    /// what is known of it changed.
+    fn reload(&mut self) -> bool {
+        let now = stamp(&self.path);
+        if self.seen == Some(now) {
+            return false;
         }
+        self.seen = Some(now);
+        match read_state_file(&self.path) {
+            Ok(snapshot) => {
+                self.current = Some(snapshot);
+                self.modified = now.map(|(modified, ..)| modified);
+                if self.error.take().is_some() {
+                    tracing::info!(path = %self.path.display(), "the state file is readable again");
+                }
+                true
+            }
+            Err(err) => {
+                let error = err.to_string();
+                if self.error.as_deref() == Some(error.as_str()) {
+                    return false;
+                }
+                tracing::warn!("{error}; showing it as stale until it can be read");
+                self.error = Some(error);
+                true
+            }
+        }
+    }
+
+    /// Whether the file has not been modified for a while (or was never
+    /// read, or cannot be read now).
+    fn is_stale(&self) -> bool {
+        self.error.is_some()
+            || self
+                .modified
+                .and_then(|modified| modified.elapsed().ok())
+                .is_none_or(|age| age >= MIRROR_STALE_AFTER)
+    }
+
+    /// The snapshot to publish.
+    fn published(&self) -> Snapshot {
+        let mut snapshot = self.current.clone().unwrap_or_default();
+        snapshot.stale = self.is_stale();
+        if let Some(error) = &self.error {
+            snapshot.caught_up = false;
+            snapshot.error_count = snapshot.error_count.saturating_add(1);
+            snapshot.last_error.clone_from(error);
+            snapshot.errors.push(ErrorEntry {
+                time: OffsetDateTime::now_utc(),
+                phase: snapshot.phase.clone(),
+                message: error.clone(),
+            });
+        }
+        snapshot
     }
 }
 
 /// Runs until the mirror is dropped (which aborts it).
 async fn follow(
     mut follower: Follower,
+    mut published: Arc<Snapshot>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     watch: watch::Sender<Arc<Snapshot>>,
     broadcast: broadcast::Sender<Arc<Snapshot>>,
@@ -192,18 +244,23 @@ async fn follow(
     loop {
         poll.tick().await;
         // Reading may block on a slow disk: off the worker threads.
-        follower = match tokio::task::spawn_blocking(move || {
-            follower.reload();
-            follower
+        let changed;
+        (follower, changed) = match tokio::task::spawn_blocking(move || {
+            let changed = follower.reload();
+            (follower, changed)
         })
         .await
         {
-            Ok(follower) => follower,
+            Ok(done) => done,
             Err(_) => return, // the runtime is shutting down
         };
-        let published = Arc::new(follower.published());
-        snapshot.store(Arc::clone(&published));
-        watch.send_replace(Arc::clone(&published));
-        let _ = broadcast.send(published);
+        if changed || follower.is_stale() != published.stale {
+            published = Arc::new(follower.published());
+            snapshot.store(Arc::clone(&published));
+            watch.send_replace(Arc::clone(&published));
+        }
+        // The same snapshot again when nothing changed: subscribers that
+        // serialize it can tell, and skip the work.
+        let _ = broadcast.send(Arc::clone(&published));
     }
 }

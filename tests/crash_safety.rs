@@ -139,7 +139,7 @@ fn sigkill_during_writes() -> Result<(), String> {
     runtime.block_on(async {
         let persister =
             StatePersister::start(Collector::new(), &path).map_err(|e| e.to_string())?;
-        persister.stop().await;
+        persister.stop().await.map_err(|e| e.to_string())?;
         let left = temp_files(dir.path());
         if left.is_empty() {
             println!(
@@ -242,7 +242,7 @@ fn full_disk() -> Result<(), String> {
         drop(limit);
         let failures = persister.failures();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        persister.stop().await;
+        persister.stop().await.map_err(|e| e.to_string())?;
         let after = read_state_file(&path).map_err(|e| e.to_string())?;
         if after.tables.len() != 300 {
             return Err(format!(

@@ -234,9 +234,10 @@ fn write_state_file_round_trips_and_leaves_no_temp_file() {
         text.starts_with("{\n  \"timestamp\": \"2026-02-27T14:23:01.234Z\",\n"),
         "{text}"
     );
+    // Only its owner may read it (the umask may narrow that, never widen).
     assert_eq!(
         fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o644
+        0o600
     );
     assert!(temp_files(dir.path()).is_empty());
 }
@@ -281,7 +282,7 @@ async fn persister_writes_every_two_seconds_and_once_more_on_stop() {
         .unwrap()
         .permissions()
         .mode();
-    assert_eq!(parent_mode & 0o777, 0o755);
+    assert_eq!(parent_mode & 0o777, 0o700);
 
     collector.set_phase(Phase::Copy).await;
     collector.set_tables(three_tables()).await;
@@ -289,7 +290,7 @@ async fn persister_writes_every_two_seconds_and_once_more_on_stop() {
     assert!(persister.writes() >= 3, "{}", persister.writes());
 
     collector.record_applied(Lsn(42), 7, 70).await;
-    persister.stop().await;
+    persister.stop().await.unwrap();
     let saved = read_state_file(&path).unwrap();
     assert_eq!(
         saved.total_rows, 7,
@@ -298,7 +299,7 @@ async fn persister_writes_every_two_seconds_and_once_more_on_stop() {
     assert_eq!(saved.phase, Phase::Copy);
     assert_eq!(
         fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o644
+        0o600
     );
     assert!(temp_files(path.parent().unwrap()).is_empty());
 }
@@ -320,7 +321,7 @@ async fn a_removed_directory_is_recreated_on_the_next_write() {
     fs::remove_dir_all(&home).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(read_state_file(&path).is_ok());
-    persister.stop().await;
+    persister.stop().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -340,7 +341,7 @@ async fn failed_writes_are_counted_and_retried() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(persister.writes() > writes);
     assert!(read_state_file(&path).is_ok());
-    persister.stop().await;
+    persister.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -368,4 +369,106 @@ async fn dropping_a_persister_still_makes_the_final_write() {
     }
     let _ = watcher.changed().await;
     panic!("the dropped persister never wrote the final state");
+}
+
+#[tokio::test]
+async fn a_persister_refuses_a_device_fifo_socket_or_link_at_its_path() {
+    use std::os::unix::net::UnixListener;
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("null");
+    // The same device as /dev/null (char 1:3); only root may make it.
+    let made = std::process::Command::new("mknod")
+        .arg(&device)
+        .args(["c", "1", "3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let fifo = dir.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let socket = dir.path().join("socket");
+    let _listener = UnixListener::bind(&socket).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+    let mut cases = vec![
+        (fifo, "a FIFO"),
+        (socket, "a socket"),
+        (link, "a symbolic link"),
+    ];
+    if made {
+        cases.push((device, "a device"));
+    }
+    for (path, what) in cases {
+        let before = fs::symlink_metadata(&path).unwrap().file_type();
+        let err = StatePersister::start(Collector::new(), &path).unwrap_err();
+        assert!(err.to_string().contains(what), "{err}");
+        // Left exactly as it was.
+        assert_eq!(fs::symlink_metadata(&path).unwrap().file_type(), before);
+    }
+}
+
+#[tokio::test]
+async fn a_second_writer_of_one_state_file_is_refused_with_the_holders_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let first = StatePersister::start(Collector::new(), &path).unwrap();
+    let err = StatePersister::start(Collector::new(), &path).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("being written by another pgmigrator"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("pid {}", std::process::id())),
+        "{message}"
+    );
+    // Once the first stops, the file is free again.
+    first.stop().await.unwrap();
+    StatePersister::start(Collector::new(), &path)
+        .unwrap()
+        .stop()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_new_directory_is_private_to_its_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("home").join("state.json");
+    StatePersister::start(Collector::new(), &path)
+        .unwrap()
+        .stop()
+        .await
+        .unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_writes_reach_the_snapshot_and_stop_reports_the_final_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let path = home.join("state.json");
+    let collector = Collector::new();
+    let persister = StatePersister::start(collector.clone(), &path).unwrap();
+    fs::remove_dir_all(&home).unwrap();
+    fs::File::create(&home).unwrap();
+    // Many failures, one report a minute: not one error per tick.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    collector.flush().await;
+    let snapshot = collector.snapshot();
+    assert!(persister.failures() >= 10, "{}", persister.failures());
+    assert_eq!(snapshot.error_count, 1, "{:?}", snapshot.errors);
+    assert!(
+        snapshot.last_error.contains("cannot write the state file"),
+        "{}",
+        snapshot.last_error
+    );
+    let err = persister.stop().await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
 }
