@@ -53,7 +53,7 @@
 //! assert_eq!(snapshot.lag_bytes, 0x1000);
 //! assert_eq!(snapshot.last_error, "lost postgres://app:********@db:5432/shop");
 //!
-//! persister.stop().await; // one final write
+//! persister.stop().await?; // one final write, and whether it landed
 //! collector.close().await;
 //! assert_eq!(reader.await.unwrap(), Phase::Streaming);
 //!
@@ -75,6 +75,7 @@
 //! - [`redact`](mod@redact): masking passwords in errors and logs.
 //! - [`persist`]: [`StatePersister`], [`read_state_file`], [`default_state_path`].
 //! - [`status`]: the offline report of `pgmigrator status`.
+//! - [`printable`]: escaping untrusted text before it reaches a terminal.
 //! - [`source`]: [`SnapshotSource`], implemented by a [`Collector`] and by a
 //!   [`StateFileMirror`] that follows another process's `state.json`.
 //! - `http` (feature `http`): REST, the WebSocket hub, Prometheus metrics and
@@ -106,6 +107,7 @@ pub mod model;
 pub mod persist;
 #[cfg(feature = "postgres")]
 pub mod pg;
+pub mod printable;
 pub mod rate;
 pub mod redact;
 pub mod source;
@@ -119,7 +121,7 @@ pub use collector::{
 };
 pub use lag::LagTracker;
 #[cfg(feature = "tracing-layer")]
-pub use logs::CollectorLayer;
+pub use logs::{CollectorLayer, StderrLayer};
 pub use lsn::{Lsn, ParseLsnError, format_bytes, format_duration, format_lag, lag};
 pub use model::{
     ErrorEntry, LogEntry, LogLevel, Phase, PhaseSpan, Snapshot, TableProgress, TableStatus,

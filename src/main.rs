@@ -10,9 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use pgmigrator_metrics::demo::{self, DemoOptions};
 use pgmigrator_metrics::http::{self, DEFAULT_LISTEN, HttpConfig, TOKEN_ENV};
 use pgmigrator_metrics::pg::{self, MonitorConfig};
+use pgmigrator_metrics::printable::{printable, printable_json, printable_line};
 use pgmigrator_metrics::{
-    Collector, Phase, StateFileMirror, StatePersister, default_state_path, read_state_file, status,
-    tui,
+    Collector, Phase, StateFileMirror, StatePersister, StderrLayer, default_state_path,
+    read_state_file, status, tui,
 };
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -66,8 +67,8 @@ struct MonitorArgs {
     /// The subscription [default: the destination database's only one]
     #[arg(long, value_name = "NAME")]
     subscription: Option<String>,
-    /// Time between polls (e.g. 1s, 500ms).
-    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    /// Time between polls, from 10ms to 1h (e.g. 1s, 500ms).
+    #[arg(long, value_parser = parse_interval, default_value = "1s")]
     interval: Duration,
     /// The state file [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
     #[arg(long, value_name = "PATH")]
@@ -95,12 +96,22 @@ struct HttpArgs {
     /// Address to listen on; a non-loopback address needs a token.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// Token required by the API, the dashboard and the metrics.
+    /// Token required by the API, the dashboard and the metrics (16
+    /// characters at least on a non-loopback address).
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
-    /// Another origin allowed to open the WebSocket (repeatable).
+    /// Read the token from this file instead, so it is not in the process
+    /// list (a trailing newline is ignored).
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Another origin allowed to open the WebSocket (repeatable); its host
+    /// name is also allowed in the Host header.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
+    /// A host name the server may be reached under besides IP addresses
+    /// and localhost (repeatable), e.g. its DNS name behind a proxy.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allow_hosts: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -110,14 +121,15 @@ struct DemoArgs {
     /// The state file [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
     #[arg(long, value_name = "PATH")]
     state_file: Option<PathBuf>,
-    /// Speed of the simulation: 2 runs twice as fast.
-    #[arg(long, default_value_t = 1.0)]
+    /// Speed of the simulation, from 0.001 to 1000: 2 runs twice as fast.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
     speed: f64,
-    /// Number of tables to copy.
-    #[arg(long, default_value_t = 24)]
+    /// Number of tables to copy, from 1 to 100000.
+    #[arg(long, default_value_t = 24, value_parser = parse_tables)]
     tables: usize,
-    /// Stop by itself after this long (e.g. 30s, 5m); runs until Ctrl-C otherwise.
-    #[arg(long, value_parser = parse_duration)]
+    /// Stop by itself after this long, up to a year (e.g. 30s, 5m, 1h30m);
+    /// runs until Ctrl-C otherwise.
+    #[arg(long, value_parser = parse_run_time)]
     duration: Option<Duration>,
     /// Show the terminal dashboard in the foreground (q quits).
     #[arg(long)]
@@ -141,22 +153,98 @@ struct StatusArgs {
     /// Print the whole snapshot as JSON instead of the report.
     #[arg(long, conflicts_with = "watch")]
     json: bool,
-    /// Redraw every second until Ctrl-C.
+    /// Redraw every second until Ctrl-C (or the reader of a pipe goes).
     #[arg(long)]
     watch: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    panics::install();
     let result = match cli.command {
         Command::Status(args) if !args.watch => status_once(&args),
         command => runtime().and_then(|rt| rt.block_on(run(command))),
     };
+    if let Some(panic) = panics::message() {
+        eprintln!(
+            "pgmigrator: internal error, stopped: {}",
+            printable_line(&panic, 500)
+        );
+        return ExitCode::from(101);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("pgmigrator: {message}");
+            eprintln!("pgmigrator: {}", printable_line(&message, 2000));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A panic in any task stops the process, as a panic on the main thread
+/// would: the hook records it and every command's stop signal fires, so
+/// the state file still gets its final write and the exit status says
+/// something went wrong, instead of a live-looking process that serves a
+/// frozen state.
+mod panics {
+    use std::sync::LazyLock;
+
+    use tokio::sync::watch;
+
+    static PANICKED: LazyLock<watch::Sender<Option<String>>> =
+        LazyLock::new(|| watch::channel(None).0);
+
+    /// Chains a hook that records the first panic after the default one
+    /// (which prints it).
+    pub(crate) fn install() {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default(info);
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a task panicked".to_owned());
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            PANICKED.send_if_modified(|first| {
+                first.is_none() && first.replace(format!("{message}{location}")).is_none()
+            });
+        }));
+    }
+
+    /// The first panic's message, if any task panicked.
+    pub(crate) fn message() -> Option<String> {
+        PANICKED.borrow().clone()
+    }
+
+    /// Completes once any task has panicked.
+    pub(crate) async fn occurred() {
+        let mut panicked = PANICKED.subscribe();
+        let _ = panicked.wait_for(Option::is_some).await;
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::time::Duration;
+
+        #[tokio::test]
+        async fn a_panicking_task_fires_the_stop_signal_with_its_message() {
+            super::install();
+            let waiting = tokio::spawn(super::occurred());
+            let _ = tokio::spawn(async { panic!("boom in a background task") }).await;
+            tokio::time::timeout(Duration::from_secs(5), waiting)
+                .await
+                .expect("the signal fires")
+                .unwrap();
+            let message = super::message().unwrap();
+            assert!(
+                message.starts_with("boom in a background task at src/main.rs:"),
+                "{message}"
+            );
         }
     }
 }
@@ -188,11 +276,17 @@ fn state_path(arg: Option<PathBuf>) -> Result<PathBuf, String> {
 /// Binds the listener after checking the address is safe to serve on, and
 /// prints its URL when `announce`.
 async fn listen(args: &HttpArgs, announce: bool) -> Result<(TcpListener, HttpConfig), String> {
-    let config = HttpConfig {
-        token: args.token.clone().filter(|t| !t.is_empty()),
-        allowed_origins: args.allow_origins.clone(),
-        ..HttpConfig::default()
+    let token = match &args.token_file {
+        Some(path) => Some(read_token_file(path)?),
+        None => args.token.clone().filter(|t| !t.is_empty()),
     };
+    let config = HttpConfig {
+        token,
+        allowed_origins: args.allow_origins.clone(),
+        allowed_hosts: args.allow_hosts.clone(),
+        ..HttpConfig::default()
+    }
+    .within_fd_limit();
     http::check_listen_address(args.listen, &config).map_err(|err| err.to_string())?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -209,8 +303,32 @@ async fn listen(args: &HttpArgs, announce: bool) -> Result<(TcpListener, HttpCon
     Ok((listener, config))
 }
 
+/// The token in `path`: a regular file of at most 4 KiB, trailing white
+/// space ignored.
+fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|err| format!("--token-file {shown}: {err}"))?;
+    let is_file = file.metadata().is_ok_and(|m| m.is_file());
+    if !is_file {
+        return Err(format!("--token-file {shown}: not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(4097)
+        .read_to_string(&mut text)
+        .map_err(|err| format!("--token-file {shown}: {err}"))?;
+    if text.len() > 4096 {
+        return Err(format!("--token-file {shown}: larger than 4 KiB"));
+    }
+    let token = text.trim_end();
+    if token.is_empty() {
+        return Err(format!("--token-file {shown}: the file is empty"));
+    }
+    Ok(token.to_owned())
+}
+
 async fn demo_command(args: DemoArgs) -> Result<(), String> {
-    let collector = live_collector()?;
+    let collector = live_collector(args.tui)?;
     let options = DemoOptions {
         tables: args.tables,
         speed: args.speed,
@@ -229,7 +347,7 @@ async fn demo_command(args: DemoArgs) -> Result<(), String> {
 }
 
 async fn monitor_command(args: MonitorArgs) -> Result<(), String> {
-    let collector = live_collector()?;
+    let collector = live_collector(args.tui)?;
     collector.set_phase(Phase::Connecting).await;
     let parse = |which: &str, text: &str| {
         text.parse::<pg::ConnInfo>()
@@ -257,14 +375,26 @@ async fn monitor_command(args: MonitorArgs) -> Result<(), String> {
     .await
 }
 
-/// A collector whose log ring also receives this process's `tracing` events.
-fn live_collector() -> Result<Collector, String> {
+/// A collector whose log ring also receives this process's `tracing` events;
+/// warnings also go to stderr unless the terminal dashboard owns the screen.
+fn live_collector(tui: bool) -> Result<Collector, String> {
     let collector = Collector::new();
+    let stderr = (!tui).then(StderrLayer::default);
     tracing::subscriber::set_global_default(
-        tracing_subscriber::registry().with(collector.tracing_layer()),
+        tracing_subscriber::registry()
+            .with(collector.tracing_layer())
+            .with(stderr),
     )
     .map_err(|err| err.to_string())?;
     Ok(collector)
+}
+
+/// Warnings (an unreadable state file, a refused connection) on stderr.
+fn log_to_stderr() -> Result<(), String> {
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(StderrLayer::default()),
+    )
+    .map_err(|err| err.to_string())
 }
 
 /// Where a live collector is shown.
@@ -285,7 +415,7 @@ where
 {
     let path = state_path(surfaces.state_file)?;
     let persister = StatePersister::start(collector.clone(), &path)
-        .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+        .map_err(|err| format!("cannot use the state file {}: {err}", path.display()))?;
     let (listener, config) = listen(&surfaces.http, !surfaces.tui).await?;
     if !surfaces.tui {
         say(&format!("State file: {}", path.display()));
@@ -312,9 +442,15 @@ where
     }
     let served = server.await.map_err(|err| err.to_string())?;
     let _ = work.await;
-    persister.stop().await;
+    let saved = persister.stop().await;
     collector.close().await;
     served.map_err(|err| format!("serving: {err}"))?;
+    saved.map_err(|err| {
+        format!(
+            "the final state could not be written to {}: {err}",
+            path.display()
+        )
+    })?;
     if !surfaces.tui {
         say("Stopped; the final state is in the state file.");
     }
@@ -331,6 +467,7 @@ fn wait_stop(mut stopped: tokio::sync::watch::Receiver<bool>) -> WaitStop {
 }
 
 async fn serve_command(args: ServeArgs) -> Result<(), String> {
+    log_to_stderr()?;
     let path = state_path(args.state_file)?;
     let mirror = StateFileMirror::start(&path);
     let (listener, config) = listen(&args.http, true).await?;
@@ -356,11 +493,11 @@ fn status_once(args: &StatusArgs) -> Result<(), String> {
     let text = if args.json {
         let mut json = serde_json::to_string_pretty(&snapshot).map_err(|err| err.to_string())?;
         json.push('\n');
-        json
+        printable_json(json)
     } else {
         status::render(&snapshot, OffsetDateTime::now_utc())
     };
-    print(&text)
+    print(&text).map(|_| ())
 }
 
 /// Redraws the report every second until Ctrl-C; a file that goes missing
@@ -376,22 +513,24 @@ async fn status_watch(args: &StatusArgs) -> Result<(), String> {
             _ = ticks.tick() => {
                 let text = match read_state_file(&path) {
                     Ok(snapshot) => status::render(&snapshot, OffsetDateTime::now_utc()),
-                    Err(err) => format!("{err}\n"),
+                    Err(err) => format!("{}\n", printable(&err.to_string())),
                 };
-                // Home the cursor and clear the screen, then draw.
-                print(&format!("\x1b[H\x1b[2J{text}"))?;
+                // Home the cursor and clear the screen, then draw; stop
+                // once nobody reads (`status --watch | head`).
+                if !print(&format!("\x1b[H\x1b[2J{text}"))? {
+                    return Ok(());
+                }
             }
         }
     }
 }
 
-/// Completes on Ctrl-C, SIGTERM, or after `limit`.
+/// Completes on Ctrl-C, SIGTERM, SIGHUP (the terminal or SSH session went
+/// away), a panic in any task, or after `limit`.
 async fn shutdown_signal(limit: Option<Duration>) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let on = |kind: SignalKind| async move {
+        match signal(kind) {
             Ok(mut signal) => {
                 signal.recv().await;
             }
@@ -405,47 +544,116 @@ async fn shutdown_signal(limit: Option<Duration>) {
         }
     };
     tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        () = on(SignalKind::interrupt()) => {}
+        () = on(SignalKind::terminate()) => {}
+        () = on(SignalKind::hangup()) => {}
+        () = panics::occurred() => {}
         () = limit => {}
     }
 }
 
-/// `30s`, `5m`, `1h`, `500ms`, or plain seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A duration as `30s`, `5m`, `1h30m`, `500ms` (humantime), or plain
+/// seconds, within `min..=max`.
+fn parse_duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 30s, 5m, 1h, 500ms"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("invalid duration unit {unit:?}: use ms, s, m or h")),
+    let duration = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|err| format!("{err} (e.g. 30s, 5m, 1h30m, 500ms)"))?,
     };
-    Duration::try_from_secs_f64(seconds).map_err(|err| format!("invalid duration {text:?}: {err}"))
+    if duration < min || duration > max {
+        return Err(format!(
+            "must be from {} to {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(duration)
 }
 
-/// One line on stdout, flushed at once (tests and scripts read it).
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    parse_duration_within(text, Duration::from_millis(10), Duration::from_secs(3600))
+}
+
+fn parse_run_time(text: &str) -> Result<Duration, String> {
+    parse_duration_within(
+        text,
+        Duration::from_millis(1),
+        Duration::from_secs(365 * 86_400),
+    )
+}
+
+fn parse_speed(text: &str) -> Result<f64, String> {
+    let speed: f64 = text.trim().parse().map_err(|_| "not a number".to_owned())?;
+    if (0.001..=1000.0).contains(&speed) {
+        Ok(speed)
+    } else {
+        Err("must be from 0.001 to 1000".to_owned())
+    }
+}
+
+fn parse_tables(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n @ 1..=100_000) => Ok(n),
+        _ => Err("must be a whole number from 1 to 100000".to_owned()),
+    }
+}
+
+/// One line on stdout, flushed at once (tests and scripts read it); its
+/// control characters (a hostile path, say) escaped.
 fn say(line: &str) {
-    let _ = print(&format!("{line}\n"));
+    let _ = print(&format!("{}\n", printable(line)));
 }
 
-/// Writes to stdout; a closed pipe (`status | head`) is not an error.
-fn print(text: &str) -> Result<(), String> {
+/// Writes to stdout; `false` when the reader has gone (`status | head`),
+/// which is not an error.
+fn print(text: &str) -> Result<bool, String> {
     let mut stdout = io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
     {
-        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
-            Err(format!("writing output: {err}"))
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(err) => Err(format!("writing output: {err}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_flags_refuse_zero_overflow_and_nonsense() {
+        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_run_time("1h30m"), Ok(Duration::from_secs(5400)));
+        for bad in [
+            "0",
+            "0s",
+            "1ms",
+            "2h",
+            "-1s",
+            "NaNs",
+            "",
+            "99999999999999999999999h",
+        ] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
         }
-        _ => Ok(()),
+        for bad in ["0", "366days", "1e400", "x"] {
+            assert!(parse_run_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn number_flags_refuse_zero_negative_nan_and_overflow() {
+        assert_eq!(parse_speed("2"), Ok(2.0));
+        for bad in ["0", "-1", "NaN", "inf", "1e-300", "1e300", ""] {
+            assert!(parse_speed(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_tables("24"), Ok(24));
+        for bad in ["0", "-3", "100001", "18446744073709551616", "2.5"] {
+            assert!(parse_tables(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -8,12 +8,21 @@ use time::OffsetDateTime;
 
 use crate::lsn::format_duration;
 use crate::model::{Phase, Snapshot};
+use crate::printable::{printable, printable_line};
+
+/// Longest text from the state file (a name, an error) printed on one
+/// line; a longer one is cut with a note of how much was left out.
+pub const MAX_TEXT_CHARS: usize = 300;
 
 /// A snapshot older than this is marked stale: its pipeline has stopped
 /// writing (it writes every 2 s).
 pub const STALE_AFTER: Duration = Duration::from_secs(10);
 
 /// The status report for `snapshot` as seen at `now`.
+///
+/// Every text that comes from the state file (phase, table names, errors)
+/// is shown with its control characters escaped and cut to
+/// [`MAX_TEXT_CHARS`], so a hostile file cannot drive the terminal.
 ///
 /// The first lines keep the Go original's labels and order; lines it did not
 /// have (latest LSN, time lag, ETA, errors) follow the table list. A state
@@ -47,11 +56,19 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
         (true, Phase::Done) => format!(" (finished — {}s ago)", age.whole_seconds()),
         (true, _) => format!(" (stale — {}s ago)", age.whole_seconds()),
     };
-    writeln!(out, "Phase:        {}{stale}", s.phase)?;
+    writeln!(
+        out,
+        "Phase:        {}{stale}",
+        printable(&s.phase.to_string())
+    )?;
     writeln!(out, "Elapsed:      {:.0}s", s.elapsed_sec)?;
     writeln!(out, "Applied LSN:  {}", s.applied_lsn)?;
     writeln!(out, "Confirmed LSN: {}", s.confirmed_lsn)?;
-    writeln!(out, "Lag:          {}", s.lag_formatted)?;
+    writeln!(
+        out,
+        "Lag:          {}",
+        printable_line(&s.lag_formatted, MAX_TEXT_CHARS)
+    )?;
     writeln!(
         out,
         "Tables:       {}/{} copied",
@@ -80,7 +97,7 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
             writeln!(
                 out,
                 "  {:<34} {:<7} {:>5.1}%  ({}/{} rows)",
-                t.qualified_name(),
+                printable_line(&t.qualified_name(), MAX_TEXT_CHARS),
                 t.status.as_str(),
                 t.percent,
                 t.rows_copied,
@@ -105,7 +122,8 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
         writeln!(
             out,
             "Errors:       {} (last: {})",
-            s.error_count, s.last_error
+            s.error_count,
+            printable_line(&s.last_error, MAX_TEXT_CHARS)
         )?;
     }
     Ok(())
@@ -234,6 +252,30 @@ Tables:
         assert!(!report.contains("\nTables:\n"));
         assert!(!report.contains("ETA"));
         assert!(report.contains("Time lag:     0s (caught up)"));
+    }
+
+    #[test]
+    fn hostile_text_is_escaped_and_long_errors_are_cut() {
+        let mut snapshot = example();
+        snapshot.phase = Phase::Other("x\x1b]0;owned\x07".into());
+        snapshot.tables[0].name = "t\x1b]52;c;ZXZpbA==\x07\u{9b}2J".into();
+        snapshot.error_count = 1;
+        snapshot.last_error = format!("\x1b[2J{}", "e".repeat(1_000_000));
+        snapshot.lag_formatted = "\r\x1b[1A".into();
+        let report = render(&snapshot, snapshot.timestamp);
+        assert!(!report.contains('\x1b') && !report.contains('\u{9b}') && !report.contains('\x07'));
+        assert!(
+            report.contains(r"t\e]52;c;ZXZpbA==\x07\u{9b}2J"),
+            "{report}"
+        );
+        assert!(
+            report.contains(r"Phase:        x\e]0;owned\x07"),
+            "{report}"
+        );
+        assert!(report.len() < 10_000, "{} bytes", report.len());
+        assert!(report.contains("more characters)"));
+        // Only the report's own line breaks remain.
+        assert_eq!(report.matches('\r').count(), 0);
     }
 
     #[test]

@@ -1,4 +1,5 @@
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -204,4 +205,430 @@ fn raw_get(addr: &str, path: &str) -> String {
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     response
+}
+
+/// `pgmigrator demo ARGS` for `duration`, with its state file at `path`.
+fn demo(path: &Path, duration: &str, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            "20",
+            "--duration",
+            duration,
+        ])
+        .arg("--state-file")
+        .arg(path)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Runs `pgmigrator ARGS` as the unprivileged user `nobody`, when this test
+/// runs as root (CI does); `None` otherwise.
+fn as_nobody(args: &[&std::ffi::OsStr]) -> Option<Output> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root to run as nobody");
+        return None;
+    }
+    Some(
+        Command::new("runuser")
+            .args(["-u", "nobody", "--", env!("CARGO_BIN_EXE_pgmigrator")])
+            .args(args)
+            .env("PGMIGRATOR_HOME", "/nonexistent")
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn an_unwritable_state_file_fails_at_start_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // Root's 0700 temporary directory: nobody cannot write there.
+    let path = dir.path().join("state.json");
+    let Some(out) = as_nobody(&[
+        "demo".as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--duration".as_ref(),
+        "5s".as_ref(),
+        "--state-file".as_ref(),
+        path.as_os_str(),
+    ]) else {
+        return;
+    };
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot use the state file"), "{stderr}");
+    assert!(
+        !text(&out.stdout).contains("Stopped"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn a_file_another_user_planted_in_a_sticky_directory_is_not_taken_for_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    // Root plants a state file nobody cannot replace (sticky bit).
+    let path = saved_state(&shared);
+    let planted = fs::read(&path).unwrap();
+    let Some(out) = as_nobody(&[
+        "demo".as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--duration".as_ref(),
+        "5s".as_ref(),
+        "--state-file".as_ref(),
+        path.as_os_str(),
+    ]) else {
+        return;
+    };
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot use the state file"), "{stderr}");
+    assert_eq!(fs::read(&path).unwrap(), planted);
+}
+
+#[test]
+fn a_fifo_or_device_at_the_state_file_path_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let device = dir.path().join("null");
+    let made = Command::new("mknod")
+        .arg(&device)
+        .args(["c", "1", "3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut paths = vec![fifo];
+    if made {
+        paths.push(device);
+    }
+    for path in paths {
+        let before = fs::symlink_metadata(&path).unwrap().file_type();
+        let out = demo(&path, "5s", &[]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("not a regular file"), "{stderr}");
+        assert_eq!(fs::symlink_metadata(&path).unwrap().file_type(), before);
+    }
+}
+
+#[test]
+fn a_second_pipeline_on_the_same_state_file_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let (first, _url) =
+        crate::start_pgmigrator(&["demo".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
+    let out = demo(&path, "5s", &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("another pgmigrator (pid {})", first.0.id())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_final_write_that_fails_is_reported_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let path = home.join("state.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--duration", "3s"])
+        .arg("--state-file")
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The directory turns into a file: no write can land any more.
+    fs::remove_dir_all(&home).unwrap();
+    fs::write(&home, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("the final state could not be written"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cannot write the state file"),
+        "a warning while it ran: {stderr}"
+    );
+    assert!(
+        !stdout.contains("the final state is in the state file"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn status_escapes_control_characters_and_cuts_huge_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mut table =
+        pgmigrator_metrics::TableProgress::new("public", "t\x1b]52;c;ZXZpbA==\x07", 10, 0);
+    table.name.push('\u{9b}');
+    let snapshot = Snapshot {
+        phase: Phase::Streaming,
+        tables: vec![table],
+        error_count: 1,
+        last_error: format!("\x1b]0;owned\x07{}", "e".repeat(5_000_000)),
+        timestamp: time::OffsetDateTime::now_utc(),
+        ..Snapshot::default()
+    };
+    write_state_file(&path, &snapshot).unwrap();
+    for json in [false, true] {
+        let mut args = vec!["status", "--state-file", path.to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        let out = pgmigrator(&args, dir.path());
+        assert!(out.status.success());
+        let stdout = text(&out.stdout);
+        assert!(!stdout.contains(['\x1b', '\x07', '\u{9b}']), "json={json}");
+        if !json {
+            assert!(stdout.len() < 10_000, "{} bytes", stdout.len());
+        }
+    }
+    // A hostile path in an error line is escaped too.
+    let out = pgmigrator(
+        &["status", "--state-file", "/nonexistent/\x1b]0;x\x07"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!text(&out.stderr).contains('\x1b'), "{}", text(&out.stderr));
+}
+
+#[test]
+fn zero_negative_nan_and_overflowing_flags_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["monitor", "--source", "x", "--dest", "y", "--interval", "0"][..],
+        &[
+            "monitor",
+            "--source",
+            "x",
+            "--dest",
+            "y",
+            "--interval",
+            "-1s",
+        ],
+        &["demo", "--speed", "1e-300"],
+        &["demo", "--speed", "NaN"],
+        &["demo", "--speed", "0"],
+        &["demo", "--tables", "0"],
+        &["demo", "--duration", "0s"],
+        &["demo", "--duration", "99999999999999999999999h"],
+    ] {
+        let out = pgmigrator(args, dir.path());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn sighup_stops_demo_with_the_final_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let (mut demo, _url) =
+        crate::start_pgmigrator(&["demo".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(demo.0.id() as i32, libc::SIGHUP) };
+    let status = demo.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(pgmigrator_metrics::read_state_file(&path).is_ok());
+}
+
+#[test]
+fn status_watch_ends_when_its_reader_goes() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let path = saved_state(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["status", "--watch", "--state-file"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the first draw, then hang up, as `| head -2` does.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    let _ = stdout.read(&mut first).unwrap();
+    drop(stdout);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("status --watch kept running with nobody reading");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn idle_connections_cannot_take_the_descriptors_the_state_file_needs() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pgmigrator"));
+    command
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            "20",
+            "--state-file",
+        ])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setrlimit only, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 200,
+                rlim_max: 200,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _child = crate::Running(child);
+    let addr = line
+        .trim()
+        .trim_start_matches("Dashboard: http://")
+        .trim_end_matches('/')
+        .to_owned();
+    // Twice the process's descriptors, held open and idle.
+    let held: Vec<_> = (0..400)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(held.len() > 200);
+    let before = pgmigrator_metrics::read_state_file(&path)
+        .unwrap()
+        .timestamp;
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    let after = pgmigrator_metrics::read_state_file(&path).unwrap();
+    assert!(
+        after.timestamp > before,
+        "the state file stopped being written"
+    );
+    assert!(
+        after
+            .errors
+            .iter()
+            .all(|e| !e.message.contains("state file")),
+        "{:?}",
+        after.errors
+    );
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(raw_get(&addr, "/healthz").contains("200 OK"));
+}
+
+#[test]
+fn serve_says_on_stderr_when_its_state_file_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-file"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stderr.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.starts_with("pgmigrator: warn: no migration state at"),
+        "{line}"
+    );
+    assert!(line.contains("typo.json"), "{line}");
+}
+
+#[test]
+fn a_token_file_replaces_the_flag_and_weak_tokens_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    fs::write(&token, "0123456789abcdefXYZ\n").unwrap();
+    let (_served, url) = crate::start_pgmigrator(&[
+        "serve".as_ref(),
+        "--state-file".as_ref(),
+        saved_state(dir.path()).as_os_str(),
+        "--token-file".as_ref(),
+        token.as_os_str(),
+    ]);
+    // The line ends in `/?token=…` when a token is set.
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(raw_get(&addr, "/api/v1/status").contains("401"));
+    assert!(raw_get(&addr, "/?token=0123456789abcdefXYZ").contains("200 OK"));
+
+    fs::write(&token, "\n").unwrap();
+    let empty = pgmigrator(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(text(&empty.stderr).contains("empty"));
+    for weak in [" ", "short"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+            .args(["serve", "--listen", "0.0.0.0:0", "--token", weak])
+            .env("PGMIGRATOR_HOME", dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{weak:?}");
+    }
 }

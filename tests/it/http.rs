@@ -415,6 +415,12 @@ async fn a_token_is_enforced_everywhere_but_healthz() {
         );
     }
     assert_eq!(get(&server.url("/?token=s3cret"), &[]).await.0, 200);
+    // The query string carries the token only where a browser cannot set
+    // a header: the page and the WebSocket.
+    for path in ["/api/v1/status", "/api/v1/logs", "/metrics"] {
+        let url = server.url(&format!("{path}?token=s3cret"));
+        assert_eq!(get(&url, &[]).await.0, 401, "{path}");
+    }
     assert_eq!(get(&server.url("/healthz"), &[]).await.0, 200);
     match tokio_tungstenite::connect_async(server.ws("")).await {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
@@ -435,11 +441,253 @@ fn a_non_loopback_address_needs_a_token() {
     assert!(err.to_string().contains("without a token"), "{err}");
     assert!(http::check_listen_address("127.0.0.1:7654".parse().unwrap(), &open).is_ok());
     assert!(http::check_listen_address("[::1]:7654".parse().unwrap(), &open).is_ok());
-    let with_token = HttpConfig {
-        token: Some("t".into()),
+    let with_token = |token: &str| HttpConfig {
+        token: Some(token.into()),
         ..HttpConfig::default()
     };
-    assert!(http::check_listen_address(public, &with_token).is_ok());
+    assert!(http::check_listen_address(public, &with_token("0123456789abcdef")).is_ok());
+    let short = http::check_listen_address(public, &with_token("t")).unwrap_err();
+    assert!(short.to_string().contains("shorter than 16"), "{short}");
+    // White space is refused everywhere: `?token=%20` must never pass.
+    for token in [
+        " ",
+        "                    ",
+        "0123456789abcdef ",
+        "a\tbcdefghijklmnopq",
+    ] {
+        for addr in [public, "127.0.0.1:7654".parse().unwrap()] {
+            let err = http::check_listen_address(addr, &with_token(token)).unwrap_err();
+            assert!(err.to_string().contains("white space"), "{err}");
+        }
+    }
+}
+
+/// A raw TCP connection to `server`.
+async fn connect(server: &Server) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(server.addr).await.unwrap()
+}
+
+/// Whether the server closes `stream` within `limit` (reads EOF or a
+/// reset); whatever it sends first, such as a 408, is read and skipped.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+fn short_deadlines() -> HttpConfig {
+    HttpConfig {
+        header_read_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed_after_the_header_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(Collector::new(), short_deadlines()).await;
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let mut stream = connect(&server).await;
+        // Slowloris: a request line and one header, never the end.
+        stream
+            .write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    let mut idle: Vec<_> = Vec::new();
+    for _ in 0..100 {
+        idle.push(connect(&server).await);
+    }
+    // Idle after one complete request on a kept-alive connection, too.
+    let mut kept = connect(&server).await;
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    for stream in slow.iter_mut().chain(idle.iter_mut()).chain([&mut kept]) {
+        assert!(closed_within(stream, Duration::from_secs(3)).await);
+    }
+    assert_eq!(get(&server.url("/healthz"), &[]).await.0, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_closed_at_once_and_the_cap_frees_up() {
+    let config = HttpConfig {
+        max_connections: 20,
+        ..short_deadlines()
+    };
+    let server = Server::start(Collector::new(), config).await;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(connect(&server).await);
+    }
+    // Let the server take all twenty before knocking again.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = connect(&server).await;
+    assert!(closed_within(&mut over, Duration::from_millis(200)).await);
+    // The held ones time out, and their places serve requests again.
+    for stream in &mut held {
+        assert!(closed_within(stream, Duration::from_secs(3)).await);
+    }
+    assert_eq!(get(&server.url("/healthz"), &[]).await.0, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_clients_count_against_the_connection_cap() {
+    let config = HttpConfig {
+        max_connections: 3,
+        ..HttpConfig::default()
+    };
+    let server = Server::start(Collector::new(), config).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(
+            tokio_tungstenite::connect_async(server.ws(""))
+                .await
+                .unwrap()
+                .0,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = connect(&server).await;
+    assert!(closed_within(&mut over, Duration::from_millis(500)).await);
+    drop(clients);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio_tungstenite::connect_async(server.ws(""))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the places were never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_half_sent_request_no_longer_than_the_grace_time() {
+    use tokio::io::AsyncWriteExt;
+    let config = HttpConfig {
+        header_read_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_millis(500),
+        ..HttpConfig::default()
+    };
+    let server = Server::start(Collector::new(), config).await;
+    let mut stream = connect(&server).await;
+    stream
+        .write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    server.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(closed_within(&mut stream, Duration::from_secs(1)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_fragmented_client_message_closes_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(Collector::new(), HttpConfig::default()).await;
+    let mut stream = connect(&server).await;
+    stream
+        .write_all(
+            b"GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // Fragments of 16 KiB, masked with a zero key, never finished: the
+    // server must give up past its 64 KiB cap instead of buffering on.
+    let payload = vec![b'x'; 16 * 1024];
+    let mut sent = 0;
+    let mut closed = false;
+    for i in 0..4096 {
+        let mut frame = vec![if i == 0 { 0x01 } else { 0x00 }, 0x80 | 126];
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend_from_slice(&payload);
+        if stream.write_all(&frame).await.is_err() {
+            closed = true;
+            break;
+        }
+        sent += payload.len();
+    }
+    assert!(
+        closed || closed_within(&mut stream, Duration::from_secs(2)).await,
+        "still open after {sent} bytes"
+    );
+    assert!(sent < 8 * 1024 * 1024, "the server read {sent} bytes");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_flooding_messages_is_closed_with_a_policy_code() {
+    let server = Server::start(Collector::new(), HttpConfig::default()).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws(""))
+        .await
+        .unwrap();
+    let mut close = None;
+    for _ in 0..1000 {
+        if ws.send(Message::Text("hi".into())).await.is_err() {
+            break;
+        }
+    }
+    while let Ok(Some(message)) = timeout(Duration::from_secs(2), ws.next()).await {
+        match message {
+            Ok(Message::Close(frame)) => {
+                close = frame;
+                break;
+            }
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    let close = close.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1008);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebound_host_name_is_refused_for_the_api_and_the_websocket() {
+    let server = Server::start(busy_collector().await, HttpConfig::default()).await;
+    for path in ["/", "/api/v1/status", "/metrics"] {
+        let (status, _, _) = get(&server.url(path), &[("host", "attacker.example")]).await;
+        assert_eq!(status, 403, "{path}");
+        let (status, _, _) = get(&server.url(path), &[("host", "localhost:7654")]).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    let mut request = server.ws("").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("host", "attacker.example".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("origin", "http://attacker.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -570,4 +818,49 @@ async fn a_mirror_sees_two_writes_of_the_same_size_in_one_clock_tick() {
     .await
     .expect("the second write is seen")
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_of_a_missing_or_invalid_file_says_so_and_keeps_trying() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mirror = StateFileMirror::start(&path);
+    let server = Server::start(mirror.clone(), HttpConfig::default()).await;
+    // A typo in --state-file must not look like a healthy, idle migration.
+    let missing = wait_for(&server, |s| s.last_error.contains("no migration state")).await;
+    assert!(missing.stale && !missing.caught_up && missing.error_count == 1);
+
+    std::fs::write(&path, "{\"phase\": ").unwrap();
+    let invalid = wait_for(&server, |s| s.last_error.contains("invalid JSON")).await;
+    assert!(invalid.stale && !invalid.caught_up);
+
+    let good = Snapshot {
+        phase: Phase::Streaming,
+        total_rows: 7,
+        timestamp: time::OffsetDateTime::now_utc(),
+        ..Snapshot::default()
+    };
+    write_state_file(&path, &good).unwrap();
+    let read = wait_for(&server, |s| s.total_rows == 7).await;
+    assert!(read.last_error.is_empty() && !read.stale && read.error_count == 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_republishes_an_unchanged_file_as_the_same_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    write_state_file(&path, &Snapshot::default()).unwrap();
+    let mirror = StateFileMirror::start(&path);
+    let mut ticks = mirror.subscribe();
+    let first = timeout(Duration::from_secs(2), ticks.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = timeout(Duration::from_secs(2), ticks.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    // Neither copied nor serialized again while the file stays the same.
+    assert!(std::sync::Arc::ptr_eq(&first, &second));
 }
