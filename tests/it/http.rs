@@ -652,7 +652,9 @@ async fn a_client_flooding_messages_is_closed_with_a_policy_code() {
             break;
         }
     }
-    while let Ok(Some(message)) = timeout(Duration::from_secs(2), ws.next()).await {
+    // Snapshots keep coming every tick; the close must come within 5 s.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Ok(Some(message)) = tokio::time::timeout_at(deadline, ws.next()).await {
         match message {
             Ok(Message::Close(frame)) => {
                 close = frame;
