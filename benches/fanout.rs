@@ -78,6 +78,7 @@ fn server() {
         println!("{}", listener.local_addr().unwrap());
         let config = HttpConfig {
             max_clients: 20_000,
+            max_connections: 20_000,
             ..HttpConfig::default()
         };
         let stdin_closed = async {

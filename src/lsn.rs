@@ -301,3 +301,38 @@ mod tests {
         );
     }
 }
+
+/// Properties over every input, run with many cases by CI (and driven
+/// further by the `fuzz/` targets).
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2048)
+        ))]
+
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(text in any::<String>()) {
+            if let Ok(lsn) = text.parse::<Lsn>() {
+                // Whatever parsed reads back the same.
+                prop_assert_eq!(lsn.to_string().parse::<Lsn>().ok(), Some(lsn));
+            }
+        }
+
+        #[test]
+        fn every_lsn_round_trips_through_text(value in any::<u64>()) {
+            prop_assert_eq!(Lsn(value).to_string().parse::<Lsn>().ok(), Some(Lsn(value)));
+        }
+
+        #[test]
+        fn both_halves_in_either_case_parse_to_their_value(high in any::<u32>(), low in any::<u32>()) {
+            let expected = Some(Lsn((u64::from(high) << 32) | u64::from(low)));
+            prop_assert_eq!(format!("{high:X}/{low:X}").parse::<Lsn>().ok(), expected);
+            prop_assert_eq!(format!("{high:x}/{low:08x}").parse::<Lsn>().ok(), expected);
+        }
+    }
+}

@@ -566,3 +566,92 @@ impl Writer {
         result
     }
 }
+
+/// The state-file reader over hostile files: arbitrary bytes, and valid
+/// files with any JSON in any field. It returns a snapshot or a typed
+/// error, and whatever it returns can be reported and written back.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop::sample::select(vec![-1.0, 0.0, 1e300, -1e300, 5e-324]).prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+            prop::sample::select(vec!["0/0", "FFFFFFFF/FFFFFFFF", "1/", "x", "done"])
+                .prop_map(|s| Value::String(s.into())),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,6}", inner, 0..4)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A valid state file with one table, as JSON.
+    fn valid() -> Value {
+        let mut snapshot = Snapshot::default();
+        snapshot.tables.push(crate::model::TableProgress::new("public", "t", 10, 100));
+        serde_json::to_value(&snapshot).unwrap()
+    }
+
+    fn check(path: &Path, bytes: &[u8]) -> Result<(), TestCaseError> {
+        fs::write(path, bytes).unwrap();
+        match read_state_file(path) {
+            Ok(snapshot) => {
+                let _ = crate::status::render(&snapshot, time::OffsetDateTime::now_utc());
+                let json = serde_json::to_string(&snapshot)
+                    .map_err(|err| TestCaseError::fail(format!("cannot write back: {err}")))?;
+                let back: Snapshot = serde_json::from_str(&json)
+                    .map_err(|err| TestCaseError::fail(format!("cannot read back: {err}")))?;
+                prop_assert_eq!(back.tables.len(), snapshot.tables.len());
+            }
+            Err(err) => {
+                let invalid_json = matches!(err.kind(), StateFileErrorKind::InvalidJson { .. });
+                prop_assert!(invalid_json, "{}", err);
+                let _ = err.to_string();
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256)
+        ))]
+
+        #[test]
+        fn arbitrary_bytes_are_a_snapshot_or_a_typed_error(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let dir = tempfile::tempdir().unwrap();
+            check(&dir.path().join("state.json"), &bytes)?;
+        }
+
+        #[test]
+        fn any_value_in_any_field_is_a_snapshot_or_a_typed_error(
+            in_table in any::<bool>(),
+            field in prop::sample::select(vec![
+                "timestamp", "phase", "elapsed_sec", "applied_lsn", "lag_bytes", "lag_formatted",
+                "tables_total", "tables", "rows_per_sec", "total_rows", "error_count",
+                "last_error", "lag_seconds", "eta_sec", "phases", "errors", "status", "name",
+                "rows_total", "rows_copied", "percent", "size_bytes", "elapsed_sec",
+            ]),
+            value in json(),
+        ) {
+            let mut doc = valid();
+            let target = if in_table { &mut doc["tables"][0] } else { &mut doc };
+            target[field] = value;
+            let dir = tempfile::tempdir().unwrap();
+            check(&dir.path().join("state.json"), &serde_json::to_vec(&doc).unwrap())?;
+        }
+    }
+}
