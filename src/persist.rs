@@ -601,7 +601,9 @@ mod properties {
     /// A valid state file with one table, as JSON.
     fn valid() -> Value {
         let mut snapshot = Snapshot::default();
-        snapshot.tables.push(crate::model::TableProgress::new("public", "t", 10, 100));
+        snapshot
+            .tables
+            .push(crate::model::TableProgress::new("public", "t", 10, 100));
         serde_json::to_value(&snapshot).unwrap()
     }
 

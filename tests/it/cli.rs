@@ -226,9 +226,10 @@ fn demo(path: &Path, duration: &str, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Runs `pgmigrator ARGS` as the unprivileged user `nobody`, when this test
-/// runs as root (CI does); `None` otherwise.
-fn as_nobody(args: &[&std::ffi::OsStr]) -> Option<Output> {
+/// Runs `pgmigrator demo` with its state file at `path` as the
+/// unprivileged user `nobody`, when this test runs as root (CI does);
+/// `None` otherwise.
+fn demo_as_nobody(path: &Path) -> Option<Output> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIPPED: needs root to run as nobody");
@@ -237,7 +238,15 @@ fn as_nobody(args: &[&std::ffi::OsStr]) -> Option<Output> {
     Some(
         Command::new("runuser")
             .args(["-u", "nobody", "--", env!("CARGO_BIN_EXE_pgmigrator")])
-            .args(args)
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--duration",
+                "5s",
+                "--state-file",
+            ])
+            .arg(path)
             .env("PGMIGRATOR_HOME", "/nonexistent")
             .output()
             .unwrap(),
@@ -249,15 +258,7 @@ fn an_unwritable_state_file_fails_at_start_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     // Root's 0700 temporary directory: nobody cannot write there.
     let path = dir.path().join("state.json");
-    let Some(out) = as_nobody(&[
-        "demo".as_ref(),
-        "--listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--duration".as_ref(),
-        "5s".as_ref(),
-        "--state-file".as_ref(),
-        path.as_os_str(),
-    ]) else {
+    let Some(out) = demo_as_nobody(&path) else {
         return;
     };
     let stderr = text(&out.stderr);
@@ -281,15 +282,7 @@ fn a_file_another_user_planted_in_a_sticky_directory_is_not_taken_for_ours() {
     // Root plants a state file nobody cannot replace (sticky bit).
     let path = saved_state(&shared);
     let planted = fs::read(&path).unwrap();
-    let Some(out) = as_nobody(&[
-        "demo".as_ref(),
-        "--listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--duration".as_ref(),
-        "5s".as_ref(),
-        "--state-file".as_ref(),
-        path.as_os_str(),
-    ]) else {
+    let Some(out) = demo_as_nobody(&path) else {
         return;
     };
     let stderr = text(&out.stderr);
