@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use time::OffsetDateTime;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::collector::{BROADCAST_CAPACITY, Collector, DEFAULT_TICK};
-use time::OffsetDateTime;
-
 use crate::model::{ErrorEntry, LogEntry, Snapshot};
 use crate::persist::read_state_file;
 

@@ -625,3 +625,57 @@ fn a_token_file_replaces_the_flag_and_weak_tokens_are_refused() {
         assert_eq!(out.status.code(), Some(1), "{weak:?}");
     }
 }
+
+#[test]
+fn sighup_restores_the_terminal_the_tui_took_over() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let path = saved_state(dir.path());
+    // `script` gives the dashboard a terminal and records what it draws.
+    let command = format!(
+        "stty rows 30 cols 100; exec {} tui --state-file {}",
+        env!("CARGO_BIN_EXE_pgmigrator"),
+        path.display()
+    );
+    let mut script = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut screen = script.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = screen.read_to_end(&mut bytes);
+        bytes
+    });
+    let running = crate::Running(script);
+    // Wait for the dashboard to be drawn, then hang up on it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let tui = loop {
+        let children = Command::new("pgrep")
+            .args(["-P", &running.0.id().to_string()])
+            .output()
+            .unwrap();
+        if let Some(pid) = text(&children.stdout).lines().next() {
+            break pid.trim().parse::<i32>().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dashboard never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // SAFETY: signals our own grandchild.
+    unsafe { libc::kill(tui, libc::SIGHUP) };
+    let mut running = running;
+    let status = running.0.wait().unwrap();
+    let drawn = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    assert!(
+        drawn.contains("\x1b[?1049h"),
+        "it took the alternate screen"
+    );
+    assert!(drawn.contains("\x1b[?1049l"), "and gave it back on SIGHUP");
+    assert!(status.success(), "{status:?}");
+}
