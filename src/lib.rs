@@ -103,26 +103,28 @@ pub mod http;
 pub mod lag;
 mod logs;
 pub mod lsn;
+pub mod mirror;
 pub mod model;
 pub mod persist;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod printable;
+mod publish;
 pub mod rate;
 pub mod redact;
-pub mod source;
 pub mod status;
 #[cfg(feature = "tui")]
 pub mod tui;
 
 pub use collector::{
-    BROADCAST_CAPACITY, Collector, CollectorBuilder, DEFAULT_CHANNEL_CAPACITY,
-    DEFAULT_LOG_CAPACITY, DEFAULT_RATE_WINDOW, DEFAULT_TICK,
+    Collector, CollectorBuilder, DEFAULT_CHANNEL_CAPACITY, DEFAULT_LOG_CAPACITY,
+    DEFAULT_RATE_WINDOW, DEFAULT_TICK,
 };
 pub use lag::LagTracker;
 #[cfg(feature = "tracing-layer")]
 pub use logs::{CollectorLayer, StderrLayer};
 pub use lsn::{Lsn, ParseLsnError, format_bytes, format_duration, format_lag, lag};
+pub use mirror::StateFileMirror;
 pub use model::{
     ErrorEntry, LogEntry, LogLevel, Phase, PhaseSpan, Snapshot, TableProgress, TableStatus,
 };
@@ -130,9 +132,14 @@ pub use persist::{
     StateFileError, StateFileErrorKind, StatePersister, default_state_path, read_state_file,
     write_state_file,
 };
+pub use publish::{BROADCAST_CAPACITY, Snapshots};
 pub use rate::{Rate, RateWindow};
 pub use redact::redact;
-pub use source::{SnapshotSource, StateFileMirror};
+
+/// The readers' handle was once a trait over collectors and mirrors; both
+/// now convert into [`Snapshots`].
+#[deprecated(note = "take `Snapshots` (any `Collector` or `StateFileMirror` converts into it)")]
+pub type SnapshotSource = Snapshots;
 
 /// The README's examples compile as doc tests.
 #[cfg(doctest)]

@@ -2,18 +2,16 @@
 //! publishes snapshots for readers.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
 use tokio::time::{self, Instant, MissedTickBehavior};
 
-use super::Shared;
 use super::clock::At;
 use super::event::Message;
 use super::inbox::Inbox;
 use super::state::State;
-use crate::model::Snapshot;
+use crate::publish::Publisher;
 
 /// Below this many messages in a round, the actor yields before waiting
 /// again, so that writers can fill the channels (see `run`). Applying large
@@ -28,9 +26,11 @@ const MIN_PUBLISH_INTERVAL: Duration = Duration::from_millis(50);
 
 pub(super) struct Actor {
     state: State,
-    shared: Arc<Shared>,
-    watch: watch::Sender<Arc<Snapshot>>,
-    broadcast: broadcast::Sender<Arc<Snapshot>>,
+    /// The only writer of what readers see; dropped with the actor, which
+    /// ends every reader's channels.
+    publisher: Publisher,
+    /// Log events the tracing layer could not queue (it counts them).
+    logs_dropped: Arc<AtomicU64>,
     tick: Duration,
     /// Updates applied since the last publication.
     dirty: bool,
@@ -42,17 +42,15 @@ pub(super) struct Actor {
 impl Actor {
     pub(super) fn new(
         state: State,
-        shared: Arc<Shared>,
-        watch: watch::Sender<Arc<Snapshot>>,
-        broadcast: broadcast::Sender<Arc<Snapshot>>,
+        publisher: Publisher,
+        logs_dropped: Arc<AtomicU64>,
         tick: Duration,
     ) -> Self {
         Actor {
             logs_published: state.logs().version(),
             state,
-            shared,
-            watch,
-            broadcast,
+            publisher,
+            logs_dropped,
             tick,
             dirty: false,
             last_publish: Instant::now(),
@@ -136,18 +134,16 @@ impl Actor {
     }
 
     fn publish(&mut self, at: &At, broadcast: bool) {
-        let dropped = self.shared.logs_dropped.load(Ordering::Relaxed);
+        let dropped = self.logs_dropped.load(Ordering::Relaxed);
         let snapshot = Arc::new(self.state.snapshot(at, dropped));
-        self.shared.snapshot.store(Arc::clone(&snapshot));
         let logs = self.state.logs();
         if logs.version() != self.logs_published {
             self.logs_published = logs.version();
-            self.shared.logs.store(Arc::new(logs.to_vec()));
+            self.publisher.publish_logs(logs.to_vec());
         }
-        self.watch.send_replace(Arc::clone(&snapshot));
+        self.publisher.publish(Arc::clone(&snapshot));
         if broadcast {
-            // No subscriber is not an error; a slow one just lags.
-            let _ = self.broadcast.send(snapshot);
+            self.publisher.broadcast(snapshot);
         }
         self.dirty = false;
         self.last_publish = at.instant;

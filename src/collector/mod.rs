@@ -3,9 +3,8 @@
 //!
 //! Writers `.await` bounded channels, one per handle clone among four
 //! (back-pressure instead of unbounded memory); the actor applies updates in
-//! the order they were sent and publishes immutable
-//! snapshots into an [`ArcSwap`] (lock-free reads), a `watch` channel (latest
-//! value, for UIs) and, every tick, a `broadcast` channel (for push).
+//! the order they were sent and publishes immutable snapshots through its
+//! [`Publisher`](crate::publish) for every [`Snapshots`] reader.
 
 mod actor;
 mod clock;
@@ -19,7 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -31,6 +29,7 @@ use self::state::{Limits, State};
 use self::table::TableKey;
 use crate::lsn::Lsn;
 use crate::model::{LogEntry, Phase, Snapshot, TableProgress};
+use crate::publish::{Publisher, Snapshots};
 
 /// Default time between broadcasts.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(500);
@@ -40,8 +39,6 @@ pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(60);
 pub const DEFAULT_LOG_CAPACITY: usize = 500;
 /// Default capacity of the writers' channel.
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 8192;
-/// Snapshots a `subscribe()` receiver holds before it lags.
-pub const BROADCAST_CAPACITY: usize = 4;
 /// Channels between the handles and the actor; each handle sends on one.
 const SHARDS: usize = 4;
 
@@ -57,21 +54,6 @@ impl Senders {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         self.shards[i].clone()
     }
-}
-
-/// What the actor publishes and handles read.
-struct Shared {
-    /// The newest snapshot; `snapshot()` loads it without locking.
-    snapshot: ArcSwap<Snapshot>,
-    /// The log ring as of the newest snapshot, oldest first.
-    logs: ArcSwap<Vec<LogEntry>>,
-    /// Log events the tracing layer could not queue.
-    logs_dropped: Arc<AtomicU64>,
-    /// Cloned by `watch()`. Only the actor holds the sender, so receivers see
-    /// the channel close when the actor stops.
-    watch: watch::Receiver<Arc<Snapshot>>,
-    /// Resubscribed by `subscribe()`, for the same reason.
-    broadcast: broadcast::Receiver<Arc<Snapshot>>,
 }
 
 /// The metrics collector: a cheap, cloneable handle.
@@ -95,7 +77,10 @@ pub struct Collector {
     tx: mpsc::Sender<Envelope>,
     /// All channels, for clones.
     senders: Arc<Senders>,
-    shared: Arc<Shared>,
+    /// What the actor publishes.
+    snapshots: Snapshots,
+    /// Log events the tracing layer could not queue.
+    logs_dropped: Arc<AtomicU64>,
 }
 
 impl Clone for Collector {
@@ -103,14 +88,15 @@ impl Clone for Collector {
         Collector {
             tx: self.senders.next(),
             senders: Arc::clone(&self.senders),
-            shared: Arc::clone(&self.shared),
+            snapshots: self.snapshots.clone(),
+            logs_dropped: Arc::clone(&self.logs_dropped),
         }
     }
 }
 
 impl fmt::Debug for Collector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let snapshot = self.shared.snapshot.load();
+        let snapshot = self.snapshots.snapshot();
         f.debug_struct("Collector")
             .field("phase", &snapshot.phase)
             .field("tables", &snapshot.tables_total)
@@ -225,28 +211,37 @@ impl Collector {
 
     /// The newest published snapshot. Lock-free and allocation-free.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.shared.snapshot.load_full()
+        self.snapshots.snapshot()
     }
 
     /// The log viewer's entries as of the newest snapshot, oldest first.
     pub fn logs(&self) -> Vec<LogEntry> {
-        self.shared.logs.load().as_ref().clone()
+        self.snapshots.logs()
     }
 
     /// A receiver of one snapshot per tick. It holds at most
-    /// [`BROADCAST_CAPACITY`] unread snapshots; a receiver that falls further
-    /// behind skips to the newest (`RecvError::Lagged`) and never slows the
-    /// collector. It ends (`RecvError::Closed`) when the collector stops.
-    /// Dropping it is all the unsubscribing there is.
+    /// [`BROADCAST_CAPACITY`](crate::BROADCAST_CAPACITY) unread snapshots; a
+    /// receiver that falls further behind skips to the newest
+    /// (`RecvError::Lagged`) and never slows the collector. It ends
+    /// (`RecvError::Closed`) when the collector stops. Dropping it is all
+    /// the unsubscribing there is.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Snapshot>> {
-        self.shared.broadcast.resubscribe()
+        self.snapshots.subscribe()
     }
 
     /// A receiver of the newest snapshot, marked changed on every
     /// publication. It keeps only the latest value, so a reader that stops
     /// reading costs nothing.
     pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
-        self.shared.watch.clone()
+        self.snapshots.watch()
+    }
+
+    /// A read-only handle on what this collector publishes, for readers
+    /// that must not write (surfaces, dashboards). It does not keep the
+    /// collector running: when every `Collector` handle is gone or
+    /// [`close`](Self::close) is called, its channels end.
+    pub fn snapshots(&self) -> Snapshots {
+        self.snapshots.clone()
     }
 
     /// Returns once every update sent before it is applied and a snapshot
@@ -271,8 +266,7 @@ impl Collector {
     pub async fn close(&self) {
         // A failed send means it is closed or closing already.
         let _ = self.tx.send(Envelope::new(Message::Close)).await;
-        let mut stopped = self.shared.watch.clone();
-        while stopped.changed().await.is_ok() {}
+        self.snapshots.closed().await;
     }
 
     /// A `tracing` layer that feeds this collector's log ring.
@@ -296,7 +290,7 @@ impl Collector {
     pub fn tracing_layer(&self) -> crate::logs::CollectorLayer {
         crate::logs::CollectorLayer::new(LogSink {
             tx: self.tx.downgrade(),
-            dropped: Arc::clone(&self.shared.logs_dropped),
+            dropped: Arc::clone(&self.logs_dropped),
         })
     }
 
@@ -414,9 +408,10 @@ impl CollectorBuilder {
             Some(previous) => State::resumed(limits, previous, Instant::now()),
             None => State::new(limits),
         };
-        let first = Arc::new(state.snapshot(&At::now(), 0));
-        let (watch_tx, watch_rx) = watch::channel(Arc::clone(&first));
-        let (broadcast_tx, broadcast_rx) = broadcast::channel(BROADCAST_CAPACITY);
+        let publisher = Publisher::new(Arc::new(state.snapshot(&At::now(), 0)));
+        publisher.publish_logs(state.logs().to_vec());
+        let snapshots = publisher.snapshots();
+        let logs_dropped = Arc::new(AtomicU64::new(0));
         let per_shard = self.channel_capacity.div_ceil(SHARDS).max(1);
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..SHARDS).map(|_| mpsc::channel(per_shard)).unzip();
@@ -424,25 +419,21 @@ impl CollectorBuilder {
             shards: senders.into_boxed_slice(),
             next: AtomicUsize::new(0),
         });
-        let shared = Arc::new(Shared {
-            snapshot: ArcSwap::new(first),
-            logs: ArcSwap::from_pointee(state.logs().to_vec()),
-            logs_dropped: Arc::new(AtomicU64::new(0)),
-            watch: watch_rx,
-            broadcast: broadcast_rx,
-        });
-        let actor = Actor::new(
-            state,
-            Arc::clone(&shared),
-            watch_tx,
-            broadcast_tx,
-            self.tick,
-        );
+        let actor = Actor::new(state, publisher, Arc::clone(&logs_dropped), self.tick);
         tokio::spawn(actor.run(Inbox::new(receivers)));
         Collector {
             tx: senders.next(),
             senders,
-            shared,
+            snapshots,
+            logs_dropped,
         }
+    }
+}
+
+/// A read handle that keeps the collector running while it lives, as the
+/// `Collector` it was made from did.
+impl From<Collector> for Snapshots {
+    fn from(collector: Collector) -> Snapshots {
+        collector.snapshots().keeping(collector)
     }
 }

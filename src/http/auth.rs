@@ -17,8 +17,8 @@ const QUERY_TOKEN_PATHS: [&str; 2] = ["/", "/api/v1/ws"];
 
 /// Lets a request through when its `Host` names this server (see
 /// [`host_allowed`]); otherwise 403, before anything else is looked at.
-pub(super) async fn require_allowed_host<S>(
-    State(state): State<Arc<AppState<S>>>,
+pub(super) async fn require_allowed_host(
+    State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -73,8 +73,8 @@ fn name_allowed(name: &str, config: &HttpConfig) -> bool {
 /// Lets a request through when no token is configured or it presents the
 /// token (`Authorization: Bearer …`, or `?token=…` on the page and the
 /// WebSocket); otherwise 401.
-pub(super) async fn require_token<S>(
-    State(state): State<Arc<AppState<S>>>,
+pub(super) async fn require_token(
+    State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {

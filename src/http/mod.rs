@@ -1,5 +1,5 @@
 //! The live HTTP surfaces: REST, a WebSocket push hub, Prometheus metrics and
-//! the dashboard, as one `axum` router over any [`SnapshotSource`].
+//! the dashboard, as one `axum` router over a [`Snapshots`] reader.
 //!
 //! | path | what |
 //! |---|---|
@@ -48,7 +48,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::source::SnapshotSource;
+use crate::publish::Snapshots;
 
 /// The address `pgmigrator` listens on by default: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7654";
@@ -167,8 +167,8 @@ pub fn check_listen_address(addr: SocketAddr, config: &HttpConfig) -> io::Result
 }
 
 /// What the handlers share.
-struct AppState<S> {
-    source: S,
+struct AppState {
+    snapshots: Snapshots,
     config: HttpConfig,
     hub: ws::Hub,
     /// Set to `true` to close every WebSocket client; lives as long as the
@@ -180,14 +180,14 @@ struct AppState<S> {
 /// called inside a Tokio runtime. WebSocket clients are closed when the
 /// source stops (e.g. `Collector::close`); [`serve`] also closes them on its
 /// shutdown signal.
-pub fn router<S: SnapshotSource>(source: S, config: HttpConfig) -> Router {
-    build(source, config).0
+pub fn router(source: impl Into<Snapshots>, config: HttpConfig) -> Router {
+    build(source.into(), config).0
 }
 
-fn build<S: SnapshotSource>(source: S, config: HttpConfig) -> (Router, Arc<AppState<S>>) {
-    let hub = ws::Hub::start(&source);
+fn build(snapshots: Snapshots, config: HttpConfig) -> (Router, Arc<AppState>) {
+    let hub = ws::Hub::start(&snapshots);
     let state = Arc::new(AppState {
-        source,
+        snapshots,
         config,
         hub,
         shutdown: watch::channel(false).0,
@@ -195,18 +195,18 @@ fn build<S: SnapshotSource>(source: S, config: HttpConfig) -> (Router, Arc<AppSt
     // Layers run outside in: the host check before the token check.
     let protected = Router::new()
         .route("/", get(dashboard))
-        .route("/api/v1/status", get(status::<S>))
-        .route("/api/v1/tables", get(tables::<S>))
-        .route("/api/v1/logs", get(logs::<S>))
-        .route("/api/v1/ws", get(ws::upgrade::<S>))
-        .route("/metrics", get(prometheus::<S>))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/tables", get(tables))
+        .route("/api/v1/logs", get(logs))
+        .route("/api/v1/ws", get(ws::upgrade))
+        .route("/metrics", get(prometheus))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
-            auth::require_token::<S>,
+            auth::require_token,
         ))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
-            auth::require_allowed_host::<S>,
+            auth::require_allowed_host,
         ));
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -214,7 +214,7 @@ fn build<S: SnapshotSource>(source: S, config: HttpConfig) -> (Router, Arc<AppSt
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
-            request_timeout::<S>,
+            request_timeout,
         ))
         .with_state(Arc::clone(&state));
     (router, state)
@@ -224,9 +224,9 @@ fn build<S: SnapshotSource>(source: S, config: HttpConfig) -> (Router, Arc<AppSt
 /// accepting, sends every WebSocket client a close frame, gives requests in
 /// flight [`HttpConfig::shutdown_grace`] to finish, and returns once the
 /// WebSocket clients are gone (or after two more seconds).
-pub async fn serve<S: SnapshotSource>(
+pub async fn serve(
     listener: TcpListener,
-    source: S,
+    source: impl Into<Snapshots>,
     config: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
@@ -235,7 +235,7 @@ pub async fn serve<S: SnapshotSource>(
         header_read_timeout: config.header_read_timeout,
         shutdown_grace: config.shutdown_grace,
     };
-    let (router, state) = build(source, config);
+    let (router, state) = build(source.into(), config);
     server::run(listener, router, limits, shutdown, || {
         state.shutdown.send_replace(true);
     })
@@ -247,8 +247,8 @@ pub async fn serve<S: SnapshotSource>(
     Ok(())
 }
 
-async fn request_timeout<S: SnapshotSource>(
-    State(state): State<Arc<AppState<S>>>,
+async fn request_timeout(
+    State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -267,24 +267,21 @@ async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not found")
 }
 
-async fn status<S: SnapshotSource>(State(state): State<Arc<AppState<S>>>) -> Response {
-    Json(&*state.source.snapshot()).into_response()
+async fn status(State(state): State<Arc<AppState>>) -> Response {
+    Json(&*state.snapshots.snapshot()).into_response()
 }
 
-async fn tables<S: SnapshotSource>(State(state): State<Arc<AppState<S>>>) -> Response {
-    Json(&state.source.snapshot().tables).into_response()
+async fn tables(State(state): State<Arc<AppState>>) -> Response {
+    Json(&state.snapshots.snapshot().tables).into_response()
 }
 
-async fn logs<S: SnapshotSource>(State(state): State<Arc<AppState<S>>>) -> Response {
-    Json(state.source.logs()).into_response()
+async fn logs(State(state): State<Arc<AppState>>) -> Response {
+    Json(state.snapshots.logs()).into_response()
 }
 
 /// OpenMetrics when the scraper asks for it, the classic text format else.
-async fn prometheus<S: SnapshotSource>(
-    State(state): State<Arc<AppState<S>>>,
-    headers: HeaderMap,
-) -> Response {
-    let snapshot = state.source.snapshot();
+async fn prometheus(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let snapshot = state.snapshots.snapshot();
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())

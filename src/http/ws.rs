@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use super::server::ConnectionPermit;
 use super::{AppState, auth, error};
 use crate::model::Snapshot;
-use crate::source::SnapshotSource;
+use crate::publish::Snapshots;
 
 /// Frames a client may fall behind before it skips to the newest.
 const CLIENT_QUEUE: usize = 4;
@@ -90,7 +90,7 @@ impl Drop for Hub {
 }
 
 impl Hub {
-    pub(super) fn start<S: SnapshotSource>(source: &S) -> Hub {
+    pub(super) fn start(source: &Snapshots) -> Hub {
         let mut snapshots = source.subscribe();
         let (tx, frames) = broadcast::channel(CLIENT_QUEUE);
         let stats = Arc::<WsStats>::default();
@@ -141,8 +141,8 @@ fn encode(snapshot: &Snapshot) -> Utf8Bytes {
 }
 
 /// `GET /api/v1/ws`.
-pub(super) async fn upgrade<S: SnapshotSource>(
-    State(state): State<Arc<AppState<S>>>,
+pub(super) async fn upgrade(
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     connection: Option<Extension<ConnectionPermit>>,
     ws: WebSocketUpgrade,
@@ -157,7 +157,7 @@ pub(super) async fn upgrade<S: SnapshotSource>(
         );
     };
     let client = Client {
-        first: encode(&state.source.snapshot()),
+        first: encode(&state.snapshots.snapshot()),
         frames: state.hub.frames.resubscribe(),
         shutdown: state.shutdown.subscribe(),
         send_timeout: state.config.client_send_timeout,
@@ -286,28 +286,7 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::LogEntry;
-
-    /// A source whose broadcasts the test sends itself.
-    struct Manual {
-        tx: broadcast::Sender<Arc<Snapshot>>,
-        watch: watch::Receiver<Arc<Snapshot>>,
-    }
-
-    impl SnapshotSource for Manual {
-        fn snapshot(&self) -> Arc<Snapshot> {
-            self.watch.borrow().clone()
-        }
-        fn subscribe(&self) -> broadcast::Receiver<Arc<Snapshot>> {
-            self.tx.subscribe()
-        }
-        fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
-            self.watch.clone()
-        }
-        fn logs(&self) -> Vec<LogEntry> {
-            Vec::new()
-        }
-    }
+    use crate::publish::Publisher;
 
     async fn settle() {
         for _ in 0..10 {
@@ -317,14 +296,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_hub_serializes_nothing_without_clients_and_a_repeat_once() {
-        let source = Manual {
-            tx: broadcast::channel(4).0,
-            watch: watch::channel(Arc::default()).1,
-        };
-        let hub = Hub::start(&source);
+        let publisher = Publisher::new(Arc::default());
+        let hub = Hub::start(&publisher.snapshots());
         let snapshot = Arc::new(Snapshot::default());
         for _ in 0..3 {
-            source.tx.send(Arc::clone(&snapshot)).unwrap();
+            publisher.broadcast(Arc::clone(&snapshot));
             settle().await;
         }
         assert_eq!(hub.stats.encoded(), 0, "no client, no work");
@@ -332,7 +308,7 @@ mod tests {
         let _slot = hub.stats.admit(1).unwrap();
         let mut frames = hub.frames.resubscribe();
         for _ in 0..3 {
-            source.tx.send(Arc::clone(&snapshot)).unwrap();
+            publisher.broadcast(Arc::clone(&snapshot));
             settle().await;
         }
         assert_eq!(
@@ -340,7 +316,7 @@ mod tests {
             1,
             "the same snapshot is serialized once"
         );
-        source.tx.send(Arc::new(Snapshot::default())).unwrap();
+        publisher.broadcast(Arc::new(Snapshot::default()));
         settle().await;
         assert_eq!(hub.stats.encoded(), 2);
         assert!(frames.try_recv().is_ok());

@@ -26,7 +26,7 @@ pub use model::{HISTORY, Link, Model, POINT_SPACING, STALE_AFTER, SortMode};
 pub use view::draw;
 
 use crate::model::{LogEntry, Snapshot};
-use crate::source::SnapshotSource;
+use crate::publish::Snapshots;
 
 /// What the dashboard follows.
 #[derive(Debug)]
@@ -42,7 +42,8 @@ pub struct Feed {
 impl Feed {
     /// Follows a source in this process: its `watch` receiver, and its log
     /// ring once a second. Must be called inside a Tokio runtime.
-    pub fn local<S: SnapshotSource>(source: S) -> Feed {
+    pub fn local(source: impl Into<Snapshots>) -> Feed {
+        let source = source.into();
         let snapshots = source.watch();
         let (logs_tx, logs) = watch::channel(Arc::new(source.logs()));
         tokio::spawn(async move {

@@ -12,8 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use pgmigrator_metrics::http::{self, HttpConfig};
 use pgmigrator_metrics::{
-    Collector, LogEntry, LogLevel, Lsn, Phase, Snapshot, SnapshotSource, StateFileMirror,
-    TableProgress, write_state_file,
+    Collector, LogEntry, LogLevel, Lsn, Phase, Snapshot, Snapshots, StateFileMirror, TableProgress,
+    write_state_file,
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -31,11 +31,11 @@ struct Server {
 }
 
 impl Server {
-    async fn start<S: SnapshotSource + Clone>(source: S, config: HttpConfig) -> Server {
+    async fn start(source: impl Into<Snapshots>, config: HttpConfig) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(http::serve(listener, source, config, async {
+        let task = tokio::spawn(http::serve(listener, source.into(), config, async {
             let _ = stopped.await;
         }));
         Server {
@@ -802,7 +802,7 @@ async fn a_mirror_sees_two_writes_of_the_same_size_in_one_clock_tick() {
     };
     write_state_file(&path, &at(10)).unwrap();
     let mirror = StateFileMirror::start(&path);
-    assert_eq!(mirror.snapshot().total_rows, 10);
+    assert_eq!(mirror.snapshots().snapshot().total_rows, 10);
     // Same length, and the same modification time.
     let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
     write_state_file(&path, &at(11)).unwrap();
@@ -812,7 +812,7 @@ async fn a_mirror_sees_two_writes_of_the_same_size_in_one_clock_tick() {
         .unwrap()
         .set_modified(modified)
         .unwrap();
-    let mut watch = mirror.watch();
+    let mut watch = mirror.snapshots().watch();
     timeout(
         Duration::from_secs(5),
         watch.wait_for(|s| s.total_rows == 11),
@@ -854,7 +854,7 @@ async fn a_mirror_republishes_an_unchanged_file_as_the_same_snapshot() {
     let path = dir.path().join("state.json");
     write_state_file(&path, &Snapshot::default()).unwrap();
     let mirror = StateFileMirror::start(&path);
-    let mut ticks = mirror.subscribe();
+    let mut ticks = mirror.snapshots().subscribe();
     let first = timeout(Duration::from_secs(2), ticks.recv())
         .await
         .unwrap()

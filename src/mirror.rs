@@ -1,46 +1,17 @@
-//! Where surfaces get snapshots: a live [`Collector`], or a state file
-//! written by a pipeline in another process ([`StateFileMirror`]).
+//! Following a state file written by a pipeline in another process, and
+//! republishing it as if it were a live collector.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use time::OffsetDateTime;
-use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use crate::collector::{BROADCAST_CAPACITY, Collector, DEFAULT_TICK};
-use crate::model::{ErrorEntry, LogEntry, Snapshot};
+use crate::collector::DEFAULT_TICK;
+use crate::model::{ErrorEntry, Snapshot};
 use crate::persist::read_state_file;
-
-/// Something that publishes snapshots: what the HTTP surfaces and
-/// dashboards read.
-pub trait SnapshotSource: Send + Sync + 'static {
-    /// The newest snapshot.
-    fn snapshot(&self) -> Arc<Snapshot>;
-    /// One snapshot per tick; ends when the source stops.
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Snapshot>>;
-    /// The newest snapshot, marked changed on every publication.
-    fn watch(&self) -> watch::Receiver<Arc<Snapshot>>;
-    /// The log viewer's entries, oldest first.
-    fn logs(&self) -> Vec<LogEntry>;
-}
-
-impl SnapshotSource for Collector {
-    fn snapshot(&self) -> Arc<Snapshot> {
-        Collector::snapshot(self)
-    }
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Snapshot>> {
-        Collector::subscribe(self)
-    }
-    fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
-        Collector::watch(self)
-    }
-    fn logs(&self) -> Vec<LogEntry> {
-        Collector::logs(self)
-    }
-}
+use crate::publish::{Publisher, Snapshots};
 
 /// How often a mirror looks at its file, and broadcasts: a collector's tick.
 pub const MIRROR_POLL: Duration = DEFAULT_TICK;
@@ -67,9 +38,8 @@ pub struct StateFileMirror {
 #[derive(Debug)]
 struct MirrorInner {
     path: PathBuf,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    watch: watch::Receiver<Arc<Snapshot>>,
-    broadcast: broadcast::Sender<Arc<Snapshot>>,
+    /// What the following task publishes.
+    snapshots: Snapshots,
     task: JoinHandle<()>,
 }
 
@@ -88,25 +58,22 @@ impl StateFileMirror {
         let mut follower = Follower::new(path.clone());
         follower.reload();
         let first = Arc::new(follower.published());
-        let snapshot = Arc::new(ArcSwap::new(Arc::clone(&first)));
-        let (watch_tx, watch) = watch::channel(Arc::clone(&first));
-        let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
-        let task = tokio::spawn(follow(
-            follower,
-            first,
-            Arc::clone(&snapshot),
-            watch_tx,
-            broadcast.clone(),
-        ));
+        let publisher = Publisher::new(Arc::clone(&first));
+        let snapshots = publisher.snapshots();
+        let task = tokio::spawn(follow(follower, first, publisher));
         StateFileMirror {
             inner: Arc::new(MirrorInner {
                 path,
-                snapshot,
-                watch,
-                broadcast,
+                snapshots,
                 task,
             }),
         }
+    }
+
+    /// A read handle on what the mirror publishes; it keeps the mirror
+    /// following its file while it lives.
+    pub fn snapshots(&self) -> Snapshots {
+        self.inner.snapshots.clone().keeping(self.clone())
     }
 
     /// The file being followed.
@@ -115,18 +82,9 @@ impl StateFileMirror {
     }
 }
 
-impl SnapshotSource for StateFileMirror {
-    fn snapshot(&self) -> Arc<Snapshot> {
-        self.inner.snapshot.load_full()
-    }
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Snapshot>> {
-        self.inner.broadcast.subscribe()
-    }
-    fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
-        self.inner.watch.clone()
-    }
-    fn logs(&self) -> Vec<LogEntry> {
-        Vec::new()
+impl From<StateFileMirror> for Snapshots {
+    fn from(mirror: StateFileMirror) -> Snapshots {
+        mirror.snapshots()
     }
 }
 
@@ -232,13 +190,7 @@ impl Follower {
 }
 
 /// Runs until the mirror is dropped (which aborts it).
-async fn follow(
-    mut follower: Follower,
-    mut published: Arc<Snapshot>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    watch: watch::Sender<Arc<Snapshot>>,
-    broadcast: broadcast::Sender<Arc<Snapshot>>,
-) {
+async fn follow(mut follower: Follower, mut published: Arc<Snapshot>, publisher: Publisher) {
     let mut poll = tokio::time::interval(MIRROR_POLL);
     loop {
         poll.tick().await;
@@ -255,11 +207,10 @@ async fn follow(
         };
         if changed || follower.is_stale() != published.stale {
             published = Arc::new(follower.published());
-            snapshot.store(Arc::clone(&published));
-            watch.send_replace(Arc::clone(&published));
+            publisher.publish(Arc::clone(&published));
         }
         // The same snapshot again when nothing changed: subscribers that
         // serialize it can tell, and skip the work.
-        let _ = broadcast.send(Arc::clone(&published));
+        publisher.broadcast(Arc::clone(&published));
     }
 }
