@@ -101,7 +101,6 @@ pub mod demo;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod lag;
-mod logs;
 pub mod lsn;
 pub mod mirror;
 pub mod model;
@@ -113,16 +112,20 @@ mod publish;
 pub mod rate;
 pub mod redact;
 pub mod status;
+#[cfg(feature = "tracing-layer")]
+mod stderr;
+#[cfg(feature = "tracing-layer")]
+mod trace_fields;
 #[cfg(feature = "tui")]
 pub mod tui;
 
+#[cfg(feature = "tracing-layer")]
+pub use collector::CollectorLayer;
 pub use collector::{
     Collector, CollectorBuilder, DEFAULT_CHANNEL_CAPACITY, DEFAULT_LOG_CAPACITY,
     DEFAULT_RATE_WINDOW, DEFAULT_TICK,
 };
 pub use lag::LagTracker;
-#[cfg(feature = "tracing-layer")]
-pub use logs::{CollectorLayer, StderrLayer};
 pub use lsn::{Lsn, ParseLsnError, format_bytes, format_duration, format_lag, lag};
 pub use mirror::StateFileMirror;
 pub use model::{
@@ -135,6 +138,8 @@ pub use persist::{
 pub use publish::{BROADCAST_CAPACITY, Snapshots};
 pub use rate::{Rate, RateWindow};
 pub use redact::redact;
+#[cfg(feature = "tracing-layer")]
+pub use stderr::StderrLayer;
 
 /// The readers' handle was once a trait over collectors and mirrors; both
 /// now convert into [`Snapshots`].

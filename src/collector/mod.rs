@@ -10,6 +10,9 @@ mod actor;
 mod clock;
 mod event;
 mod inbox;
+#[cfg(feature = "tracing-layer")]
+mod layer;
+mod log_ring;
 mod state;
 mod table;
 
@@ -20,6 +23,9 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
+
+#[cfg(feature = "tracing-layer")]
+pub use self::layer::CollectorLayer;
 
 use self::actor::Actor;
 use self::clock::At;
@@ -287,8 +293,8 @@ impl Collector {
     /// # }
     /// ```
     #[cfg(feature = "tracing-layer")]
-    pub fn tracing_layer(&self) -> crate::logs::CollectorLayer {
-        crate::logs::CollectorLayer::new(LogSink {
+    pub fn tracing_layer(&self) -> CollectorLayer {
+        CollectorLayer::new(LogSink {
             tx: self.tx.downgrade(),
             dropped: Arc::clone(&self.logs_dropped),
         })
@@ -303,14 +309,14 @@ impl Collector {
 /// Where the tracing layer puts log entries: never blocks, never keeps the
 /// collector alive.
 #[cfg(feature = "tracing-layer")]
-pub(crate) struct LogSink {
+struct LogSink {
     tx: mpsc::WeakSender<Envelope>,
     dropped: Arc<AtomicU64>,
 }
 
 #[cfg(feature = "tracing-layer")]
 impl LogSink {
-    pub(crate) fn try_log(&self, entry: LogEntry) {
+    fn try_log(&self, entry: LogEntry) {
         let Some(tx) = self.tx.upgrade() else {
             return;
         };

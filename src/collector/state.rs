@@ -9,9 +9,9 @@ use tokio::time::Instant;
 
 use super::clock::{At, Stopwatch, known, non_negative};
 use super::event::Update;
+use super::log_ring::LogRing;
 use super::table::{Table, TableKey};
 use crate::lag::LagTracker;
-use crate::logs::LogRing;
 use crate::lsn::{Lsn, format_lag, lag};
 use crate::model::{ErrorEntry, LogEntry, Phase, PhaseSpan, Snapshot, TableProgress, TableStatus};
 use crate::rate::RateWindow;
