@@ -129,7 +129,8 @@ pub use lag::LagTracker;
 pub use lsn::{Lsn, ParseLsnError, format_bytes, format_duration, format_lag, lag};
 pub use mirror::StateFileMirror;
 pub use model::{
-    ErrorEntry, LogEntry, LogLevel, Phase, PhaseSpan, Snapshot, TableProgress, TableStatus,
+    ErrorEntry, LogEntry, LogLevel, Phase, PhaseSpan, Snapshot, TableName, TableProgress,
+    TableStatus,
 };
 pub use persist::{
     StateFileError, StateFileErrorKind, StatePersister, default_state_path, read_state_file,

@@ -149,6 +149,31 @@ impl fmt::Display for TableStatus {
     }
 }
 
+/// A table's identity: its schema and name, shown as `schema.name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableName {
+    /// The schema.
+    pub schema: String,
+    /// The table's name in it.
+    pub name: String,
+}
+
+impl TableName {
+    /// The table `name` in `schema`.
+    pub fn new(schema: &str, name: &str) -> Self {
+        TableName {
+            schema: schema.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
 /// Progress of one table.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TableProgress {
@@ -205,9 +230,14 @@ impl TableProgress {
         }
     }
 
+    /// The table's identity.
+    pub fn table_name(&self) -> TableName {
+        TableName::new(&self.schema, &self.name)
+    }
+
     /// `schema.name`, as shown to people.
     pub fn qualified_name(&self) -> String {
-        format!("{}.{}", self.schema, self.name)
+        self.table_name().to_string()
     }
 }
 

@@ -2,26 +2,25 @@
 
 use tokio::sync::oneshot;
 
-use super::table::TableKey;
 use crate::lsn::Lsn;
-use crate::model::{LogEntry, Phase, TableProgress};
+use crate::model::{LogEntry, Phase, TableName, TableProgress};
 
 /// A change to the migration's state; applied by [`super::state::State::apply`].
 #[derive(Debug)]
 pub(crate) enum Update {
     SetPhase(Phase),
     SetTables(Vec<TableProgress>),
-    TableStarted(TableKey),
+    TableStarted(TableName),
     TableProgress {
-        table: TableKey,
+        table: TableName,
         rows: i64,
         bytes: i64,
     },
     TableDone {
-        table: TableKey,
+        table: TableName,
         rows: i64,
     },
-    TableStreaming(TableKey),
+    TableStreaming(TableName),
     Applied {
         lsn: Lsn,
         rows: i64,

@@ -32,9 +32,8 @@ use self::clock::At;
 use self::event::{Envelope, Message, Update};
 use self::inbox::Inbox;
 use self::state::{Limits, State};
-use self::table::TableKey;
 use crate::lsn::Lsn;
-use crate::model::{LogEntry, Phase, Snapshot, TableProgress};
+use crate::model::{LogEntry, Phase, Snapshot, TableName, TableProgress};
 use crate::publish::{Publisher, Snapshots};
 
 /// Default time between broadcasts.
@@ -146,7 +145,7 @@ impl Collector {
 
     /// A COPY worker started copying a table.
     pub async fn table_started(&self, schema: &str, name: &str) {
-        self.send(Update::TableStarted(TableKey::new(schema, name)))
+        self.send(Update::TableStarted(TableName::new(schema, name)))
             .await;
     }
 
@@ -158,7 +157,7 @@ impl Collector {
         rows_copied: i64,
         bytes_copied: i64,
     ) {
-        let table = TableKey::new(schema, name);
+        let table = TableName::new(schema, name);
         self.send(Update::TableProgress {
             table,
             rows: rows_copied,
@@ -169,7 +168,7 @@ impl Collector {
 
     /// A table's copy finished with `rows_copied` rows.
     pub async fn table_done(&self, schema: &str, name: &str, rows_copied: i64) {
-        let table = TableKey::new(schema, name);
+        let table = TableName::new(schema, name);
         self.send(Update::TableDone {
             table,
             rows: rows_copied,
@@ -179,7 +178,7 @@ impl Collector {
 
     /// A table now receives live changes.
     pub async fn table_streaming(&self, schema: &str, name: &str) {
-        self.send(Update::TableStreaming(TableKey::new(schema, name)))
+        self.send(Update::TableStreaming(TableName::new(schema, name)))
             .await;
     }
 

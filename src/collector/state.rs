@@ -10,10 +10,12 @@ use tokio::time::Instant;
 use super::clock::{At, Stopwatch, known, non_negative};
 use super::event::Update;
 use super::log_ring::LogRing;
-use super::table::{Table, TableKey};
+use super::table::Table;
 use crate::lag::LagTracker;
 use crate::lsn::{Lsn, format_lag, lag};
-use crate::model::{ErrorEntry, LogEntry, Phase, PhaseSpan, Snapshot, TableProgress, TableStatus};
+use crate::model::{
+    ErrorEntry, LogEntry, Phase, PhaseSpan, Snapshot, TableName, TableProgress, TableStatus,
+};
 use crate::rate::RateWindow;
 use crate::redact::{MASK, is_secret_key, redact};
 
@@ -42,7 +44,7 @@ pub(crate) struct State {
     /// Set once the pipeline has set a phase (or a run was resumed).
     started: bool,
     tables: Vec<Table>,
-    index: HashMap<TableKey, usize>,
+    index: HashMap<TableName, usize>,
     applied: Lsn,
     confirmed: Lsn,
     latest: Lsn,
@@ -261,7 +263,7 @@ impl State {
             .map(Some)
             .collect();
         for progress in listed {
-            let key = TableKey::new(&progress.schema, &progress.name);
+            let key = TableName::new(&progress.schema, &progress.name);
             if self.index.contains_key(&key) {
                 tracing::debug!(table = %key, "duplicate table in set_tables ignored");
                 continue;
@@ -282,7 +284,7 @@ impl State {
         }
     }
 
-    fn table_mut(&mut self, key: &TableKey, event: &'static str) -> Option<&mut Table> {
+    fn table_mut(&mut self, key: &TableName, event: &'static str) -> Option<&mut Table> {
         match self.index.get(key) {
             Some(&i) => self.tables.get_mut(i),
             None => {
@@ -422,8 +424,8 @@ mod tests {
         }
     }
 
-    fn key(name: &str) -> TableKey {
-        TableKey::new("public", name)
+    fn key(name: &str) -> TableName {
+        TableName::new("public", name)
     }
 
     fn state_with_tables(clock: &Clock) -> State {
@@ -523,7 +525,7 @@ mod tests {
                 bytes: 5,
             },
             Update::TableDone {
-                table: TableKey::new("other", "users"),
+                table: TableName::new("other", "users"),
                 rows: 5,
             },
             Update::TableStreaming(key("nope")),
@@ -801,12 +803,12 @@ mod tests {
         );
         for name in ["zero", "neg", "max"] {
             state.apply(
-                Update::TableStarted(TableKey::new("s", name)),
+                Update::TableStarted(TableName::new("s", name)),
                 &clock.at(0.0),
             );
             state.apply(
                 Update::TableProgress {
-                    table: TableKey::new("s", name),
+                    table: TableName::new("s", name),
                     rows: i64::MAX,
                     bytes: i64::MIN,
                 },

@@ -16,28 +16,6 @@ const TABLE_RATE_BUCKETS: usize = 12;
 /// The most a copying table's percent shows before `table_done`.
 const HELD_PERCENT: f64 = 99.9;
 
-/// Identifies a table: schema and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct TableKey {
-    pub(crate) schema: String,
-    pub(crate) name: String,
-}
-
-impl TableKey {
-    pub(crate) fn new(schema: &str, name: &str) -> Self {
-        TableKey {
-            schema: schema.to_owned(),
-            name: name.to_owned(),
-        }
-    }
-}
-
-impl std::fmt::Display for TableKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
-    }
-}
-
 /// A table's published fields plus what derives the rest.
 #[derive(Debug, Clone)]
 pub(crate) struct Table {

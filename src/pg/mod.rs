@@ -26,6 +26,8 @@
 //! reading WAL while the source is quiet shows as lag until it is done).
 
 mod conninfo;
+mod diff;
+mod observe;
 mod poll;
 mod sql;
 
@@ -90,7 +92,8 @@ pub struct Monitor {
     subscription: Subscription,
     /// PostgreSQL 15 or newer on the destination (error counters exist).
     dest_has_stats: bool,
-    tracking: poll::Tracking,
+    /// What the collector has been told, kept across reconnections.
+    tracker: diff::Tracker,
 }
 
 impl fmt::Debug for Monitor {
@@ -123,7 +126,7 @@ impl Monitor {
             dest,
             subscription,
             dest_has_stats: dest_version >= 150_000,
-            tracking: poll::Tracking::default(),
+            tracker: diff::Tracker::default(),
         })
     }
 
@@ -163,7 +166,7 @@ pub async fn run(collector: Collector, mut monitor: Monitor, stop: impl Future<O
             }
             match Monitor::connect(monitor.config.clone()).await {
                 Ok(mut fresh) => {
-                    fresh.tracking = std::mem::take(&mut monitor.tracking);
+                    fresh.tracker = std::mem::take(&mut monitor.tracker);
                     tracing::info!("reconnected");
                     break fresh;
                 }

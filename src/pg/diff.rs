@@ -1,0 +1,276 @@
+//! From one observation to the next: which collector updates bring the
+//! collector from what it was told before to what the servers show now. A
+//! pure function of (what was seen, what is seen), tested without a server.
+
+use std::collections::HashMap;
+
+use super::observe::{Estimate, Observation};
+use crate::lsn::Lsn;
+use crate::model::{Phase, TableName, TableProgress};
+
+/// A table's synchronization state in a subscription (`srsubstate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SyncState {
+    /// `i`: waiting for its tablesync worker.
+    Init,
+    /// `d`: its initial COPY runs.
+    DataCopy,
+    /// `f`: copied; indexes being built.
+    FinishedCopy,
+    /// `s`: synchronized with the apply worker.
+    SyncDone,
+    /// `r`: ready; changes stream into it.
+    Ready,
+    /// A state this version does not know.
+    Other,
+}
+
+impl SyncState {
+    pub(crate) fn from_code(code: &str) -> Self {
+        match code {
+            "i" => SyncState::Init,
+            "d" => SyncState::DataCopy,
+            "f" => SyncState::FinishedCopy,
+            "s" => SyncState::SyncDone,
+            "r" => SyncState::Ready,
+            _ => SyncState::Other,
+        }
+    }
+
+    /// Whether the initial copy is over.
+    fn is_copied(self) -> bool {
+        matches!(
+            self,
+            SyncState::FinishedCopy | SyncState::SyncDone | SyncState::Ready
+        )
+    }
+}
+
+/// One collector update.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Change {
+    Phase(Phase),
+    Tables(Vec<TableProgress>),
+    Started(TableName),
+    Progress {
+        table: TableName,
+        rows: i64,
+        bytes: i64,
+    },
+    Done {
+        table: TableName,
+        rows: i64,
+    },
+    Streaming(TableName),
+    Latest(Lsn),
+    Applied {
+        lsn: Lsn,
+        rows: i64,
+        bytes: i64,
+    },
+    Confirmed(Lsn),
+    Error(String),
+}
+
+/// What the monitor has told the collector so far.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    /// Last state seen per table.
+    states: HashMap<TableName, SyncState>,
+    /// The table set last listed, sorted.
+    listed: Vec<TableName>,
+    /// Change counters of ready tables, to apply their growth.
+    counters: HashMap<TableName, i64>,
+    /// Last COPY progress seen per table (rows, bytes).
+    copied: HashMap<TableName, (i64, i64)>,
+    last_applied: Option<Lsn>,
+    errors_seen: Option<i64>,
+    phase: Option<Phase>,
+}
+
+impl Tracker {
+    /// The tables to read estimates for before [`changes`](Self::changes):
+    /// the observed set, when it differs from the one listed.
+    pub(crate) fn unlisted(&self, observation: &Observation) -> Option<Vec<TableName>> {
+        let mut names: Vec<TableName> = observation.tables.iter().map(|t| t.name.clone()).collect();
+        names.sort();
+        (names != self.listed).then_some(names)
+    }
+
+    /// The updates for `observation`, in the order to send them: the phase
+    /// first (so no snapshot shows the tables under the old one), the table
+    /// list when `estimates` come with a new set, per-table progress, then
+    /// positions and errors.
+    pub(crate) fn changes(
+        &mut self,
+        observation: &Observation,
+        estimates: Option<Vec<Estimate>>,
+        subscription: &str,
+    ) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let phase = if observation
+            .tables
+            .iter()
+            .all(|t| t.state == SyncState::Ready)
+        {
+            Phase::Streaming
+        } else {
+            Phase::Copy
+        };
+        if self.phase.as_ref() != Some(&phase) {
+            changes.push(Change::Phase(phase.clone()));
+            self.phase = Some(phase);
+        }
+        if let Some(estimates) = estimates {
+            changes.push(Change::Tables(self.list(observation, estimates)));
+        }
+        let applied_rows = self.tables(observation, &mut changes);
+        self.positions(observation, applied_rows, &mut changes);
+        if let Some(total) = observation.error_total {
+            let before = self.errors_seen.unwrap_or(total);
+            if total > before {
+                changes.push(Change::Error(format!(
+                    "subscription {subscription}: {} new apply or sync errors on the destination \
+                     ({total} in all); see its server log",
+                    total - before
+                )));
+            }
+            self.errors_seen = Some(total);
+        }
+        changes
+    }
+
+    /// The new table list, largest first, with the source's estimates; a
+    /// table gone from the set is forgotten, so it starts afresh if it
+    /// comes back.
+    fn list(&mut self, observation: &Observation, estimates: Vec<Estimate>) -> Vec<TableProgress> {
+        let mut names: Vec<TableName> = observation.tables.iter().map(|t| t.name.clone()).collect();
+        names.sort();
+        let mut listing: Vec<TableProgress> = estimates
+            .into_iter()
+            .filter(|e| names.binary_search(&e.name).is_ok())
+            // reltuples is -1 for a table never analysed: unknown, not 0.
+            .map(|e| TableProgress::new(&e.name.schema, &e.name.name, e.rows.max(-1), e.bytes))
+            .collect();
+        // Tables the source does not have (yet) still show, unknown.
+        for name in &names {
+            if !listing
+                .iter()
+                .any(|t| t.schema == name.schema && t.name == name.name)
+            {
+                listing.push(TableProgress::new(&name.schema, &name.name, -1, 0));
+            }
+        }
+        listing.sort_by(|a, b| {
+            b.size_bytes
+                .cmp(&a.size_bytes)
+                .then_with(|| a.table_name().cmp(&b.table_name()))
+        });
+        let kept = |name: &TableName| names.binary_search(name).is_ok();
+        self.states.retain(|name, _| kept(name));
+        self.counters.retain(|name, _| kept(name));
+        self.copied.retain(|name, _| kept(name));
+        self.listed = names;
+        listing
+    }
+
+    /// Per-table updates; returns the rows applied to ready tables since
+    /// the last observation.
+    fn tables(&mut self, observation: &Observation, changes: &mut Vec<Change>) -> i64 {
+        let mut applied_rows = 0i64;
+        for table in &observation.tables {
+            let name = &table.name;
+            let before = self.states.get(name).copied().unwrap_or(SyncState::Init);
+            if let Some(copy) = table.copy {
+                self.copied.insert(name.clone(), copy);
+            }
+            let (seen_rows, bytes) = self.copied.get(name).copied().unwrap_or((0, 0));
+            // After the COPY ends its progress row is gone; the table's
+            // statistics still count what it inserted.
+            let rows = seen_rows.max(table.inserted);
+            let progress = |rows: i64, bytes: i64| Change::Progress {
+                table: name.clone(),
+                rows,
+                bytes,
+            };
+            match table.state {
+                SyncState::DataCopy => {
+                    if before != SyncState::DataCopy {
+                        changes.push(Change::Started(name.clone()));
+                    }
+                    if let Some((rows, bytes)) = table.copy {
+                        changes.push(progress(rows, bytes));
+                    }
+                }
+                state if state.is_copied() => {
+                    if !before.is_copied() {
+                        if before != SyncState::DataCopy {
+                            changes.push(Change::Started(name.clone()));
+                        }
+                        changes.push(progress(rows, bytes));
+                        changes.push(Change::Done {
+                            table: name.clone(),
+                            rows,
+                        });
+                    }
+                    if state == SyncState::Ready {
+                        if before != SyncState::Ready {
+                            // The tablesync worker has exited: its counts
+                            // are final.
+                            changes.push(progress(rows, bytes));
+                            changes.push(Change::Streaming(name.clone()));
+                            self.counters.insert(name.clone(), table.changes);
+                        }
+                        let baseline = self.counters.entry(name.clone()).or_insert(table.changes);
+                        // A counter that went back (statistics reset, a
+                        // server restart) starts a new baseline.
+                        applied_rows += (table.changes - *baseline).max(0);
+                        *baseline = table.changes;
+                    }
+                }
+                _ => {}
+            }
+            self.states.insert(name.clone(), table.state);
+        }
+        applied_rows
+    }
+
+    /// Latest, applied and confirmed positions. Applied is the walsender's
+    /// replay position, or what the slot confirmed while none runs.
+    fn positions(
+        &mut self,
+        observation: &Observation,
+        applied_rows: i64,
+        changes: &mut Vec<Change>,
+    ) {
+        if let Some(latest) = observation.latest {
+            changes.push(Change::Latest(latest));
+        }
+        match observation.replay.or(observation.confirmed) {
+            Some(applied) => {
+                let bytes = self
+                    .last_applied
+                    .map_or(0, |before| applied.0.saturating_sub(before.0));
+                changes.push(Change::Applied {
+                    lsn: applied,
+                    rows: applied_rows,
+                    bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
+                });
+                self.last_applied = Some(self.last_applied.map_or(applied, |b| b.max(applied)));
+            }
+            None if applied_rows > 0 => changes.push(Change::Applied {
+                lsn: Lsn(0),
+                rows: applied_rows,
+                bytes: 0,
+            }),
+            None => {}
+        }
+        if let Some(confirmed) = observation.confirmed {
+            changes.push(Change::Confirmed(confirmed));
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "diff_tests.rs"]
+mod tests;

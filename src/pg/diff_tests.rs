@@ -1,0 +1,320 @@
+use super::*;
+use crate::pg::observe::ObservedTable;
+
+fn name(table: &str) -> TableName {
+    TableName::new("public", table)
+}
+
+fn table(table: &str, state: SyncState) -> ObservedTable {
+    ObservedTable {
+        name: name(table),
+        state,
+        copy: None,
+        inserted: 0,
+        changes: 0,
+    }
+}
+
+fn seen(tables: Vec<ObservedTable>) -> Observation {
+    Observation {
+        tables,
+        ..Observation::default()
+    }
+}
+
+fn estimate(table: &str, rows: i64, bytes: i64) -> Estimate {
+    Estimate {
+        name: name(table),
+        rows,
+        bytes,
+    }
+}
+
+/// The changes of one poll, reading estimates as the poll loop does.
+fn poll(tracker: &mut Tracker, observation: &Observation, estimates: &[Estimate]) -> Vec<Change> {
+    let listing = tracker.unlisted(observation).map(|_| estimates.to_vec());
+    tracker.changes(observation, listing, "sub")
+}
+
+/// Only the per-table changes of a poll.
+fn table_changes(changes: Vec<Change>) -> Vec<Change> {
+    changes
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                c,
+                Change::Started(_)
+                    | Change::Progress { .. }
+                    | Change::Done { .. }
+                    | Change::Streaming(_)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sync_states_parse_from_their_codes() {
+    for (code, state) in [
+        ("i", SyncState::Init),
+        ("d", SyncState::DataCopy),
+        ("f", SyncState::FinishedCopy),
+        ("s", SyncState::SyncDone),
+        ("r", SyncState::Ready),
+        ("w", SyncState::Other),
+        ("", SyncState::Other),
+    ] {
+        assert_eq!(SyncState::from_code(code), state, "{code:?}");
+    }
+}
+
+#[test]
+fn the_first_poll_sets_the_phase_then_lists_largest_first_with_unknown_estimates() {
+    let mut tracker = Tracker::default();
+    let observation = seen(vec![
+        table("small", SyncState::Init),
+        table("big", SyncState::Init),
+        table("fresh", SyncState::Init),
+        table("absent", SyncState::Init),
+    ]);
+    let changes = poll(
+        &mut tracker,
+        &observation,
+        &[
+            estimate("small", 10, 1_000),
+            estimate("big", 1_000, 100_000),
+            // Never analysed: reltuples is -1.
+            estimate("fresh", -1, 50_000),
+        ],
+    );
+    assert_eq!(changes[0], Change::Phase(Phase::Copy));
+    let Change::Tables(listing) = &changes[1] else {
+        panic!("{changes:?}");
+    };
+    let order: Vec<_> = listing.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(order, ["big", "fresh", "small", "absent"]);
+    assert_eq!(listing[1].rows_total, -1);
+    // A table the source does not have shows as unknown.
+    assert_eq!((listing[3].rows_total, listing[3].size_bytes), (-1, 0));
+    // Nothing changes in a second, identical poll.
+    assert!(poll(&mut tracker, &observation, &[]).is_empty());
+}
+
+#[test]
+fn every_state_transition_sends_what_the_collector_needs() {
+    let mut tracker = Tracker::default();
+    let mut t = table("t", SyncState::Init);
+    poll(
+        &mut tracker,
+        &seen(vec![t.clone()]),
+        &[estimate("t", 100, 8192)],
+    );
+
+    t.state = SyncState::DataCopy;
+    t.copy = Some((40, 4096));
+    assert_eq!(
+        table_changes(poll(&mut tracker, &seen(vec![t.clone()]), &[])),
+        [
+            Change::Started(name("t")),
+            Change::Progress {
+                table: name("t"),
+                rows: 40,
+                bytes: 4096
+            }
+        ]
+    );
+    t.copy = Some((90, 7000));
+    assert_eq!(
+        table_changes(poll(&mut tracker, &seen(vec![t.clone()]), &[])),
+        [Change::Progress {
+            table: name("t"),
+            rows: 90,
+            bytes: 7000
+        }]
+    );
+
+    // The COPY is over: its progress row goes, the statistics count 100.
+    t.state = SyncState::FinishedCopy;
+    t.copy = None;
+    t.inserted = 100;
+    assert_eq!(
+        table_changes(poll(&mut tracker, &seen(vec![t.clone()]), &[])),
+        [
+            Change::Progress {
+                table: name("t"),
+                rows: 100,
+                bytes: 7000
+            },
+            Change::Done {
+                table: name("t"),
+                rows: 100
+            }
+        ]
+    );
+    t.state = SyncState::SyncDone;
+    assert!(table_changes(poll(&mut tracker, &seen(vec![t.clone()]), &[])).is_empty());
+
+    t.state = SyncState::Ready;
+    t.changes = 100;
+    let changes = poll(&mut tracker, &seen(vec![t.clone()]), &[]);
+    assert_eq!(changes[0], Change::Phase(Phase::Streaming));
+    assert_eq!(
+        table_changes(changes),
+        [
+            Change::Progress {
+                table: name("t"),
+                rows: 100,
+                bytes: 7000
+            },
+            Change::Streaming(name("t"))
+        ]
+    );
+}
+
+#[test]
+fn a_table_seen_only_once_copied_still_starts_and_finishes() {
+    let mut tracker = Tracker::default();
+    let mut t = table("quick", SyncState::Ready);
+    t.inserted = 5;
+    t.changes = 5;
+    let changes = table_changes(poll(
+        &mut tracker,
+        &seen(vec![t]),
+        &[estimate("quick", 5, 100)],
+    ));
+    assert_eq!(
+        changes,
+        [
+            Change::Started(name("quick")),
+            Change::Progress {
+                table: name("quick"),
+                rows: 5,
+                bytes: 0
+            },
+            Change::Done {
+                table: name("quick"),
+                rows: 5
+            },
+            Change::Progress {
+                table: name("quick"),
+                rows: 5,
+                bytes: 0
+            },
+            Change::Streaming(name("quick")),
+        ]
+    );
+}
+
+fn applied_rows(changes: &[Change]) -> Option<i64> {
+    changes.iter().find_map(|c| match c {
+        Change::Applied { rows, .. } => Some(*rows),
+        _ => None,
+    })
+}
+
+#[test]
+fn change_counters_count_growth_and_restart_after_going_backwards() {
+    let mut tracker = Tracker::default();
+    let mut t = table("t", SyncState::Ready);
+    t.changes = 100;
+    let mut observation = seen(vec![t.clone()]);
+    observation.replay = Some(Lsn(0x100));
+    poll(&mut tracker, &observation, &[estimate("t", 1, 1)]);
+
+    let mut counts = Vec::new();
+    // Growth, then a server restart resets the statistics, then growth.
+    for changes in [150, 20, 30] {
+        observation.tables[0].changes = changes;
+        counts.push(applied_rows(&poll(&mut tracker, &observation, &[])));
+    }
+    assert_eq!(counts, [Some(50), Some(0), Some(10)]);
+}
+
+#[test]
+fn applied_bytes_follow_the_replay_position_and_never_go_negative() {
+    let mut tracker = Tracker::default();
+    let mut observation = seen(vec![table("t", SyncState::Ready)]);
+    observation.latest = Some(Lsn(0x500));
+    observation.confirmed = Some(Lsn(0x100));
+    let changes = poll(&mut tracker, &observation, &[estimate("t", 1, 1)]);
+    // No walsender: the slot's confirmed position counts as applied.
+    assert!(changes.contains(&Change::Latest(Lsn(0x500))));
+    assert!(changes.contains(&Change::Applied {
+        lsn: Lsn(0x100),
+        rows: 0,
+        bytes: 0
+    }));
+    assert!(changes.contains(&Change::Confirmed(Lsn(0x100))));
+
+    observation.replay = Some(Lsn(0x400));
+    let changes = poll(&mut tracker, &observation, &[]);
+    assert!(changes.contains(&Change::Applied {
+        lsn: Lsn(0x400),
+        rows: 0,
+        bytes: 0x300
+    }));
+
+    // A reconnecting walsender reports an older position: no negative bytes.
+    observation.replay = Some(Lsn(0x200));
+    let changes = poll(&mut tracker, &observation, &[]);
+    assert!(changes.contains(&Change::Applied {
+        lsn: Lsn(0x200),
+        rows: 0,
+        bytes: 0
+    }));
+    observation.replay = Some(Lsn(0x480));
+    let changes = poll(&mut tracker, &observation, &[]);
+    assert!(changes.contains(&Change::Applied {
+        lsn: Lsn(0x480),
+        rows: 0,
+        bytes: 0x80
+    }));
+}
+
+#[test]
+fn a_table_that_disappears_is_unlisted_and_starts_afresh_if_it_returns() {
+    let mut tracker = Tracker::default();
+    let mut a = table("a", SyncState::DataCopy);
+    a.copy = Some((1, 1));
+    let b = table("b", SyncState::Init);
+    let estimates = [estimate("a", 10, 10), estimate("b", 10, 5)];
+    poll(&mut tracker, &seen(vec![a.clone(), b.clone()]), &estimates);
+
+    // `a` left the publication.
+    let changes = poll(&mut tracker, &seen(vec![b.clone()]), &estimates);
+    let Some(Change::Tables(listing)) = changes.iter().find(|c| matches!(c, Change::Tables(_)))
+    else {
+        panic!("{changes:?}");
+    };
+    assert_eq!(listing.len(), 1);
+    assert_eq!(listing[0].name, "b");
+
+    // It comes back copying: it is started again, not continued.
+    let changes = table_changes(poll(&mut tracker, &seen(vec![a, b]), &estimates));
+    assert_eq!(changes[0], Change::Started(name("a")));
+}
+
+#[test]
+fn new_subscription_errors_are_reported_once_with_their_count() {
+    let mut tracker = Tracker::default();
+    let mut observation = seen(vec![]);
+    observation.error_total = Some(3);
+    let errors = |changes: Vec<Change>| -> Vec<String> {
+        changes
+            .into_iter()
+            .filter_map(|c| match c {
+                Change::Error(message) => Some(message),
+                _ => None,
+            })
+            .collect()
+    };
+    // Errors from before the monitor started are not news.
+    assert!(errors(poll(&mut tracker, &observation, &[])).is_empty());
+    observation.error_total = Some(5);
+    assert_eq!(
+        errors(poll(&mut tracker, &observation, &[])),
+        [
+            "subscription sub: 2 new apply or sync errors on the destination (5 in all); see its server log"
+        ]
+    );
+    assert!(errors(poll(&mut tracker, &observation, &[])).is_empty());
+}
