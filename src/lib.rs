@@ -96,6 +96,8 @@
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+#[cfg(feature = "http")]
+pub mod app;
 mod collector;
 pub mod demo;
 #[cfg(feature = "http")]

@@ -46,7 +46,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::publish::Snapshots;
 
@@ -171,9 +170,6 @@ struct AppState {
     snapshots: Snapshots,
     config: HttpConfig,
     hub: ws::Hub,
-    /// Set to `true` to close every WebSocket client; lives as long as the
-    /// router.
-    shutdown: watch::Sender<bool>,
 }
 
 /// The router over `source`. It spawns the WebSocket hub, so it must be
@@ -185,12 +181,11 @@ pub fn router(source: impl Into<Snapshots>, config: HttpConfig) -> Router {
 }
 
 fn build(snapshots: Snapshots, config: HttpConfig) -> (Router, Arc<AppState>) {
-    let hub = ws::Hub::start(&snapshots);
+    let hub = ws::Hub::start(&snapshots, config.max_clients);
     let state = Arc::new(AppState {
         snapshots,
         config,
         hub,
-        shutdown: watch::channel(false).0,
     });
     // Layers run outside in: the host check before the token check.
     let protected = Router::new()
@@ -236,14 +231,13 @@ pub async fn serve(
         shutdown_grace: config.shutdown_grace,
     };
     let (router, state) = build(source.into(), config);
-    server::run(listener, router, limits, shutdown, || {
-        state.shutdown.send_replace(true);
-    })
-    .await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while state.hub.stats().clients() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let shutdown = async {
+        shutdown.await;
+        // WebSocket clients get their close frame while requests finish.
+        state.hub.close_clients();
+    };
+    server::run(listener, router, limits, shutdown).await?;
+    state.hub.clients_gone(Duration::from_secs(2)).await;
     Ok(())
 }
 

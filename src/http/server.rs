@@ -17,9 +17,10 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// How a server bounds its connections.
@@ -43,19 +44,17 @@ pub(super) struct ConnectionPermit(#[allow(dead_code)] Arc<OwnedSemaphorePermit>
 /// At most one line a minute about the same trouble.
 const REPORT_EVERY: Duration = Duration::from_secs(60);
 
-/// Serves `router` on `listener` until `shutdown` completes; then calls
-/// `closing` (which closes WebSocket clients), stops accepting, lets
-/// in-flight requests finish within the grace time, and closes what is
-/// left.
+/// Serves `router` on `listener` until `shutdown` completes; then stops
+/// accepting, lets in-flight requests finish within the grace time, and
+/// closes what is left.
 pub(super) async fn run(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
-    closing: impl FnOnce(),
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let (close, closed) = watch::channel(false);
+    let closing = CancellationToken::new();
     let mut connections = JoinSet::new();
     let mut last_report: Option<Instant> = None;
     let mut report = |what: std::fmt::Arguments<'_>| {
@@ -77,7 +76,7 @@ pub(super) async fn run(
                             stream,
                             router.clone(),
                             limits.header_read_timeout,
-                            closed.clone(),
+                            closing.clone(),
                             permit,
                         ));
                     }
@@ -99,9 +98,8 @@ pub(super) async fn run(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    closing();
     drop(listener);
-    close.send_replace(true);
+    closing.cancel();
     let drained = tokio::time::timeout(limits.shutdown_grace, async {
         while connections.join_next().await.is_some() {}
     })
@@ -132,7 +130,7 @@ async fn serve_connection(
     stream: TcpStream,
     router: Router,
     header_read_timeout: Duration,
-    mut closed: watch::Receiver<bool>,
+    closing: CancellationToken,
     permit: ConnectionPermit,
 ) {
     let service = router.map_request(move |mut request: Request<Incoming>| {
@@ -146,13 +144,9 @@ async fn serve_connection(
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);
-    let close_requested = async move {
-        // The guard `wait_for` returns must not live across an await.
-        let _ = closed.wait_for(|closed| *closed).await.map(|_| ());
-    };
     tokio::select! {
         _ = connection.as_mut() => {}
-        () = close_requested => {
+        () = closing.cancelled() => {
             // Finish the request in flight, if any, then close.
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;

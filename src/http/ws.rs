@@ -16,8 +16,10 @@ use axum::response::Response;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::server::ConnectionPermit;
 use super::{AppState, auth, error};
@@ -35,51 +37,21 @@ pub(super) const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 const CLIENT_BURST: f64 = 32.0;
 const CLIENT_MESSAGES_PER_SEC: f64 = 8.0;
 
-/// Clients connected now, under the cap, and the hub's work.
-#[derive(Debug, Default)]
-pub(super) struct WsStats {
-    clients: AtomicUsize,
-    /// Snapshots serialized for broadcast.
-    encoded: AtomicUsize,
-}
-
-impl WsStats {
-    /// Clients connected now.
-    pub(super) fn clients(&self) -> usize {
-        self.clients.load(Ordering::Relaxed)
-    }
-
-    /// Snapshots serialized for broadcast so far.
-    #[cfg(test)]
-    fn encoded(&self) -> usize {
-        self.encoded.load(Ordering::Relaxed)
-    }
-
-    /// Takes a client slot unless `max` are taken.
-    fn admit(self: &Arc<Self>, max: usize) -> Option<Slot> {
-        let before = self.clients.fetch_add(1, Ordering::AcqRel);
-        if before >= max {
-            self.clients.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Slot(Arc::clone(self)))
-    }
-}
-
-/// One client's place under the cap; given back when dropped.
-struct Slot(Arc<WsStats>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
+/// The hub: one subscription to the source, frames for every client, the
+/// cap on clients and their tasks.
 pub(super) struct Hub {
     /// Resubscribed per client; only the hub task holds the sender, so
     /// clients see the end when the source stops.
     frames: broadcast::Receiver<Utf8Bytes>,
-    stats: Arc<WsStats>,
+    /// Places under the cap on clients; a client holds one while connected.
+    places: Arc<Semaphore>,
+    /// Every client's task, so shutdown can wait for their close frames.
+    clients: TaskTracker,
+    /// Cancelled to send every client a close frame.
+    closing: CancellationToken,
+    /// Snapshots serialized for broadcast so far (the tests read it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    encoded: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -90,48 +62,64 @@ impl Drop for Hub {
 }
 
 impl Hub {
-    pub(super) fn start(source: &Snapshots) -> Hub {
+    /// A hub for at most `max_clients` clients.
+    pub(super) fn start(source: &Snapshots, max_clients: usize) -> Hub {
         let mut snapshots = source.subscribe();
         let (tx, frames) = broadcast::channel(CLIENT_QUEUE);
-        let stats = Arc::<WsStats>::default();
-        let counts = Arc::clone(&stats);
-        let task = tokio::spawn(async move {
-            // The last snapshot serialized: a source that republishes the
-            // same one (a mirror of an unchanged file) costs nothing more.
-            let mut last: Option<(Arc<Snapshot>, Utf8Bytes)> = None;
-            loop {
-                let snapshot = match snapshots.recv().await {
-                    Ok(snapshot) => snapshot,
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return,
-                };
-                // Nobody to send to: a new client gets its first frame
-                // from the source itself.
-                if counts.clients() == 0 {
-                    continue;
-                }
-                let frame = match &last {
-                    Some((sent, frame)) if Arc::ptr_eq(sent, &snapshot) => frame.clone(),
-                    _ => {
-                        counts.encoded.fetch_add(1, Ordering::Relaxed);
-                        let frame = encode(&snapshot);
-                        last = Some((snapshot, frame.clone()));
-                        frame
+        let places = Arc::new(Semaphore::new(max_clients));
+        let encoded = Arc::<AtomicUsize>::default();
+        let task = tokio::spawn({
+            let places = Arc::clone(&places);
+            let encoded = Arc::clone(&encoded);
+            async move {
+                // The last snapshot serialized: a source that republishes
+                // the same one (a mirror of an unchanged file) costs nothing
+                // more.
+                let mut last: Option<(Arc<Snapshot>, Utf8Bytes)> = None;
+                loop {
+                    let snapshot = match snapshots.recv().await {
+                        Ok(snapshot) => snapshot,
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return,
+                    };
+                    // Nobody to send to: a new client gets its first frame
+                    // from the source itself.
+                    if places.available_permits() == max_clients {
+                        continue;
                     }
-                };
-                // Clients that just left are not an error.
-                let _ = tx.send(frame);
+                    let frame = match &last {
+                        Some((sent, frame)) if Arc::ptr_eq(sent, &snapshot) => frame.clone(),
+                        _ => {
+                            encoded.fetch_add(1, Ordering::Relaxed);
+                            let frame = encode(&snapshot);
+                            last = Some((snapshot, frame.clone()));
+                            frame
+                        }
+                    };
+                    // Clients that just left are not an error.
+                    let _ = tx.send(frame);
+                }
             }
         });
         Hub {
             frames,
-            stats,
+            places,
+            clients: TaskTracker::new(),
+            closing: CancellationToken::new(),
+            encoded,
             task,
         }
     }
 
-    pub(super) fn stats(&self) -> &WsStats {
-        &self.stats
+    /// Sends every client a close frame.
+    pub(super) fn close_clients(&self) {
+        self.closing.cancel();
+        self.clients.close();
+    }
+
+    /// Waits, at most `within`, for every client to be gone.
+    pub(super) async fn clients_gone(&self, within: Duration) {
+        let _ = tokio::time::timeout(within, self.clients.wait()).await;
     }
 }
 
@@ -150,7 +138,7 @@ pub(super) async fn upgrade(
     if !auth::origin_allowed(&headers, &state.config) {
         return error(StatusCode::FORBIDDEN, "WebSocket origin not allowed");
     }
-    let Some(slot) = state.hub.stats.admit(state.config.max_clients) else {
+    let Ok(place) = Arc::clone(&state.hub.places).try_acquire_owned() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many WebSocket clients",
@@ -159,25 +147,26 @@ pub(super) async fn upgrade(
     let client = Client {
         first: encode(&state.snapshots.snapshot()),
         frames: state.hub.frames.resubscribe(),
-        shutdown: state.shutdown.subscribe(),
+        closing: state.hub.closing.clone(),
         send_timeout: state.config.client_send_timeout,
         ping_interval: state.config.ping_interval,
-        _slot: slot,
+        _place: place,
         _connection: connection.map(|Extension(permit)| permit),
     };
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| client.run(socket))
+        .on_upgrade(move |socket| state.hub.clients.track_future(client.run(socket)))
 }
 
 struct Client {
     first: Utf8Bytes,
     frames: broadcast::Receiver<Utf8Bytes>,
-    shutdown: watch::Receiver<bool>,
+    /// Cancelled when the server shuts down.
+    closing: CancellationToken,
     send_timeout: Duration,
     ping_interval: Duration,
     /// Held for the client's lifetime; frees its place when dropped.
-    _slot: Slot,
+    _place: OwnedSemaphorePermit,
     /// Its connection's place under the server's connection cap.
     _connection: Option<ConnectionPermit>,
 }
@@ -250,7 +239,7 @@ impl Client {
                         return;
                     }
                 }
-                () = stopped(&mut self.shutdown) => break SHUTTING_DOWN,
+                () = self.closing.cancelled() => break SHUTTING_DOWN,
             }
         };
         let close = Message::Close(Some(CloseFrame {
@@ -278,11 +267,6 @@ impl Client {
 const SHUTTING_DOWN: (u16, &str) = (close_code::AWAY, "server shutting down");
 const TOO_MANY_MESSAGES: (u16, &str) = (close_code::POLICY, "too many messages");
 
-/// Completes once the server shuts down (or the router is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,28 +281,28 @@ mod tests {
     #[tokio::test]
     async fn the_hub_serializes_nothing_without_clients_and_a_repeat_once() {
         let publisher = Publisher::new(Arc::default());
-        let hub = Hub::start(&publisher.snapshots());
+        let hub = Hub::start(&publisher.snapshots(), 8);
         let snapshot = Arc::new(Snapshot::default());
         for _ in 0..3 {
             publisher.broadcast(Arc::clone(&snapshot));
             settle().await;
         }
-        assert_eq!(hub.stats.encoded(), 0, "no client, no work");
+        assert_eq!(hub.encoded.load(Ordering::Relaxed), 0, "no client, no work");
 
-        let _slot = hub.stats.admit(1).unwrap();
+        let _place = Arc::clone(&hub.places).try_acquire_owned().unwrap();
         let mut frames = hub.frames.resubscribe();
         for _ in 0..3 {
             publisher.broadcast(Arc::clone(&snapshot));
             settle().await;
         }
         assert_eq!(
-            hub.stats.encoded(),
+            hub.encoded.load(Ordering::Relaxed),
             1,
             "the same snapshot is serialized once"
         );
         publisher.broadcast(Arc::new(Snapshot::default()));
         settle().await;
-        assert_eq!(hub.stats.encoded(), 2);
+        assert_eq!(hub.encoded.load(Ordering::Relaxed), 2);
         assert!(frames.try_recv().is_ok());
     }
 }

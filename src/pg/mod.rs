@@ -60,17 +60,43 @@ pub struct MonitorConfig {
 /// password: it names servers by their masked [`ConnInfo`], and passes
 /// through [`redact`] as a last defence.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MonitorError(String);
+pub struct MonitorError {
+    kind: MonitorErrorKind,
+    message: String,
+}
+
+/// The kinds of [`MonitorError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MonitorErrorKind {
+    /// A server could not be reached or refused the login.
+    Connect,
+    /// A server went away or failed a query.
+    Lost,
+    /// A server cannot be followed: older than PostgreSQL 14, or a source
+    /// without `wal_level=logical`.
+    Unsupported,
+    /// No such subscription, none, or several to choose from.
+    Subscription,
+}
 
 impl MonitorError {
-    fn new(message: impl AsRef<str>) -> Self {
-        MonitorError(redact(message.as_ref()).into_owned())
+    fn new(kind: MonitorErrorKind, message: impl AsRef<str>) -> Self {
+        MonitorError {
+            kind,
+            message: redact(message.as_ref()).into_owned(),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> MonitorErrorKind {
+        self.kind
     }
 }
 
 impl fmt::Display for MonitorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -115,9 +141,12 @@ impl Monitor {
         let dest_version = check_version("destination", &dest).await?;
         let wal_level: String = query_one(&source, "SHOW wal_level", "source").await?;
         if wal_level != "logical" {
-            return Err(MonitorError::new(format!(
-                "the source has wal_level={wal_level}; logical replication needs wal_level=logical"
-            )));
+            return Err(MonitorError::new(
+                MonitorErrorKind::Unsupported,
+                format!(
+                    "the source has wal_level={wal_level}; logical replication needs wal_level=logical"
+                ),
+            ));
         }
         let subscription = find_subscription(&dest, config.subscription.as_deref()).await?;
         Ok(Monitor {
@@ -181,10 +210,13 @@ pub async fn run(collector: Collector, mut monitor: Monitor, stop: impl Future<O
 
 async fn connect(which: &str, server: &ConnInfo) -> Result<Client, MonitorError> {
     let (client, connection) = server.config().connect(NoTls).await.map_err(|err| {
-        MonitorError::new(format!(
-            "cannot connect to the {which} at {server}: {}",
-            describe(&err)
-        ))
+        MonitorError::new(
+            MonitorErrorKind::Connect,
+            format!(
+                "cannot connect to the {which} at {server}: {}",
+                describe(&err)
+            ),
+        )
     })?;
     tokio::spawn(async move {
         // Ends when the client is dropped or the server goes away; the next
@@ -198,20 +230,25 @@ async fn check_version(which: &str, client: &Client) -> Result<i32, MonitorError
     let text: String = query_one(client, "SHOW server_version_num", which).await?;
     let version: i32 = text.parse().unwrap_or(0);
     if version < 140_000 {
-        return Err(MonitorError::new(format!(
-            "the {which} runs PostgreSQL {}.{}; 14 or newer is required",
-            version / 10_000,
-            version % 10_000 / 100
-        )));
+        return Err(MonitorError::new(
+            MonitorErrorKind::Unsupported,
+            format!(
+                "the {which} runs PostgreSQL {}.{}; 14 or newer is required",
+                version / 10_000,
+                version % 10_000 / 100
+            ),
+        ));
     }
     Ok(version)
 }
 
 async fn query_one(client: &Client, sql: &str, which: &str) -> Result<String, MonitorError> {
-    let row = client
-        .query_one(sql, &[])
-        .await
-        .map_err(|err| MonitorError::new(format!("querying the {which}: {}", describe(&err))))?;
+    let row = client.query_one(sql, &[]).await.map_err(|err| {
+        MonitorError::new(
+            MonitorErrorKind::Lost,
+            format!("querying the {which}: {}", describe(&err)),
+        )
+    })?;
     Ok(row.get(0))
 }
 
@@ -220,7 +257,10 @@ async fn find_subscription(
     wanted: Option<&str>,
 ) -> Result<Subscription, MonitorError> {
     let rows = dest.query(sql::SUBSCRIPTIONS, &[]).await.map_err(|err| {
-        MonitorError::new(format!("querying the destination: {}", describe(&err)))
+        MonitorError::new(
+            MonitorErrorKind::Lost,
+            format!("querying the destination: {}", describe(&err)),
+        )
     })?;
     let mut found: Vec<Subscription> = rows
         .iter()
@@ -232,21 +272,28 @@ async fn find_subscription(
         .collect();
     match wanted {
         Some(name) => found.into_iter().find(|s| s.name == name).ok_or_else(|| {
-            MonitorError::new(format!("no subscription named {name:?} on the destination"))
+            MonitorError::new(
+                MonitorErrorKind::Subscription,
+                format!("no subscription named {name:?} on the destination"),
+            )
         }),
         None => match found.len() {
             0 => Err(MonitorError::new(
+                MonitorErrorKind::Subscription,
                 "no subscription in the destination database: create one, or connect to the database that has it",
             )),
             1 => Ok(found.swap_remove(0)),
-            _ => Err(MonitorError::new(format!(
-                "several subscriptions on the destination ({}): choose one with --subscription",
-                found
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+            _ => Err(MonitorError::new(
+                MonitorErrorKind::Subscription,
+                format!(
+                    "several subscriptions on the destination ({}): choose one with --subscription",
+                    found
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
         },
     }
 }
@@ -264,5 +311,39 @@ fn describe(err: &tokio_postgres::Error) -> String {
             }
             text.replace('\n', " ")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_connect_error_naming_it_masked() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server: ConnInfo = format!("postgres://monitor:s3cr%2Fet@127.0.0.1:{port}/shop")
+            .parse()
+            .unwrap();
+        let config = MonitorConfig {
+            source: server.clone(),
+            dest: server,
+            subscription: None,
+            interval: Duration::from_secs(1),
+        };
+        let err = Monitor::connect(config).await.unwrap_err();
+        assert_eq!(err.kind(), MonitorErrorKind::Connect);
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "cannot connect to the source at postgres://monitor@127.0.0.1:{port}/shop: "
+            )),
+            "{message}"
+        );
+        assert!(!message.contains("s3cr"), "{message}");
     }
 }

@@ -2,7 +2,7 @@
 //! and nothing else.
 
 use super::diff::SyncState;
-use super::{Monitor, MonitorError, describe, sql};
+use super::{Monitor, MonitorError, MonitorErrorKind, describe, sql};
 use crate::lsn::Lsn;
 use crate::model::TableName;
 
@@ -134,18 +134,24 @@ pub(crate) async fn estimates(
 
 impl Monitor {
     fn lost_dest(&self, err: &tokio_postgres::Error) -> MonitorError {
-        MonitorError::new(format!(
-            "lost the destination ({}): {}",
-            self.config.dest,
-            describe(err)
-        ))
+        MonitorError::new(
+            MonitorErrorKind::Lost,
+            format!(
+                "lost the destination ({}): {}",
+                self.config.dest,
+                describe(err)
+            ),
+        )
     }
 
     fn lost_source(&self, err: &tokio_postgres::Error) -> MonitorError {
-        MonitorError::new(format!(
-            "lost the source ({}): {}",
-            self.config.source,
-            describe(err)
-        ))
+        MonitorError::new(
+            MonitorErrorKind::Lost,
+            format!(
+                "lost the source ({}): {}",
+                self.config.source,
+                describe(err)
+            ),
+        )
     }
 }

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 pub use model::{HISTORY, Link, Model, POINT_SPACING, STALE_AFTER, SortMode};
+pub use remote::ApiAddrError;
 pub use view::draw;
 
 use crate::model::{LogEntry, Snapshot};
@@ -64,7 +65,7 @@ impl Feed {
     /// `http://127.0.0.1:7654`): the whole snapshot on every tick,
     /// reconnecting with backoff (1 s doubling to 30 s) when it goes away,
     /// and its log lines every 2 s. Must be called inside a Tokio runtime.
-    pub fn remote(api: &str, token: Option<String>) -> Result<Feed, String> {
+    pub fn remote(api: &str, token: Option<String>) -> Result<Feed, ApiAddrError> {
         remote::follow(api, token)
     }
 }

@@ -1,6 +1,7 @@
 //! Following a server over its WebSocket, with backoff, and its log lines
 //! over plain HTTP.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,19 +16,40 @@ use crate::model::{LogEntry, Snapshot};
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LAST_RETRY: Duration = Duration::from_secs(30);
 
-/// `http://host:port` → (`host:port`, base path).
-fn authority(api: &str) -> Result<String, String> {
-    let rest = api
+/// An API address that is not `http://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiAddrError {
+    addr: String,
+}
+
+impl fmt::Display for ApiAddrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not an API address: expected http://HOST:PORT",
+            self.addr
+        )
+    }
+}
+
+impl std::error::Error for ApiAddrError {}
+
+/// `http://host:port` → `host:port`.
+fn authority(api: &str) -> Result<String, ApiAddrError> {
+    let invalid = || ApiAddrError {
+        addr: api.chars().take(200).collect(),
+    };
+    let authority = api
         .strip_prefix("http://")
-        .ok_or_else(|| format!("{api:?}: the API address must start with http://"))?;
-    let authority = rest.trim_end_matches('/');
+        .ok_or_else(invalid)?
+        .trim_end_matches('/');
     if authority.is_empty() || authority.contains('/') {
-        return Err(format!("{api:?}: expected http://HOST:PORT"));
+        return Err(invalid());
     }
     Ok(authority.to_owned())
 }
 
-pub(super) fn follow(api: &str, token: Option<String>) -> Result<Feed, String> {
+pub(super) fn follow(api: &str, token: Option<String>) -> Result<Feed, ApiAddrError> {
     let authority = authority(api)?;
     let query = token
         .as_deref()
@@ -164,7 +186,12 @@ mod tests {
             authority("http://127.0.0.1:7654/").unwrap(),
             "127.0.0.1:7654"
         );
-        assert!(authority("https://x:1").unwrap_err().contains("http://"));
+        assert!(
+            authority("https://x:1")
+                .unwrap_err()
+                .to_string()
+                .contains("http://HOST:PORT")
+        );
         assert!(authority("http://x:1/api").is_err());
         assert!(authority("127.0.0.1:7654").is_err());
     }

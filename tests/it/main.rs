@@ -1,5 +1,7 @@
 //! Integration tests through the public API only.
 
+#[cfg(all(feature = "http", feature = "tui"))]
+mod app;
 #[cfg(feature = "cli")]
 mod browser;
 #[cfg(feature = "cli")]

@@ -1,0 +1,274 @@
+//! The command line: every command, flag and the checks on their values.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use pgmigrator_metrics::http::{DEFAULT_LISTEN, HttpConfig, TOKEN_ENV};
+
+#[derive(Debug, Parser)]
+#[command(name = "pgmigrator", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a simulated migration and serve its dashboard, API and metrics.
+    Demo(DemoArgs),
+    /// Serve the dashboard, API and metrics of a pipeline running in another
+    /// process, from its state file.
+    Serve(ServeArgs),
+    /// Show the migration's state from its state file; works after the
+    /// pipeline has stopped.
+    Status(StatusArgs),
+    /// The terminal dashboard: follow a running server, or a state file.
+    Tui(TuiArgs),
+    /// Follow a native PostgreSQL logical-replication migration (a
+    /// publication and a subscription) and serve it like demo.
+    Monitor(MonitorArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MonitorArgs {
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+    /// Connection URI of the source (publisher), e.g. postgres://monitor:…@source:5432/shop
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "PGMIGRATOR_SOURCE",
+        hide_env_values = true
+    )]
+    pub(crate) source: String,
+    /// Connection URI of the destination (subscriber).
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "PGMIGRATOR_DEST",
+        hide_env_values = true
+    )]
+    pub(crate) dest: String,
+    /// The subscription [default: the destination database's only one]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) subscription: Option<String>,
+    /// Time between polls, from 10ms to 1h (e.g. 1s, 500ms).
+    #[arg(long, value_parser = parse_interval, default_value = "1s")]
+    pub(crate) interval: Duration,
+    /// The state file [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) state_file: Option<PathBuf>,
+    /// Show the terminal dashboard in the foreground (q quits).
+    #[arg(long)]
+    pub(crate) tui: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TuiArgs {
+    /// A running pgmigrator server to follow over its WebSocket, e.g. http://127.0.0.1:7654
+    #[arg(long, value_name = "URL", conflicts_with = "state_file")]
+    pub(crate) api_addr: Option<String>,
+    /// The server's token.
+    #[arg(long, env = TOKEN_ENV, hide_env_values = true, requires = "api_addr")]
+    pub(crate) token: Option<String>,
+    /// A state file to follow instead [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) state_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HttpArgs {
+    /// Address to listen on; a non-loopback address needs a token.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub(crate) listen: SocketAddr,
+    /// Token required by the API, the dashboard and the metrics (16
+    /// characters at least on a non-loopback address).
+    #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Read the token from this file instead, so it is not in the process
+    /// list (a trailing newline is ignored).
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Another origin allowed to open the WebSocket (repeatable); its host
+    /// name is also allowed in the Host header.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub(crate) allow_origins: Vec<String>,
+    /// A host name the server may be reached under besides IP addresses
+    /// and localhost (repeatable), e.g. its DNS name behind a proxy.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub(crate) allow_hosts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+    /// The state file [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) state_file: Option<PathBuf>,
+    /// Speed of the simulation, from 0.001 to 1000: 2 runs twice as fast.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+    pub(crate) speed: f64,
+    /// Number of tables to copy, from 1 to 100000.
+    #[arg(long, default_value_t = 24, value_parser = parse_tables)]
+    pub(crate) tables: usize,
+    /// Stop by itself after this long, up to a year (e.g. 30s, 5m, 1h30m);
+    /// runs until Ctrl-C otherwise.
+    #[arg(long, value_parser = parse_run_time)]
+    pub(crate) duration: Option<Duration>,
+    /// Show the terminal dashboard in the foreground (q quits).
+    #[arg(long)]
+    pub(crate) tui: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+    /// The state file to follow [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) state_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The state file [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) state_file: Option<PathBuf>,
+    /// Print the whole snapshot as JSON instead of the report.
+    #[arg(long, conflicts_with = "watch")]
+    pub(crate) json: bool,
+    /// Redraw every second until Ctrl-C (or the reader of a pipe goes).
+    #[arg(long)]
+    pub(crate) watch: bool,
+}
+
+impl HttpArgs {
+    /// The server's settings from these flags, its connection caps fitted
+    /// to the open-file limit.
+    pub(crate) fn config(&self) -> Result<HttpConfig, String> {
+        let token = match &self.token_file {
+            Some(path) => Some(read_token_file(path)?),
+            None => self.token.clone().filter(|t| !t.is_empty()),
+        };
+        Ok(HttpConfig {
+            token,
+            allowed_origins: self.allow_origins.clone(),
+            allowed_hosts: self.allow_hosts.clone(),
+            ..HttpConfig::default()
+        }
+        .within_fd_limit())
+    }
+}
+
+/// The token in `path`: a regular file of at most 4 KiB, trailing white
+/// space ignored.
+fn read_token_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|err| format!("--token-file {shown}: {err}"))?;
+    let is_file = file.metadata().is_ok_and(|m| m.is_file());
+    if !is_file {
+        return Err(format!("--token-file {shown}: not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(4097)
+        .read_to_string(&mut text)
+        .map_err(|err| format!("--token-file {shown}: {err}"))?;
+    if text.len() > 4096 {
+        return Err(format!("--token-file {shown}: larger than 4 KiB"));
+    }
+    let token = text.trim_end();
+    if token.is_empty() {
+        return Err(format!("--token-file {shown}: the file is empty"));
+    }
+    Ok(token.to_owned())
+}
+
+/// A duration as `30s`, `5m`, `1h30m`, `500ms` (humantime), or plain
+/// seconds, within `min..=max`.
+fn parse_duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let text = text.trim();
+    let duration = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|err| format!("{err} (e.g. 30s, 5m, 1h30m, 500ms)"))?,
+    };
+    if duration < min || duration > max {
+        return Err(format!(
+            "must be from {} to {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(duration)
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    parse_duration_within(text, Duration::from_millis(10), Duration::from_secs(3600))
+}
+
+fn parse_run_time(text: &str) -> Result<Duration, String> {
+    parse_duration_within(
+        text,
+        Duration::from_millis(1),
+        Duration::from_secs(365 * 86_400),
+    )
+}
+
+fn parse_speed(text: &str) -> Result<f64, String> {
+    let speed: f64 = text.trim().parse().map_err(|_| "not a number".to_owned())?;
+    if (0.001..=1000.0).contains(&speed) {
+        Ok(speed)
+    } else {
+        Err("must be from 0.001 to 1000".to_owned())
+    }
+}
+
+fn parse_tables(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n @ 1..=100_000) => Ok(n),
+        _ => Err("must be a whole number from 1 to 100000".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_flags_refuse_zero_overflow_and_nonsense() {
+        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_run_time("1h30m"), Ok(Duration::from_secs(5400)));
+        for bad in [
+            "0",
+            "0s",
+            "1ms",
+            "2h",
+            "-1s",
+            "NaNs",
+            "",
+            "99999999999999999999999h",
+        ] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+        for bad in ["0", "366days", "1e400", "x"] {
+            assert!(parse_run_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn number_flags_refuse_zero_negative_nan_and_overflow() {
+        assert_eq!(parse_speed("2"), Ok(2.0));
+        for bad in ["0", "-1", "NaN", "inf", "1e-300", "1e300", ""] {
+            assert!(parse_speed(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_tables("24"), Ok(24));
+        for bad in ["0", "-3", "100001", "18446744073709551616", "2.5"] {
+            assert!(parse_tables(bad).is_err(), "{bad}");
+        }
+    }
+}

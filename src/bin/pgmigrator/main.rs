@@ -1,0 +1,246 @@
+//! `pgmigrator`: a thin command line over the library. Each command parses
+//! its flags and makes one call; the library does the work.
+
+mod args;
+mod output;
+mod signals;
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use pgmigrator_metrics::app::{self, Surfaces};
+use pgmigrator_metrics::demo::{self, DemoOptions};
+use pgmigrator_metrics::http::{self, HttpConfig};
+use pgmigrator_metrics::pg::{self, ConnInfo, MonitorConfig};
+use pgmigrator_metrics::printable::{printable, printable_json, printable_line};
+use pgmigrator_metrics::{
+    Collector, Phase, StateFileMirror, StderrLayer, default_state_path, read_state_file, status,
+    tui,
+};
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tracing_subscriber::layer::SubscriberExt;
+
+use crate::args::{Cli, Command, DemoArgs, HttpArgs, MonitorArgs, ServeArgs, StatusArgs, TuiArgs};
+use crate::output::{one_line, print, say};
+use crate::signals::{panics, shutdown_signal};
+
+type Failure = Box<dyn Error + Send + Sync>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    panics::install();
+    let result = match cli.command {
+        Command::Status(args) if !args.watch => status_once(&args),
+        command => runtime().and_then(|rt| rt.block_on(run(command))),
+    };
+    if let Some(panic) = panics::message() {
+        eprintln!(
+            "pgmigrator: internal error, stopped: {}",
+            printable_line(&panic, 500)
+        );
+        return ExitCode::from(101);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pgmigrator: {}", printable_line(&one_line(&*err), 2000));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("starting the runtime: {err}").into())
+}
+
+async fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Demo(args) => demo_command(args).await,
+        Command::Serve(args) => serve_command(args).await,
+        Command::Status(args) => status_watch(&args).await,
+        Command::Tui(args) => tui_command(args).await,
+        Command::Monitor(args) => monitor_command(args).await,
+    }
+}
+
+async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
+    let collector = live_collector(args.tui)?;
+    let options = DemoOptions {
+        tables: args.tables,
+        speed: args.speed,
+        ..DemoOptions::default()
+    };
+    let surfaces = surfaces(&args.http, args.state_file, args.tui).await?;
+    app::run(
+        collector,
+        surfaces,
+        |collector, stop| demo::run(collector, options, stop),
+        shutdown_signal(args.duration),
+    )
+    .await?;
+    stopped(args.tui);
+    Ok(())
+}
+
+async fn monitor_command(args: MonitorArgs) -> Result<(), Failure> {
+    let collector = live_collector(args.tui)?;
+    collector.set_phase(Phase::Connecting).await;
+    let parse = |which: &str, text: &str| {
+        text.parse::<ConnInfo>()
+            .map_err(|err| format!("--{which}: {err}"))
+    };
+    let config = MonitorConfig {
+        source: parse("source", &args.source)?,
+        dest: parse("dest", &args.dest)?,
+        subscription: args.subscription,
+        interval: args.interval,
+    };
+    // Bad input fails here, before anything is served.
+    let monitor = pg::Monitor::connect(config).await?;
+    let surfaces = surfaces(&args.http, args.state_file, args.tui).await?;
+    app::run(
+        collector,
+        surfaces,
+        |collector, stop| pg::run(collector, monitor, stop),
+        shutdown_signal(None),
+    )
+    .await?;
+    stopped(args.tui);
+    Ok(())
+}
+
+async fn serve_command(args: ServeArgs) -> Result<(), Failure> {
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(StderrLayer::default()),
+    )?;
+    let path = state_path(args.state_file)?;
+    let mirror = StateFileMirror::start(&path);
+    let (listener, config) = listen(&args.http, true).await?;
+    say(&format!("Following: {}", path.display()));
+    http::serve(listener, mirror, config, shutdown_signal(None))
+        .await
+        .map_err(|err| format!("serving: {err}"))?;
+    Ok(())
+}
+
+async fn tui_command(args: TuiArgs) -> Result<(), Failure> {
+    let feed = match args.api_addr {
+        Some(api) => tui::Feed::remote(&api, args.token.filter(|t| !t.is_empty()))?,
+        None => tui::Feed::local(StateFileMirror::start(state_path(args.state_file)?)),
+    };
+    tui::run(feed, shutdown_signal(None))
+        .await
+        .map_err(|err| format!("terminal: {err}"))?;
+    Ok(())
+}
+
+fn status_once(args: &StatusArgs) -> Result<(), Failure> {
+    let path = state_path(args.state_file.clone())?;
+    let snapshot = read_state_file(&path)?;
+    let text = if args.json {
+        let mut json = serde_json::to_string_pretty(&snapshot)?;
+        json.push('\n');
+        printable_json(json)
+    } else {
+        status::render(&snapshot, OffsetDateTime::now_utc())
+    };
+    print(&text)?;
+    Ok(())
+}
+
+/// Redraws the report every second until Ctrl-C; a file that goes missing
+/// or turns invalid is reported in place and the watch goes on.
+async fn status_watch(args: &StatusArgs) -> Result<(), Failure> {
+    let path = state_path(args.state_file.clone())?;
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let stop = shutdown_signal(None);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            _ = ticks.tick() => {
+                let text = match read_state_file(&path) {
+                    Ok(snapshot) => status::render(&snapshot, OffsetDateTime::now_utc()),
+                    Err(err) => format!("{}\n", printable(&err.to_string())),
+                };
+                // Home the cursor and clear the screen, then draw; stop
+                // once nobody reads (`status --watch | head`).
+                if !print(&format!("\x1b[H\x1b[2J{text}"))? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn state_path(arg: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    match arg {
+        Some(path) => Ok(path),
+        None => Ok(default_state_path()?),
+    }
+}
+
+/// A collector whose log ring also receives this process's `tracing` events;
+/// warnings also go to stderr unless the terminal dashboard owns the screen.
+fn live_collector(tui: bool) -> Result<Collector, Failure> {
+    let collector = Collector::new();
+    let stderr = (!tui).then(StderrLayer::default);
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry()
+            .with(collector.tracing_layer())
+            .with(stderr),
+    )?;
+    Ok(collector)
+}
+
+/// Where a live job is shown: the listener bound, the state file chosen.
+async fn surfaces(
+    http: &HttpArgs,
+    state_file: Option<PathBuf>,
+    tui: bool,
+) -> Result<Surfaces, Failure> {
+    let state_file = state_path(state_file)?;
+    let (listener, config) = listen(http, !tui).await?;
+    if !tui {
+        say(&format!("State file: {}", state_file.display()));
+    }
+    Ok(Surfaces {
+        listener,
+        http: config,
+        state_file,
+        tui,
+    })
+}
+
+/// Binds the listener after checking the address is safe to serve on, and
+/// prints its URL when `announce`.
+async fn listen(args: &HttpArgs, announce: bool) -> Result<(TcpListener, HttpConfig), Failure> {
+    let config = args.config()?;
+    http::check_listen_address(args.listen, &config)?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|err| format!("cannot listen on {}: {err}", args.listen))?;
+    let addr = listener.local_addr()?;
+    if announce {
+        let query = if config.token.is_some() {
+            "?token=…"
+        } else {
+            ""
+        };
+        say(&format!("Dashboard: http://{addr}/{query}"));
+    }
+    Ok((listener, config))
+}
+
+fn stopped(tui: bool) {
+    if !tui {
+        say("Stopped; the final state is in the state file.");
+    }
+}
