@@ -98,6 +98,8 @@
 
 #[cfg(feature = "http")]
 pub mod app;
+#[cfg(any(feature = "postgres", feature = "tui"))]
+mod backoff;
 mod collector;
 pub mod demo;
 #[cfg(feature = "http")]
@@ -131,8 +133,8 @@ pub use lag::LagTracker;
 pub use lsn::{Lsn, ParseLsnError, format_bytes, format_duration, format_lag, lag};
 pub use mirror::StateFileMirror;
 pub use model::{
-    ErrorEntry, LogEntry, LogLevel, Phase, PhaseSpan, Snapshot, TableName, TableProgress,
-    TableStatus,
+    ErrorEntry, LogEntry, LogLevel, Phase, PhaseSpan, STALE_AFTER, Snapshot, TableName,
+    TableProgress, TableStatus,
 };
 pub use persist::{
     StateFileError, StateFileErrorKind, StatePersister, default_state_path, read_state_file,

@@ -147,6 +147,12 @@ pub fn format_lag(bytes: u64, latency: Duration) -> String {
     )
 }
 
+/// A duration from a count of seconds that may come from a hand-edited
+/// file: negative, NaN, infinite or unrepresentable counts give zero.
+pub(crate) fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value).unwrap_or_default()
+}
+
 /// A duration truncated to milliseconds, written like Go's `Duration.String`:
 /// `0s`, `5ms`, `1.5s`, `1m30s`, `2h0m0s`.
 ///

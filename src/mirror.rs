@@ -16,7 +16,7 @@ use crate::publish::{Publisher, Snapshots};
 /// How often a mirror looks at its file, and broadcasts: a collector's tick.
 pub const MIRROR_POLL: Duration = DEFAULT_TICK;
 /// A mirrored file that has not changed for this long is marked stale.
-pub const MIRROR_STALE_AFTER: Duration = Duration::from_secs(10);
+pub const MIRROR_STALE_AFTER: Duration = crate::model::STALE_AFTER;
 
 /// Republishes a state file written by a pipeline in another process, as if
 /// it were a live collector: re-read when it changes (checked every 500 ms),

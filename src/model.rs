@@ -363,6 +363,24 @@ pub struct Snapshot {
     pub stale: bool,
 }
 
+/// A snapshot older than this is stale: its pipeline writes every 2 s and
+/// publishes every 500 ms, so one this old has stopped.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Snapshot {
+    /// How long ago the snapshot was taken, as seen at `now` (zero if `now`
+    /// is earlier, as with a skewed clock).
+    pub fn age(&self, now: OffsetDateTime) -> std::time::Duration {
+        (now - self.timestamp).try_into().unwrap_or_default()
+    }
+
+    /// Whether the snapshot should be shown as stale at `now`: a reader
+    /// flagged it so, or it is older than [`STALE_AFTER`].
+    pub fn is_stale(&self, now: OffsetDateTime) -> bool {
+        self.stale || self.age(now) > STALE_AFTER
+    }
+}
+
 impl Default for Snapshot {
     fn default() -> Self {
         Snapshot {
@@ -533,6 +551,25 @@ pub(crate) mod timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn age_and_staleness_follow_one_rule() {
+        let snapshot = Snapshot {
+            timestamp: OffsetDateTime::UNIX_EPOCH + std::time::Duration::from_secs(100),
+            ..Snapshot::default()
+        };
+        let at = |secs: u64| OffsetDateTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        assert_eq!(snapshot.age(at(112)), std::time::Duration::from_secs(12));
+        // A clock behind the writer's: no negative age.
+        assert_eq!(snapshot.age(at(90)), std::time::Duration::ZERO);
+        assert!(!snapshot.is_stale(at(110)));
+        assert!(snapshot.is_stale(at(111)));
+        let flagged = Snapshot {
+            stale: true,
+            ..snapshot
+        };
+        assert!(flagged.is_stale(at(100)));
+    }
     use time::macros::datetime;
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::lsn::format_duration;
+use crate::lsn::{format_duration, seconds};
 use crate::model::{Phase, Snapshot};
 use crate::printable::{printable, printable_line};
 
@@ -14,9 +14,7 @@ use crate::printable::{printable, printable_line};
 /// line; a longer one is cut with a note of how much was left out.
 pub const MAX_TEXT_CHARS: usize = 300;
 
-/// A snapshot older than this is marked stale: its pipeline has stopped
-/// writing (it writes every 2 s).
-pub const STALE_AFTER: Duration = Duration::from_secs(10);
+pub use crate::model::STALE_AFTER;
 
 /// The status report for `snapshot` as seen at `now`.
 ///
@@ -49,12 +47,12 @@ pub fn render(snapshot: &Snapshot, now: OffsetDateTime) -> String {
 }
 
 fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt::Result {
-    let age = now - s.timestamp;
-    let stale = match (age > STALE_AFTER, &s.phase) {
+    let age = s.age(now).as_secs();
+    let stale = match (s.is_stale(now), &s.phase) {
         (false, _) => String::new(),
         // A finished pipeline is expected to have stopped writing.
-        (true, Phase::Done) => format!(" (finished — {}s ago)", age.whole_seconds()),
-        (true, _) => format!(" (stale — {}s ago)", age.whole_seconds()),
+        (true, Phase::Done) => format!(" (finished — {age}s ago)"),
+        (true, _) => format!(" (stale — {age}s ago)"),
     };
     writeln!(
         out,
@@ -127,11 +125,6 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
         )?;
     }
     Ok(())
-}
-
-/// A duration from seconds that may come from a hand-edited file.
-fn seconds(value: f64) -> Duration {
-    Duration::try_from_secs_f64(value).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
+use crate::backoff::Backoff;
 use crate::collector::Collector;
 use crate::redact::redact;
 
@@ -187,11 +188,11 @@ pub async fn run(collector: Collector, mut monitor: Monitor, stop: impl Future<O
         };
         collector.record_error(&err).await;
         tracing::warn!(error = %err, "lost a server; reconnecting");
-        let mut retry = Duration::from_secs(1);
+        let mut backoff = Backoff::default();
         monitor = loop {
             tokio::select! {
                 () = &mut stop => return,
-                () = tokio::time::sleep(retry) => {}
+                () = tokio::time::sleep(backoff.next_wait()) => {}
             }
             match Monitor::connect(monitor.config.clone()).await {
                 Ok(mut fresh) => {
@@ -199,10 +200,7 @@ pub async fn run(collector: Collector, mut monitor: Monitor, stop: impl Future<O
                     tracing::info!("reconnected");
                     break fresh;
                 }
-                Err(err) => {
-                    collector.record_error(&err).await;
-                    retry = (retry * 2).min(Duration::from_secs(30));
-                }
+                Err(err) => collector.record_error(&err).await,
             }
         };
     }

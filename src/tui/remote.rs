@@ -11,10 +11,8 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Feed, Link};
+use crate::backoff::Backoff;
 use crate::model::{LogEntry, Snapshot};
-
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const LAST_RETRY: Duration = Duration::from_secs(30);
 
 /// An API address that is not `http://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,12 +73,12 @@ async fn stream_snapshots(
     snapshots: watch::Sender<Arc<Snapshot>>,
     link: watch::Sender<Link>,
 ) {
-    let mut retry = FIRST_RETRY;
+    let mut backoff = Backoff::default();
     while !snapshots.is_closed() {
         let reason = match tokio_tungstenite::connect_async(url.as_str()).await {
             Ok((mut ws, _)) => {
                 link.send_replace(Link::Live);
-                retry = FIRST_RETRY;
+                backoff.reset();
                 loop {
                     match ws.next().await {
                         Some(Ok(Message::Text(text))) => match serde_json::from_str(&text) {
@@ -103,12 +101,9 @@ async fn stream_snapshots(
             }
             Err(err) => err.to_string(),
         };
-        link.send_replace(Link::Reconnecting {
-            retry_in: retry,
-            reason,
-        });
-        tokio::time::sleep(retry).await;
-        retry = (retry * 2).min(LAST_RETRY);
+        let retry_in = backoff.next_wait();
+        link.send_replace(Link::Reconnecting { retry_in, reason });
+        tokio::time::sleep(retry_in).await;
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::model::{Link, Model};
-use crate::lsn::format_bytes;
+use crate::lsn::{self, format_bytes, format_duration};
 use crate::model::{LogLevel, Phase, TableProgress, TableStatus};
 
 /// A copying table without progress for this long is marked stalled.
@@ -375,18 +375,9 @@ fn fit(text: &str, width: usize) -> String {
     out
 }
 
-/// `1h 23m 45s`, `4m 2s`, `9s`.
+/// Whole seconds, as everywhere else: `1h23m45s`, `4m2s`, `9s`.
 fn elapsed(seconds: f64) -> String {
-    let s = if seconds.is_finite() {
-        seconds.max(0.0).round() as u64
-    } else {
-        0
-    };
-    match (s / 3600, s / 60 % 60, s % 60) {
-        (0, 0, sec) => format!("{sec}s"),
-        (0, m, sec) => format!("{m}m {sec}s"),
-        (h, m, sec) => format!("{h}h {m}m {sec}s"),
-    }
+    format_duration(lsn::seconds(seconds.round()))
 }
 
 /// `890K`, `2.1M`, `3.4G`.
@@ -433,8 +424,8 @@ mod tests {
 
     #[test]
     fn durations_and_counts_are_short() {
-        assert_eq!(elapsed(5025.4), "1h 23m 45s");
-        assert_eq!(elapsed(242.0), "4m 2s");
+        assert_eq!(elapsed(5025.4), "1h23m45s");
+        assert_eq!(elapsed(242.0), "4m2s");
         assert_eq!(elapsed(f64::NAN), "0s");
         assert_eq!(short(890_000.0), "890K");
         assert_eq!(short(2_100_000.0), "2.1M");

@@ -90,7 +90,7 @@ pub(crate) mod panics {
                 .unwrap();
             let message = super::message().unwrap();
             assert!(
-                message.starts_with("boom in a background task at src/main.rs:"),
+                message.starts_with("boom in a background task at src/bin/pgmigrator/signals.rs:"),
                 "{message}"
             );
         }
