@@ -4,11 +4,14 @@
 //!
 //! `cargo bench --bench collector`
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use common::runtime;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pgmigrator_metrics::{Collector, Lsn, RateWindow, Snapshot, TableProgress, write_state_file};
 
@@ -73,16 +76,8 @@ impl SeedCollector {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn record_applied(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = runtime(Some(2));
     let mut group = c.benchmark_group("record_applied/4_producers_2_workers");
     group.throughput(Throughput::Elements(1));
     group.bench_function("collector", |b| {
@@ -185,7 +180,7 @@ fn tables(n: usize) -> Vec<TableProgress> {
 }
 
 fn snapshot(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = runtime(Some(2));
     let mut group = c.benchmark_group("snapshot");
     for n in [10, 1_000, 10_000] {
         let collector = rt.block_on(async {

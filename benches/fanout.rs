@@ -5,6 +5,8 @@
 //!
 //! `cargo bench --bench fanout`
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -29,10 +31,7 @@ fn main() {
         server();
         return;
     }
-    println!(
-        "cores: {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
+    common::print_cores();
     for clients in [1_000, 10_000] {
         run(clients);
     }
@@ -55,10 +54,7 @@ fn raise_fd_limit() {
 /// The server: a collector with 100 tables and some activity, ticking at
 /// 2 Hz, served on an ephemeral port (printed), until stdin closes.
 fn server() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime(None);
     rt.block_on(async {
         let collector = Collector::new();
         collector.set_phase(Phase::Streaming).await;
@@ -133,10 +129,7 @@ fn run(clients: usize) {
     let url = format!("ws://{}/api/v1/ws", line.trim());
     let pid = child.id();
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime(None);
     let result = rt.block_on(async {
         let connect_started = Instant::now();
         let mut sockets = Vec::with_capacity(clients);

@@ -3,11 +3,15 @@
 //!
 //! `cargo bench --bench footprint`
 
+mod common;
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use pgmigrator_metrics::{Collector, LagTracker, Lsn, RateWindow};
 use tokio::time::MissedTickBehavior;
+
+use common::{Who, cpu_time, current_thread, print_cores, runtime};
 
 const RATE: u64 = 1_000_000;
 const SECONDS: u64 = 5;
@@ -17,24 +21,9 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    println!(
-        "cores: {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
+    print_cores();
     paced_cpu();
     memory_after_ten_million_events();
-}
-
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// The collector runs alone on its own thread (a current-thread runtime), so
@@ -44,25 +33,19 @@ fn paced_cpu() {
     let (handle_tx, handle_rx) = mpsc::channel();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let collector_thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = current_thread();
         rt.block_on(async move {
             let collector = Collector::new();
-            let before = thread_cpu();
+            let before = cpu_time(Who::Thread);
             handle_tx.send(collector.clone()).unwrap();
             let _ = done_rx.await;
             collector.flush().await;
-            let cpu = thread_cpu() - before;
+            let cpu = cpu_time(Who::Thread) - before;
             (cpu, collector.snapshot().total_rows)
         })
     });
     let collector = handle_rx.recv().unwrap();
-    let producer = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let producer = current_thread();
     let started = Instant::now();
     let sent = producer.block_on(async {
         let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -122,11 +105,7 @@ fn memory_after_ten_million_events() {
     let after = applied.memory_bytes() + copied.memory_bytes() + lag.memory_bytes();
     println!("window + lag samples: {fresh} bytes fresh, {after} bytes after 10 M events");
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime(Some(2));
     let (before, after) = rt.block_on(async {
         let collector = Collector::new();
         for i in 0..100_000u64 {

@@ -9,6 +9,7 @@
 #[allow(dead_code)]
 #[path = "../tests/it/cluster.rs"]
 mod cluster;
+mod common;
 
 use std::time::Duration;
 
@@ -27,10 +28,7 @@ fn main() {
         println!("PostgreSQL 15 is not installed; .ci/run installs it");
         return;
     }
-    println!(
-        "cores: {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
+    common::print_cores();
     let (source, dest) = (Cluster::start(true), Cluster::start(false));
     let mut ddl = String::new();
     for i in 0..TABLES {
@@ -52,10 +50,7 @@ fn main() {
         subscription: None,
         interval: Duration::from_secs(1),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime(None);
     rt.block_on(async {
         let collector = Collector::new();
         let mut monitor = Monitor::connect(config.clone()).await.unwrap();
@@ -79,7 +74,7 @@ fn main() {
         );
 
         // CPU of this process (the monitor and its collector) at 1 s.
-        let before = cpu();
+        let before = common::cpu_time(common::Who::Process);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(pg::run(collector.clone(), monitor, async {
             let _ = stopped.await;
@@ -87,7 +82,7 @@ fn main() {
         tokio::time::sleep(MEASURE).await;
         stop.send(()).unwrap();
         running.await.unwrap();
-        let used = cpu() - before;
+        let used = common::cpu_time(common::Who::Process) - before;
         println!(
             "polling every 1 s for {} s: {:.2} s CPU = {:.2} % of one core",
             MEASURE.as_secs(),
@@ -95,16 +90,4 @@ fn main() {
             used.as_secs_f64() / MEASURE.as_secs_f64() * 100.0
         );
     });
-}
-
-/// CPU time of this process so far.
-fn cpu() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }

@@ -96,6 +96,12 @@
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+// The state file's guarantees rest on Unix calls (flock, O_NONBLOCK, file
+// modes, signal 0 to find orphaned writers); say so rather than fail
+// somewhere inside.
+#[cfg(not(unix))]
+compile_error!("pgmigrator-metrics runs on Unix-like systems only");
+
 #[cfg(feature = "http")]
 pub mod app;
 #[cfg(any(feature = "postgres", feature = "tui"))]

@@ -1,0 +1,56 @@
+//! What several benches need: a runtime, CPU time, and the machine's size.
+
+// Each bench uses part of this.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+/// A multi-threaded runtime with `workers` threads (all cores when `None`).
+pub fn runtime(workers: Option<usize>) -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build().unwrap()
+}
+
+/// A runtime on the calling thread.
+pub fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Whose CPU time [`cpu_time`] reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Who {
+    /// The calling thread.
+    Thread,
+    /// The whole process.
+    Process,
+}
+
+/// CPU time (user and system) used so far.
+pub fn cpu_time(who: Who) -> Duration {
+    let who = match who {
+        Who::Thread => libc::RUSAGE_THREAD,
+        Who::Process => libc::RUSAGE_SELF,
+    };
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        libc::getrusage(who, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Prints the core count every figure depends on.
+pub fn print_cores() {
+    println!(
+        "cores: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+}
