@@ -1,0 +1,17 @@
+//! The plain data every surface reads: phases, tables, snapshots, log entries.
+//!
+//! JSON field names are the snake_case names of the Go original, so a
+//! `state.json` written by either loads in both. Fields added here are
+//! optional when reading, and unknown fields are ignored, so older and newer
+//! files load too.
+
+mod log;
+mod phase;
+mod serde_util;
+mod snapshot;
+mod table;
+
+pub use log::{LogEntry, LogLevel};
+pub use phase::Phase;
+pub use snapshot::{ErrorEntry, PhaseSpan, STALE_AFTER, Snapshot};
+pub use table::{TableName, TableProgress, TableStatus};

@@ -1,0 +1,170 @@
+//! One table: its identity, status and progress.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::serde_util::timestamp;
+
+/// Where one table is in its lifecycle. In JSON a lower-case string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableStatus {
+    /// Queued for COPY, not started.
+    #[default]
+    Pending,
+    /// A COPY worker is copying it.
+    Copying,
+    /// The initial COPY finished.
+    Copied,
+    /// Receiving live changes.
+    Streaming,
+}
+
+impl TableStatus {
+    /// The status's name as written in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableStatus::Pending => "pending",
+            TableStatus::Copying => "copying",
+            TableStatus::Copied => "copied",
+            TableStatus::Streaming => "streaming",
+        }
+    }
+
+    /// Whether the initial copy of the table is over (`copied` or `streaming`).
+    pub fn is_copied(self) -> bool {
+        matches!(self, TableStatus::Copied | TableStatus::Streaming)
+    }
+}
+
+impl fmt::Display for TableStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A table's identity: its schema and name, shown as `schema.name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableName {
+    /// The schema.
+    pub schema: String,
+    /// The table's name in it.
+    pub name: String,
+}
+
+impl TableName {
+    /// The table `name` in `schema`.
+    pub fn new(schema: &str, name: &str) -> Self {
+        TableName {
+            schema: schema.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// Progress of one table.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TableProgress {
+    /// Schema name, e.g. `public`.
+    pub schema: String,
+    /// Table name.
+    pub name: String,
+    /// Lifecycle status.
+    #[serde(default)]
+    pub status: TableStatus,
+    /// Estimated row count; 0 or negative when unknown (PostgreSQL reports
+    /// `reltuples = -1` for a table never analysed).
+    #[serde(default)]
+    pub rows_total: i64,
+    /// Rows copied so far.
+    #[serde(default)]
+    pub rows_copied: i64,
+    /// Table size in bytes (`pg_table_size()`); 0 when unknown.
+    #[serde(default)]
+    pub size_bytes: i64,
+    /// Bytes written to the destination so far.
+    #[serde(default)]
+    pub bytes_copied: i64,
+    /// Completion, 0 to 100. Held at 99.9 until the copy is declared done.
+    #[serde(default)]
+    pub percent: f64,
+    /// Seconds spent copying this table (frozen once it is copied).
+    #[serde(default)]
+    pub elapsed_sec: f64,
+    /// Seconds until this table's copy should finish at its own recent rate;
+    /// absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_sec: Option<f64>,
+    /// Wall-clock time of the last progress event for this table; a copying
+    /// table whose value stops moving has stalled.
+    #[serde(
+        default,
+        with = "timestamp::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_progress_at: Option<OffsetDateTime>,
+}
+
+impl TableProgress {
+    /// A pending table with its row estimate and size (either may be unknown:
+    /// pass 0 or a negative number).
+    pub fn new(schema: &str, name: &str, rows_total: i64, size_bytes: i64) -> Self {
+        TableProgress {
+            schema: schema.to_owned(),
+            name: name.to_owned(),
+            rows_total,
+            size_bytes,
+            ..TableProgress::default()
+        }
+    }
+
+    /// The table's identity.
+    pub fn table_name(&self) -> TableName {
+        TableName::new(&self.schema, &self.name)
+    }
+
+    /// `schema.name`, as shown to people.
+    pub fn qualified_name(&self) -> String {
+        self.table_name().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_progress_json_has_seed_names_and_no_started_at() {
+        let table = TableProgress::new("public", "users", 10, 20);
+        let json = serde_json::to_value(&table).unwrap();
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected = [
+            "schema",
+            "name",
+            "status",
+            "rows_total",
+            "rows_copied",
+            "size_bytes",
+            "bytes_copied",
+            "percent",
+            "elapsed_sec",
+        ];
+        keys.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        assert_eq!(json["status"], "pending");
+    }
+}
