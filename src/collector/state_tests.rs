@@ -1,0 +1,521 @@
+//! Unit tests of `State`: events in, snapshots out, on a hand-driven clock.
+
+use super::*;
+use crate::model::LogLevel;
+use time::OffsetDateTime;
+
+const LIMITS: Limits = Limits {
+    rate_window: Duration::from_secs(60),
+    log_capacity: 500,
+};
+
+/// A clock for tests: instants and wall times that move together.
+struct Clock {
+    t0: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock { t0: Instant::now() }
+    }
+    fn at(&self, secs: f64) -> At {
+        let d = Duration::from_secs_f64(secs);
+        At {
+            instant: self.t0 + d,
+            wall: OffsetDateTime::UNIX_EPOCH + d,
+        }
+    }
+}
+
+fn key(name: &str) -> TableName {
+    TableName::new("public", name)
+}
+
+fn state_with_tables(clock: &Clock) -> State {
+    let mut state = State::new(LIMITS);
+    state.apply(
+        Update::SetTables(vec![
+            TableProgress::new("public", "users", 1000, 8192),
+            TableProgress::new("public", "orders", 2000, 16384),
+            TableProgress::new("public", "events", -1, 4096),
+        ]),
+        &clock.at(0.0),
+    );
+    state
+}
+
+#[test]
+fn phases_are_recorded_with_durations() {
+    let clock = Clock::new();
+    let mut state = State::new(LIMITS);
+    assert_eq!(state.snapshot(&clock.at(0.0), 0).phase, Phase::Idle);
+    state.apply(Update::SetPhase(Phase::Connecting), &clock.at(1.0));
+    state.apply(Update::SetPhase(Phase::Copy), &clock.at(3.0));
+    state.apply(Update::SetPhase(Phase::Copy), &clock.at(4.0));
+    let snap = state.snapshot(&clock.at(10.0), 0);
+    assert_eq!(snap.phase, Phase::Copy);
+    assert_eq!(snap.elapsed_sec, 9.0);
+    let phases: Vec<_> = snap
+        .phases
+        .iter()
+        .map(|p| (p.phase.clone(), p.duration_sec, p.ended_at.is_some()))
+        .collect();
+    assert_eq!(
+        phases,
+        [(Phase::Connecting, 2.0, true), (Phase::Copy, 7.0, false)]
+    );
+}
+
+#[test]
+fn done_freezes_elapsed_and_closes_the_history() {
+    let clock = Clock::new();
+    let mut state = State::new(LIMITS);
+    state.apply(Update::SetPhase(Phase::Streaming), &clock.at(0.0));
+    state.apply(Update::SetPhase(Phase::Done), &clock.at(100.0));
+    let snap = state.snapshot(&clock.at(5000.0), 0);
+    assert_eq!(snap.elapsed_sec, 100.0);
+    assert!(snap.phases.iter().all(|p| p.ended_at.is_some()));
+    assert_eq!(snap.phases[0].duration_sec, 100.0);
+    assert_eq!(snap.phases[1].duration_sec, 0.0);
+}
+
+#[test]
+fn table_lifecycle_counts_copied_tables() {
+    let clock = Clock::new();
+    let mut state = state_with_tables(&clock);
+    state.apply(Update::TableStarted(key("users")), &clock.at(1.0));
+    state.apply(
+        Update::TableProgress {
+            table: key("users"),
+            rows: 500,
+            bytes: 4096,
+        },
+        &clock.at(2.0),
+    );
+    let snap = state.snapshot(&clock.at(2.0), 0);
+    assert_eq!(snap.tables[0].status, TableStatus::Copying);
+    assert_eq!(snap.tables[0].percent, 50.0);
+    assert_eq!(snap.tables_copied, 0);
+    state.apply(
+        Update::TableDone {
+            table: key("users"),
+            rows: 1000,
+        },
+        &clock.at(3.0),
+    );
+    state.apply(Update::TableStreaming(key("orders")), &clock.at(3.0));
+    let snap = state.snapshot(&clock.at(4.0), 0);
+    assert_eq!(snap.tables_total, 3);
+    assert_eq!(snap.tables_copied, 2);
+    assert_eq!(snap.tables[0].rows_copied, 1000);
+    assert_eq!(snap.tables[0].percent, 100.0);
+    assert_eq!(snap.tables[0].elapsed_sec, 2.0);
+    assert_eq!(snap.tables[1].status, TableStatus::Streaming);
+    assert_eq!(snap.tables[1].percent, 100.0);
+    assert_eq!(snap.tables[0].last_progress_at, Some(clock.at(3.0).wall));
+}
+
+#[test]
+fn events_for_unknown_tables_are_ignored() {
+    let clock = Clock::new();
+    let mut state = state_with_tables(&clock);
+    let before = state.snapshot(&clock.at(1.0), 0);
+    for update in [
+        Update::TableStarted(key("nope")),
+        Update::TableProgress {
+            table: key("nope"),
+            rows: 5,
+            bytes: 5,
+        },
+        Update::TableDone {
+            table: TableName::new("other", "users"),
+            rows: 5,
+        },
+        Update::TableStreaming(key("nope")),
+    ] {
+        state.apply(update, &clock.at(1.0));
+    }
+    assert_eq!(state.snapshot(&clock.at(1.0), 0), before);
+}
+
+#[test]
+fn duplicate_tables_keep_the_first_and_order_is_kept() {
+    let clock = Clock::new();
+    let mut state = State::new(LIMITS);
+    state.apply(
+        Update::SetTables(vec![
+            TableProgress::new("s", "b", 1, 0),
+            TableProgress::new("s", "a", 2, 0),
+            TableProgress::new("s", "b", 3, 0),
+        ]),
+        &clock.at(0.0),
+    );
+    let snap = state.snapshot(&clock.at(0.0), 0);
+    let names: Vec<_> = snap
+        .tables
+        .iter()
+        .map(|t| (t.name.as_str(), t.rows_total))
+        .collect();
+    assert_eq!(names, [("b", 1), ("a", 2)]);
+}
+
+#[test]
+fn listing_tables_again_keeps_known_progress() {
+    let clock = Clock::new();
+    let mut state = state_with_tables(&clock);
+    state.apply(
+        Update::TableDone {
+            table: key("users"),
+            rows: 990,
+        },
+        &clock.at(1.0),
+    );
+    state.apply(
+        Update::SetTables(vec![
+            TableProgress::new("public", "users", 1200, 0),
+            TableProgress::new("public", "new", 10, 0),
+        ]),
+        &clock.at(2.0),
+    );
+    let snap = state.snapshot(&clock.at(2.0), 0);
+    assert_eq!(snap.tables_total, 2);
+    assert_eq!(snap.tables[0].status, TableStatus::Copied);
+    assert_eq!(snap.tables[0].rows_copied, 990);
+    assert_eq!(snap.tables[0].rows_total, 1200);
+    assert_eq!(snap.tables[0].size_bytes, 8192);
+    assert_eq!(snap.tables[1].status, TableStatus::Pending);
+}
+
+#[test]
+fn lsns_never_move_backwards() {
+    let clock = Clock::new();
+    let mut state = State::new(LIMITS);
+    let at = clock.at(0.0);
+    state.apply(
+        Update::Applied {
+            lsn: Lsn(500),
+            rows: 1,
+            bytes: 1,
+        },
+        &at,
+    );
+    state.apply(
+        Update::Applied {
+            lsn: Lsn(100),
+            rows: 1,
+            bytes: 1,
+        },
+        &at,
+    );
+    state.apply(Update::ConfirmedLsn(Lsn(400)), &at);
+    state.apply(Update::ConfirmedLsn(Lsn(300)), &at);
+    state.apply(Update::LatestLsn(Lsn(900)), &at);
+    state.apply(Update::LatestLsn(Lsn(800)), &at);
+    let snap = state.snapshot(&at, 0);
+    assert_eq!(snap.applied_lsn, Lsn(500));
+    assert_eq!(snap.confirmed_lsn, Lsn(400));
+    assert_eq!(snap.latest_lsn, Lsn(900));
+    assert_eq!(snap.lag_bytes, 400);
+    assert!(!snap.caught_up);
+    // The rows of a batch with an old LSN still count.
+    assert_eq!(snap.total_rows, 2);
+}
+
+#[test]
+fn time_lag_is_the_wait_of_the_oldest_unapplied_wal() {
+    let clock = Clock::new();
+    let mut state = State::new(LIMITS);
+    state.apply(Update::LatestLsn(Lsn(1000)), &clock.at(0.0));
+    state.apply(Update::LatestLsn(Lsn(2000)), &clock.at(1.0));
+    let snap = state.snapshot(&clock.at(1.5), 0);
+    assert_eq!(snap.lag_seconds, 1.5);
+    assert_eq!(snap.lag_formatted, "1.95 KB (latency: 1.5s)");
+    state.apply(
+        Update::Applied {
+            lsn: Lsn(1000),
+            rows: 0,
+            bytes: 0,
+        },
+        &clock.at(2.0),
+    );
+    let snap = state.snapshot(&clock.at(2.0), 0);
+    assert_eq!(snap.lag_seconds, 1.0);
+    assert_eq!(snap.lag_bytes, 1000);
+    state.apply(
+        Update::Applied {
+            lsn: Lsn(2000),
+            rows: 0,
+            bytes: 0,
+        },
+        &clock.at(3.0),
+    );
+    let snap = state.snapshot(&clock.at(3.0), 0);
+    assert_eq!(
+        (snap.lag_seconds, snap.lag_bytes, snap.caught_up),
+        (0.0, 0, true)
+    );
+    assert_eq!(snap.lag_formatted, "0 B (latency: 0s)");
+}
+
+#[test]
+fn totals_and_throughput_come_from_applied_batches() {
+    let clock = Clock::new();
+    let mut state = State::new(LIMITS);
+    for i in 0..10 {
+        state.apply(
+            Update::Applied {
+                lsn: Lsn(i),
+                rows: 100,
+                bytes: 1000,
+            },
+            &clock.at(f64::from(i as u32)),
+        );
+    }
+    state.apply(
+        Update::Applied {
+            lsn: Lsn(10),
+            rows: -5,
+            bytes: -5,
+        },
+        &clock.at(10.0),
+    );
+    let snap = state.snapshot(&clock.at(10.0), 0);
+    assert_eq!((snap.total_rows, snap.total_bytes), (1000, 10_000));
+    assert_eq!(snap.rows_per_sec, 100.0);
+    assert_eq!(snap.bytes_per_sec, 1000.0);
+    let later = state.snapshot(&clock.at(75.0), 0);
+    assert_eq!((later.rows_per_sec, later.total_rows), (0.0, 1000));
+}
+
+#[test]
+fn errors_are_counted_masked_and_bounded() {
+    let clock = Clock::new();
+    let mut state = State::new(LIMITS);
+    state.apply(Update::SetPhase(Phase::Copy), &clock.at(0.0));
+    for i in 0..150 {
+        state.apply(
+            Update::Error(format!("error {i} at postgres://u:secret@h")),
+            &clock.at(1.0),
+        );
+    }
+    let snap = state.snapshot(&clock.at(2.0), 0);
+    assert_eq!(snap.error_count, 150);
+    assert_eq!(snap.errors.len(), ERROR_HISTORY);
+    assert!(snap.errors[0].message.starts_with("error 50 "));
+    assert_eq!(snap.errors[0].phase, Phase::Copy);
+    assert!(snap.last_error.starts_with("error 149 "));
+    assert!(!snap.last_error.contains("secret"));
+    let json = serde_json::to_string(&snap).unwrap();
+    assert!(!json.contains("secret"));
+}
+
+#[test]
+fn huge_messages_are_cut_on_a_character_boundary() {
+    let clock = Clock::new();
+    let mut state = State::new(LIMITS);
+    state.apply(Update::Error("é".repeat(10_000)), &clock.at(0.0));
+    let snap = state.snapshot(&clock.at(0.0), 0);
+    assert!(snap.last_error.len() <= MAX_MESSAGE_BYTES + '…'.len_utf8());
+    assert!(snap.last_error.ends_with('…'));
+}
+
+#[test]
+fn logs_keep_the_newest_entries_masked() {
+    let clock = Clock::new();
+    let mut state = State::new(Limits {
+        log_capacity: 3,
+        ..LIMITS
+    });
+    for i in 0..5 {
+        state.apply(
+            Update::Log(Box::new(
+                LogEntry::new(LogLevel::Info, format!("line {i}"))
+                    .with_field("dsn", "host=h password=pw"),
+            )),
+            &clock.at(0.0),
+        );
+    }
+    let messages: Vec<_> = state.logs().iter().map(|e| e.message.clone()).collect();
+    assert_eq!(messages, ["line 2", "line 3", "line 4"]);
+    assert!(
+        state
+            .logs()
+            .iter()
+            .all(|e| e.fields["dsn"] == "host=h password=********")
+    );
+}
+
+#[test]
+fn log_fields_named_for_secrets_are_masked_whatever_their_value() {
+    let clock = Clock::new();
+    let mut state = State::new(LIMITS);
+    let entry = LogEntry::new(LogLevel::Info, "connecting")
+        .with_field("password", "hunter2")
+        .with_field("sslPassword", "a b")
+        .with_field("api_token", "t0k3n")
+        .with_field("table", "public.users");
+    state.apply(Update::Log(Box::new(entry)), &clock.at(0.0));
+    let fields = &state.logs().iter().next().unwrap().fields;
+    assert_eq!(fields["password"], MASK);
+    assert_eq!(fields["sslPassword"], MASK);
+    assert_eq!(fields["api_token"], MASK);
+    assert_eq!(fields["table"], "public.users");
+}
+
+#[test]
+fn overall_eta_uses_remaining_bytes_over_recent_copy_rate() {
+    let clock = Clock::new();
+    let mut state = state_with_tables(&clock);
+    assert_eq!(state.snapshot(&clock.at(0.0), 0).eta_sec, None);
+    state.apply(Update::TableStarted(key("users")), &clock.at(0.0));
+    state.apply(
+        Update::TableProgress {
+            table: key("users"),
+            rows: 500,
+            bytes: 4096,
+        },
+        &clock.at(4.0),
+    );
+    // 4096 bytes in 4 s = 1024 B/s; 28672 − 4096 = 24576 bytes left.
+    let snap = state.snapshot(&clock.at(4.0), 0);
+    assert_eq!(snap.copy_bytes_per_sec, 1024.0);
+    assert_eq!(snap.eta_sec, Some(24.0));
+    for name in ["users", "orders", "events"] {
+        state.apply(
+            Update::TableDone {
+                table: key(name),
+                rows: 1,
+            },
+            &clock.at(5.0),
+        );
+    }
+    assert_eq!(state.snapshot(&clock.at(5.0), 0).eta_sec, Some(0.0));
+}
+
+#[test]
+fn no_snapshot_value_is_nan_or_negative() {
+    let clock = Clock::new();
+    let mut state = State::new(LIMITS);
+    state.apply(
+        Update::SetTables(vec![
+            TableProgress::new("s", "zero", 0, 0),
+            TableProgress::new("s", "neg", i64::MIN, i64::MIN),
+            TableProgress::new("s", "max", i64::MAX, i64::MAX),
+        ]),
+        &clock.at(0.0),
+    );
+    for name in ["zero", "neg", "max"] {
+        state.apply(
+            Update::TableStarted(TableName::new("s", name)),
+            &clock.at(0.0),
+        );
+        state.apply(
+            Update::TableProgress {
+                table: TableName::new("s", name),
+                rows: i64::MAX,
+                bytes: i64::MIN,
+            },
+            &clock.at(0.0),
+        );
+    }
+    state.apply(
+        Update::Applied {
+            lsn: Lsn(1),
+            rows: i64::MAX,
+            bytes: i64::MAX,
+        },
+        &clock.at(0.0),
+    );
+    state.apply(
+        Update::Applied {
+            lsn: Lsn(1),
+            rows: i64::MAX,
+            bytes: i64::MAX,
+        },
+        &clock.at(0.0),
+    );
+    let snap = state.snapshot(&clock.at(0.0), 0);
+    let json = serde_json::to_string(&snap).unwrap();
+    assert!(!json.contains("null") && !json.contains("NaN"), "{json}");
+    for t in &snap.tables {
+        assert!((0.0..=100.0).contains(&t.percent), "{t:?}");
+        assert!(t.eta_sec.is_none_or(|e| e.is_finite() && e >= 0.0), "{t:?}");
+    }
+    assert_eq!(snap.total_rows, i64::MAX);
+}
+
+#[test]
+fn resume_continues_from_a_previous_snapshot() {
+    let clock = Clock::new();
+    let mut state = state_with_tables(&clock);
+    state.apply(Update::SetPhase(Phase::Copy), &clock.at(0.0));
+    state.apply(Update::TableStarted(key("users")), &clock.at(0.0));
+    state.apply(
+        Update::TableDone {
+            table: key("users"),
+            rows: 1000,
+        },
+        &clock.at(10.0),
+    );
+    state.apply(Update::TableStarted(key("orders")), &clock.at(10.0));
+    state.apply(
+        Update::TableProgress {
+            table: key("orders"),
+            rows: 100,
+            bytes: 10,
+        },
+        &clock.at(20.0),
+    );
+    state.apply(
+        Update::Applied {
+            lsn: Lsn(77),
+            rows: 5,
+            bytes: 6,
+        },
+        &clock.at(20.0),
+    );
+    state.apply(Update::Error("boom".into()), &clock.at(20.0));
+    let before = state.snapshot(&clock.at(30.0), 0);
+    let json = serde_json::to_string(&before).unwrap();
+
+    let restart = Clock::new();
+    let resumed = State::resumed(
+        LIMITS,
+        serde_json::from_str(&json).unwrap(),
+        restart.at(0.0).instant,
+    );
+    let after = resumed.snapshot(&restart.at(5.0), 0);
+    assert_eq!(after.phase, Phase::Copy);
+    assert_eq!(after.elapsed_sec, 35.0);
+    assert_eq!(after.tables[0].status, TableStatus::Copied);
+    assert_eq!(after.tables[1].status, TableStatus::Copying);
+    assert_eq!(after.tables[1].rows_copied, 100);
+    assert_eq!(after.tables[1].elapsed_sec, 25.0);
+    assert_eq!((after.total_rows, after.total_bytes), (5, 6));
+    assert_eq!((after.error_count, after.last_error.as_str()), (1, "boom"));
+    assert_eq!(after.errors.len(), 1);
+    assert_eq!(after.applied_lsn, Lsn(77));
+    assert_eq!(after.phases.len(), 1);
+    assert_eq!(after.phases[0].duration_sec, 35.0);
+}
+
+#[test]
+fn window_memory_is_constant_under_millions_of_events() {
+    let clock = Clock::new();
+    let mut state = State::new(LIMITS);
+    let before = state.window_memory_bytes();
+    for i in 0..2_000_000u64 {
+        let at = clock.at(i as f64 * 1e-5);
+        state.apply(Update::LatestLsn(Lsn(i * 2 + 2)), &at);
+        state.apply(
+            Update::Applied {
+                lsn: Lsn(i),
+                rows: 1,
+                bytes: 100,
+            },
+            &at,
+        );
+    }
+    assert_eq!(state.window_memory_bytes(), before);
+    assert!(before <= 64 * 1024, "{before}");
+}
