@@ -55,12 +55,12 @@ impl StateFileMirror {
     /// Must be called inside a Tokio runtime.
     pub fn start(path: impl Into<PathBuf>) -> StateFileMirror {
         let path = path.into();
-        let mut follower = Follower::new(path.clone());
-        follower.reload();
-        let first = Arc::new(follower.published());
+        let mut watch = FileWatch::new(path.clone());
+        watch.reload();
+        let first = Arc::new(watch.published());
         let publisher = Publisher::new(Arc::clone(&first));
         let snapshots = publisher.snapshots();
-        let task = tokio::spawn(follow(follower, first, publisher));
+        let task = tokio::spawn(watch_file(watch, first, publisher));
         StateFileMirror {
             inner: Arc::new(MirrorInner {
                 path,
@@ -108,7 +108,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
 type Stamp = (SystemTime, i64, i64, u64, u64);
 
 /// What a mirror knows of its file.
-struct Follower {
+struct FileWatch {
     path: PathBuf,
     /// The file's identity at the last attempt to read it (`None`: missing);
     /// outer `None` before the first attempt.
@@ -121,9 +121,9 @@ struct Follower {
     error: Option<String>,
 }
 
-impl Follower {
+impl FileWatch {
     fn new(path: PathBuf) -> Self {
-        Follower {
+        FileWatch {
             path,
             seen: None,
             modified: None,
@@ -190,23 +190,23 @@ impl Follower {
 }
 
 /// Runs until the mirror is dropped (which aborts it).
-async fn follow(mut follower: Follower, mut published: Arc<Snapshot>, publisher: Publisher) {
+async fn watch_file(mut watch: FileWatch, mut published: Arc<Snapshot>, publisher: Publisher) {
     let mut poll = tokio::time::interval(MIRROR_POLL);
     loop {
         poll.tick().await;
         // Reading may block on a slow disk: off the worker threads.
         let changed;
-        (follower, changed) = match tokio::task::spawn_blocking(move || {
-            let changed = follower.reload();
-            (follower, changed)
+        (watch, changed) = match tokio::task::spawn_blocking(move || {
+            let changed = watch.reload();
+            (watch, changed)
         })
         .await
         {
             Ok(done) => done,
             Err(_) => return, // the runtime is shutting down
         };
-        if changed || follower.is_stale() != published.stale {
-            published = Arc::new(follower.published());
+        if changed || watch.is_stale() != published.stale {
+            published = Arc::new(watch.published());
             publisher.publish(Arc::clone(&published));
         }
         // The same snapshot again when nothing changed: subscribers that

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::{self, Instant, MissedTickBehavior};
 
-use super::clock::At;
+use super::clock::Moment;
 use super::event::Message;
 use super::inbox::Inbox;
 use super::state::State;
@@ -70,11 +70,11 @@ impl Actor {
         loop {
             tokio::select! {
                 biased;
-                _ = ticker.tick() => self.publish(&At::now(), true),
+                _ = ticker.tick() => self.publish(&Moment::now(), true),
                 () = &mut publish_later, if publish_pending => {
                     publish_pending = false;
                     if self.dirty {
-                        self.publish(&At::now(), false);
+                        self.publish(&Moment::now(), false);
                     }
                 }
                 open = inbox.recv(&mut batch) => {
@@ -82,11 +82,11 @@ impl Actor {
                         break; // every handle is gone
                     }
                     let received = batch.len();
-                    let at = At::now();
+                    let at = Moment::now();
                     if self.handle(&mut batch, &at) {
                         inbox.close();
                         while inbox.recv(&mut batch).await {
-                            self.handle(&mut batch, &At::now());
+                            self.handle(&mut batch, &Moment::now());
                         }
                         break;
                     }
@@ -110,11 +110,11 @@ impl Actor {
                 }
             }
         }
-        self.publish(&At::now(), true);
+        self.publish(&Moment::now(), true);
     }
 
     /// Applies a batch; returns whether it asked the collector to close.
-    fn handle(&mut self, batch: &mut Vec<Message>, at: &At) -> bool {
+    fn handle(&mut self, batch: &mut Vec<Message>, at: &Moment) -> bool {
         let mut close = false;
         for message in batch.drain(..) {
             match message {
@@ -133,7 +133,7 @@ impl Actor {
         close
     }
 
-    fn publish(&mut self, at: &At, broadcast: bool) {
+    fn publish(&mut self, at: &Moment, broadcast: bool) {
         let dropped = self.logs_dropped.load(Ordering::Relaxed);
         let snapshot = Arc::new(self.state.snapshot(at, dropped));
         let logs = self.state.logs();

@@ -8,16 +8,16 @@ use tokio::time::Instant;
 
 /// The moment an update is applied or a snapshot computed.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct At {
+pub(crate) struct Moment {
     /// Monotonic time (Tokio's, so tests can pause it).
     pub(crate) instant: Instant,
     /// Wall-clock time, for timestamps people read.
     pub(crate) wall: OffsetDateTime,
 }
 
-impl At {
-    pub(crate) fn now() -> At {
-        At {
+impl Moment {
+    pub(crate) fn now() -> Moment {
+        Moment {
             instant: Instant::now(),
             wall: OffsetDateTime::now_utc(),
         }

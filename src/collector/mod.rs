@@ -28,10 +28,10 @@ use tokio::time::Instant;
 pub use self::layer::CollectorLayer;
 
 use self::actor::Actor;
-use self::clock::At;
+use self::clock::Moment;
 use self::event::{Envelope, Message, Update};
 use self::inbox::Inbox;
-use self::state::{Limits, State};
+use self::state::{Settings, State};
 use crate::lsn::Lsn;
 use crate::model::{LogEntry, Phase, Snapshot, TableName, TableProgress};
 use crate::publish::{Publisher, Snapshots};
@@ -405,15 +405,15 @@ impl CollectorBuilder {
 
     /// Starts the collector's actor. Must be called inside a Tokio runtime.
     pub fn build(self) -> Collector {
-        let limits = Limits {
+        let settings = Settings {
             rate_window: self.rate_window,
             log_capacity: self.log_capacity,
         };
         let state = match self.resume {
-            Some(previous) => State::resumed(limits, previous, Instant::now()),
-            None => State::new(limits),
+            Some(previous) => State::resumed(settings, previous, Instant::now()),
+            None => State::new(settings),
         };
-        let publisher = Publisher::new(Arc::new(state.snapshot(&At::now(), 0)));
+        let publisher = Publisher::new(Arc::new(state.snapshot(&Moment::now(), 0)));
         publisher.publish_logs(state.logs().to_vec());
         let snapshots = publisher.snapshots();
         let logs_dropped = Arc::new(AtomicU64::new(0));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::clock::{At, Stopwatch, known, non_negative};
+use super::clock::{Moment, Stopwatch, known, non_negative};
 use super::event::Update;
 use super::log_ring::LogRing;
 use super::table::Table;
@@ -28,14 +28,14 @@ const RATE_BUCKETS: usize = 120;
 
 /// Settings that shape the state.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+pub(crate) struct Settings {
     pub(crate) rate_window: Duration,
     pub(crate) log_capacity: usize,
 }
 
 #[derive(Debug)]
 pub(crate) struct State {
-    limits: Limits,
+    settings: Settings,
     phase: Phase,
     /// Phase history; the last span is open unless the phase is `done`.
     phases: Vec<PhaseRecord>,
@@ -70,9 +70,9 @@ struct PhaseRecord {
 }
 
 impl State {
-    pub(crate) fn new(limits: Limits) -> Self {
+    pub(crate) fn new(settings: Settings) -> Self {
         State {
-            limits,
+            settings,
             phase: Phase::Idle,
             phases: Vec::new(),
             elapsed: Stopwatch::default(),
@@ -83,22 +83,22 @@ impl State {
             confirmed: Lsn(0),
             latest: Lsn(0),
             lag: LagTracker::new(),
-            applied_rate: RateWindow::new(limits.rate_window, RATE_BUCKETS),
-            copy_rate: RateWindow::new(limits.rate_window, RATE_BUCKETS),
+            applied_rate: RateWindow::new(settings.rate_window, RATE_BUCKETS),
+            copy_rate: RateWindow::new(settings.rate_window, RATE_BUCKETS),
             total_rows: 0,
             total_bytes: 0,
             error_count: 0,
             last_error: String::new(),
             errors: VecDeque::with_capacity(ERROR_HISTORY),
-            logs: LogRing::new(limits.log_capacity),
+            logs: LogRing::new(settings.log_capacity),
         }
     }
 
     /// State continuing from a previous run's snapshot: phase and its history,
     /// tables and their statuses, totals, errors, LSNs and elapsed time.
     /// Rates and time lag start afresh.
-    pub(crate) fn resumed(limits: Limits, previous: Snapshot, now: Instant) -> Self {
-        let mut state = State::new(limits);
+    pub(crate) fn resumed(settings: Settings, previous: Snapshot, now: Instant) -> Self {
+        let mut state = State::new(settings);
         let running = !matches!(previous.phase, Phase::Idle | Phase::Done);
         state.started = previous.phase != Phase::Idle || previous.elapsed_sec > 0.0;
         state.elapsed = Stopwatch::resumed(previous.elapsed_sec, running, now);
@@ -133,7 +133,7 @@ impl State {
     }
 
     /// Applies one update at the moment `at`.
-    pub(crate) fn apply(&mut self, update: Update, at: &At) {
+    pub(crate) fn apply(&mut self, update: Update, at: &Moment) {
         match update {
             Update::SetPhase(phase) => self.set_phase(phase, at),
             Update::SetTables(tables) => self.replace_tables(tables, at.instant),
@@ -163,10 +163,10 @@ impl State {
             }
             Update::Applied { lsn, rows, bytes } => self.applied(lsn, rows, bytes, at.instant),
             Update::ConfirmedLsn(lsn) => {
-                self.confirmed = forward("confirmed", self.confirmed, lsn);
+                self.confirmed = never_backwards("confirmed", self.confirmed, lsn);
             }
             Update::LatestLsn(lsn) => {
-                self.latest = forward("latest", self.latest, lsn);
+                self.latest = never_backwards("latest", self.latest, lsn);
                 self.lag.record_latest(self.latest, at.instant);
             }
             Update::Error(message) => self.error(&message, at),
@@ -175,7 +175,7 @@ impl State {
     }
 
     /// The state as published at `at`.
-    pub(crate) fn snapshot(&self, at: &At, logs_dropped: u64) -> Snapshot {
+    pub(crate) fn snapshot(&self, at: &Moment, logs_dropped: u64) -> Snapshot {
         let now = at.instant;
         let tables: Vec<TableProgress> = self.tables.iter().map(|t| t.view(now)).collect();
         let tables_copied = tables.iter().filter(|t| t.status.is_copied()).count();
@@ -224,7 +224,7 @@ impl State {
         self.applied_rate.memory_bytes() + self.copy_rate.memory_bytes() + self.lag.memory_bytes()
     }
 
-    fn set_phase(&mut self, phase: Phase, at: &At) {
+    fn set_phase(&mut self, phase: Phase, at: &Moment) {
         if !self.started {
             self.started = true;
             self.elapsed = Stopwatch::started(at.instant);
@@ -277,7 +277,7 @@ impl State {
                     previous.update_estimates(progress.rows_total, progress.size_bytes);
                     previous
                 }
-                _ => Table::listed(progress, self.limits.rate_window, now),
+                _ => Table::listed(progress, self.settings.rate_window, now),
             };
             self.index.insert(key, self.tables.len());
             self.tables.push(table);
@@ -295,7 +295,7 @@ impl State {
     }
 
     fn applied(&mut self, lsn: Lsn, rows: i64, bytes: i64, now: Instant) {
-        self.applied = forward("applied", self.applied, lsn);
+        self.applied = never_backwards("applied", self.applied, lsn);
         self.lag.applied(self.applied);
         let (rows, bytes) = (rows.max(0), bytes.max(0));
         self.total_rows = self.total_rows.saturating_add(rows);
@@ -303,8 +303,8 @@ impl State {
         self.applied_rate.add(now, rows as u64, bytes as u64);
     }
 
-    fn error(&mut self, message: &str, at: &At) {
-        let message = bounded(redact(message).into_owned());
+    fn error(&mut self, message: &str, at: &Moment) {
+        let message = truncated(redact(message).into_owned());
         self.error_count = self.error_count.saturating_add(1);
         self.last_error.clone_from(&message);
         if self.errors.len() == ERROR_HISTORY {
@@ -318,7 +318,7 @@ impl State {
     }
 
     fn log(&mut self, mut entry: LogEntry) {
-        entry.message = bounded(redact(&entry.message).into_owned());
+        entry.message = truncated(redact(&entry.message).into_owned());
         for (key, value) in entry.fields.iter_mut() {
             if is_secret_key(key) {
                 MASK.clone_into(value);
@@ -326,7 +326,7 @@ impl State {
                 *value = masked;
             }
             let long = std::mem::take(value);
-            *value = bounded(long);
+            *value = truncated(long);
         }
         self.logs.push(entry);
     }
@@ -344,7 +344,7 @@ impl PhaseRecord {
 }
 
 /// `new` when it moves `current` forward; otherwise `current` (logged).
-fn forward(which: &'static str, current: Lsn, new: Lsn) -> Lsn {
+fn never_backwards(which: &'static str, current: Lsn, new: Lsn) -> Lsn {
     if new < current {
         tracing::debug!(%current, %new, "{which} LSN moved backwards; ignored");
         current
@@ -354,7 +354,7 @@ fn forward(which: &'static str, current: Lsn, new: Lsn) -> Lsn {
 }
 
 /// `text` cut to [`MAX_MESSAGE_BYTES`] on a character boundary.
-fn bounded(mut text: String) -> String {
+fn truncated(mut text: String) -> String {
     if text.len() > MAX_MESSAGE_BYTES {
         let mut cut = MAX_MESSAGE_BYTES;
         while !text.is_char_boundary(cut) {

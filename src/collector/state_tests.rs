@@ -4,7 +4,7 @@ use super::*;
 use crate::model::LogLevel;
 use time::OffsetDateTime;
 
-const LIMITS: Limits = Limits {
+const SETTINGS: Settings = Settings {
     rate_window: Duration::from_secs(60),
     log_capacity: 500,
 };
@@ -18,9 +18,9 @@ impl Clock {
     fn new() -> Self {
         Clock { t0: Instant::now() }
     }
-    fn at(&self, secs: f64) -> At {
+    fn at(&self, secs: f64) -> Moment {
         let d = Duration::from_secs_f64(secs);
-        At {
+        Moment {
             instant: self.t0 + d,
             wall: OffsetDateTime::UNIX_EPOCH + d,
         }
@@ -32,7 +32,7 @@ fn key(name: &str) -> TableName {
 }
 
 fn state_with_tables(clock: &Clock) -> State {
-    let mut state = State::new(LIMITS);
+    let mut state = State::new(SETTINGS);
     state.apply(
         Update::SetTables(vec![
             TableProgress::new("public", "users", 1000, 8192),
@@ -47,7 +47,7 @@ fn state_with_tables(clock: &Clock) -> State {
 #[test]
 fn phases_are_recorded_with_durations() {
     let clock = Clock::new();
-    let mut state = State::new(LIMITS);
+    let mut state = State::new(SETTINGS);
     assert_eq!(state.snapshot(&clock.at(0.0), 0).phase, Phase::Idle);
     state.apply(Update::SetPhase(Phase::Connecting), &clock.at(1.0));
     state.apply(Update::SetPhase(Phase::Copy), &clock.at(3.0));
@@ -69,7 +69,7 @@ fn phases_are_recorded_with_durations() {
 #[test]
 fn done_freezes_elapsed_and_closes_the_history() {
     let clock = Clock::new();
-    let mut state = State::new(LIMITS);
+    let mut state = State::new(SETTINGS);
     state.apply(Update::SetPhase(Phase::Streaming), &clock.at(0.0));
     state.apply(Update::SetPhase(Phase::Done), &clock.at(100.0));
     let snap = state.snapshot(&clock.at(5000.0), 0);
@@ -141,7 +141,7 @@ fn events_for_unknown_tables_are_ignored() {
 #[test]
 fn duplicate_tables_keep_the_first_and_order_is_kept() {
     let clock = Clock::new();
-    let mut state = State::new(LIMITS);
+    let mut state = State::new(SETTINGS);
     state.apply(
         Update::SetTables(vec![
             TableProgress::new("s", "b", 1, 0),
@@ -189,7 +189,7 @@ fn listing_tables_again_keeps_known_progress() {
 #[test]
 fn lsns_never_move_backwards() {
     let clock = Clock::new();
-    let mut state = State::new(LIMITS);
+    let mut state = State::new(SETTINGS);
     let at = clock.at(0.0);
     state.apply(
         Update::Applied {
@@ -224,7 +224,7 @@ fn lsns_never_move_backwards() {
 #[test]
 fn time_lag_is_the_wait_of_the_oldest_unapplied_wal() {
     let clock = Clock::new();
-    let mut state = State::new(LIMITS);
+    let mut state = State::new(SETTINGS);
     state.apply(Update::LatestLsn(Lsn(1000)), &clock.at(0.0));
     state.apply(Update::LatestLsn(Lsn(2000)), &clock.at(1.0));
     let snap = state.snapshot(&clock.at(1.5), 0);
@@ -260,7 +260,7 @@ fn time_lag_is_the_wait_of_the_oldest_unapplied_wal() {
 #[test]
 fn totals_and_throughput_come_from_applied_batches() {
     let clock = Clock::new();
-    let mut state = State::new(LIMITS);
+    let mut state = State::new(SETTINGS);
     for i in 0..10 {
         state.apply(
             Update::Applied {
@@ -290,7 +290,7 @@ fn totals_and_throughput_come_from_applied_batches() {
 #[test]
 fn errors_are_counted_masked_and_bounded() {
     let clock = Clock::new();
-    let mut state = State::new(LIMITS);
+    let mut state = State::new(SETTINGS);
     state.apply(Update::SetPhase(Phase::Copy), &clock.at(0.0));
     for i in 0..150 {
         state.apply(
@@ -312,7 +312,7 @@ fn errors_are_counted_masked_and_bounded() {
 #[test]
 fn huge_messages_are_cut_on_a_character_boundary() {
     let clock = Clock::new();
-    let mut state = State::new(LIMITS);
+    let mut state = State::new(SETTINGS);
     state.apply(Update::Error("é".repeat(10_000)), &clock.at(0.0));
     let snap = state.snapshot(&clock.at(0.0), 0);
     assert!(snap.last_error.len() <= MAX_MESSAGE_BYTES + '…'.len_utf8());
@@ -322,9 +322,9 @@ fn huge_messages_are_cut_on_a_character_boundary() {
 #[test]
 fn logs_keep_the_newest_entries_masked() {
     let clock = Clock::new();
-    let mut state = State::new(Limits {
+    let mut state = State::new(Settings {
         log_capacity: 3,
-        ..LIMITS
+        ..SETTINGS
     });
     for i in 0..5 {
         state.apply(
@@ -348,7 +348,7 @@ fn logs_keep_the_newest_entries_masked() {
 #[test]
 fn log_fields_named_for_secrets_are_masked_whatever_their_value() {
     let clock = Clock::new();
-    let mut state = State::new(LIMITS);
+    let mut state = State::new(SETTINGS);
     let entry = LogEntry::new(LogLevel::Info, "connecting")
         .with_field("password", "hunter2")
         .with_field("sslPassword", "a b")
@@ -395,7 +395,7 @@ fn overall_eta_uses_remaining_bytes_over_recent_copy_rate() {
 #[test]
 fn no_snapshot_value_is_nan_or_negative() {
     let clock = Clock::new();
-    let mut state = State::new(LIMITS);
+    let mut state = State::new(SETTINGS);
     state.apply(
         Update::SetTables(vec![
             TableProgress::new("s", "zero", 0, 0),
@@ -480,7 +480,7 @@ fn resume_continues_from_a_previous_snapshot() {
 
     let restart = Clock::new();
     let resumed = State::resumed(
-        LIMITS,
+        SETTINGS,
         serde_json::from_str(&json).unwrap(),
         restart.at(0.0).instant,
     );
@@ -502,7 +502,7 @@ fn resume_continues_from_a_previous_snapshot() {
 #[test]
 fn window_memory_is_constant_under_millions_of_events() {
     let clock = Clock::new();
-    let mut state = State::new(LIMITS);
+    let mut state = State::new(SETTINGS);
     let before = state.window_memory_bytes();
     for i in 0..2_000_000u64 {
         let at = clock.at(i as f64 * 1e-5);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::clock::{At, Stopwatch, known};
+use super::clock::{Moment, Stopwatch, known};
 use crate::model::{TableProgress, TableStatus};
 use crate::rate::RateWindow;
 
@@ -53,7 +53,7 @@ impl Table {
     }
 
     /// A COPY worker picked the table up.
-    pub(crate) fn started(&mut self, at: &At) {
+    pub(crate) fn started(&mut self, at: &Moment) {
         self.progress.status = TableStatus::Copying;
         self.copying = Stopwatch::started(at.instant);
         self.start_rate(at.instant);
@@ -63,7 +63,7 @@ impl Table {
 
     /// New absolute counts; returns how many rows and bytes were added
     /// (a restarted COPY that reports less adds nothing).
-    pub(crate) fn progressed(&mut self, rows: i64, bytes: i64, at: &At) -> (u64, u64) {
+    pub(crate) fn progressed(&mut self, rows: i64, bytes: i64, at: &Moment) -> (u64, u64) {
         if self.progress.status == TableStatus::Pending {
             // Progress without `table_started`: the copy is evidently running.
             self.progress.status = TableStatus::Copying;
@@ -80,7 +80,7 @@ impl Table {
     }
 
     /// The copy finished with `rows` rows; returns the rows added.
-    pub(crate) fn done(&mut self, rows: i64, at: &At) -> u64 {
+    pub(crate) fn done(&mut self, rows: i64, at: &Moment) -> u64 {
         let (added, _) = self.set_counts(rows, self.progress.bytes_copied);
         self.progress.status = TableStatus::Copied;
         self.finish(at.instant);
@@ -89,7 +89,7 @@ impl Table {
     }
 
     /// The table now receives live changes.
-    pub(crate) fn streaming(&mut self, at: &At) {
+    pub(crate) fn streaming(&mut self, at: &Moment) {
         self.progress.status = TableStatus::Streaming;
         self.finish(at.instant);
     }
@@ -191,8 +191,8 @@ mod tests {
     use super::*;
     use time::OffsetDateTime;
 
-    fn at(t0: Instant, secs: u64) -> At {
-        At {
+    fn at(t0: Instant, secs: u64) -> Moment {
+        Moment {
             instant: t0 + Duration::from_secs(secs),
             wall: OffsetDateTime::UNIX_EPOCH + Duration::from_secs(secs),
         }

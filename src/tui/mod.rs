@@ -66,7 +66,7 @@ impl Feed {
     /// reconnecting with backoff (1 s doubling to 30 s) when it goes away,
     /// and its log lines every 2 s. Must be called inside a Tokio runtime.
     pub fn remote(api: &str, token: Option<String>) -> Result<Feed, ApiAddrError> {
-        remote::follow(api, token)
+        remote::connect(api, token)
     }
 }
 

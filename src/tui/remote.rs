@@ -47,7 +47,7 @@ fn authority(api: &str) -> Result<String, ApiAddrError> {
     Ok(authority.to_owned())
 }
 
-pub(super) fn follow(api: &str, token: Option<String>) -> Result<Feed, ApiAddrError> {
+pub(super) fn connect(api: &str, token: Option<String>) -> Result<Feed, ApiAddrError> {
     let authority = authority(api)?;
     let query = token
         .as_deref()
