@@ -8,6 +8,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use axum_extra::headers::authorization::Bearer;
+use axum_extra::headers::{Authorization, HeaderMapExt};
+use percent_encoding::percent_decode_str;
+use subtle::ConstantTimeEq;
 
 use super::{AppState, HttpConfig, error};
 
@@ -97,52 +101,22 @@ pub(super) async fn require_token(
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    headers
+        .typed_get::<Authorization<Bearer>>()
+        .map(|authorization| authorization.token().to_owned())
 }
 
 fn query_token(query: Option<&str>) -> Option<String> {
     query?
         .split('&')
         .find_map(|pair| pair.strip_prefix("token="))
-        .map(percent_decode)
+        .map(|value| percent_decode_str(value).decode_utf8_lossy().into_owned())
 }
 
-/// Decodes `%XX` escapes (and `+` as a space, as forms write it); a
-/// malformed escape is kept as it is.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let hex = |i: usize| bytes.get(i).and_then(|&b| (b as char).to_digit(16));
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-                continue;
-            }
-            (b'+', ..) => out.push(b' '),
-            (other, ..) => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Compares without an early exit, so the time taken does not tell how
-/// much of a guess was right.
+/// Compares without an early exit on content, so the time taken does not
+/// tell how much of a guess was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut difference = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        difference |= usize::from(x ^ y);
-    }
-    difference == 0
+    a.ct_eq(b).into()
 }
 
 /// Whether a WebSocket upgrade may proceed: no `Origin` (not a browser),
@@ -196,7 +170,7 @@ mod tests {
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&headers), None);
         assert_eq!(
-            query_token(Some("a=1&token=x%2By+z")).as_deref(),
+            query_token(Some("a=1&token=x%2By%20z")).as_deref(),
             Some("x+y z")
         );
         assert_eq!(

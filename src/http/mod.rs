@@ -39,13 +39,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::publish::Snapshots;
 
@@ -207,9 +208,9 @@ fn build(snapshots: Snapshots, config: HttpConfig) -> (Router, Arc<AppState>) {
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(protected)
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            request_timeout,
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.config.request_timeout,
         ))
         .with_state(Arc::clone(&state));
     (router, state)
@@ -239,17 +240,6 @@ pub async fn serve(
     server::run(listener, router, limits, shutdown).await?;
     state.hub.clients_gone(Duration::from_secs(2)).await;
     Ok(())
-}
-
-async fn request_timeout(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match tokio::time::timeout(state.config.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "request timed out"),
-    }
 }
 
 /// A JSON error body: `{"error": "…"}`.
