@@ -1,12 +1,17 @@
 //! Following a server over its WebSocket, with backoff, and its log lines
-//! over plain HTTP.
+//! over HTTP.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -113,62 +118,52 @@ async fn poll_logs(
     token: Option<String>,
     logs: watch::Sender<Arc<Vec<LogEntry>>>,
 ) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut ticks = tokio::time::interval(Duration::from_secs(2));
     while !logs.is_closed() {
         ticks.tick().await;
-        if let Ok(Ok(entries)) = tokio::time::timeout(
-            Duration::from_secs(5),
-            get_logs(&authority, token.as_deref()),
-        )
-        .await
-        {
+        let fetch = get_logs(&client, &authority, token.as_deref());
+        if let Ok(Ok(entries)) = tokio::time::timeout(Duration::from_secs(5), fetch).await {
             logs.send_replace(Arc::new(entries));
         }
     }
 }
 
-/// A plain HTTP/1.1 GET of the log ring (`Connection: close`, so the body
-/// ends with the stream).
-async fn get_logs(authority: &str, token: Option<&str>) -> Result<Vec<LogEntry>, String> {
-    let mut stream = tokio::net::TcpStream::connect(authority)
-        .await
-        .map_err(|e| e.to_string())?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "GET /api/v1/logs HTTP/1.1\r\nHost: {authority}\r\n{auth}Connection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    stream
-        .take(16 * 1024 * 1024)
-        .read_to_end(&mut response)
-        .await
-        .map_err(|e| e.to_string())?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no HTTP header")?;
-    let head = String::from_utf8_lossy(&response[..split]);
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(head.lines().next().unwrap_or_default().to_owned());
+/// Largest log response read.
+const MAX_LOGS_BYTES: usize = 16 * 1024 * 1024;
+
+/// One GET of the server's log ring.
+async fn get_logs(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    authority: &str,
+    token: Option<&str>,
+) -> Result<Vec<LogEntry>, String> {
+    let mut request = hyper::Request::get(format!("http://{authority}/api/v1/logs"));
+    if let Some(token) = token {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    serde_json::from_slice(&response[split + 4..]).map_err(|e| e.to_string())
+    let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    if response.status() != hyper::StatusCode::OK {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let body = Limited::new(response.into_body(), MAX_LOGS_BYTES)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
 
+/// All but the unreserved characters of RFC 3986.
+const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(text, ESCAPED).to_string()
 }
 
 #[cfg(test)]
