@@ -18,13 +18,15 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratatui::crossterm::event::{self, Event};
-use tokio::sync::{mpsc, watch};
+use crossterm::event::{Event, EventStream};
+use futures_util::StreamExt;
+use ratatui::layout::Rect;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-pub use model::{HISTORY, Link, Model, POINT_SPACING, STALE_AFTER, SortMode};
+pub use model::{HISTORY, Link, Mode, Model, POINT_SPACING, STALE_AFTER, SortMode};
 pub use remote::ApiAddrError;
-pub use view::draw;
+pub use view::{draw, table_rows};
 
 use crate::model::{LogEntry, Snapshot};
 use crate::publish::Snapshots;
@@ -73,8 +75,7 @@ impl Feed {
 /// Runs the dashboard on the terminal until a quit key, or `shutdown`.
 pub async fn run(mut feed: Feed, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let mut terminal = ratatui::try_init()?;
-    let keys = read_keys();
-    let result = event_loop(&mut terminal, &mut feed, keys, shutdown).await;
+    let result = event_loop(&mut terminal, &mut feed, shutdown).await;
     ratatui::restore();
     result
 }
@@ -82,10 +83,10 @@ pub async fn run(mut feed: Feed, shutdown: impl Future<Output = ()>) -> io::Resu
 async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     feed: &mut Feed,
-    mut keys: mpsc::Receiver<Event>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     tokio::pin!(shutdown);
+    let mut events = EventStream::new();
     let mut model = Model::new();
     model.on_snapshot(feed.snapshots.borrow_and_update().clone(), Instant::now());
     model.on_link(feed.link.borrow_and_update().clone());
@@ -93,11 +94,14 @@ async fn event_loop(
     let mut second = tokio::time::interval(Duration::from_secs(1));
     let mut source_open = true;
     loop {
+        let size = terminal.size()?;
+        model.set_page(table_rows(Rect::new(0, 0, size.width, size.height), &model));
         terminal.draw(|frame| draw(frame, &model, Instant::now()))?;
         tokio::select! {
-            key = keys.recv() => match key {
-                Some(Event::Key(key)) => model.handle_key(key),
-                Some(_) => {} // a resize: the next draw uses the new size
+            event = events.next() => match event {
+                Some(Ok(Event::Key(key))) => model.handle_key(key),
+                Some(Ok(_)) => {} // a resize: the next draw uses the new size
+                Some(Err(err)) => return Err(err),
                 None => return Ok(()), // the terminal is gone
             },
             changed = feed.snapshots.changed(), if source_open => {
@@ -118,26 +122,4 @@ async fn event_loop(
             return Ok(());
         }
     }
-}
-
-/// Terminal events, read on a thread of their own (reading blocks).
-fn read_keys() -> mpsc::Receiver<Event> {
-    let (tx, rx) = mpsc::channel(64);
-    std::thread::spawn(move || {
-        while !tx.is_closed() {
-            match event::poll(Duration::from_millis(100)) {
-                Ok(true) => match event::read() {
-                    Ok(event) => {
-                        if tx.blocking_send(event).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => return,
-                },
-                Ok(false) => {}
-                Err(_) => return,
-            }
-        }
-    });
-    rx
 }

@@ -2,7 +2,6 @@
 //! source, the sparkline history and what the keys changed. Pure, so every
 //! key is unit-tested without a terminal.
 
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,13 +87,29 @@ pub struct Model {
     pub(crate) offset: usize,
     pub(crate) sort: SortMode,
     pub(crate) filter: String,
+    /// What the keys do and the screen shows.
+    mode: Mode,
+    /// Table rows that fit on the screen (for paging); the event loop sets
+    /// it from the layout before handing keys over.
+    page: usize,
+}
+
+/// What the keys do and the screen shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The table list (the default).
+    Tables,
+    /// The full-height log.
+    Logs,
     /// Typing a filter: keys edit it instead of acting.
-    pub(crate) filtering: bool,
-    pub(crate) show_logs: bool,
-    pub(crate) show_help: bool,
-    quit: bool,
-    /// Table rows that fit, as of the last draw (for paging).
-    pub(crate) page: Cell<usize>,
+    Filtering,
+    /// The key help, over the tables or the log.
+    Help {
+        /// Whether the log is under it.
+        over_logs: bool,
+    },
+    /// A quit key was pressed.
+    Quit,
 }
 
 impl Default for Model {
@@ -117,11 +132,8 @@ impl Model {
             offset: 0,
             sort: SortMode::Original,
             filter: String::new(),
-            filtering: false,
-            show_logs: false,
-            show_help: false,
-            quit: false,
-            page: Cell::new(10),
+            mode: Mode::Tables,
+            page: 10,
         }
     }
 
@@ -161,7 +173,24 @@ impl Model {
 
     /// Whether a quit key was pressed.
     pub fn should_quit(&self) -> bool {
-        self.quit
+        self.mode == Mode::Quit
+    }
+
+    /// What the keys do and the screen shows.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Whether the body shows the full-height log.
+    pub fn shows_logs(&self) -> bool {
+        matches!(self.mode, Mode::Logs | Mode::Help { over_logs: true })
+    }
+
+    /// How many table rows fit on the screen, for paging (see
+    /// [`table_rows`](super::table_rows)).
+    pub fn set_page(&mut self, rows: usize) {
+        self.page = rows.max(1);
+        self.clamp_offset();
     }
 
     /// Whether the data shown is stale at `now`: the source says so, or a
@@ -203,14 +232,14 @@ impl Model {
             return;
         }
         if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
-            self.quit = true;
+            self.mode = Mode::Quit;
             return;
         }
-        if self.filtering {
+        if self.mode == Mode::Filtering {
             match key.code {
-                KeyCode::Enter => self.filtering = false,
+                KeyCode::Enter => self.mode = Mode::Tables,
                 KeyCode::Esc => {
-                    self.filtering = false;
+                    self.mode = Mode::Tables;
                     self.filter.clear();
                 }
                 KeyCode::Backspace => {
@@ -222,16 +251,16 @@ impl Model {
             self.offset = 0;
             return;
         }
-        if self.show_help {
+        if let Mode::Help { over_logs } = self.mode {
             // Any key closes the help; q still quits.
-            self.show_help = false;
+            self.mode = if over_logs { Mode::Logs } else { Mode::Tables };
             if key.code != KeyCode::Char('q') {
                 return;
             }
         }
-        let page = self.page.get().max(1);
+        let page = self.page;
         match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => self.quit = true,
+            KeyCode::Char('q') | KeyCode::Esc => self.mode = Mode::Quit,
             KeyCode::Up => self.offset = self.offset.saturating_sub(1),
             KeyCode::Down => self.offset += 1,
             KeyCode::PageUp => self.offset = self.offset.saturating_sub(page),
@@ -240,11 +269,21 @@ impl Model {
             KeyCode::End => self.offset = usize::MAX,
             KeyCode::Char('s') => self.sort = self.sort.next(),
             KeyCode::Char('/') => {
-                self.filtering = true;
+                self.mode = Mode::Filtering;
                 self.filter.clear();
             }
-            KeyCode::Char('l') => self.show_logs = !self.show_logs,
-            KeyCode::Char('?') => self.show_help = true,
+            KeyCode::Char('l') => {
+                self.mode = if self.mode == Mode::Logs {
+                    Mode::Tables
+                } else {
+                    Mode::Logs
+                };
+            }
+            KeyCode::Char('?') => {
+                self.mode = Mode::Help {
+                    over_logs: self.mode == Mode::Logs,
+                }
+            }
             _ => {}
         }
         self.clamp_offset();
@@ -252,7 +291,7 @@ impl Model {
 
     /// Keeps the list from scrolling past its end.
     fn clamp_offset(&mut self) {
-        let last = self.rows().len().saturating_sub(self.page.get().max(1));
+        let last = self.rows().len().saturating_sub(self.page);
         self.offset = self.offset.min(last);
     }
 }
@@ -309,7 +348,7 @@ mod tests {
     #[test]
     fn scrolling_stays_within_the_list() {
         let mut model = model_with(25);
-        model.page.set(10);
+        model.set_page(10);
         model.handle_key(key(KeyCode::Up));
         assert_eq!(model.offset, 0);
         model.handle_key(key(KeyCode::Down));
@@ -373,7 +412,7 @@ mod tests {
         assert!(model.rows().is_empty());
         model.handle_key(key(KeyCode::Backspace));
         model.handle_key(key(KeyCode::Enter));
-        assert!(!model.filtering);
+        assert_eq!(model.mode(), Mode::Tables);
         assert_eq!(model.rows().len(), 10);
         model.handle_key(key(KeyCode::Char('/')));
         model.handle_key(key(KeyCode::Esc));
@@ -401,13 +440,18 @@ mod tests {
     fn l_toggles_the_log_view_and_any_key_closes_help() {
         let mut model = Model::new();
         model.handle_key(key(KeyCode::Char('l')));
-        assert!(model.show_logs);
-        model.handle_key(key(KeyCode::Char('l')));
-        assert!(!model.show_logs);
+        assert!(model.shows_logs());
         model.handle_key(key(KeyCode::Char('?')));
-        assert!(model.show_help);
+        assert_eq!(model.mode(), Mode::Help { over_logs: true });
+        assert!(model.shows_logs(), "the help opens over the log");
         model.handle_key(key(KeyCode::Esc));
-        assert!(!model.show_help && !model.should_quit());
+        assert_eq!(model.mode(), Mode::Logs, "and closes back to it");
+        model.handle_key(key(KeyCode::Char('l')));
+        assert!(!model.shows_logs());
+        model.handle_key(key(KeyCode::Char('?')));
+        model.handle_key(key(KeyCode::Esc));
+        assert_eq!(model.mode(), Mode::Tables);
+        assert!(!model.should_quit());
     }
 
     fn at(ms: u64, lag: u64) -> Arc<Snapshot> {

@@ -7,11 +7,13 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Gauge, Paragraph, Row, Sparkline, Table};
+use ratatui::widgets::{
+    Block, Borders, Cell, Clear, Gauge, Paragraph, Row, Sparkline, Table, TableState,
+};
 use tokio::time::Instant;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use super::model::{Link, Model};
+use super::model::{Link, Mode, Model};
 use crate::lsn::{self, format_bytes, format_duration};
 use crate::model::{LogLevel, Phase, TableProgress, TableStatus};
 
@@ -19,9 +21,19 @@ use crate::model::{LogLevel, Phase, TableProgress, TableStatus};
 const STALLED_AFTER: Duration = Duration::from_secs(60);
 const MIB: u64 = 1024 * 1024;
 
-/// Draws the whole screen.
-pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
-    let area = frame.area();
+/// Where each part of the screen goes.
+struct Areas {
+    header: Rect,
+    progress: Rect,
+    /// The table list, unless the body shows the full-height log.
+    tables: Option<Rect>,
+    sparklines: Option<Rect>,
+    log: Rect,
+    errors: Rect,
+    help: Rect,
+}
+
+fn areas(area: Rect, model: &Model) -> Areas {
     let [header, progress, body, errors, help] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Length(1),
@@ -30,10 +42,8 @@ pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
         Constraint::Length(1),
     ])
     .areas(area);
-    draw_header(frame, header, model, now);
-    draw_progress(frame, progress, model);
-    if model.show_logs {
-        draw_logs(frame, body, model);
+    let (tables, sparklines, log) = if model.shows_logs() {
+        (None, None, body)
     } else {
         let sparks = if area.height >= 20 { 3 } else { 0 };
         let logs = if area.height >= 30 {
@@ -47,15 +57,42 @@ pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
             Constraint::Length(logs),
         ])
         .areas(body);
-        draw_tables(frame, tables, model);
-        if sparks > 0 {
-            draw_sparklines(frame, spark, model);
-        }
-        draw_logs(frame, log, model);
+        (Some(tables), (sparks > 0).then_some(spark), log)
+    };
+    Areas {
+        header,
+        progress,
+        tables,
+        sparklines,
+        log,
+        errors,
+        help,
     }
-    draw_errors(frame, errors, model);
-    draw_help_line(frame, help, model);
-    if model.show_help {
+}
+
+/// How many table rows fit on a screen of `area`: one page, for paging.
+pub fn table_rows(area: Rect, model: &Model) -> usize {
+    areas(area, model).tables.map_or(1, |tables| {
+        usize::from(tables.height.saturating_sub(1)).max(1)
+    })
+}
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
+    let area = frame.area();
+    let areas = areas(area, model);
+    draw_header(frame, areas.header, model, now);
+    draw_progress(frame, areas.progress, model);
+    if let Some(tables) = areas.tables {
+        draw_tables(frame, tables, model);
+    }
+    if let Some(sparklines) = areas.sparklines {
+        draw_sparklines(frame, sparklines, model);
+    }
+    draw_logs(frame, areas.log, model);
+    draw_errors(frame, areas.errors, model);
+    draw_help_line(frame, areas.help, model);
+    if matches!(model.mode(), Mode::Help { .. }) {
         draw_help(frame, area);
     }
 }
@@ -161,7 +198,6 @@ fn draw_tables(frame: &mut Frame, area: Rect, model: &Model) {
     let s = model.snapshot();
     let rows = model.rows();
     let visible = usize::from(area.height.saturating_sub(1));
-    model.page.set(visible.max(1));
     if rows.is_empty() {
         let text = if s.tables.is_empty() {
             " no tables yet — waiting for the pipeline to list them"
@@ -186,7 +222,7 @@ fn draw_tables(frame: &mut Frame, area: Rect, model: &Model) {
     ];
     // What the fixed columns and the spacing leave for the name.
     let name_width = usize::from(area.width).saturating_sub(9 + 13 + 10 + 13 + 9 + 5);
-    let body = rows.iter().skip(offset).take(visible).map(|t| {
+    let body = rows.iter().map(|t| {
         let stalled = t.status == TableStatus::Copying
             && t.last_progress_at
                 .is_some_and(|at| now - at > STALLED_AFTER);
@@ -221,7 +257,10 @@ fn draw_tables(frame: &mut Frame, area: Rect, model: &Model) {
     );
     let more = rows.len().saturating_sub(offset + visible);
     let table = Table::new(body, widths).header(header).column_spacing(1);
-    frame.render_widget(table, area);
+    // The model owns the scroll position; the state is only the view's
+    // copy of it for this draw.
+    let mut state = TableState::new().with_offset(offset);
+    frame.render_stateful_widget(table, area, &mut state);
     if more > 0 && area.width > 12 {
         let note = format!(" +{more} ");
         let width = note.chars().count() as u16;
@@ -309,7 +348,7 @@ fn draw_errors(frame: &mut Frame, area: Rect, model: &Model) {
 }
 
 fn draw_help_line(frame: &mut Frame, area: Rect, model: &Model) {
-    let text = if model.filtering {
+    let text = if model.mode() == Mode::Filtering {
         format!(" filter: {}▏  (Enter keep · Esc clear)", model.filter)
     } else {
         let filter = if model.filter.is_empty() {
@@ -339,15 +378,9 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         "l                full-height log",
         "?                this help (any key closes it)",
     ];
-    let width =
-        (lines.iter().map(|l| l.chars().count()).max().unwrap_or(0) as u16 + 4).min(area.width);
-    let height = (lines.len() as u16 + 2).min(area.height);
-    let popup = Rect::new(
-        area.x + (area.width - width) / 2,
-        area.y + (area.height - height) / 2,
-        width,
-        height,
-    );
+    let width = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0) as u16 + 4;
+    let height = lines.len() as u16 + 2;
+    let popup = area.centered(Constraint::Length(width), Constraint::Length(height));
     frame.render_widget(Clear, popup);
     let text: Vec<Line> = lines.iter().map(|l| Line::raw(format!(" {l}"))).collect();
     frame.render_widget(

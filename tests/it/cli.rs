@@ -679,3 +679,37 @@ fn sighup_restores_the_terminal_the_tui_took_over() {
     assert!(drawn.contains("\x1b[?1049l"), "and gave it back on SIGHUP");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_key_typed_in_a_real_terminal_reaches_the_tui() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = saved_state(dir.path());
+    let command = format!(
+        "stty rows 30 cols 100; exec {} tui --state-file {}",
+        env!("CARGO_BIN_EXE_pgmigrator"),
+        path.display()
+    );
+    let mut script = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // `q`, typed: script passes it to the terminal the TUI reads.
+    script.stdin.as_mut().unwrap().write_all(b"q").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = script.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = script.kill();
+            panic!("the TUI did not quit on q");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -104,6 +104,10 @@ fn copy_of_200_tables_scrolls_a_page_at_a_time() {
         .count();
     assert!(rows_shown >= 8, "{rows_shown} rows at 80×24:\n{first}");
 
+    // The dashboard's loop tells the model how many rows fit, as here.
+    let page = tui::table_rows(ratatui::layout::Rect::new(0, 0, 80, 24), &model);
+    assert_eq!(page, rows_shown, "a page is what the screen shows");
+    model.set_page(page);
     model.handle_key(key(KeyCode::PageDown));
     let paged = screen(&model, 80, 24);
     assert!(!paged.contains("public.table_000"), "{paged}");
