@@ -7,11 +7,12 @@
 //! and `pgmigrator status` — reads the same published [`Snapshot`].
 //!
 //! ```text
-//! pipeline tasks ─ .await ─┐                 ┌─► ArcSwap<Snapshot> ─► snapshot()
-//! tracing layer ─ try_send ┤ 4 bounded mpsc  │
-//!                          └──► actor task ──┼─► watch ─► TUI, persister
-//!                               owns State   └─► broadcast every tick ─► push
-//! StatePersister ─ every 2 s ─► state.json ─► read_state_file ─► status::render
+//! pipeline tasks ─ .await ─┐                   Publisher            Snapshots (readers)
+//! tracing layer ─ try_send ┤ 4 bounded mpsc   ┌─► ArcSwap ─────────► snapshot(), logs()
+//!                          └──► actor task ───┼─► watch ───────────► TUI
+//!                               owns State    └─► broadcast / tick ─► WebSocket hub
+//! StatePersister ─ every 2 s: snapshot() ─► state.json ─► read_state_file ─► status
+//!                                                     └─► StateFileMirror (its own Publisher) ─► serve
 //! ```
 //!
 //! # Example
@@ -66,29 +67,47 @@
 //!
 //! # Layout
 //!
+//! Data flows one way: writers → the actor → a published snapshot →
+//! readers. Only a [`Collector`]'s actor and a [`StateFileMirror`]'s task
+//! publish; every reader holds a read-only [`Snapshots`] handle.
+//!
 //! - [`lsn`]: [`Lsn`], [`lag()`], byte and duration formatting.
-//! - [`model`]: the plain data: [`Phase`], [`TableProgress`], [`Snapshot`], [`LogEntry`].
-//! - `collector`: the [`Collector`] handle and builder over one actor task
-//!   that owns a plain, synchronously tested state.
+//! - [`model`]: the plain data: [`Phase`], [`TableName`], [`TableProgress`],
+//!   [`Snapshot`] (with its one staleness rule), [`LogEntry`].
+//! - `collector`: the [`Collector`] handle and builder; `inbox` (the writers'
+//!   channels, in send order), `actor` (the loop), `state` (a plain,
+//!   synchronously tested `State`), `table`, `clock`, the log ring and
+//!   [`CollectorLayer`].
+//! - `publish`: the one `Publisher` (ArcSwap, `watch`, tick broadcast) and
+//!   its read handle [`Snapshots`].
+//! - [`mirror`]: [`StateFileMirror`], which republishes another process's
+//!   `state.json`.
 //! - [`rate`] and [`lag`](mod@lag): fixed-memory throughput and time-lag meters.
-//! - `logs`: the log ring and the `tracing` layer ([`CollectorLayer`]).
-//! - [`redact`](mod@redact): masking passwords in errors and logs.
-//! - [`persist`]: [`StatePersister`], [`read_state_file`], [`default_state_path`].
+//! - [`redact`](mod@redact): masking passwords in errors and logs (the last
+//!   line of defence); [`printable`]: escaping untrusted text for terminals;
+//!   [`StderrLayer`]: warnings on stderr with both applied.
+//! - [`persist`]: `write` ([`write_state_file`]), `read`
+//!   ([`read_state_file`]), `persister` ([`StatePersister`]).
 //! - [`status`]: the offline report of `pgmigrator status`.
-//! - [`printable`]: escaping untrusted text before it reaches a terminal.
-//! - [`source`]: [`SnapshotSource`], implemented by a [`Collector`] and by a
-//!   [`StateFileMirror`] that follows another process's `state.json`.
-//! - `http` (feature `http`): REST, the WebSocket hub, Prometheus metrics and
-//!   the dashboard as one `axum` router.
+//! - `http` (feature `http`): `server` (the accept loop and its connection
+//!   limits), `auth` (Host, token, origin), `ws` (the WebSocket hub),
+//!   `metrics` (Prometheus), the dashboard; `app` runs a job with every
+//!   surface and one stop.
 //! - [`demo`]: a simulated migration driving a collector like the pipeline.
 //! - `pg` (feature `postgres`): following a native logical-replication
-//!   migration from the catalogs of both servers.
-//! - `tui` (feature `tui`): the terminal dashboard, in-process, remote over
-//!   the WebSocket, or on a state file.
+//!   migration: `conninfo` (a connection string parsed once, shown masked),
+//!   `observe` (the queries) → `diff` (a pure function from one
+//!   observation to the next to collector updates) → `poll` (applies them).
+//! - `tui` (feature `tui`): the terminal dashboard: `model` (state and
+//!   keys), `view` (drawing), `remote` (following a server).
+//! - The `pgmigrator` binary (`src/bin/pgmigrator/`): `args` (flags and their
+//!   checks), `signals` (what stops a command), `output`, and `main`, one
+//!   call per command.
 //!
 //! # Features
 //!
-//! - `cli` (default): the `pgmigrator` binary (`demo`, `serve`, `status`).
+//! - `cli` (default): the `pgmigrator` binary (`demo`, `serve`, `status`,
+//!   `tui`, `monitor`).
 //! - `http` (default): `http::router` and `http::serve`.
 //! - `tui` (default): `tui::run`, the terminal dashboard.
 //! - `postgres` (default): `pg::Monitor` and `pg::run`.

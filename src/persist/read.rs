@@ -89,7 +89,7 @@ impl std::error::Error for StateFileError {
     }
 }
 
-/// Reads a state file written by [`StatePersister`], [`write_state_file`] or
+/// Reads a state file written by [`StatePersister`](crate::StatePersister), [`write_state_file`](crate::write_state_file) or
 /// the Go original.
 ///
 /// Never blocks on a FIFO and never reads more than

@@ -16,7 +16,7 @@ use crate::model::Snapshot;
 /// never a mix, even if the process is killed or the machine loses power.
 /// On error the previous file is untouched and the temporary file removed.
 ///
-/// Blocking; [`StatePersister`] calls it off the runtime's worker threads.
+/// Blocking; [`StatePersister`](crate::StatePersister) calls it off the runtime's worker threads.
 pub fn write_state_file(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
     let mut json = serde_json::to_vec_pretty(snapshot).map_err(io::Error::other)?;
     json.push(b'\n');
