@@ -616,6 +616,24 @@ fn a_token_file_replaces_the_flag_and_weak_tokens_are_refused() {
     );
     assert_eq!(empty.status.code(), Some(1));
     assert!(text(&empty.stderr).contains("empty"));
+    // Not a token: a large file (or a device) is refused unread.
+    fs::write(&token, "x".repeat(5000)).unwrap();
+    for path in [token.to_str().unwrap(), "/dev/zero"] {
+        let out = pgmigrator(
+            &["serve", "--listen", "127.0.0.1:0", "--token-file", path],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(1), "{path}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("larger than 4 KiB") || stderr.contains("not a regular file"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("xxxx"),
+            "the content is never shown: {stderr}"
+        );
+    }
     for weak in [" ", "short"] {
         let out = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
             .args(["serve", "--listen", "0.0.0.0:0", "--token", weak])
