@@ -4,7 +4,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+use percent_encoding::percent_decode_str;
 use tokio_postgres::config::Host;
+
+use super::tls::{RootCert, SslMode, TlsSettings};
 
 /// A parsed connection string (a `postgres://` URI or libpq `key=value`
 /// pairs).
@@ -23,6 +26,7 @@ use tokio_postgres::config::Host;
 #[derive(Clone)]
 pub struct ConnInfo {
     config: tokio_postgres::Config,
+    tls: TlsSettings,
     masked: String,
 }
 
@@ -31,19 +35,50 @@ impl ConnInfo {
     pub(crate) fn config(&self) -> &tokio_postgres::Config {
         &self.config
     }
+
+    /// The TLS settings, with libpq's meanings.
+    pub(crate) fn tls(&self) -> &TlsSettings {
+        &self.tls
+    }
+
+    /// The `sslmode`.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.tls.mode
+    }
 }
 
 impl FromStr for ConnInfo {
     type Err = ConnInfoError;
 
     fn from_str(text: &str) -> Result<ConnInfo, ConnInfoError> {
-        let config: tokio_postgres::Config =
-            text.parse()
-                .map_err(|err: tokio_postgres::Error| ConnInfoError {
-                    reason: without_quoted_parts(&err.to_string()),
-                })?;
-        let masked = masked_uri(&config);
-        Ok(ConnInfo { config, masked })
+        let invalid = |reason: String| ConnInfoError { reason };
+        // tokio-postgres knows three of libpq's six `sslmode`s and none of
+        // its certificate files: those are read here, the rest by it.
+        let (rest, tls_params) = take_tls_params(text);
+        let mut config: tokio_postgres::Config =
+            rest.parse().map_err(|err: tokio_postgres::Error| {
+                invalid(without_quoted_parts(&err.to_string()))
+            })?;
+        let mut tls = TlsSettings::default();
+        for (key, value) in tls_params {
+            match key {
+                TlsKey::Mode => tls.mode = value.parse().map_err(invalid)?,
+                TlsKey::RootCert if value == "system" => tls.root_cert = Some(RootCert::System),
+                TlsKey::RootCert => tls.root_cert = Some(RootCert::File(value.into())),
+                TlsKey::Cert => tls.client_cert = Some(value.into()),
+                TlsKey::Key => tls.client_key = Some(value.into()),
+            }
+        }
+        config.ssl_mode(tls.mode.negotiation());
+        let mut masked = masked_uri(&config);
+        if tls.mode != SslMode::Prefer {
+            masked.push_str(&format!("?sslmode={}", tls.mode));
+        }
+        Ok(ConnInfo {
+            config,
+            tls,
+            masked,
+        })
     }
 }
 
@@ -97,6 +132,119 @@ fn without_quoted_parts(message: &str) -> String {
     out
 }
 
+/// The connection keywords read here rather than by tokio-postgres.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsKey {
+    Mode,
+    RootCert,
+    Cert,
+    Key,
+}
+
+impl TlsKey {
+    fn of(key: &str) -> Option<TlsKey> {
+        Some(match key {
+            "sslmode" => TlsKey::Mode,
+            "sslrootcert" => TlsKey::RootCert,
+            "sslcert" => TlsKey::Cert,
+            "sslkey" => TlsKey::Key,
+            _ => return None,
+        })
+    }
+}
+
+/// `text` without its TLS keywords, and those keywords with their values
+/// (decoded as the connection parser decodes them). Text that does not
+/// split cleanly is returned whole, for the parser to refuse.
+fn take_tls_params(text: &str) -> (String, Vec<(TlsKey, String)>) {
+    let mut taken = Vec::new();
+    for prefix in ["postgres://", "postgresql://"] {
+        let Some(after) = text.strip_prefix(prefix) else {
+            continue;
+        };
+        // The query starts at the first `?` after the credentials (which
+        // run to the first `@`) and the host.
+        let host_start = after.find('@').map_or(0, |at| at + 1);
+        let Some(question) = after[host_start..].find('?').map(|q| host_start + q) else {
+            return (text.to_owned(), taken);
+        };
+        let mut kept = Vec::new();
+        for pair in after[question + 1..].split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = |part: &str| percent_decode_str(part).decode_utf8_lossy().into_owned();
+            match TlsKey::of(&decoded(key)) {
+                Some(tls_key) => taken.push((tls_key, decoded(value))),
+                None => kept.push(pair),
+            }
+        }
+        let mut rest = format!("{prefix}{}", &after[..question]);
+        if !kept.is_empty() {
+            rest.push('?');
+            rest.push_str(&kept.join("&"));
+        }
+        return (rest, taken);
+    }
+    match keyword_pairs(text) {
+        Some(pairs) => {
+            let mut kept = Vec::new();
+            for (key, value, raw) in pairs {
+                match TlsKey::of(key) {
+                    Some(tls_key) => taken.push((tls_key, value)),
+                    None => kept.push(raw),
+                }
+            }
+            (kept.join(" "), taken)
+        }
+        None => (text.to_owned(), taken),
+    }
+}
+
+/// `key = value` pairs of a libpq keyword string, by the parser's rules:
+/// (key, decoded value, the pair's text). `None` when it does not parse.
+fn keyword_pairs(text: &str) -> Option<Vec<(&str, String, &str)>> {
+    let mut pairs = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    let skip_space = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>| {
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+    };
+    loop {
+        skip_space(&mut chars);
+        let Some(&(start, _)) = chars.peek() else {
+            return Some(pairs);
+        };
+        while chars
+            .next_if(|(_, c)| !c.is_whitespace() && *c != '=')
+            .is_some()
+        {}
+        let key_end = chars.peek().map_or(text.len(), |(i, _)| *i);
+        skip_space(&mut chars);
+        chars.next_if(|(_, c)| *c == '=')?;
+        skip_space(&mut chars);
+        let mut value = String::new();
+        let quoted = chars.next_if(|(_, c)| *c == '\'').is_some();
+        let end = loop {
+            match chars.peek().copied() {
+                None if quoted => return None,
+                None => break text.len(),
+                Some((i, '\'')) if quoted => {
+                    chars.next();
+                    break i + 1;
+                }
+                Some((i, c)) if !quoted && c.is_whitespace() => break i,
+                Some((_, '\\')) => {
+                    chars.next();
+                    value.extend(chars.next().map(|(_, c)| c));
+                }
+                Some((_, c)) => {
+                    chars.next();
+                    value.push(c);
+                }
+            }
+        };
+        pairs.push((&text[start..key_end], value, &text[start..end]));
+    }
+}
+
 /// `postgres://user@host:port,host:port/dbname`, from the parsed parts.
 fn masked_uri(config: &tokio_postgres::Config) -> String {
     let mut out = String::from("postgres://");
@@ -142,7 +290,7 @@ mod tests {
         let uri: ConnInfo = "postgresql://mon:p%2F%3F%23@a:5433,b:5434/shop?sslmode=disable"
             .parse()
             .unwrap();
-        assert_eq!(uri.to_string(), "postgres://mon@a:5433,b:5434/shop");
+        assert_eq!(uri.to_string(), "postgres://mon@a:5433,b:5434/shop?sslmode=disable");
         let keywords: ConnInfo = r"host=/run/pg user=mon password=x\ y".parse().unwrap();
         assert_eq!(keywords.to_string(), "postgres://mon@/run/pg");
         let bare: ConnInfo = "dbname=shop".parse().unwrap();
@@ -166,6 +314,52 @@ mod tests {
                 assert!(!shown.contains("/?#"), "{shown}");
             }
         }
+    }
+
+    #[test]
+    fn libpq_tls_keywords_are_read_in_both_forms_and_kept_from_the_parser() {
+        let uri: ConnInfo =
+            "postgres://mon:pw@db:5432/shop?sslmode=verify-full&sslrootcert=/etc/ca%20x.pem&application_name=m"
+                .parse()
+                .unwrap();
+        assert_eq!(uri.ssl_mode(), SslMode::VerifyFull);
+        assert_eq!(
+            uri.tls().root_cert,
+            Some(RootCert::File("/etc/ca x.pem".into()))
+        );
+        assert_eq!(uri.config().get_application_name(), Some("m"));
+        assert_eq!(
+            uri.to_string(),
+            "postgres://mon@db:5432/shop?sslmode=verify-full"
+        );
+
+        let keywords: ConnInfo = r"host=db password='a b' sslmode = verify-ca sslrootcert=system sslcert='/c d/client.crt' sslkey=/k\ e.key"
+            .parse()
+            .unwrap();
+        assert_eq!(keywords.ssl_mode(), SslMode::VerifyCa);
+        assert_eq!(keywords.tls().root_cert, Some(RootCert::System));
+        assert_eq!(keywords.tls().client_cert, Some("/c d/client.crt".into()));
+        assert_eq!(keywords.tls().client_key, Some("/k e.key".into()));
+        assert_eq!(keywords.config().get_password(), Some(&b"a b"[..]));
+
+        let plain: ConnInfo = "host=db".parse().unwrap();
+        assert_eq!(plain.ssl_mode(), SslMode::Prefer, "libpq's default");
+        for mode in [
+            "disable",
+            "allow",
+            "prefer",
+            "require",
+            "verify-ca",
+            "verify-full",
+        ] {
+            let info: ConnInfo = format!("host=db sslmode={mode}").parse().unwrap();
+            assert_eq!(info.ssl_mode().as_str(), mode);
+        }
+        let err = "host=db sslmode=maybe"
+            .parse::<ConnInfo>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sslmode must be"), "{err}");
     }
 
     #[test]

@@ -30,12 +30,13 @@ mod diff;
 mod observe;
 mod poll;
 mod sql;
+mod tls;
 
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::backoff::Backoff;
 use crate::collector::Collector;
@@ -43,6 +44,7 @@ use crate::redact::redact;
 
 pub use conninfo::{ConnInfo, ConnInfoError};
 pub use poll::PollStats;
+pub use tls::SslMode;
 
 /// What to follow and how often.
 #[derive(Debug, Clone)]
@@ -206,16 +208,34 @@ pub async fn run(collector: Collector, mut monitor: Monitor, stop: impl Future<O
     }
 }
 
+/// Connects with the TLS the connection string asks for, in libpq's
+/// meaning of `sslmode`.
 async fn connect(which: &str, server: &ConnInfo) -> Result<Client, MonitorError> {
-    let (client, connection) = server.config().connect(NoTls).await.map_err(|err| {
+    let failed = |reason: String| {
         MonitorError::new(
             MonitorErrorKind::Connect,
-            format!(
-                "cannot connect to the {which} at {server}: {}",
-                describe(&err)
-            ),
+            format!("cannot connect to the {which} at {server}: {reason}"),
         )
-    })?;
+    };
+    let mode = server.ssl_mode();
+    let tls = server.tls().connector().map_err(failed)?;
+    let connected = if mode == SslMode::Allow {
+        // libpq: plain first, and TLS only if the server refuses that.
+        let mut plain = server.config().clone();
+        plain.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        match plain.connect(tls.clone()).await {
+            Ok(connected) => Ok(connected),
+            Err(_) => {
+                let mut encrypted = server.config().clone();
+                encrypted.ssl_mode(tokio_postgres::config::SslMode::Require);
+                encrypted.connect(tls).await
+            }
+        }
+    } else {
+        server.config().connect(tls).await
+    };
+    let (client, connection) = connected
+        .map_err(|err| failed(tls::explain(&err, mode).unwrap_or_else(|| describe(&err))))?;
     tokio::spawn(async move {
         // Ends when the client is dropped or the server goes away; the next
         // query reports it.
