@@ -290,7 +290,10 @@ mod tests {
         let uri: ConnInfo = "postgresql://mon:p%2F%3F%23@a:5433,b:5434/shop?sslmode=disable"
             .parse()
             .unwrap();
-        assert_eq!(uri.to_string(), "postgres://mon@a:5433,b:5434/shop?sslmode=disable");
+        assert_eq!(
+            uri.to_string(),
+            "postgres://mon@a:5433,b:5434/shop?sslmode=disable"
+        );
         let keywords: ConnInfo = r"host=/run/pg user=mon password=x\ y".parse().unwrap();
         assert_eq!(keywords.to_string(), "postgres://mon@/run/pg");
         let bare: ConnInfo = "dbname=shop".parse().unwrap();

@@ -46,9 +46,29 @@ fn as_postgres(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// What a cluster that only accepts TLS is given: its certificate and key,
+/// and the CA it trusts for client certificates.
+pub struct ServerTls<'a> {
+    pub cert: &'a str,
+    pub key: &'a str,
+    pub client_ca: &'a str,
+}
+
 impl Cluster {
     /// A running cluster; `logical` sets `wal_level=logical`.
     pub fn start(logical: bool) -> Cluster {
+        Cluster::start_with(logical, None)
+    }
+
+    /// A running cluster that accepts only TLS connections over TCP
+    /// (`hostssl`), with a `certuser` login by client certificate.
+    pub fn start_tls(logical: bool, tls: &ServerTls<'_>) -> Cluster {
+        let cluster = Cluster::start_with(logical, Some(tls));
+        cluster.sql("CREATE ROLE certuser LOGIN IN ROLE pg_monitor");
+        cluster
+    }
+
+    fn start_with(logical: bool, tls: Option<&ServerTls<'_>>) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("pgm-pg-")
             .tempdir()
@@ -88,14 +108,46 @@ impl Cluster {
             wal = if logical { "logical" } else { "replica" },
         );
         append(&data.join("postgresql.conf"), &config);
-        std::fs::write(
-            data.join("pg_hba.conf"),
-            "local all all trust\n\
-             host all monitor 127.0.0.1/32 scram-sha-256\n\
-             host all all 127.0.0.1/32 trust\n\
-             host replication all 127.0.0.1/32 trust\n",
-        )
-        .unwrap();
+        let hba = match tls {
+            None => "local all all trust\n\
+                     host all monitor 127.0.0.1/32 scram-sha-256\n\
+                     host all all 127.0.0.1/32 trust\n\
+                     host replication all 127.0.0.1/32 trust\n"
+                .to_owned(),
+            Some(tls) => {
+                for (name, text) in [
+                    ("server.crt", tls.cert),
+                    ("server.key", tls.key),
+                    ("client_ca.crt", tls.client_ca),
+                ] {
+                    std::fs::write(data.join(name), text).unwrap();
+                }
+                use std::os::unix::fs::PermissionsExt;
+                let key_mode = std::fs::Permissions::from_mode(0o600);
+                std::fs::set_permissions(data.join("server.key"), key_mode).unwrap();
+                let status = Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(data.join("server.crt"))
+                    .arg(data.join("server.key"))
+                    .arg(data.join("client_ca.crt"))
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+                append(
+                    &data.join("postgresql.conf"),
+                    "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
+                     ssl_ca_file = 'client_ca.crt'\n",
+                );
+                // TCP only with TLS: no `host` line at all.
+                "local all all trust\n\
+                 hostssl all certuser 127.0.0.1/32 cert\n\
+                 hostssl all monitor 127.0.0.1/32 scram-sha-256\n\
+                 hostssl all all 127.0.0.1/32 trust\n\
+                 hostssl replication all 127.0.0.1/32 trust\n"
+                    .to_owned()
+            }
+        };
+        std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
         cluster.ctl("start");
         cluster.sql(&format!(
             "CREATE ROLE monitor LOGIN PASSWORD '{}' IN ROLE pg_monitor",

@@ -13,7 +13,11 @@ mod collector;
 mod http;
 mod persist;
 #[cfg(all(feature = "postgres", feature = "cli"))]
+mod pki;
+#[cfg(all(feature = "postgres", feature = "cli"))]
 mod postgres;
+#[cfg(all(feature = "postgres", feature = "cli"))]
+mod postgres_tls;
 #[cfg(feature = "http")]
 mod tools;
 #[cfg(feature = "tracing-layer")]
