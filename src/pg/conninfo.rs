@@ -7,6 +7,7 @@ use std::str::FromStr;
 use percent_encoding::percent_decode_str;
 use tokio_postgres::config::Host;
 
+use super::libpq_env::{pgpass_password, pgpass_path};
 use super::tls::{RootCert, SslMode, TlsSettings};
 
 /// A parsed connection string (a `postgres://` URI or libpq `key=value`
@@ -27,6 +28,8 @@ use super::tls::{RootCert, SslMode, TlsSettings};
 pub struct ConnInfo {
     config: tokio_postgres::Config,
     tls: TlsSettings,
+    /// Whether the string named an `sslmode` (else `PGSSLMODE` may).
+    mode_given: bool,
     masked: String,
 }
 
@@ -45,6 +48,88 @@ impl ConnInfo {
     pub fn ssl_mode(&self) -> SslMode {
         self.tls.mode
     }
+
+    /// The same connection with what libpq would fill in from this
+    /// process's environment for whatever the string leaves out: `PGHOST`,
+    /// `PGPORT`, `PGUSER`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`,
+    /// `PGSSLCERT`, `PGSSLKEY`, and the password from `PGPASSWORD`, else
+    /// the password file (`PGPASSFILE`, else `~/.pgpass`; ignored with a
+    /// warning when group or others can read it).
+    pub fn with_libpq_environment(self) -> Result<ConnInfo, ConnInfoError> {
+        self.filled_from(&|key| std::env::var(key).ok())
+    }
+
+    fn filled_from(
+        mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ConnInfo, ConnInfoError> {
+        let invalid = |reason: String| ConnInfoError { reason };
+        let var = |key: &str| env(key).filter(|value| !value.is_empty());
+        let config = &mut self.config;
+        if config.get_hosts().is_empty() {
+            for host in var("PGHOST").as_deref().unwrap_or("localhost").split(',') {
+                config.host(host);
+            }
+        }
+        if config.get_ports().is_empty()
+            && let Some(port) = var("PGPORT")
+        {
+            let port = port
+                .parse()
+                .map_err(|_| invalid("PGPORT is not a port number".to_owned()))?;
+            config.port(port);
+        }
+        if config.get_user().is_none()
+            && let Some(user) = var("PGUSER").or_else(|| var("USER"))
+        {
+            config.user(user);
+        }
+        if config.get_dbname().is_none()
+            && let Some(dbname) = var("PGDATABASE")
+        {
+            config.dbname(dbname);
+        }
+        let tls = &mut self.tls;
+        if !self.mode_given
+            && let Some(mode) = var("PGSSLMODE")
+        {
+            tls.mode = mode.parse().map_err(invalid)?;
+        }
+        if tls.root_cert.is_none() {
+            tls.root_cert = var("PGSSLROOTCERT").map(RootCert::from_setting);
+        }
+        if tls.client_cert.is_none() {
+            tls.client_cert = var("PGSSLCERT").map(Into::into);
+        }
+        if tls.client_key.is_none() {
+            tls.client_key = var("PGSSLKEY").map(Into::into);
+        }
+        config.ssl_mode(tls.mode.negotiation());
+        if config.get_password().is_none() {
+            let password = var("PGPASSWORD").or_else(|| {
+                let path = pgpass_path(env)?;
+                let host = match config.get_hosts().first() {
+                    Some(Host::Tcp(name)) => name.clone(),
+                    // libpq matches a socket connection as `localhost`.
+                    _ => "localhost".to_owned(),
+                };
+                let port = config
+                    .get_ports()
+                    .first()
+                    .copied()
+                    .unwrap_or(5432)
+                    .to_string();
+                let user = config.get_user().unwrap_or_default().to_owned();
+                let dbname = config.get_dbname().unwrap_or(&user).to_owned();
+                pgpass_password(&path, [&host, &port, &dbname, &user])
+            });
+            if let Some(password) = password {
+                config.password(password);
+            }
+        }
+        self.masked = masked_form(config, tls);
+        Ok(self)
+    }
 }
 
 impl FromStr for ConnInfo {
@@ -60,23 +145,24 @@ impl FromStr for ConnInfo {
                 invalid(without_quoted_parts(&err.to_string()))
             })?;
         let mut tls = TlsSettings::default();
+        let mut mode_given = false;
         for (key, value) in tls_params {
             match key {
-                TlsKey::Mode => tls.mode = value.parse().map_err(invalid)?,
-                TlsKey::RootCert if value == "system" => tls.root_cert = Some(RootCert::System),
-                TlsKey::RootCert => tls.root_cert = Some(RootCert::File(value.into())),
+                TlsKey::Mode => {
+                    tls.mode = value.parse().map_err(invalid)?;
+                    mode_given = true;
+                }
+                TlsKey::RootCert => tls.root_cert = Some(RootCert::from_setting(value)),
                 TlsKey::Cert => tls.client_cert = Some(value.into()),
                 TlsKey::Key => tls.client_key = Some(value.into()),
             }
         }
         config.ssl_mode(tls.mode.negotiation());
-        let mut masked = masked_uri(&config);
-        if tls.mode != SslMode::Prefer {
-            masked.push_str(&format!("?sslmode={}", tls.mode));
-        }
+        let masked = masked_form(&config, &tls);
         Ok(ConnInfo {
             config,
             tls,
+            mode_given,
             masked,
         })
     }
@@ -245,6 +331,15 @@ fn keyword_pairs(text: &str) -> Option<Vec<(&str, String, &str)>> {
     }
 }
 
+/// The masked form, with the `sslmode` when it is not the default.
+fn masked_form(config: &tokio_postgres::Config, tls: &TlsSettings) -> String {
+    let mut masked = masked_uri(config);
+    if tls.mode != SslMode::Prefer {
+        masked.push_str(&format!("?sslmode={}", tls.mode));
+    }
+    masked
+}
+
 /// `postgres://user@host:port,host:port/dbname`, from the parsed parts.
 fn masked_uri(config: &tokio_postgres::Config) -> String {
     let mut out = String::from("postgres://");
@@ -363,6 +458,60 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("sslmode must be"), "{err}");
+    }
+
+    #[test]
+    fn the_environment_fills_only_what_the_string_leaves_out() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pgpass = dir.path().join("pass");
+        std::fs::write(&pgpass, "db:6543:shop:monitor:from-pgpass\n").unwrap();
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let pgpass = pgpass.display().to_string();
+        let env = |key: &str| {
+            Some(match key {
+                "PGHOST" => "db",
+                "PGPORT" => "6543",
+                "PGUSER" => "monitor",
+                "PGDATABASE" => "shop",
+                "PGSSLMODE" => "verify-full",
+                "PGSSLROOTCERT" => "system",
+                "PGPASSFILE" => pgpass.as_str(),
+                _ => return None,
+            })
+            .map(str::to_owned)
+        };
+        let filled = "sslmode=require"
+            .parse::<ConnInfo>()
+            .unwrap()
+            .filled_from(&env)
+            .unwrap();
+        assert_eq!(
+            filled.to_string(),
+            "postgres://monitor@db:6543/shop?sslmode=require"
+        );
+        assert_eq!(filled.ssl_mode(), SslMode::Require, "the string wins");
+        assert_eq!(filled.tls().root_cert, Some(RootCert::System));
+        assert_eq!(filled.config().get_password(), Some(&b"from-pgpass"[..]));
+
+        let with_env_password = |key: &str| {
+            (key == "PGPASSWORD")
+                .then(|| "from-env".to_owned())
+                .or_else(|| env(key))
+        };
+        let filled = "host=db port=6543 user=monitor dbname=shop"
+            .parse::<ConnInfo>()
+            .unwrap()
+            .filled_from(&with_env_password)
+            .unwrap();
+        assert_eq!(filled.config().get_password(), Some(&b"from-env"[..]));
+        assert_eq!(filled.ssl_mode(), SslMode::VerifyFull);
+        let given = "host=db user=monitor password=given"
+            .parse::<ConnInfo>()
+            .unwrap()
+            .filled_from(&with_env_password)
+            .unwrap();
+        assert_eq!(given.config().get_password(), Some(&b"given"[..]));
     }
 
     #[test]

@@ -27,6 +27,7 @@
 
 mod conninfo;
 mod diff;
+mod libpq_env;
 mod observe;
 mod poll;
 mod sql;

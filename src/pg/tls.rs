@@ -108,6 +108,17 @@ pub(crate) enum RootCert {
     System,
 }
 
+impl RootCert {
+    /// An `sslrootcert` setting: `system`, or a file.
+    pub(crate) fn from_setting(value: String) -> RootCert {
+        if value == "system" {
+            RootCert::System
+        } else {
+            RootCert::File(value.into())
+        }
+    }
+}
+
 /// A connection's TLS settings, as libpq reads them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct TlsSettings {

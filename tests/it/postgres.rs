@@ -481,3 +481,97 @@ async fn the_password_reaches_no_surface_through_a_source_restart() {
         assert!(!everything.contains(secret), "{secret:?} leaked");
     }
 }
+
+/// `pgmigrator monitor` with `env` and `HOME` set: the running process once
+/// it serves, or its exit code and stderr.
+fn monitor_with_env(
+    source: &str,
+    dest: &str,
+    env: &[(&str, &str)],
+    home: &std::path::Path,
+) -> Result<crate::Running, (Option<i32>, String)> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pgmigrator"));
+    command
+        .args([
+            "monitor",
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            source,
+            "--dest",
+            dest,
+        ])
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .env("HOME", home)
+        .env("PGMIGRATOR_HOME", home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.starts_with("Dashboard: ") {
+        return Ok(crate::Running(child));
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    Err((status.code(), stderr))
+}
+
+#[test]
+fn the_password_can_come_from_pgpassword_or_a_private_pgpass_and_never_from_argv() {
+    use std::os::unix::fs::PermissionsExt;
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest) = replication_pair();
+    // No password in the strings, so none in the process list.
+    let without =
+        |cluster: &Cluster| format!("postgres://monitor@127.0.0.1:{}/postgres", cluster.port);
+    let (source_uri, dest_uri) = (without(&source), without(&dest));
+    let home = tempfile::tempdir().unwrap();
+
+    let running = monitor_with_env(
+        &source_uri,
+        &dest_uri,
+        &[("PGPASSWORD", MONITOR_PASSWORD)],
+        home.path(),
+    )
+    .unwrap_or_else(|(code, stderr)| panic!("PGPASSWORD: exit {code:?}: {stderr}"));
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", running.0.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("pw9f3"));
+    drop(running);
+
+    let escaped = MONITOR_PASSWORD.replace('\\', "\\\\").replace(':', "\\:");
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(&pgpass, format!("127.0.0.1:*:*:monitor:{escaped}\n")).unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let running = monitor_with_env(&source_uri, &dest_uri, &[], home.path())
+        .unwrap_or_else(|(code, stderr)| panic!(".pgpass: exit {code:?}: {stderr}"));
+    // Let it write its state, then look for the password everywhere.
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(running);
+    let state = std::fs::read_to_string(home.path().join("state.json")).unwrap();
+    assert!(!state.contains("pw9f3"), "{state}");
+
+    // A password file others can read is ignored, with libpq's warning.
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, stderr) = monitor_with_env(&source_uri, &dest_uri, &[], home.path())
+        .err()
+        .expect("no password: the monitor cannot connect");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("has group or world access"), "{stderr}");
+    assert!(!stderr.contains("pw9f3"), "{stderr}");
+}

@@ -35,7 +35,9 @@ pub(crate) enum Command {
 pub(crate) struct MonitorArgs {
     #[command(flatten)]
     pub(crate) http: HttpArgs,
-    /// Connection URI of the source (publisher), e.g. postgres://monitor:…@source:5432/shop
+    /// The source (publisher): a postgres:// URI or libpq key=value pairs,
+    /// with sslmode and friends; PG* variables and ~/.pgpass fill what it
+    /// leaves out (e.g. postgres://monitor@source:5432/shop?sslmode=verify-full)
     #[arg(
         long,
         value_name = "URI",
@@ -43,7 +45,7 @@ pub(crate) struct MonitorArgs {
         hide_env_values = true
     )]
     pub(crate) source: String,
-    /// Connection URI of the destination (subscriber).
+    /// The destination (subscriber), in the same forms.
     #[arg(
         long,
         value_name = "URI",

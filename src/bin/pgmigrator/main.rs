@@ -92,8 +92,11 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
 async fn monitor_command(args: MonitorArgs) -> Result<(), Failure> {
     let collector = live_collector(args.tui)?;
     collector.set_phase(Phase::Connecting).await;
+    // libpq's environment and password file fill what the string leaves
+    // out, so no password needs to be on the command line.
     let parse = |which: &str, text: &str| {
         text.parse::<ConnInfo>()
+            .and_then(ConnInfo::with_libpq_environment)
             .map_err(|err| format!("--{which}: {err}"))
     };
     let config = MonitorConfig {
