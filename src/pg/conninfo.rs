@@ -469,7 +469,7 @@ mod tests {
         std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
         let pgpass = pgpass.display().to_string();
         let env = |key: &str| {
-            Some(match key {
+            let value = match key {
                 "PGHOST" => "db",
                 "PGPORT" => "6543",
                 "PGUSER" => "monitor",
@@ -478,8 +478,8 @@ mod tests {
                 "PGSSLROOTCERT" => "system",
                 "PGPASSFILE" => pgpass.as_str(),
                 _ => return None,
-            })
-            .map(str::to_owned)
+            };
+            Some(value.to_owned())
         };
         let filled = "sslmode=require"
             .parse::<ConnInfo>()
