@@ -126,12 +126,22 @@ where
             stop.cancel();
         }
     }));
-    let server = tokio::spawn(http::serve(
-        surfaces.listener,
-        collector.snapshots(),
-        surfaces.http,
-        stop.clone().cancelled_owned(),
-    ));
+    let server = tokio::spawn({
+        let serving = http::serve(
+            surfaces.listener,
+            collector.snapshots(),
+            surfaces.http,
+            stop.clone().cancelled_owned(),
+        );
+        let stop = stop.clone();
+        async move {
+            let served = serving.await;
+            // A server that fails stops everything rather than leaving a
+            // job nobody can see.
+            stop.cancel();
+            served
+        }
+    });
     #[cfg(feature = "tui")]
     let dashboard = surfaces.tui.then(|| {
         let feed = crate::tui::Feed::local(collector.snapshots());

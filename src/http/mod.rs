@@ -31,7 +31,10 @@
 mod auth;
 pub mod metrics;
 mod server;
+mod tls;
 mod ws;
+
+pub use tls::TlsFiles;
 
 use std::future::Future;
 use std::io;
@@ -79,6 +82,9 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Time requests in flight get to finish once shutdown starts.
     pub shutdown_grace: Duration,
+    /// Serve HTTPS (and `wss://`) only, with this certificate and key,
+    /// read again when they change; plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
     /// Longest time a WebSocket client may take to accept one frame before
     /// it is dropped.
     pub client_send_timeout: Duration,
@@ -97,6 +103,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            tls: None,
             client_send_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(20),
         }
@@ -231,13 +238,19 @@ pub async fn serve(
         header_read_timeout: config.header_read_timeout,
         shutdown_grace: config.shutdown_grace,
     };
+    let tls = match &config.tls {
+        Some(files) => Some(
+            tls::acceptor(files).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?,
+        ),
+        None => None,
+    };
     let (router, state) = build(source.into(), config);
     let shutdown = async {
         shutdown.await;
         // WebSocket clients get their close frame while requests finish.
         state.hub.close_clients();
     };
-    server::run(listener, router, limits, shutdown).await?;
+    server::run(listener, router, limits, tls, shutdown).await?;
     state.hub.clients_gone(Duration::from_secs(2)).await;
     Ok(())
 }

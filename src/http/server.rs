@@ -16,10 +16,12 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -51,6 +53,7 @@ pub(super) async fn run(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -72,13 +75,26 @@ pub(super) async fn run(
                 Ok((stream, _peer)) => match Arc::clone(&permits).try_acquire_owned() {
                     Ok(permit) => {
                         let permit = ConnectionPermit(Arc::new(permit));
-                        connections.spawn(serve_connection(
-                            stream,
-                            router.clone(),
-                            limits.header_read_timeout,
-                            closing.clone(),
-                            permit,
-                        ));
+                        let (router, closing) = (router.clone(), closing.clone());
+                        let deadline = limits.header_read_timeout;
+                        let tls = tls.clone();
+                        connections.spawn(async move {
+                            match tls {
+                                // The handshake gets the same deadline as
+                                // a request's headers.
+                                Some(tls) => {
+                                    if let Ok(Ok(stream)) =
+                                        tokio::time::timeout(deadline, tls.accept(stream)).await
+                                    {
+                                        serve_connection(stream, router, deadline, closing, permit)
+                                            .await;
+                                    }
+                                }
+                                None => {
+                                    serve_connection(stream, router, deadline, closing, permit).await;
+                                }
+                            }
+                        });
                     }
                     // Closing at once frees the descriptor and tells the
                     // client, where leaving it in the backlog would not.
@@ -127,7 +143,7 @@ fn is_per_connection(err: &io::Error) -> bool {
 }
 
 async fn serve_connection(
-    stream: TcpStream,
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
     router: Router,
     header_read_timeout: Duration,
     closing: CancellationToken,

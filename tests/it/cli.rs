@@ -731,3 +731,67 @@ fn a_key_typed_in_a_real_terminal_reaches_the_tui() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn serving_commands_take_a_certificate_and_say_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::pki::Ca::new("test CA");
+    let (cert, key) = ca
+        .issue(&["localhost"], "localhost")
+        .write(dir.path(), "server", 0o600);
+    let path = saved_state(dir.path());
+    let (_serve, url) = crate::start_pgmigrator(&[
+        "serve".as_ref(),
+        "--state-file".as_ref(),
+        path.as_os_str(),
+        "--tls-cert".as_ref(),
+        cert.as_os_str(),
+        "--tls-key".as_ref(),
+        key.as_os_str(),
+    ]);
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    // A key that is not there, or a certificate without a key: refused
+    // before anything listens.
+    let missing = dir.path().join("missing.key");
+    let out = pgmigrator(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            missing.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--tls-key") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let out = pgmigrator(&["serve", "--tls-cert", cert.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_token_served_without_tls_off_loopback_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    // A documentation address (TEST-NET-1) that no interface has: the
+    // warning comes first, then binding fails; nothing is sent anywhere.
+    let out = pgmigrator(
+        &[
+            "serve",
+            "--listen",
+            "192.0.2.1:7654",
+            "--token",
+            "0123456789abcdefXYZ",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("crosses the network in clear"), "{stderr}");
+}

@@ -63,6 +63,18 @@ impl Server {
     }
 }
 
+/// GET that may fail: the status line's code, or `None` when no HTTP
+/// answer came.
+pub(crate) async fn try_get(url: &str) -> Option<u16> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let request = hyper::Request::get(url).body(Empty::new()).unwrap();
+    let response = timeout(Duration::from_secs(5), client.request(request))
+        .await
+        .ok()?
+        .ok()?;
+    Some(response.status().as_u16())
+}
+
 /// GET with optional headers: (status, content type, body).
 pub(crate) async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();

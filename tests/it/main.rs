@@ -11,8 +11,10 @@ mod cluster;
 mod collector;
 #[cfg(feature = "http")]
 mod http;
+#[cfg(feature = "http")]
+mod https;
 mod persist;
-#[cfg(all(feature = "postgres", feature = "cli"))]
+#[cfg(any(feature = "http", feature = "postgres"))]
 mod pki;
 #[cfg(all(feature = "postgres", feature = "cli"))]
 mod postgres;

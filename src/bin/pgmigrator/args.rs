@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use pgmigrator_metrics::http::{DEFAULT_LISTEN, HttpConfig, TOKEN_ENV};
+use pgmigrator_metrics::http::{DEFAULT_LISTEN, HttpConfig, TOKEN_ENV, TlsFiles};
 
 #[derive(Debug, Parser)]
 #[command(name = "pgmigrator", version, about)]
@@ -101,6 +101,13 @@ pub(crate) struct HttpArgs {
     /// and localhost (repeatable), e.g. its DNS name behind a proxy.
     #[arg(long = "allow-host", value_name = "NAME")]
     pub(crate) allow_hosts: Vec<String>,
+    /// Serve HTTPS only, with this certificate chain (PEM); it is read again
+    /// when it changes on disk.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -155,10 +162,18 @@ impl HttpArgs {
             Some(path) => Some(read_token_file(path)?),
             None => self.token.clone().filter(|t| !t.is_empty()),
         };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
         Ok(HttpConfig {
             token,
             allowed_origins: self.allow_origins.clone(),
             allowed_hosts: self.allow_hosts.clone(),
+            tls,
             ..HttpConfig::default()
         }
         .within_fd_limit())

@@ -3,6 +3,7 @@
 
 mod args;
 mod output;
+mod serving;
 mod signals;
 
 use std::error::Error;
@@ -11,21 +12,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use pgmigrator_metrics::app::{self, Surfaces};
+use pgmigrator_metrics::app;
 use pgmigrator_metrics::demo::{self, DemoOptions};
-use pgmigrator_metrics::http::{self, HttpConfig};
+use pgmigrator_metrics::http;
 use pgmigrator_metrics::pg::{self, ConnInfo, MonitorConfig};
 use pgmigrator_metrics::printable::{printable, printable_json, printable_line};
 use pgmigrator_metrics::{
-    Collector, Phase, StateFileMirror, StderrLayer, default_state_path, read_state_file, status,
-    tui,
+    Phase, StateFileMirror, StderrLayer, default_state_path, read_state_file, status, tui,
 };
 use time::OffsetDateTime;
-use tokio::net::TcpListener;
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::args::{Cli, Command, DemoArgs, HttpArgs, MonitorArgs, ServeArgs, StatusArgs, TuiArgs};
+use crate::args::{Cli, Command, DemoArgs, MonitorArgs, ServeArgs, StatusArgs, TuiArgs};
 use crate::output::{one_line, print, say};
+use crate::serving::{listen, live_collector, surfaces};
 use crate::signals::{panics, shutdown_signal};
 
 type Failure = Box<dyn Error + Send + Sync>;
@@ -188,58 +188,6 @@ fn state_path(arg: Option<PathBuf>) -> Result<PathBuf, Failure> {
         Some(path) => Ok(path),
         None => Ok(default_state_path()?),
     }
-}
-
-/// A collector whose log ring also receives this process's `tracing` events;
-/// warnings also go to stderr unless the terminal dashboard owns the screen.
-fn live_collector(tui: bool) -> Result<Collector, Failure> {
-    let collector = Collector::new();
-    let stderr = (!tui).then(StderrLayer::default);
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::registry()
-            .with(collector.tracing_layer())
-            .with(stderr),
-    )?;
-    Ok(collector)
-}
-
-/// Where a live job is shown: the listener bound, the state file chosen.
-async fn surfaces(
-    http: &HttpArgs,
-    state_file: Option<PathBuf>,
-    tui: bool,
-) -> Result<Surfaces, Failure> {
-    let state_file = state_path(state_file)?;
-    let (listener, config) = listen(http, !tui).await?;
-    if !tui {
-        say(&format!("State file: {}", state_file.display()));
-    }
-    Ok(Surfaces {
-        listener,
-        http: config,
-        state_file,
-        tui,
-    })
-}
-
-/// Binds the listener after checking the address is safe to serve on, and
-/// prints its URL when `announce`.
-async fn listen(args: &HttpArgs, announce: bool) -> Result<(TcpListener, HttpConfig), Failure> {
-    let config = args.config()?;
-    http::check_listen_address(args.listen, &config)?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|err| format!("cannot listen on {}: {err}", args.listen))?;
-    let addr = listener.local_addr()?;
-    if announce {
-        let query = if config.token.is_some() {
-            "?token=…"
-        } else {
-            ""
-        };
-        say(&format!("Dashboard: http://{addr}/{query}"));
-    }
-    Ok((listener, config))
 }
 
 fn stopped(tui: bool) {

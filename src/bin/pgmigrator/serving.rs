@@ -1,0 +1,83 @@
+//! What a serving command sets up: its logging, its listener and the
+//! surfaces of a live job.
+
+use std::path::PathBuf;
+
+use pgmigrator_metrics::app::Surfaces;
+use pgmigrator_metrics::http::{self, HttpConfig};
+use pgmigrator_metrics::{Collector, StderrLayer};
+use tokio::net::TcpListener;
+use tracing_subscriber::layer::SubscriberExt;
+
+use crate::Failure;
+use crate::args::HttpArgs;
+use crate::output::say;
+
+/// A collector whose log ring also receives this process's `tracing` events;
+/// warnings also go to stderr unless the terminal dashboard owns the screen.
+pub(crate) fn live_collector(tui: bool) -> Result<Collector, Failure> {
+    let collector = Collector::new();
+    let stderr = (!tui).then(StderrLayer::default);
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry()
+            .with(collector.tracing_layer())
+            .with(stderr),
+    )?;
+    Ok(collector)
+}
+
+/// Where a live job is shown: the listener bound, the state file chosen.
+pub(crate) async fn surfaces(
+    http: &HttpArgs,
+    state_file: Option<PathBuf>,
+    tui: bool,
+) -> Result<Surfaces, Failure> {
+    let state_file = crate::state_path(state_file)?;
+    let (listener, config) = listen(http, !tui).await?;
+    if !tui {
+        say(&format!("State file: {}", state_file.display()));
+    }
+    Ok(Surfaces {
+        listener,
+        http: config,
+        state_file,
+        tui,
+    })
+}
+
+/// Binds the listener after checking the address is safe to serve on, and
+/// prints its URL when `announce`.
+pub(crate) async fn listen(
+    args: &HttpArgs,
+    announce: bool,
+) -> Result<(TcpListener, HttpConfig), Failure> {
+    let config = args.config()?;
+    http::check_listen_address(args.listen, &config)?;
+    if let Some(tls) = &config.tls {
+        tls.check()?;
+    } else if !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            "serving plain HTTP on {}: the token crosses the network in clear; \
+             pass --tls-cert and --tls-key",
+            args.listen
+        );
+    }
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|err| format!("cannot listen on {}: {err}", args.listen))?;
+    let addr = listener.local_addr()?;
+    if announce {
+        let query = if config.token.is_some() {
+            "?token=…"
+        } else {
+            ""
+        };
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        say(&format!("Dashboard: {scheme}://{addr}/{query}"));
+    }
+    Ok((listener, config))
+}
