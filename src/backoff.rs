@@ -28,6 +28,7 @@ impl Backoff {
     }
 
     /// It worked: the next wait is the first again.
+    #[cfg_attr(not(feature = "tui"), allow(dead_code))]
     pub(crate) fn reset(&mut self) {
         self.next = FIRST;
     }

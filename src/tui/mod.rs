@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use model::{HISTORY, Link, Mode, Model, POINT_SPACING, STALE_AFTER, SortMode};
-pub use remote::ApiAddrError;
+pub use remote::RemoteError;
 pub use view::{draw, table_rows};
 
 use crate::model::{LogEntry, Snapshot};
@@ -64,11 +64,23 @@ impl Feed {
     }
 
     /// Follows a server over its WebSocket (`api` like
-    /// `http://127.0.0.1:7654`): the whole snapshot on every tick,
+    /// `http://127.0.0.1:7654`, or `https://…`, verified against the
+    /// system's trusted roots): the whole snapshot on every tick,
     /// reconnecting with backoff (1 s doubling to 30 s) when it goes away,
     /// and its log lines every 2 s. Must be called inside a Tokio runtime.
-    pub fn remote(api: &str, token: Option<String>) -> Result<Feed, ApiAddrError> {
-        remote::connect(api, token)
+    pub fn remote(api: &str, token: Option<String>) -> Result<Feed, RemoteError> {
+        remote::connect(api, token, None)
+    }
+
+    /// [`remote`](Self::remote) over `https://`, trusting the CA
+    /// certificate (PEM) in `ca_cert` instead of the system's roots. A
+    /// certificate that does not verify shows as the reconnecting reason.
+    pub fn remote_trusting(
+        api: &str,
+        token: Option<String>,
+        ca_cert: &std::path::Path,
+    ) -> Result<Feed, RemoteError> {
+        remote::connect(api, token, Some(ca_cert))
     }
 }
 

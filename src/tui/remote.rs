@@ -2,68 +2,170 @@
 //! over HTTP.
 
 use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Feed, Link};
 use crate::backoff::Backoff;
 use crate::model::{LogEntry, Snapshot};
 
-/// An API address that is not `http://HOST:PORT`.
+/// Why a server cannot be followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiAddrError {
-    addr: String,
+#[non_exhaustive]
+pub enum RemoteError {
+    /// The API address is not `http://HOST:PORT` or `https://HOST:PORT`.
+    Address(String),
+    /// The CA certificate to trust cannot be used.
+    CaCert {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
-impl fmt::Display for ApiAddrError {
+impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:?} is not an API address: expected http://HOST:PORT",
-            self.addr
-        )
+        match self {
+            RemoteError::Address(addr) => write!(
+                f,
+                "{addr:?} is not an API address: expected http://HOST:PORT or https://HOST:PORT"
+            ),
+            RemoteError::CaCert { path, reason } => {
+                write!(f, "--ca-cert {}: {reason}", path.display())
+            }
+        }
     }
 }
 
-impl std::error::Error for ApiAddrError {}
+impl std::error::Error for RemoteError {}
 
-/// `http://host:port` → `host:port`.
-fn authority(api: &str) -> Result<String, ApiAddrError> {
-    let invalid = || ApiAddrError {
-        addr: api.chars().take(200).collect(),
-    };
-    let authority = api
-        .strip_prefix("http://")
-        .ok_or_else(invalid)?
-        .trim_end_matches('/');
-    if authority.is_empty() || authority.contains('/') {
-        return Err(invalid());
-    }
-    Ok(authority.to_owned())
+/// A byte stream to the server, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Where the server is and how to reach it.
+#[derive(Clone)]
+struct Endpoint {
+    /// `host:port`.
+    authority: String,
+    /// For `https://`: the name to verify, and the connector.
+    tls: Option<(ServerName<'static>, TlsConnector)>,
 }
 
-pub(super) fn connect(api: &str, token: Option<String>) -> Result<Feed, ApiAddrError> {
-    let authority = authority(api)?;
+impl Endpoint {
+    /// `http://host:port` or `https://host:port`; HTTPS verifies against
+    /// `ca_cert`, else the system's trusted roots.
+    fn parse(api: &str, ca_cert: Option<&Path>) -> Result<Endpoint, RemoteError> {
+        let invalid = || RemoteError::Address(api.chars().take(200).collect());
+        let (https, rest) = match api.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, api.strip_prefix("http://").ok_or_else(invalid)?),
+        };
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') {
+            return Err(invalid());
+        }
+        let tls = if https {
+            let host = match authority.rsplit_once(':') {
+                Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+                _ => authority,
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = ServerName::try_from(host.to_owned()).map_err(|_| invalid())?;
+            Some((name, connector(ca_cert)?))
+        } else {
+            None
+        };
+        Ok(Endpoint {
+            authority: authority.to_owned(),
+            tls,
+        })
+    }
+
+    fn ws_url(&self, query: &str) -> String {
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}/api/v1/ws{query}", self.authority)
+    }
+
+    async fn connect(&self) -> io::Result<Pin<Box<dyn Io>>> {
+        let tcp = TcpStream::connect(&self.authority).await?;
+        Ok(match &self.tls {
+            Some((name, connector)) => Box::pin(connector.connect(name.clone(), tcp).await?),
+            None => Box::pin(tcp),
+        })
+    }
+}
+
+/// A TLS connector trusting `ca_cert`, or the system's roots.
+fn connector(ca_cert: Option<&Path>) -> Result<TlsConnector, RemoteError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_cert {
+        Some(path) => {
+            let bad = |reason: String| RemoteError::CaCert {
+                path: path.to_owned(),
+                reason,
+            };
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|err| bad(err.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("no certificate in the file".to_owned()));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|err| bad(err.to_string()))?;
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|err| RemoteError::Address(err.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+pub(super) fn connect(
+    api: &str,
+    token: Option<String>,
+    ca_cert: Option<&Path>,
+) -> Result<Feed, RemoteError> {
+    let endpoint = Endpoint::parse(api, ca_cert)?;
     let query = token
         .as_deref()
         .map(|t| format!("?token={}", percent_encode(t)))
         .unwrap_or_default();
-    let url = format!("ws://{authority}/api/v1/ws{query}");
     let (snapshots_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let (link_tx, link) = watch::channel(Link::Connecting);
     let (logs_tx, logs) = watch::channel(Arc::new(Vec::new()));
-    tokio::spawn(stream_snapshots(url, snapshots_tx, link_tx));
-    tokio::spawn(poll_logs(authority, token, logs_tx));
+    tokio::spawn(stream_snapshots(
+        endpoint.clone(),
+        endpoint.ws_url(&query),
+        snapshots_tx,
+        link_tx,
+    ));
+    tokio::spawn(poll_logs(endpoint, token, logs_tx));
     Ok(Feed {
         snapshots,
         link,
@@ -74,13 +176,26 @@ pub(super) fn connect(api: &str, token: Option<String>) -> Result<Feed, ApiAddrE
 /// Connects, forwards every snapshot, and reconnects with backoff; ends
 /// when nobody follows any more.
 async fn stream_snapshots(
+    endpoint: Endpoint,
     url: String,
     snapshots: watch::Sender<Arc<Snapshot>>,
     link: watch::Sender<Link>,
 ) {
     let mut backoff = Backoff::default();
     while !snapshots.is_closed() {
-        let reason = match tokio_tungstenite::connect_async(url.as_str()).await {
+        let connected = match endpoint.connect().await {
+            // A certificate that does not verify shows here, by name.
+            Err(err) => Err(err.to_string()),
+            Ok(stream) => tokio_tungstenite::client_async(url.as_str(), stream)
+                .await
+                .map_err(|err| match err {
+                    tokio_tungstenite::tungstenite::Error::Http(response) => {
+                        format!("HTTP {}", response.status())
+                    }
+                    err => err.to_string(),
+                }),
+        };
+        let reason = match connected {
             Ok((mut ws, _)) => {
                 link.send_replace(Link::Live);
                 backoff.reset();
@@ -101,10 +216,7 @@ async fn stream_snapshots(
                     }
                 }
             }
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                format!("HTTP {}", response.status())
-            }
-            Err(err) => err.to_string(),
+            Err(reason) => reason,
         };
         let retry_in = backoff.next_wait();
         link.send_replace(Link::Reconnecting { retry_in, reason });
@@ -114,15 +226,14 @@ async fn stream_snapshots(
 
 /// Fetches `/api/v1/logs` every 2 s while anyone follows.
 async fn poll_logs(
-    authority: String,
+    endpoint: Endpoint,
     token: Option<String>,
     logs: watch::Sender<Arc<Vec<LogEntry>>>,
 ) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut ticks = tokio::time::interval(Duration::from_secs(2));
     while !logs.is_closed() {
         ticks.tick().await;
-        let fetch = get_logs(&client, &authority, token.as_deref());
+        let fetch = get_logs(&endpoint, token.as_deref());
         if let Ok(Ok(entries)) = tokio::time::timeout(Duration::from_secs(5), fetch).await {
             logs.send_replace(Arc::new(entries));
         }
@@ -132,18 +243,25 @@ async fn poll_logs(
 /// Largest log response read.
 const MAX_LOGS_BYTES: usize = 16 * 1024 * 1024;
 
-/// One GET of the server's log ring.
-async fn get_logs(
-    client: &Client<HttpConnector, Empty<Bytes>>,
-    authority: &str,
-    token: Option<&str>,
-) -> Result<Vec<LogEntry>, String> {
-    let mut request = hyper::Request::get(format!("http://{authority}/api/v1/logs"));
+/// One GET of the server's log ring, on a connection of its own.
+async fn get_logs(endpoint: &Endpoint, token: Option<&str>) -> Result<Vec<LogEntry>, String> {
+    let stream = endpoint.connect().await.map_err(|e| e.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let mut request =
+        hyper::Request::get("/api/v1/logs").header(hyper::header::HOST, &endpoint.authority);
     if let Some(token) = token {
         request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
-    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
     if response.status() != hyper::StatusCode::OK {
         return Err(format!("HTTP {}", response.status()));
     }
@@ -171,19 +289,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn api_addresses_must_be_plain_http_host_and_port() {
+    fn api_addresses_are_http_or_https_host_and_port() {
+        let plain = Endpoint::parse("http://127.0.0.1:7654/", None).unwrap();
+        assert_eq!(plain.authority, "127.0.0.1:7654");
         assert_eq!(
-            authority("http://127.0.0.1:7654/").unwrap(),
-            "127.0.0.1:7654"
+            plain.ws_url("?token=x"),
+            "ws://127.0.0.1:7654/api/v1/ws?token=x"
         );
-        assert!(
-            authority("https://x:1")
-                .unwrap_err()
-                .to_string()
-                .contains("http://HOST:PORT")
-        );
-        assert!(authority("http://x:1/api").is_err());
-        assert!(authority("127.0.0.1:7654").is_err());
+        let secure = Endpoint::parse("https://metrics.internal:7654", None).unwrap();
+        assert_eq!(secure.ws_url(""), "wss://metrics.internal:7654/api/v1/ws");
+        for bad in ["ftp://x:1", "http://x:1/api", "127.0.0.1:7654", "http://"] {
+            let err = Endpoint::parse(bad, None).err().unwrap();
+            assert!(
+                err.to_string().contains("expected http://HOST:PORT"),
+                "{bad}"
+            );
+        }
+        let missing = Endpoint::parse("https://x:1", Some(Path::new("/nonexistent/ca.pem")))
+            .err()
+            .unwrap();
+        assert!(matches!(missing, RemoteError::CaCert { .. }), "{missing}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod http;
 mod https;
 mod persist;
 #[cfg(any(feature = "http", feature = "postgres"))]
+#[allow(dead_code)]
 mod pki;
 #[cfg(all(feature = "postgres", feature = "cli"))]
 mod postgres;

@@ -375,3 +375,56 @@ fn a_copying_table_without_progress_for_a_minute_is_marked_stalled() {
     assert!(row("public.table_000").contains("stalled"));
     assert!(row("public.table_001").contains("copying"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remote_feed_follows_an_https_server_and_names_a_bad_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::pki::Ca::new("test CA");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let (cert, key) = ca
+        .issue(&["localhost"], "localhost")
+        .write(dir.path(), "server", 0o600);
+    let collector = Collector::builder()
+        .tick(Duration::from_millis(100))
+        .build();
+    collector.set_phase(pgmigrator_metrics::Phase::Copy).await;
+    collector
+        .add_log(pgmigrator_metrics::LogEntry::new(
+            pgmigrator_metrics::LogLevel::Info,
+            "over TLS",
+        ))
+        .await;
+    let config = HttpConfig {
+        tls: Some(http::TlsFiles { cert, key }),
+        ..HttpConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _server = tokio::spawn(http::serve(
+        listener,
+        collector.clone(),
+        config,
+        std::future::pending(),
+    ));
+    let api = format!("https://localhost:{port}");
+
+    let mut feed = Feed::remote_trusting(&api, None, &ca_file).unwrap();
+    wait_for(&mut feed, "live snapshots over TLS", |link, s| {
+        *link == Link::Live && s.phase == pgmigrator_metrics::Phase::Copy
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !feed.logs.borrow().iter().any(|e| e.message == "over TLS") {
+        assert!(Instant::now() < deadline, "no log lines over TLS");
+        let _ = timeout(Duration::from_millis(200), feed.logs.changed()).await;
+    }
+
+    // A CA that did not sign the server's certificate: reconnecting, and
+    // the reason names the certificate problem.
+    let other = crate::pki::Ca::new("other").write(dir.path(), "other.crt");
+    let mut wrong = Feed::remote_trusting(&api, None, &other).unwrap();
+    wait_for(&mut wrong, "a certificate error", |link, _| {
+        matches!(link, Link::Reconnecting { reason, .. } if reason.contains("certificate"))
+    })
+    .await;
+}

@@ -75,6 +75,10 @@ pub(crate) struct TuiArgs {
     /// The server's token.
     #[arg(long, env = TOKEN_ENV, hide_env_values = true, requires = "api_addr")]
     pub(crate) token: Option<String>,
+    /// For an https:// server: trust this CA certificate (PEM) instead of
+    /// the system's roots.
+    #[arg(long, value_name = "PATH", requires = "api_addr")]
+    pub(crate) ca_cert: Option<PathBuf>,
     /// A state file to follow instead [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
     #[arg(long, value_name = "PATH")]
     pub(crate) state_file: Option<PathBuf>,

@@ -135,7 +135,13 @@ async fn serve_command(args: ServeArgs) -> Result<(), Failure> {
 
 async fn tui_command(args: TuiArgs) -> Result<(), Failure> {
     let feed = match args.api_addr {
-        Some(api) => tui::Feed::remote(&api, args.token.filter(|t| !t.is_empty()))?,
+        Some(api) => {
+            let token = args.token.filter(|t| !t.is_empty());
+            match &args.ca_cert {
+                Some(ca) => tui::Feed::remote_trusting(&api, token, ca)?,
+                None => tui::Feed::remote(&api, token)?,
+            }
+        }
         None => tui::Feed::local(StateFileMirror::start(state_path(args.state_file)?)),
     };
     tui::run(feed, shutdown_signal(None))
