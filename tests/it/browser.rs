@@ -22,7 +22,7 @@ struct Page {
 }
 
 impl Page {
-    async fn open(profile: &std::path::Path, url: &str) -> (Running, Page) {
+    async fn open(profile: &std::path::Path, url: &str, extra: &[String]) -> (Running, Page) {
         let browser = Running(
             Command::new(CHROMIUM)
                 .args([
@@ -39,6 +39,7 @@ impl Page {
                     "--window-size=1280,900",
                 ])
                 .arg(format!("--user-data-dir={}", profile.display()))
+                .args(extra)
                 .arg(url)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -172,7 +173,7 @@ async fn the_dashboard_shows_live_data_in_a_browser_and_says_when_disconnected()
     ]);
     let profile = dir.path().join("profile");
     std::fs::create_dir(&profile).unwrap();
-    let (_browser, mut page) = Page::open(&profile, &url).await;
+    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
 
     let live = page
         .wait_until("live data", |v| {
@@ -244,4 +245,43 @@ async fn the_dashboard_shows_live_data_in_a_browser_and_says_when_disconnected()
             .contains("public.order_items"),
         "{stale}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_works_over_https_with_its_websocket_on_wss() {
+    if !crate::tools::available(CHROMIUM) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::pki::Ca::new("test CA");
+    let leaf = ca.issue(&["localhost", "127.0.0.1"], "localhost");
+    let (cert, key) = leaf.write(dir.path(), "server", 0o600);
+    let (_demo, url) = start_pgmigrator(&[
+        "demo".as_ref(),
+        "--duration".as_ref(),
+        "120s".as_ref(),
+        "--state-file".as_ref(),
+        dir.path().join("state.json").as_os_str(),
+        "--tls-cert".as_ref(),
+        cert.as_os_str(),
+        "--tls-key".as_ref(),
+        key.as_os_str(),
+    ]);
+    assert!(url.starts_with("https://"), "{url}");
+    let profile = dir.path().join("profile");
+    std::fs::create_dir(&profile).unwrap();
+    // The browser trusts exactly this certificate's key, as a pinned one.
+    let pin = format!("--ignore-certificate-errors-spki-list={}", leaf.spki_sha256);
+    let (_browser, mut page) = Page::open(&profile, &url, &[pin]).await;
+    let live = page
+        .wait_until("live data over HTTPS", |v| {
+            v["conn"] == "live"
+                && v["tables"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("public.order_items"))
+        })
+        .await;
+    let first_elapsed = live["elapsed"].clone();
+    page.wait_until("updates over wss://", |v| v["elapsed"] != first_elapsed)
+        .await;
 }

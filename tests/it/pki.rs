@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, PublicKeyData,
+};
 
 /// A certificate authority.
 pub struct Ca {
@@ -14,6 +16,8 @@ pub struct Ca {
 pub struct Leaf {
     pub cert: String,
     pub key: String,
+    /// Base64 of the SHA-256 of its public key (SPKI), as browsers pin it.
+    pub spki_sha256: String,
 }
 
 impl Ca {
@@ -40,9 +44,14 @@ impl Ca {
             .push(DnType::CommonName, common_name);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let digest = ring::digest::digest(&ring::digest::SHA256, &key.subject_public_key_info());
         Leaf {
             cert: cert.pem(),
             key: key.serialize_pem(),
+            spki_sha256: base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                digest.as_ref(),
+            ),
         }
     }
 
