@@ -83,7 +83,9 @@ async fn the_monitor_follows_copy_streaming_lag_and_a_source_restart() {
     let collector = Collector::builder()
         .tick(Duration::from_millis(100))
         .build();
+    let started = std::time::Instant::now();
     let monitor = Monitor::connect(config(&source, &dest)).await.unwrap();
+    println!("plain connect (two connections): {:?}", started.elapsed());
     assert_eq!(monitor.subscription(), "sub");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(pg::run(collector.clone(), monitor, async {

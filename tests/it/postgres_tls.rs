@@ -154,7 +154,7 @@ async fn sslmodes_mean_what_they_mean_in_libpq() {
         .to_string();
     assert!(err.contains("give sslrootcert=PATH"), "{err}");
 
-    println!("verify-full connect (two connections, one TLS): {handshake:?}");
+    println!("verify-full connect (two connections, the source's over TLS): {handshake:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
