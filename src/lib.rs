@@ -90,12 +90,15 @@
 //!   ([`read_state_file`]), `persister` ([`StatePersister`]).
 //! - [`status`]: the offline report of `pgmigrator status`.
 //! - `http` (feature `http`): `server` (the accept loop and its connection
-//!   limits), `auth` (Host, token, origin), `ws` (the WebSocket hub),
+//!   limits), `tls` (HTTPS with certificates re-read when they change),
+//!   `auth` (Host, token, origin), `ws` (the WebSocket hub),
 //!   `metrics` (Prometheus), the dashboard; `app` runs a job with every
 //!   surface and one stop.
 //! - [`demo`]: a simulated migration driving a collector like the pipeline.
 //! - `pg` (feature `postgres`): following a native logical-replication
-//!   migration: `conninfo` (a connection string parsed once, shown masked),
+//!   migration: `conninfo` (a connection string parsed once, shown masked;
+//!   `libpq_env` fills what it leaves out from `PG*` variables and
+//!   `~/.pgpass`; `tls` gives `sslmode` libpq's meanings over rustls),
 //!   `observe` (the queries) → `diff` (a pure function from one
 //!   observation to the next to collector updates) → `poll` (applies them).
 //! - `tui` (feature `tui`): the terminal dashboard: `model` (state and

@@ -351,6 +351,15 @@ fn bad_input_gets_one_line_exit_1_and_no_password() {
             ],
             "no subscription in the destination database",
         ),
+        (
+            vec![
+                "--source".into(),
+                format!("{}?sslmode=require", source.monitor_uri()),
+                "--dest".into(),
+                dest.monitor_uri(),
+            ],
+            "the server does not support TLS, which sslmode=require requires",
+        ),
     ];
     for (args, expected) in cases {
         let (code, stderr) = monitor_cli(&args);
