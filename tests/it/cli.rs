@@ -470,15 +470,25 @@ fn status_watch_ends_when_its_reader_goes() {
     let mut first = [0u8; 64];
     let _ = stdout.read(&mut first).unwrap();
     drop(stdout);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let status = exits_within(&mut child, 5, "status --watch with nobody reading");
+    assert!(status.success(), "{status:?}");
+}
+
+/// The child's exit status, once it exits within `seconds`; panics naming
+/// `what` (after killing it) otherwise.
+fn exits_within(
+    child: &mut std::process::Child,
+    seconds: u64,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{status:?}");
-            return;
+            return status;
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("status --watch kept running with nobody reading");
+            panic!("{what} did not exit within {seconds} s");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -718,18 +728,8 @@ fn a_key_typed_in_a_real_terminal_reaches_the_tui() {
     std::thread::sleep(std::time::Duration::from_millis(1000));
     // `q`, typed: script passes it to the terminal the TUI reads.
     script.stdin.as_mut().unwrap().write_all(b"q").unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(status) = script.try_wait().unwrap() {
-            assert!(status.success(), "{status:?}");
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = script.kill();
-            panic!("the TUI did not quit on q");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let status = exits_within(&mut script, 10, "the TUI, told q,");
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
