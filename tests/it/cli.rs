@@ -654,21 +654,28 @@ fn a_token_file_replaces_the_flag_and_weak_tokens_are_refused() {
     }
 }
 
+/// `pgmigrator tui` on `state_file`, in a 100×30 terminal that `script`
+/// provides.
+fn tui_in_a_terminal(state_file: &Path) -> Command {
+    let command = format!(
+        "stty rows 30 cols 100; exec {} tui --state-file {}",
+        env!("CARGO_BIN_EXE_pgmigrator"),
+        state_file.display()
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stderr(std::process::Stdio::null());
+    script
+}
+
 #[test]
 fn sighup_restores_the_terminal_the_tui_took_over() {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
-    let path = saved_state(dir.path());
     // `script` gives the dashboard a terminal and records what it draws.
-    let command = format!(
-        "stty rows 30 cols 100; exec {} tui --state-file {}",
-        env!("CARGO_BIN_EXE_pgmigrator"),
-        path.display()
-    );
-    let mut script = Command::new("script")
-        .args(["-q", "-e", "-c", &command, "/dev/null"])
+    let mut script = tui_in_a_terminal(&saved_state(dir.path()))
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let mut screen = script.stdout.take().unwrap();
@@ -712,17 +719,9 @@ fn sighup_restores_the_terminal_the_tui_took_over() {
 fn a_key_typed_in_a_real_terminal_reaches_the_tui() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let path = saved_state(dir.path());
-    let command = format!(
-        "stty rows 30 cols 100; exec {} tui --state-file {}",
-        env!("CARGO_BIN_EXE_pgmigrator"),
-        path.display()
-    );
-    let mut script = Command::new("script")
-        .args(["-q", "-e", "-c", &command, "/dev/null"])
+    let mut script = tui_in_a_terminal(&saved_state(dir.path()))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1000));
