@@ -3,7 +3,7 @@
 use tokio::sync::oneshot;
 
 use crate::lsn::Lsn;
-use crate::model::{LogEntry, Phase, TableName, TableProgress};
+use crate::model::{ApplyHealth, LogEntry, Phase, SlotHealth, TableName, TableProgress};
 
 /// A change to the migration's state; applied by [`super::state::State::apply`].
 #[derive(Debug)]
@@ -21,6 +21,11 @@ pub(crate) enum Update {
         rows: i64,
     },
     TableStreaming(TableName),
+    /// Changes applied to a streaming table since the last report.
+    TableChanges {
+        table: TableName,
+        changes: u64,
+    },
     Applied {
         lsn: Lsn,
         rows: i64,
@@ -29,6 +34,9 @@ pub(crate) enum Update {
     ConfirmedLsn(Lsn),
     LatestLsn(Lsn),
     Error(String),
+    /// Boxed: reported once a poll, and larger than the other updates.
+    Slot(Box<SlotHealth>),
+    Apply(ApplyHealth),
     /// Boxed: log entries are rare and large; this keeps every message small.
     Log(Box<LogEntry>),
 }

@@ -33,7 +33,7 @@ use self::event::{Envelope, Message, Update};
 use self::inbox::Inbox;
 use self::state::{Settings, State};
 use crate::lsn::Lsn;
-use crate::model::{LogEntry, Phase, Snapshot, TableName, TableProgress};
+use crate::model::{ApplyHealth, LogEntry, Phase, SlotHealth, Snapshot, TableName, TableProgress};
 use crate::publish::{Publisher, Snapshots};
 
 /// Default time between broadcasts.
@@ -202,6 +202,24 @@ impl Collector {
     /// The source's newest WAL position. Drives byte lag and time lag.
     pub async fn record_latest_lsn(&self, lsn: Lsn) {
         self.send(Update::LatestLsn(lsn)).await;
+    }
+
+    /// `changes` more inserts, updates and deletes were applied to a
+    /// streaming table; they add up in its `changes_applied`.
+    pub async fn add_table_changes(&self, schema: &str, name: &str, changes: u64) {
+        let table = TableName::new(schema, name);
+        self.send(Update::TableChanges { table, changes }).await;
+    }
+
+    /// The replication slot on the source, as just read; shown until the
+    /// next report.
+    pub async fn record_slot(&self, slot: SlotHealth) {
+        self.send(Update::Slot(Box::new(slot))).await;
+    }
+
+    /// The destination's apply worker, as just read.
+    pub async fn record_apply(&self, apply: ApplyHealth) {
+        self.send(Update::Apply(apply)).await;
     }
 
     /// An error happened. Passwords in its message are masked.

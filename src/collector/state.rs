@@ -14,7 +14,8 @@ use super::table::Table;
 use crate::lag::LagTracker;
 use crate::lsn::{Lsn, format_lag, lag};
 use crate::model::{
-    ErrorEntry, LogEntry, Phase, PhaseSpan, Snapshot, TableName, TableProgress, TableStatus,
+    ApplyHealth, ErrorEntry, LogEntry, Phase, PhaseSpan, SlotHealth, Snapshot, TableName,
+    TableProgress, TableStatus,
 };
 use crate::rate::RateWindow;
 use crate::redact::{MASK, is_secret_key, redact};
@@ -59,6 +60,10 @@ pub(crate) struct State {
     last_error: String,
     errors: VecDeque<ErrorEntry>,
     logs: LogRing,
+    /// The newest slot report, as the reader gave it.
+    slot: Option<SlotHealth>,
+    /// The newest report of the destination's apply worker.
+    apply: Option<ApplyHealth>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +96,8 @@ impl State {
             last_error: String::new(),
             errors: VecDeque::with_capacity(ERROR_HISTORY),
             logs: LogRing::new(settings.log_capacity),
+            slot: None,
+            apply: None,
         }
     }
 
@@ -169,6 +176,13 @@ impl State {
                 self.latest = never_backwards("latest", self.latest, lsn);
                 self.lag.record_latest(self.latest, at.instant);
             }
+            Update::TableChanges { table, changes } => {
+                if let Some(table) = self.table_mut(&table, "add_table_changes") {
+                    table.changes_applied(changes);
+                }
+            }
+            Update::Slot(slot) => self.slot = Some(*slot),
+            Update::Apply(apply) => self.apply = Some(apply),
             Update::Error(message) => self.error(&message, at),
             Update::Log(entry) => self.log(*entry),
         }
@@ -210,6 +224,8 @@ impl State {
             errors: self.errors.iter().cloned().collect(),
             logs_dropped,
             stale: false,
+            slot: self.slot.clone(),
+            apply: self.apply.clone(),
         }
     }
 

@@ -94,6 +94,11 @@ impl Table {
         self.finish(at.instant);
     }
 
+    /// `changes` more inserts, updates and deletes applied to the table.
+    pub(crate) fn changes_applied(&mut self, changes: u64) {
+        self.progress.changes_applied = self.progress.changes_applied.saturating_add(changes);
+    }
+
     /// The published view at `now`.
     pub(crate) fn view(&self, now: Instant) -> TableProgress {
         let mut view = self.progress.clone();

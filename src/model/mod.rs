@@ -8,10 +8,12 @@
 mod log;
 mod phase;
 mod serde_util;
+mod slot;
 mod snapshot;
 mod table;
 
 pub use log::{LogEntry, LogLevel};
 pub use phase::Phase;
+pub use slot::{ApplyHealth, SlotHealth, WalStatus};
 pub use snapshot::{ErrorEntry, PhaseSpan, STALE_AFTER, Snapshot};
 pub use table::{TableName, TableProgress, TableStatus};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::serde_util::{null_as_default, timestamp};
-use super::{Phase, TableProgress};
+use super::{ApplyHealth, Phase, SlotHealth, TableProgress};
 use crate::lsn::Lsn;
 
 /// One span of the phase history.
@@ -129,6 +129,12 @@ pub struct Snapshot {
     /// when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// The replication slot on the source; omitted while unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<SlotHealth>,
+    /// The destination's apply worker; omitted while unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply: Option<ApplyHealth>,
 }
 
 /// A snapshot older than this is stale: its pipeline writes every 2 s and
@@ -178,6 +184,8 @@ impl Default for Snapshot {
             errors: Vec::new(),
             logs_dropped: 0,
             stale: false,
+            slot: None,
+            apply: None,
         }
     }
 }

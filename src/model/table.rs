@@ -111,6 +111,10 @@ pub struct TableProgress {
         skip_serializing_if = "Option::is_none"
     )]
     pub last_progress_at: Option<OffsetDateTime>,
+    /// Inserts, updates and deletes applied to the table since it reached
+    /// `streaming`.
+    #[serde(default)]
+    pub changes_applied: u64,
 }
 
 impl TableProgress {

@@ -443,3 +443,54 @@ async fn flush_on_one_clone_waits_for_everything_queued_on_another() {
     .await;
     assert_eq!(collector.snapshot().total_rows, 1500);
 }
+
+#[tokio::test]
+async fn slot_apply_and_per_table_changes_reach_the_snapshot_and_the_state_file() {
+    use pgmigrator_metrics::{ApplyHealth, SlotHealth, WalStatus};
+    let collector = Collector::new();
+    collector.set_tables(three_tables()).await;
+    collector.table_streaming("public", "users").await;
+    collector.add_table_changes("public", "users", 600).await;
+    collector.add_table_changes("public", "users", 400).await;
+    collector.add_table_changes("public", "nope", 5).await;
+    let slot = SlotHealth {
+        name: "sub".into(),
+        active: false,
+        wal_status: WalStatus::Extended,
+        retained_bytes: 96 << 20,
+        safe_wal_size: Some(16 << 20),
+        max_slot_wal_keep_size: Some(64 << 20),
+        inactive_since: Some(time::OffsetDateTime::UNIX_EPOCH),
+        spill_bytes: 13 << 20,
+        spill_txns: 1,
+        stream_bytes: 0,
+    };
+    collector.record_slot(slot.clone()).await;
+    collector
+        .record_apply(ApplyHealth {
+            last_msg_receipt: Some(time::OffsetDateTime::UNIX_EPOCH),
+            latest_end_time: None,
+        })
+        .await;
+    collector.flush().await;
+    let snapshot = collector.snapshot();
+    let changes: Vec<u64> = snapshot.tables.iter().map(|t| t.changes_applied).collect();
+    assert_eq!(changes, [1000, 0, 0]);
+    assert_eq!(snapshot.slot.as_ref(), Some(&slot));
+    assert!(snapshot.apply.is_some());
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    pgmigrator_metrics::write_state_file(&path, &snapshot).unwrap();
+    let back = pgmigrator_metrics::read_state_file(&path).unwrap();
+    assert_eq!(back.slot, snapshot.slot);
+    assert_eq!(back.tables[0].changes_applied, 1000);
+    // A state file from before these fields loads without them.
+    std::fs::write(
+        &path,
+        r#"{"timestamp":"2026-01-01T00:00:00Z","phase":"copy"}"#,
+    )
+    .unwrap();
+    let old = pgmigrator_metrics::read_state_file(&path).unwrap();
+    assert!(old.slot.is_none() && old.apply.is_none());
+}

@@ -1,0 +1,166 @@
+//! Replication health: the source's slot that holds WAL for the migration,
+//! and the destination's apply worker.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::OffsetDateTime;
+
+use super::serde_util::timestamp;
+
+/// The replication slot the migration reads through, on the source.
+///
+/// A slot that does not advance keeps WAL on the source's disk; with
+/// `max_slot_wal_keep_size` set, the source invalidates it (`lost`) and
+/// the migration must start again. These are the numbers to watch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotHealth {
+    /// The slot's name.
+    pub name: String,
+    /// Whether a walsender is streaming from it now.
+    #[serde(default)]
+    pub active: bool,
+    /// How safe its WAL is (PostgreSQL's `wal_status`).
+    #[serde(default)]
+    pub wal_status: WalStatus,
+    /// Bytes of WAL the slot holds on the source
+    /// (`pg_current_wal_lsn() − restart_lsn`).
+    #[serde(default)]
+    pub retained_bytes: u64,
+    /// Bytes that can still be written before the slot is in danger of
+    /// being lost; `None` when `max_slot_wal_keep_size` is unlimited (or
+    /// the slot is lost).
+    #[serde(default)]
+    pub safe_wal_size: Option<i64>,
+    /// The source's `max_slot_wal_keep_size` in bytes; `None` when
+    /// unlimited.
+    #[serde(default)]
+    pub max_slot_wal_keep_size: Option<u64>,
+    /// Since when the slot has been inactive (PostgreSQL 17+ reports it;
+    /// on older servers, when the reader first saw it inactive); `None`
+    /// while active.
+    #[serde(default, with = "timestamp::option")]
+    pub inactive_since: Option<OffsetDateTime>,
+    /// Bytes of decoded changes spilled to disk (`pg_stat_replication_slots`).
+    #[serde(default)]
+    pub spill_bytes: u64,
+    /// Transactions spilled to disk.
+    #[serde(default)]
+    pub spill_txns: u64,
+    /// Bytes of decoded changes streamed before their transaction ended.
+    #[serde(default)]
+    pub stream_bytes: u64,
+}
+
+/// PostgreSQL's `wal_status` of a slot. In JSON its name; a status this
+/// version does not know loads as [`WalStatus::Other`] and is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum WalStatus {
+    /// Within `max_wal_size`: safe.
+    #[default]
+    Reserved,
+    /// Beyond `max_wal_size`, kept by the slot or `wal_keep_size`.
+    Extended,
+    /// Some of its WAL will be removed at the next checkpoint: about to be
+    /// lost.
+    Unreserved,
+    /// Its WAL is gone: the slot cannot be used again.
+    Lost,
+    /// A status this version does not know.
+    Other(String),
+}
+
+impl WalStatus {
+    /// Every status this version knows, safest first.
+    pub const KNOWN: [WalStatus; 4] = [
+        WalStatus::Reserved,
+        WalStatus::Extended,
+        WalStatus::Unreserved,
+        WalStatus::Lost,
+    ];
+
+    /// The name PostgreSQL uses.
+    pub fn as_str(&self) -> &str {
+        match self {
+            WalStatus::Reserved => "reserved",
+            WalStatus::Extended => "extended",
+            WalStatus::Unreserved => "unreserved",
+            WalStatus::Lost => "lost",
+            WalStatus::Other(name) => name,
+        }
+    }
+
+    /// The status named `name`.
+    pub fn from_name(name: &str) -> WalStatus {
+        WalStatus::KNOWN
+            .into_iter()
+            .find(|status| status.as_str() == name)
+            .unwrap_or_else(|| WalStatus::Other(name.to_owned()))
+    }
+}
+
+impl fmt::Display for WalStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for WalStatus {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for WalStatus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        Ok(WalStatus::from_name(&name))
+    }
+}
+
+/// The destination's apply worker, as `pg_stat_subscription` shows it:
+/// whether it still hears from the source even when nothing changes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ApplyHealth {
+    /// When the last message from the source arrived.
+    #[serde(default, with = "timestamp::option")]
+    pub last_msg_receipt: Option<OffsetDateTime>,
+    /// When the source sent the last WAL position it reported.
+    #[serde(default, with = "timestamp::option")]
+    pub latest_end_time: Option<OffsetDateTime>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_json_has_the_agreed_names_and_nulls_for_unlimited() {
+        let slot = SlotHealth {
+            name: "sub".into(),
+            active: false,
+            wal_status: WalStatus::Unreserved,
+            retained_bytes: 200,
+            safe_wal_size: None,
+            max_slot_wal_keep_size: None,
+            inactive_since: None,
+            spill_bytes: 3,
+            spill_txns: 1,
+            stream_bytes: 0,
+        };
+        let json = serde_json::to_value(&slot).unwrap();
+        assert_eq!(json["wal_status"], "unreserved");
+        assert!(json["safe_wal_size"].is_null() && json["max_slot_wal_keep_size"].is_null());
+        assert!(json["inactive_since"].is_null());
+        let back: SlotHealth = serde_json::from_value(json).unwrap();
+        assert_eq!(back, slot);
+    }
+
+    #[test]
+    fn an_unknown_wal_status_loads_and_is_kept() {
+        let slot: SlotHealth =
+            serde_json::from_str(r#"{"name":"s","wal_status":"frozen"}"#).unwrap();
+        assert_eq!(slot.wal_status, WalStatus::Other("frozen".into()));
+        assert_eq!(serde_json::to_value(&slot).unwrap()["wal_status"], "frozen");
+    }
+}
