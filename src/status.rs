@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::lsn::{format_duration, seconds};
-use crate::model::{Phase, Snapshot};
+use crate::lsn::{format_bytes, format_duration, seconds};
+use crate::model::{Phase, SlotHealth, Snapshot, WalStatus};
 use crate::printable::{printable, printable_line};
 
 /// Longest text from the state file (a name, an error) printed on one
@@ -116,6 +116,9 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
         let eta = Duration::from_secs(seconds(eta).as_secs());
         writeln!(out, "Copy ETA:     {}", format_duration(eta))?;
     }
+    if let Some(slot) = &s.slot {
+        writeln!(out, "Slot:         {}", slot_line(slot, now))?;
+    }
     if s.error_count > 0 {
         writeln!(
             out,
@@ -125,6 +128,36 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
         )?;
     }
     Ok(())
+}
+
+/// `sub1 active · 1.20 GB retained · 3.10 GB until unreserved · reserved`.
+fn slot_line(slot: &SlotHealth, now: OffsetDateTime) -> String {
+    let activity = match (slot.active, slot.inactive_since) {
+        (true, _) => "active".to_owned(),
+        (false, Some(since)) => {
+            let idle: Duration = (now - since).try_into().unwrap_or_default();
+            let idle = Duration::from_secs(idle.as_secs());
+            format!("inactive for {}", format_duration(idle))
+        }
+        (false, None) => "inactive".to_owned(),
+    };
+    let headroom = match (&slot.wal_status, slot.safe_wal_size) {
+        (WalStatus::Lost, _) => {
+            "LOST — its WAL is gone; the subscription must be re-created".to_owned()
+        }
+        (_, Some(safe)) => format!(
+            "{} until unreserved · {}",
+            format_bytes(safe.max(0) as u64),
+            slot.wal_status
+        ),
+        (_, None) => format!("no WAL limit · {}", slot.wal_status),
+    };
+    format!(
+        "{} {activity} · {} retained · {}",
+        printable(&slot.name),
+        format_bytes(slot.retained_bytes),
+        printable(&headroom)
+    )
 }
 
 #[cfg(test)]
@@ -269,6 +302,43 @@ Tables:
         assert!(report.contains("more characters)"));
         // Only the report's own line breaks remain.
         assert_eq!(report.matches('\r').count(), 0);
+    }
+
+    #[test]
+    fn the_slot_line_says_how_much_is_held_and_how_much_room_is_left() {
+        let mut snapshot = example();
+        let now = snapshot.timestamp;
+        snapshot.slot = Some(SlotHealth {
+            name: "sub1".into(),
+            active: true,
+            wal_status: WalStatus::Reserved,
+            retained_bytes: 1_288_490_189,
+            safe_wal_size: Some(3_328_599_654),
+            max_slot_wal_keep_size: Some(4 << 30),
+            inactive_since: None,
+            spill_bytes: 0,
+            spill_txns: 0,
+            stream_bytes: 0,
+        });
+        let report = render(&snapshot, now);
+        assert!(
+            report.contains("Slot:         sub1 active · 1.20 GB retained · 3.10 GB until unreserved · reserved\n"),
+            "{report}"
+        );
+        let slot = snapshot.slot.as_mut().unwrap();
+        slot.active = false;
+        slot.inactive_since = Some(now - Duration::from_secs(300));
+        slot.wal_status = WalStatus::Lost;
+        slot.safe_wal_size = None;
+        let report = render(&snapshot, now);
+        assert!(
+            report.contains("sub1 inactive for 5m0s · 1.20 GB retained · LOST — its WAL is gone; the subscription must be re-created"),
+            "{report}"
+        );
+        let slot = snapshot.slot.as_mut().unwrap();
+        slot.wal_status = WalStatus::Reserved;
+        slot.max_slot_wal_keep_size = None;
+        assert!(render(&snapshot, now).contains("no WAL limit · reserved"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::model::{Phase, Snapshot, TableProgress, TableStatus};
+use crate::model::{Phase, SlotHealth, Snapshot, TableProgress, TableStatus, WalStatus};
 
 /// The `Content-Type` of [`render_openmetrics`]'s output.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -84,6 +84,69 @@ fn gauges<L: EncodeLabelSet>(
         ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
     }
     Ok(())
+}
+
+/// One counter per label set.
+fn counters<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, u64)>,
+) -> std::fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// The slot's metrics, when a slot was reported.
+fn slot_metrics(e: &mut DescriptorEncoder<'_>, slot: &SlotHealth) -> std::fmt::Result {
+    single(
+        e,
+        "slot_retained_wal_bytes",
+        "WAL the replication slot holds on the source",
+        &ConstGauge::new(slot.retained_bytes as f64),
+    )?;
+    if let Some(safe) = slot.safe_wal_size {
+        single(
+            e,
+            "slot_safe_wal_size_bytes",
+            "WAL that can still be written before the slot is in danger of being lost \
+             (absent when max_slot_wal_keep_size is unlimited)",
+            &ConstGauge::new(safe as f64),
+        )?;
+    }
+    single(
+        e,
+        "slot_active",
+        "1 while a walsender streams from the slot",
+        &ConstGauge::new(f64::from(u8::from(slot.active))),
+    )?;
+    let mut statuses: Vec<(String, f64)> = WalStatus::KNOWN
+        .iter()
+        .map(|status| {
+            let current = *status == slot.wal_status;
+            (status.as_str().to_owned(), f64::from(u8::from(current)))
+        })
+        .collect();
+    if let WalStatus::Other(name) = &slot.wal_status {
+        statuses.push((name.clone(), 1.0));
+    }
+    gauges(
+        e,
+        "slot_wal_status",
+        "1 for the slot's current wal_status (reserved, extended, unreserved, lost)",
+        statuses
+            .into_iter()
+            .map(|(status, value)| ([("status", status)], value)),
+    )?;
+    single(
+        e,
+        "slot_spill_bytes",
+        "Decoded changes spilled to disk by the slot's walsender",
+        &ConstCounter::new(slot.spill_bytes),
+    )
 }
 
 /// One gauge per table (labels `schema` and `table`); tables for which
@@ -211,6 +274,18 @@ impl PromCollector for SnapshotMetrics {
             &s.tables,
             |t| known(t.size_bytes),
         )?;
+        counters(
+            &mut e,
+            "table_changes_applied",
+            "Inserts, updates and deletes applied per table since it reached streaming",
+            s.tables.iter().map(|t| {
+                let labels = [("schema", t.schema.as_str()), ("table", t.name.as_str())];
+                (labels, t.changes_applied)
+            }),
+        )?;
+        if let Some(slot) = &s.slot {
+            slot_metrics(&mut e, slot)?;
+        }
         if let Some(eta) = s.eta_sec {
             single(
                 &mut e,
@@ -282,4 +357,33 @@ fn phase_series(current: &Phase) -> Vec<([(&'static str, String); 1], f64)> {
         series.push(([("phase", name.clone())], 1.0));
     }
     series
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unlimited_slot_has_no_safe_wal_size_series_and_no_slot_no_slot_series() {
+        let mut snapshot = Snapshot::default();
+        assert!(!render_text(Arc::new(snapshot.clone())).contains("pgmigrator_slot_"));
+        snapshot.slot = Some(SlotHealth {
+            name: "sub".into(),
+            active: true,
+            wal_status: WalStatus::Other("frozen".into()),
+            retained_bytes: 10,
+            safe_wal_size: None,
+            max_slot_wal_keep_size: None,
+            inactive_since: None,
+            spill_bytes: 0,
+            spill_txns: 0,
+            stream_bytes: 0,
+        });
+        let text = render_text(Arc::new(snapshot));
+        assert!(text.contains("pgmigrator_slot_retained_wal_bytes 10"), "{text}");
+        assert!(!text.contains("pgmigrator_slot_safe_wal_size_bytes"), "{text}");
+        // A status this version does not know is still a member of the set.
+        assert!(text.contains("pgmigrator_slot_wal_status{status=\"frozen\"} 1"), "{text}");
+        assert!(text.contains("pgmigrator_slot_wal_status{status=\"lost\"} 0"), "{text}");
+    }
 }

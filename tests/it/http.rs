@@ -117,6 +117,22 @@ async fn busy_collector() -> Collector {
     collector
         .add_log(LogEntry::new(LogLevel::Warn, "careful"))
         .await;
+    collector.table_streaming("public", "orders").await;
+    collector.add_table_changes("public", "orders", 1000).await;
+    collector
+        .record_slot(pgmigrator_metrics::SlotHealth {
+            name: "sub".into(),
+            active: false,
+            wal_status: pgmigrator_metrics::WalStatus::Extended,
+            retained_bytes: 96 << 20,
+            safe_wal_size: Some(16 << 20),
+            max_slot_wal_keep_size: Some(64 << 20),
+            inactive_since: None,
+            spill_bytes: 13 << 20,
+            spill_txns: 1,
+            stream_bytes: 0,
+        })
+        .await;
     collector.flush().await;
     collector
 }
@@ -184,7 +200,7 @@ async fn metrics_expose_the_snapshot_and_pass_promtool() {
         "pgmigrator_phase{phase=\"copy\"} 1",
         "pgmigrator_phase{phase=\"streaming\"} 0",
         "pgmigrator_tables{status=\"copying\"} 1",
-        "pgmigrator_tables{status=\"copied\"} 1",
+        "pgmigrator_tables{status=\"streaming\"} 1",
         "pgmigrator_table_rows_copied{schema=\"public\",table=\"users\"} 500",
         "pgmigrator_table_rows_estimated{schema=\"public\",table=\"orders\"} 4000",
         "pgmigrator_applied_lsn_bytes 12288",
@@ -196,6 +212,14 @@ async fn metrics_expose_the_snapshot_and_pass_promtool() {
         "pgmigrator_errors_total 1",
         "# TYPE pgmigrator_errors_total counter",
         "pgmigrator_build_info{version=\"",
+        "pgmigrator_table_changes_applied_total{schema=\"public\",table=\"orders\"} 1000",
+        "pgmigrator_table_changes_applied_total{schema=\"public\",table=\"users\"} 0",
+        "pgmigrator_slot_retained_wal_bytes 100663296",
+        "pgmigrator_slot_safe_wal_size_bytes 16777216",
+        "pgmigrator_slot_active 0",
+        "pgmigrator_slot_wal_status{status=\"extended\"} 1",
+        "pgmigrator_slot_wal_status{status=\"reserved\"} 0",
+        "pgmigrator_slot_spill_bytes_total 13631488",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
