@@ -380,10 +380,22 @@ mod tests {
             stream_bytes: 0,
         });
         let text = render_text(Arc::new(snapshot));
-        assert!(text.contains("pgmigrator_slot_retained_wal_bytes 10"), "{text}");
-        assert!(!text.contains("pgmigrator_slot_safe_wal_size_bytes"), "{text}");
+        assert!(
+            text.contains("pgmigrator_slot_retained_wal_bytes 10"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("pgmigrator_slot_safe_wal_size_bytes"),
+            "{text}"
+        );
         // A status this version does not know is still a member of the set.
-        assert!(text.contains("pgmigrator_slot_wal_status{status=\"frozen\"} 1"), "{text}");
-        assert!(text.contains("pgmigrator_slot_wal_status{status=\"lost\"} 0"), "{text}");
+        assert!(
+            text.contains("pgmigrator_slot_wal_status{status=\"frozen\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pgmigrator_slot_wal_status{status=\"lost\"} 0"),
+            "{text}"
+        );
     }
 }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use super::observe::{Estimate, Observation};
 use crate::lsn::Lsn;
-use crate::model::{Phase, TableName, TableProgress};
+use time::OffsetDateTime;
+
+use crate::model::{ApplyHealth, Phase, SlotHealth, TableName, TableProgress, WalStatus};
 
 /// A table's synchronization state in a subscription (`srsubstate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,13 @@ pub(crate) enum Change {
         bytes: i64,
     },
     Confirmed(Lsn),
+    /// Changes applied to a streaming table since the last observation.
+    TableChanges {
+        table: TableName,
+        changes: u64,
+    },
+    Slot(SlotHealth),
+    Apply(ApplyHealth),
     Error(String),
 }
 
@@ -86,6 +95,9 @@ pub(crate) struct Tracker {
     last_applied: Option<Lsn>,
     errors_seen: Option<i64>,
     phase: Option<Phase>,
+    /// When the slot was first seen inactive, for servers (before 17) that
+    /// do not say since when.
+    inactive_seen: Option<OffsetDateTime>,
 }
 
 impl Tracker {
@@ -106,6 +118,7 @@ impl Tracker {
         observation: &Observation,
         estimates: Option<Vec<Estimate>>,
         subscription: &str,
+        now: OffsetDateTime,
     ) -> Vec<Change> {
         let mut changes = Vec::new();
         let phase = if observation
@@ -126,6 +139,15 @@ impl Tracker {
         }
         let applied_rows = self.tables(observation, &mut changes);
         self.positions(observation, applied_rows, &mut changes);
+        if let Some(slot) = self.slot(observation, now) {
+            changes.push(Change::Slot(slot));
+        }
+        if let Some(apply) = &observation.apply {
+            changes.push(Change::Apply(ApplyHealth {
+                last_msg_receipt: apply.time("last_msg_receipt_time"),
+                latest_end_time: apply.time("latest_end_time"),
+            }));
+        }
         if let Some(total) = observation.error_total {
             let before = self.errors_seen.unwrap_or(total);
             if total > before {
@@ -224,8 +246,15 @@ impl Tracker {
                         let baseline = self.counters.entry(name.clone()).or_insert(table.changes);
                         // A counter that went back (statistics reset, a
                         // server restart) starts a new baseline.
-                        applied_rows += (table.changes - *baseline).max(0);
+                        let grown = (table.changes - *baseline).max(0);
                         *baseline = table.changes;
+                        applied_rows += grown;
+                        if grown > 0 {
+                            changes.push(Change::TableChanges {
+                                table: name.clone(),
+                                changes: grown as u64,
+                            });
+                        }
                     }
                 }
                 _ => {}
@@ -233,6 +262,38 @@ impl Tracker {
             self.states.insert(name.clone(), table.state);
         }
         applied_rows
+    }
+
+    /// The slot's health, from its rows as the server has them: fields a
+    /// major lacks are left at their defaults rather than failing the poll.
+    fn slot(&mut self, observation: &Observation, now: OffsetDateTime) -> Option<SlotHealth> {
+        let row = observation.slot.as_ref()?;
+        let stats = observation.slot_stats.clone().unwrap_or_default();
+        let active = row.bool("active").unwrap_or(false);
+        let inactive_since = if active {
+            self.inactive_seen = None;
+            None
+        } else {
+            row.time("inactive_since")
+                .or_else(|| Some(*self.inactive_seen.get_or_insert(now)))
+        };
+        let count = |field: &str| stats.int(field).map_or(0, |n| n.max(0) as u64);
+        Some(SlotHealth {
+            name: row.text("slot_name").unwrap_or_default().to_owned(),
+            active,
+            // A server that does not say is not called safe.
+            wal_status: WalStatus::from_name(row.text("wal_status").unwrap_or("unknown")),
+            retained_bytes: observation.retained.map_or(0, |n| n.max(0) as u64),
+            safe_wal_size: row.int("safe_wal_size"),
+            max_slot_wal_keep_size: observation
+                .max_slot_wal_keep_size
+                .filter(|bytes| *bytes >= 0)
+                .map(|bytes| bytes as u64),
+            inactive_since,
+            spill_bytes: count("spill_bytes"),
+            spill_txns: count("spill_txns"),
+            stream_bytes: count("stream_bytes"),
+        })
     }
 
     /// Latest, applied and confirmed positions. Applied is the walsender's

@@ -1,5 +1,5 @@
 use super::*;
-use crate::pg::observe::ObservedTable;
+use crate::pg::observe::{ObservedTable, Row};
 
 fn name(table: &str) -> TableName {
     TableName::new("public", table)
@@ -33,7 +33,7 @@ fn estimate(table: &str, rows: i64, bytes: i64) -> Estimate {
 /// The changes of one poll, reading estimates as the poll loop does.
 fn poll(tracker: &mut Tracker, observation: &Observation, estimates: &[Estimate]) -> Vec<Change> {
     let listing = tracker.unlisted(observation).map(|_| estimates.to_vec());
-    tracker.changes(observation, listing, "sub")
+    tracker.changes(observation, listing, "sub", OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Only the per-table changes of a poll.
@@ -317,4 +317,91 @@ fn new_subscription_errors_are_reported_once_with_their_count() {
         ]
     );
     assert!(errors(poll(&mut tracker, &observation, &[])).is_empty());
+}
+
+#[test]
+fn per_table_changes_are_the_growth_of_ready_tables_only() {
+    let mut tracker = Tracker::default();
+    let mut a = table("a", SyncState::Ready);
+    a.changes = 10;
+    let b = table("b", SyncState::Ready);
+    let estimates = [estimate("a", 1, 1), estimate("b", 1, 1)];
+    poll(&mut tracker, &seen(vec![a.clone(), b.clone()]), &estimates);
+    a.changes = 1010;
+    let changes = poll(&mut tracker, &seen(vec![a, b]), &estimates);
+    let per_table: Vec<_> = changes
+        .iter()
+        .filter(|c| matches!(c, Change::TableChanges { .. }))
+        .collect();
+    assert_eq!(
+        per_table,
+        [&Change::TableChanges {
+            table: name("a"),
+            changes: 1000
+        }]
+    );
+}
+
+#[test]
+fn slot_health_reads_what_the_server_has_and_remembers_when_it_went_idle() {
+    let mut tracker = Tracker::default();
+    let mut observation = seen(vec![]);
+    // PostgreSQL 15: no inactive_since column.
+    observation.slot = Some(Row::of(serde_json::json!({
+        "slot_name": "sub", "active": false, "wal_status": "extended", "safe_wal_size": 16777216
+    })));
+    observation.slot_stats = Some(Row::of(serde_json::json!({
+        "spill_bytes": 13631488, "spill_txns": 1, "stream_bytes": 0
+    })));
+    observation.retained = Some(100 << 20);
+    observation.max_slot_wal_keep_size = Some(64 << 20);
+    let at = |secs: u64| OffsetDateTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let slot = |changes: Vec<Change>| {
+        changes.into_iter().find_map(|c| match c {
+            Change::Slot(slot) => Some(slot),
+            _ => None,
+        })
+    };
+    let first = slot(tracker.changes(&observation, None, "sub", at(100))).unwrap();
+    assert_eq!(first.name, "sub");
+    assert_eq!(first.wal_status, WalStatus::Extended);
+    assert_eq!(
+        (first.retained_bytes, first.safe_wal_size),
+        (100 << 20, Some(16 << 20))
+    );
+    assert_eq!(first.max_slot_wal_keep_size, Some(64 << 20));
+    assert_eq!((first.spill_bytes, first.spill_txns), (13 << 20, 1));
+    assert_eq!(first.inactive_since, Some(at(100)));
+    // Still idle later: still since the first time it was seen so.
+    let later = slot(tracker.changes(&observation, None, "sub", at(400))).unwrap();
+    assert_eq!(later.inactive_since, Some(at(100)));
+
+    // Unlimited and lost: no safe size; PostgreSQL 17 says since when.
+    observation.max_slot_wal_keep_size = Some(-1);
+    observation.slot = Some(Row::of(serde_json::json!({
+        "slot_name": "sub", "active": false, "wal_status": "lost", "safe_wal_size": null,
+        "inactive_since": "2026-11-28T12:00:00.5+00:00"
+    })));
+    let lost = slot(tracker.changes(&observation, None, "sub", at(500))).unwrap();
+    assert_eq!(lost.wal_status, WalStatus::Lost);
+    assert_eq!(
+        (lost.safe_wal_size, lost.max_slot_wal_keep_size),
+        (None, None)
+    );
+    assert_eq!(
+        lost.inactive_since.unwrap().unix_timestamp(),
+        time::macros::datetime!(2026-11-28 12:00:00 UTC).unix_timestamp()
+    );
+
+    // Active again: no longer inactive.
+    observation.slot = Some(Row::of(
+        serde_json::json!({"slot_name": "sub", "active": true}),
+    ));
+    let active = slot(tracker.changes(&observation, None, "sub", at(600))).unwrap();
+    assert!(active.active && active.inactive_since.is_none());
+    assert_eq!(
+        active.wal_status,
+        WalStatus::Other("unknown".into()),
+        "a missing status is not called safe"
+    );
 }

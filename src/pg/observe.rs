@@ -1,6 +1,9 @@
 //! What one poll reads from the two servers, as plain data: the queries
 //! and nothing else.
 
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
 use super::diff::SyncState;
 use super::{Monitor, MonitorError, MonitorErrorKind, describe, sql};
 use crate::lsn::Lsn;
@@ -20,6 +23,56 @@ pub(crate) struct Observation {
     pub(crate) replay: Option<Lsn>,
     /// What the subscription's slot has confirmed.
     pub(crate) confirmed: Option<Lsn>,
+    /// The slot's row of `pg_replication_slots`, when it exists.
+    pub(crate) slot: Option<Row>,
+    /// Its row of `pg_stat_replication_slots`.
+    pub(crate) slot_stats: Option<Row>,
+    /// WAL the slot retains (`pg_current_wal_lsn() − restart_lsn`).
+    pub(crate) retained: Option<i64>,
+    /// `max_slot_wal_keep_size` in bytes; -1 when unlimited.
+    pub(crate) max_slot_wal_keep_size: Option<i64>,
+    /// The apply worker's row of `pg_stat_subscription`.
+    pub(crate) apply: Option<Row>,
+}
+
+/// A row read as JSON: fields by name, absent when a server does not have
+/// them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Row(serde_json::Map<String, serde_json::Value>);
+
+impl Row {
+    fn parse(text: Option<String>) -> Option<Row> {
+        match serde_json::from_str(&text?).ok()? {
+            serde_json::Value::Object(fields) => Some(Row(fields)),
+            _ => None,
+        }
+    }
+
+    /// A row with these fields (for tests).
+    #[cfg(test)]
+    pub(crate) fn of(fields: serde_json::Value) -> Row {
+        match fields {
+            serde_json::Value::Object(fields) => Row(fields),
+            _ => Row::default(),
+        }
+    }
+
+    pub(crate) fn text(&self, field: &str) -> Option<&str> {
+        self.0.get(field)?.as_str()
+    }
+
+    pub(crate) fn int(&self, field: &str) -> Option<i64> {
+        self.0.get(field)?.as_i64()
+    }
+
+    pub(crate) fn bool(&self, field: &str) -> Option<bool> {
+        self.0.get(field)?.as_bool()
+    }
+
+    /// A timestamp field, as PostgreSQL writes it in JSON.
+    pub(crate) fn time(&self, field: &str) -> Option<OffsetDateTime> {
+        OffsetDateTime::parse(self.text(field)?, &Rfc3339).ok()
+    }
 }
 
 /// One table of the subscription, as the destination sees it.
@@ -74,17 +127,23 @@ pub(crate) async fn observe(
             }
         })
         .collect();
-    let error_total = if monitor.dest_has_stats {
-        *queries += 1;
-        monitor
-            .dest
-            .query_opt(sql::ERRORS, &[&sub.oid])
-            .await
-            .map_err(|err| monitor.lost_dest(&err))?
-            .map(|r| r.get::<_, i64>(0) + r.get::<_, i64>(1))
+    let health = if monitor.dest_has_stats {
+        sql::HEALTH
     } else {
-        None
+        sql::HEALTH_14
     };
+    let health = monitor
+        .dest
+        .query_one(health, &[&sub.oid])
+        .await
+        .map_err(|err| monitor.lost_dest(&err))?;
+    *queries += 1;
+    let error_total = Row::parse(health.get(0)).map(|stats| {
+        ["apply_error_count", "sync_error_count"]
+            .iter()
+            .filter_map(|field| stats.int(field))
+            .sum()
+    });
     let positions = monitor
         .source
         .query_one(sql::POSITIONS, &[&sub.name, &sub.slot])
@@ -102,6 +161,11 @@ pub(crate) async fn observe(
         latest: lsn(0),
         replay: lsn(1),
         confirmed: lsn(2),
+        slot: Row::parse(positions.get(3)),
+        slot_stats: Row::parse(positions.get(4)),
+        retained: positions.get(5),
+        max_slot_wal_keep_size: positions.get(6),
+        apply: Row::parse(health.get(1)),
     })
 }
 

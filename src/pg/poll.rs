@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use time::OffsetDateTime;
+
 use super::diff::Change;
 use super::{Monitor, MonitorError, observe};
 use crate::collector::Collector;
@@ -27,9 +29,12 @@ pub(super) async fn poll(
         Some(tables) => Some(observe::estimates(monitor, &tables, &mut queries).await?),
         None => None,
     };
-    let changes = monitor
-        .tracker
-        .changes(&observation, estimates, &monitor.subscription.name);
+    let changes = monitor.tracker.changes(
+        &observation,
+        estimates,
+        &monitor.subscription.name,
+        OffsetDateTime::now_utc(),
+    );
     for change in changes {
         apply(collector, change).await;
     }
@@ -56,6 +61,13 @@ async fn apply(collector: &Collector, change: Change) {
         Change::Latest(lsn) => collector.record_latest_lsn(lsn).await,
         Change::Applied { lsn, rows, bytes } => collector.record_applied(lsn, rows, bytes).await,
         Change::Confirmed(lsn) => collector.record_confirmed_lsn(lsn).await,
+        Change::TableChanges { table, changes } => {
+            collector
+                .add_table_changes(&table.schema, &table.name, changes)
+                .await
+        }
+        Change::Slot(slot) => collector.record_slot(slot).await,
+        Change::Apply(apply) => collector.record_apply(apply).await,
         Change::Error(message) => collector.record_error(message).await,
     }
 }

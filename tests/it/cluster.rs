@@ -60,6 +60,16 @@ impl Cluster {
         Cluster::start_with(logical, None)
     }
 
+    /// A running cluster with `settings` added to its configuration, then
+    /// restarted so they all apply.
+    pub fn start_configured(logical: bool, settings: &str) -> Cluster {
+        let cluster = Cluster::start_with(logical, None);
+        append(&cluster.data().join("postgresql.conf"), settings);
+        cluster.stop();
+        cluster.restart();
+        cluster
+    }
+
     /// A running cluster that accepts only TLS connections over TCP
     /// (`hostssl`), with a `certuser` login by client certificate.
     pub fn start_tls(logical: bool, tls: &ServerTls<'_>) -> Cluster {

@@ -21,6 +21,8 @@ mod pki;
 mod postgres;
 #[cfg(all(feature = "postgres", feature = "cli"))]
 mod postgres_tls;
+#[cfg(all(feature = "postgres", feature = "cli"))]
+mod slot;
 #[cfg(feature = "http")]
 mod tools;
 #[cfg(feature = "tracing-layer")]

@@ -1,0 +1,215 @@
+//! The danger itself, on real servers: a replication slot that stops
+//! advancing holds WAL on the source until it is lost (or the disk fills).
+
+use std::time::Duration;
+
+use pgmigrator_metrics::pg::{self, Monitor, MonitorConfig};
+use pgmigrator_metrics::{Collector, Snapshot, TableStatus, WalStatus, status};
+use tokio::time::{Instant, sleep};
+
+use crate::cluster::{self, Cluster};
+
+/// A source (with `settings`) publishing `t1`, `t2` and `filler`, and a
+/// destination subscribed to it, followed by a running monitor.
+async fn followed_pair(
+    settings: &str,
+) -> (
+    Cluster,
+    Cluster,
+    Collector,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (source, dest) = (
+        Cluster::start_configured(true, settings),
+        Cluster::start(false),
+    );
+    for cluster in [&source, &dest] {
+        cluster.sql("CREATE TABLE t1 (id bigint PRIMARY KEY, v int)");
+        cluster.sql("CREATE TABLE t2 (id bigint PRIMARY KEY, v int)");
+        cluster.sql("CREATE TABLE filler (id bigint, payload text)");
+    }
+    source.sql("INSERT INTO t1 SELECT g, 0 FROM generate_series(1, 1000) g");
+    source.sql("INSERT INTO t2 SELECT g, 0 FROM generate_series(1, 1000) g");
+    source.sql("CREATE PUBLICATION pub FOR ALL TABLES");
+    dest.sql(&format!(
+        "CREATE SUBSCRIPTION sub CONNECTION '{}' PUBLICATION pub",
+        source.conninfo()
+    ));
+    let config = MonitorConfig {
+        source: source.monitor_uri().parse().unwrap(),
+        dest: dest.monitor_uri().parse().unwrap(),
+        subscription: None,
+        interval: Duration::from_millis(100),
+    };
+    let collector = Collector::builder()
+        .tick(Duration::from_millis(100))
+        .build();
+    let monitor = Monitor::connect(config).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(pg::run(collector.clone(), monitor, async {
+        let _ = stopped.await;
+    }));
+    wait_for(&collector, "streaming", |s| {
+        s.tables.len() == 3 && s.tables.iter().all(|t| t.status == TableStatus::Streaming)
+    })
+    .await;
+    (source, dest, collector, stop)
+}
+
+async fn wait_for(
+    collector: &Collector,
+    what: &str,
+    check: impl Fn(&Snapshot) -> bool,
+) -> Snapshot {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let snapshot = collector.snapshot();
+        if check(&snapshot) {
+            return (*snapshot).clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw {what}: {:#?}",
+            snapshot.slot
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn changes(snapshot: &Snapshot, table: &str) -> u64 {
+    snapshot
+        .tables
+        .iter()
+        .find(|t| t.name == table)
+        .map_or(0, |t| t.changes_applied)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_that_stops_advancing_is_shown_until_it_is_lost() {
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest, collector, stop) = followed_pair(
+        "max_slot_wal_keep_size = 64MB\nmax_wal_size = 64MB\nmin_wal_size = 32MB\n\
+         logical_decoding_work_mem = 64kB\n",
+    )
+    .await;
+    let healthy = wait_for(&collector, "the slot", |s| s.slot.is_some()).await;
+    let slot = healthy.slot.unwrap();
+    assert!(slot.active, "{slot:?}");
+    assert_eq!(slot.max_slot_wal_keep_size, Some(64 << 20));
+    assert_eq!(slot.wal_status, WalStatus::Reserved);
+
+    // Exactly 1,000 changes on one table, none on the other.
+    let before = collector.snapshot();
+    source.sql("UPDATE t1 SET v = v + 1");
+    let after = wait_for(&collector, "1,000 changes on t1", |s| {
+        changes(s, "t1") >= changes(&before, "t1") + 1000
+    })
+    .await;
+    sleep(Duration::from_millis(500)).await;
+    let settled = collector.snapshot();
+    assert_eq!(changes(&settled, "t1") - changes(&before, "t1"), 1000);
+    assert_eq!(changes(&settled, "t2"), changes(&before, "t2"));
+    assert!(after.apply.is_some_and(|a| a.last_msg_receipt.is_some()));
+
+    // A transaction larger than logical_decoding_work_mem spills.
+    source.sql("INSERT INTO filler SELECT g, md5(g::text) FROM generate_series(1, 40000) g");
+    wait_for(&collector, "spilled bytes", |s| {
+        s.slot
+            .as_ref()
+            .is_some_and(|slot| slot.spill_bytes > 0 || slot.stream_bytes > 0)
+    })
+    .await;
+
+    // The subscription stops: the slot goes inactive and holds WAL.
+    dest.sql("ALTER SUBSCRIPTION sub DISABLE");
+    let idle = wait_for(&collector, "an inactive slot", |s| {
+        s.slot
+            .as_ref()
+            .is_some_and(|slot| !slot.active && slot.inactive_since.is_some())
+    })
+    .await;
+    let held_before = idle.slot.as_ref().unwrap().retained_bytes;
+    let mut seen_unsafe = false;
+    for _ in 0..10 {
+        source
+            .sql("INSERT INTO filler SELECT g, repeat('x', 1000) FROM generate_series(1, 50000) g");
+        source.sql("CHECKPOINT");
+        let now = wait_for(&collector, "a fresh slot reading", |s| {
+            s.slot.as_ref().is_some_and(|slot| {
+                slot.retained_bytes > held_before || slot.wal_status == WalStatus::Lost
+            })
+        })
+        .await;
+        let slot = now.slot.unwrap();
+        seen_unsafe |= slot.wal_status != WalStatus::Reserved;
+        if slot.wal_status == WalStatus::Lost {
+            break;
+        }
+        assert!(
+            slot.safe_wal_size.is_some_and(|safe| safe < 64 << 20),
+            "{slot:?}"
+        );
+    }
+    assert!(seen_unsafe, "the slot never left reserved");
+    let lost = wait_for(&collector, "a lost slot", |s| {
+        s.slot
+            .as_ref()
+            .is_some_and(|slot| slot.wal_status == WalStatus::Lost)
+    })
+    .await;
+    // Every surface says so.
+    let metrics = pgmigrator_metrics::http::metrics::render_text(std::sync::Arc::new(lost.clone()));
+    assert!(
+        metrics.contains("pgmigrator_slot_wal_status{status=\"lost\"} 1"),
+        "{metrics}"
+    );
+    let report = status::render(&lost, lost.timestamp);
+    assert!(
+        report.contains("LOST — its WAL is gone; the subscription must be re-created"),
+        "{report}"
+    );
+    stop.send(()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlimited_slot_holds_wal_while_disabled_and_lets_it_go_after() {
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest, collector, stop) = followed_pair("").await;
+    let healthy = wait_for(&collector, "the slot", |s| s.slot.is_some()).await;
+    let slot = healthy.slot.unwrap();
+    assert_eq!(
+        (slot.safe_wal_size, slot.max_slot_wal_keep_size),
+        (None, None)
+    );
+    let metrics = pgmigrator_metrics::http::metrics::render_text(collector.snapshot());
+    assert!(
+        !metrics.contains("pgmigrator_slot_safe_wal_size_bytes"),
+        "{metrics}"
+    );
+
+    dest.sql("ALTER SUBSCRIPTION sub DISABLE");
+    wait_for(&collector, "an inactive slot", |s| {
+        s.slot.as_ref().is_some_and(|slot| !slot.active)
+    })
+    .await;
+    source.sql("INSERT INTO filler SELECT g, repeat('x', 1000) FROM generate_series(1, 20000) g");
+    source.sql("CHECKPOINT");
+    wait_for(&collector, "20 MB held", |s| {
+        s.slot
+            .as_ref()
+            .is_some_and(|slot| slot.retained_bytes > 20 << 20)
+    })
+    .await;
+    dest.sql("ALTER SUBSCRIPTION sub ENABLE");
+    wait_for(&collector, "the WAL let go", |s| {
+        s.slot
+            .as_ref()
+            .is_some_and(|slot| slot.active && slot.retained_bytes < 8 << 20)
+    })
+    .await;
+    stop.send(()).unwrap();
+}
