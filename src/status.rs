@@ -130,8 +130,9 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
     Ok(())
 }
 
-/// `sub1 active · 1.20 GB retained · 3.10 GB until unreserved · reserved`.
-fn slot_line(slot: &SlotHealth, now: OffsetDateTime) -> String {
+/// `sub1 active · 1.20 GB retained · 3.10 GB until unreserved · reserved`,
+/// as `status` and the terminal dashboard show it.
+pub(crate) fn slot_line(slot: &SlotHealth, now: OffsetDateTime) -> String {
     let activity = match (slot.active, slot.inactive_since) {
         (true, _) => "active".to_owned(),
         (false, Some(since)) => {

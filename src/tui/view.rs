@@ -15,7 +15,7 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::model::{Link, Mode, Model};
 use crate::lsn::{self, format_bytes, format_duration};
-use crate::model::{LogLevel, Phase, TableProgress, TableStatus};
+use crate::model::{LogLevel, Phase, SlotHealth, TableProgress, TableStatus, WalStatus};
 
 /// A copying table without progress for this long is marked stalled.
 const STALLED_AFTER: Duration = Duration::from_secs(60);
@@ -34,8 +34,10 @@ struct Areas {
 }
 
 fn areas(area: Rect, model: &Model) -> Areas {
+    // A third header line for the replication slot, once one is known.
+    let header_lines = 2 + u16::from(model.snapshot().slot.is_some());
     let [header, progress, body, errors, help] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(header_lines),
         Constraint::Length(1),
         Constraint::Min(3),
         Constraint::Length(1),
@@ -158,7 +160,28 @@ fn draw_header(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
         short(s.rows_per_sec),
         format_bytes(s.bytes_per_sec.max(0.0) as u64)
     )));
-    frame.render_widget(Paragraph::new(vec![first, Line::from(second)]), area);
+    let mut lines = vec![first, Line::from(second)];
+    if let Some(slot) = &s.slot {
+        lines.push(slot_line(slot, s.timestamp));
+    }
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// The slot, coloured by how safe its WAL is; a lost slot in reverse red.
+fn slot_line(slot: &SlotHealth, now: time::OffsetDateTime) -> Line<'static> {
+    let style = match slot.wal_status {
+        WalStatus::Reserved => Style::new().fg(Color::Green),
+        WalStatus::Extended => Style::new().fg(Color::Yellow),
+        WalStatus::Lost => Style::new()
+            .fg(Color::White)
+            .bg(Color::Red)
+            .add_modifier(Modifier::BOLD),
+        WalStatus::Unreserved | WalStatus::Other(_) => Style::new().fg(Color::Red),
+    };
+    Line::from(vec![
+        Span::raw(" slot "),
+        Span::styled(crate::status::slot_line(slot, now), style),
+    ])
 }
 
 fn draw_progress(frame: &mut Frame, area: Rect, model: &Model) {

@@ -428,3 +428,39 @@ async fn the_remote_feed_follows_an_https_server_and_names_a_bad_certificate() {
     })
     .await;
 }
+
+#[test]
+fn the_header_shows_the_slot_and_says_when_it_is_lost() {
+    let mut snapshot = Snapshot {
+        phase: Phase::Streaming,
+        ..Snapshot::default()
+    };
+    let without = screen(&model_with(snapshot.clone()), 100, 24);
+    assert!(!without.contains(" slot "), "{without}");
+    snapshot.slot = Some(pgmigrator_metrics::SlotHealth {
+        name: "sub1".into(),
+        active: true,
+        wal_status: pgmigrator_metrics::WalStatus::Reserved,
+        retained_bytes: 1_288_490_189,
+        safe_wal_size: Some(3_328_599_654),
+        max_slot_wal_keep_size: Some(4 << 30),
+        inactive_since: None,
+        spill_bytes: 0,
+        spill_txns: 0,
+        stream_bytes: 0,
+    });
+    let shown = screen(&model_with(snapshot.clone()), 100, 24);
+    assert!(
+        shown
+            .contains(" slot sub1 active · 1.20 GB retained · 3.10 GB until unreserved · reserved"),
+        "{shown}"
+    );
+    let slot = snapshot.slot.as_mut().unwrap();
+    slot.wal_status = pgmigrator_metrics::WalStatus::Lost;
+    slot.safe_wal_size = None;
+    let lost = screen(&model_with(snapshot), 100, 24);
+    assert!(
+        lost.contains("LOST — its WAL is gone; the subscription must be re-created"),
+        "{lost}"
+    );
+}
