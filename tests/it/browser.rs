@@ -115,6 +115,8 @@ impl Page {
                 banner: document.getElementById('banner').textContent,
                 elapsed: document.getElementById('elapsed').textContent,
                 copied: document.getElementById('copied').textContent,
+                slot: document.getElementById('slot-card').innerText,
+                slotBanner: document.getElementById('slot-banner').textContent,
                 tables: document.getElementById('viewport').innerText})",
         )
         .await
@@ -284,4 +286,57 @@ async fn the_dashboard_works_over_https_with_its_websocket_on_wss() {
     let first_elapsed = live["elapsed"].clone();
     page.wait_until("updates over wss://", |v| v["elapsed"] != first_elapsed)
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_slot_puts_a_banner_across_the_dashboard() {
+    if !crate::tools::available(CHROMIUM) {
+        return;
+    }
+    use pgmigrator_metrics::{Phase, SlotHealth, Snapshot, WalStatus, write_state_file};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mut slot = SlotHealth {
+        name: "sub".into(),
+        active: false,
+        wal_status: WalStatus::Extended,
+        retained_bytes: 96 << 20,
+        safe_wal_size: Some(16 << 20),
+        max_slot_wal_keep_size: Some(128 << 20),
+        inactive_since: Some(time::OffsetDateTime::now_utc() - Duration::from_secs(300)),
+        spill_bytes: 0,
+        spill_txns: 0,
+        stream_bytes: 0,
+    };
+    let snapshot = |slot: &SlotHealth| Snapshot {
+        phase: Phase::Streaming,
+        timestamp: time::OffsetDateTime::now_utc(),
+        slot: Some(slot.clone()),
+        ..Snapshot::default()
+    };
+    write_state_file(&path, &snapshot(&slot)).unwrap();
+    let (_serve, url) =
+        start_pgmigrator(&["serve".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
+    let profile = dir.path().join("profile");
+    std::fs::create_dir(&profile).unwrap();
+    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
+    let shown = page
+        .wait_until("the slot card", |v| {
+            v["slot"]
+                .as_str()
+                .is_some_and(|t| t.contains("96.00 MB held · extended"))
+        })
+        .await;
+    let card = shown["slot"].as_str().unwrap();
+    assert!(card.contains("inactive for 5m"), "{card}");
+    assert!(card.contains("16.00 MB until unreserved"), "{card}");
+    assert_eq!(shown["slotBanner"], "");
+
+    slot.wal_status = WalStatus::Lost;
+    slot.safe_wal_size = None;
+    write_state_file(&path, &snapshot(&slot)).unwrap();
+    page.wait_until("the lost banner", |v| {
+        v["slotBanner"] == "Replication slot lost — the subscription must be re-created"
+    })
+    .await;
 }
