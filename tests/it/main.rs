@@ -13,6 +13,8 @@ mod collector;
 mod http;
 #[cfg(feature = "http")]
 mod https;
+#[cfg(all(feature = "postgres", feature = "cli"))]
+mod majors;
 mod persist;
 #[cfg(any(feature = "http", feature = "postgres"))]
 #[allow(dead_code)]
