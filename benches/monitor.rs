@@ -17,7 +17,9 @@ use cluster::Cluster;
 use pgmigrator_metrics::Collector;
 use pgmigrator_metrics::pg::{self, Monitor, MonitorConfig};
 
-const TABLES: usize = 1_000;
+/// Subscribed tables; `PGMIGRATOR_BENCH_TABLES` sets another count
+/// (e.g. 10000).
+const DEFAULT_TABLES: usize = 1_000;
 const MEASURE: Duration = Duration::from_secs(20);
 
 fn main() {
@@ -29,11 +31,15 @@ fn main() {
         return;
     }
     common::print_cores();
+    let tables: usize = std::env::var("PGMIGRATOR_BENCH_TABLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(DEFAULT_TABLES);
     let (source, dest) = (Cluster::start(true), Cluster::start(false));
     let mut ddl = String::new();
-    for i in 0..TABLES {
+    for i in 0..tables {
         ddl.push_str(&format!(
-            "CREATE TABLE t{i:04} (id bigint PRIMARY KEY, v text);"
+            "CREATE TABLE t{i:05} (id bigint PRIMARY KEY, v text);"
         ));
     }
     source.sql(&ddl);
@@ -60,11 +66,11 @@ fn main() {
             steady.push(monitor.poll(&collector).await.unwrap());
         }
         collector.flush().await;
-        assert_eq!(collector.snapshot().tables_total, TABLES);
+        assert_eq!(collector.snapshot().tables_total, tables);
         let mut times: Vec<Duration> = steady.iter().map(|s| s.elapsed).collect();
         times.sort();
         println!(
-            "{TABLES} tables: first poll {:.1} ms with {} queries (estimates included); \
+            "{tables} tables: first poll {:.1} ms with {} queries (estimates included); \
              steady poll median {:.1} ms, max {:.1} ms, {} queries",
             first.elapsed.as_secs_f64() * 1e3,
             first.queries,
