@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use pgmigrator_metrics::pg::{self, Monitor, MonitorConfig};
 use pgmigrator_metrics::{Collector, Phase, Snapshot, TableStatus, WalStatus};
-use tokio::time::{Instant, sleep};
+use tokio::time::sleep;
 
 use crate::cluster::{self, Cluster};
+use crate::postgres::{changes, wait_for};
 
 /// Whether both majors are installed; a missing one fails when CI requires
 /// the tools (`.ci/run` installs them), and is skipped elsewhere.
@@ -26,30 +27,6 @@ fn installed(majors: &[u32]) -> bool {
         }
     }
     true
-}
-
-async fn wait_for(
-    collector: &Collector,
-    what: &str,
-    check: impl Fn(&Snapshot) -> bool,
-) -> Snapshot {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let snapshot = collector.snapshot();
-        if check(&snapshot) {
-            return (*snapshot).clone();
-        }
-        assert!(Instant::now() < deadline, "never saw {what}: {snapshot:#?}");
-        sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn changes(snapshot: &Snapshot, table: &str) -> u64 {
-    snapshot
-        .tables
-        .iter()
-        .find(|t| t.name == table)
-        .map_or(0, |t| t.changes_applied)
 }
 
 async fn scenario(source_major: u32, dest_major: u32) {
@@ -87,11 +64,16 @@ async fn scenario(source_major: u32, dest_major: u32) {
     }));
 
     // Copy to streaming, with exact row counts.
-    let copied = wait_for(&collector, "both tables streaming", |s| {
-        s.phase == Phase::Streaming
-            && s.tables.len() == 2
-            && s.tables.iter().all(|t| t.status == TableStatus::Streaming)
-    })
+    let copied = wait_for(
+        &collector,
+        "both tables streaming",
+        Duration::from_secs(60),
+        |s| {
+            s.phase == Phase::Streaming
+                && s.tables.len() == 2
+                && s.tables.iter().all(|t| t.status == TableStatus::Streaming)
+        },
+    )
     .await;
     let rows = |s: &Snapshot, name: &str| {
         s.tables
@@ -106,9 +88,11 @@ async fn scenario(source_major: u32, dest_major: u32) {
     );
 
     // Streamed rows are counted exactly, and lag returns to caught up.
-    let before = wait_for(&collector, "caught up", |s| s.caught_up)
-        .await
-        .total_rows;
+    let before = wait_for(&collector, "caught up", Duration::from_secs(60), |s| {
+        s.caught_up
+    })
+    .await
+    .total_rows;
     source.sql("INSERT INTO big SELECT g, 'streamed' FROM generate_series(100001, 103000) g");
     // PostgreSQL 14's apply worker sends its table statistics to the
     // collector at a commit, at most every 500 ms: the last transaction
@@ -117,9 +101,12 @@ async fn scenario(source_major: u32, dest_major: u32) {
     // stands for it.
     sleep(Duration::from_millis(1000)).await;
     source.sql("INSERT INTO small VALUES (200001, 'later')");
-    wait_for(&collector, "3,000 streamed rows on big", |s| {
-        changes(s, "big") >= 3000 && s.caught_up
-    })
+    wait_for(
+        &collector,
+        "3,000 streamed rows on big",
+        Duration::from_secs(60),
+        |s| changes(s, "big") >= 3000 && s.caught_up,
+    )
     .await;
     sleep(Duration::from_millis(1500)).await;
     let settled = collector.snapshot();
@@ -131,11 +118,12 @@ async fn scenario(source_major: u32, dest_major: u32) {
     );
 
     // The slot: present and sane while streaming.
-    let slot = wait_for(&collector, "the slot", |s| {
+    let slot = wait_for(&collector, "the slot", Duration::from_secs(60), |s| {
         s.slot.as_ref().is_some_and(|slot| slot.active)
     })
     .await
     .slot
+    .clone()
     .unwrap();
     assert_eq!(slot.name, "sub");
     assert_eq!(slot.wal_status, WalStatus::Reserved);
@@ -147,12 +135,15 @@ async fn scenario(source_major: u32, dest_major: u32) {
     // A disabled subscription: the slot goes inactive, and lag grows in
     // bytes and time.
     dest.sql("ALTER SUBSCRIPTION sub DISABLE");
-    wait_for(&collector, "an inactive slot", |s| {
-        s.slot.as_ref().is_some_and(|slot| !slot.active)
-    })
+    wait_for(
+        &collector,
+        "an inactive slot",
+        Duration::from_secs(60),
+        |s| s.slot.as_ref().is_some_and(|slot| !slot.active),
+    )
     .await;
     source.sql("INSERT INTO small SELECT g, 'behind' FROM generate_series(100001, 101000) g");
-    wait_for(&collector, "time lag", |s| {
+    wait_for(&collector, "time lag", Duration::from_secs(60), |s| {
         s.lag_bytes > 0 && s.lag_seconds >= 1.0
     })
     .await;

@@ -48,7 +48,7 @@ fn config(source: &Cluster, dest: &Cluster) -> MonitorConfig {
 }
 
 /// Waits until `check` holds for the collector's snapshot (at most `limit`).
-async fn wait_for(
+pub(crate) async fn wait_for(
     collector: &Collector,
     what: &str,
     limit: Duration,
@@ -274,6 +274,15 @@ async fn the_monitor_follows_copy_streaming_lag_and_a_source_restart() {
     stop.send(()).unwrap();
     running.await.unwrap();
     observer.abort();
+}
+
+/// The changes applied to `table` as `snapshot` shows them.
+pub(crate) fn changes(snapshot: &Snapshot, table: &str) -> u64 {
+    snapshot
+        .tables
+        .iter()
+        .find(|t| t.name == table)
+        .map_or(0, |t| t.changes_applied)
 }
 
 /// `pgmigrator monitor` with `args`; returns (exit code, stderr).

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use pgmigrator_metrics::pg::{self, Monitor, MonitorConfig};
-use pgmigrator_metrics::{Collector, Snapshot, TableStatus, WalStatus, status};
-use tokio::time::{Instant, sleep};
+use pgmigrator_metrics::{Collector, TableStatus, WalStatus, status};
+use tokio::time::sleep;
 
 use crate::cluster::{self, Cluster};
+use crate::postgres::{changes, wait_for};
 
 /// A source (with `settings`) publishing `t1`, `t2` and `filler`, and a
 /// destination subscribed to it, followed by a running monitor.
@@ -49,39 +50,11 @@ async fn followed_pair(
     tokio::spawn(pg::run(collector.clone(), monitor, async {
         let _ = stopped.await;
     }));
-    wait_for(&collector, "streaming", |s| {
+    wait_for(&collector, "streaming", Duration::from_secs(60), |s| {
         s.tables.len() == 3 && s.tables.iter().all(|t| t.status == TableStatus::Streaming)
     })
     .await;
     (source, dest, collector, stop)
-}
-
-async fn wait_for(
-    collector: &Collector,
-    what: &str,
-    check: impl Fn(&Snapshot) -> bool,
-) -> Snapshot {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let snapshot = collector.snapshot();
-        if check(&snapshot) {
-            return (*snapshot).clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never saw {what}: {:#?}",
-            snapshot.slot
-        );
-        sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn changes(snapshot: &Snapshot, table: &str) -> u64 {
-    snapshot
-        .tables
-        .iter()
-        .find(|t| t.name == table)
-        .map_or(0, |t| t.changes_applied)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,8 +67,11 @@ async fn a_slot_that_stops_advancing_is_shown_until_it_is_lost() {
          logical_decoding_work_mem = 64kB\n",
     )
     .await;
-    let healthy = wait_for(&collector, "the slot", |s| s.slot.is_some()).await;
-    let slot = healthy.slot.unwrap();
+    let healthy = wait_for(&collector, "the slot", Duration::from_secs(60), |s| {
+        s.slot.is_some()
+    })
+    .await;
+    let slot = healthy.slot.clone().unwrap();
     assert!(slot.active, "{slot:?}");
     assert_eq!(slot.max_slot_wal_keep_size, Some(64 << 20));
     assert_eq!(slot.wal_status, WalStatus::Reserved);
@@ -103,19 +79,27 @@ async fn a_slot_that_stops_advancing_is_shown_until_it_is_lost() {
     // Exactly 1,000 changes on one table, none on the other.
     let before = collector.snapshot();
     source.sql("UPDATE t1 SET v = v + 1");
-    let after = wait_for(&collector, "1,000 changes on t1", |s| {
-        changes(s, "t1") >= changes(&before, "t1") + 1000
-    })
+    let after = wait_for(
+        &collector,
+        "1,000 changes on t1",
+        Duration::from_secs(60),
+        |s| changes(s, "t1") >= changes(&before, "t1") + 1000,
+    )
     .await;
     sleep(Duration::from_millis(500)).await;
     let settled = collector.snapshot();
     assert_eq!(changes(&settled, "t1") - changes(&before, "t1"), 1000);
     assert_eq!(changes(&settled, "t2"), changes(&before, "t2"));
-    assert!(after.apply.is_some_and(|a| a.last_msg_receipt.is_some()));
+    assert!(
+        after
+            .apply
+            .as_ref()
+            .is_some_and(|a| a.last_msg_receipt.is_some())
+    );
 
     // A transaction larger than logical_decoding_work_mem spills.
     source.sql("INSERT INTO filler SELECT g, md5(g::text) FROM generate_series(1, 40000) g");
-    wait_for(&collector, "spilled bytes", |s| {
+    wait_for(&collector, "spilled bytes", Duration::from_secs(60), |s| {
         s.slot
             .as_ref()
             .is_some_and(|slot| slot.spill_bytes > 0 || slot.stream_bytes > 0)
@@ -124,11 +108,16 @@ async fn a_slot_that_stops_advancing_is_shown_until_it_is_lost() {
 
     // The subscription stops: the slot goes inactive and holds WAL.
     dest.sql("ALTER SUBSCRIPTION sub DISABLE");
-    let idle = wait_for(&collector, "an inactive slot", |s| {
-        s.slot
-            .as_ref()
-            .is_some_and(|slot| !slot.active && slot.inactive_since.is_some())
-    })
+    let idle = wait_for(
+        &collector,
+        "an inactive slot",
+        Duration::from_secs(60),
+        |s| {
+            s.slot
+                .as_ref()
+                .is_some_and(|slot| !slot.active && slot.inactive_since.is_some())
+        },
+    )
     .await;
     let held_before = idle.slot.as_ref().unwrap().retained_bytes;
     let mut seen_unsafe = false;
@@ -136,13 +125,18 @@ async fn a_slot_that_stops_advancing_is_shown_until_it_is_lost() {
         source
             .sql("INSERT INTO filler SELECT g, repeat('x', 1000) FROM generate_series(1, 50000) g");
         source.sql("CHECKPOINT");
-        let now = wait_for(&collector, "a fresh slot reading", |s| {
-            s.slot.as_ref().is_some_and(|slot| {
-                slot.retained_bytes > held_before || slot.wal_status == WalStatus::Lost
-            })
-        })
+        let now = wait_for(
+            &collector,
+            "a fresh slot reading",
+            Duration::from_secs(60),
+            |s| {
+                s.slot.as_ref().is_some_and(|slot| {
+                    slot.retained_bytes > held_before || slot.wal_status == WalStatus::Lost
+                })
+            },
+        )
         .await;
-        let slot = now.slot.unwrap();
+        let slot = now.slot.clone().unwrap();
         seen_unsafe |= slot.wal_status != WalStatus::Reserved;
         if slot.wal_status == WalStatus::Lost {
             break;
@@ -153,14 +147,14 @@ async fn a_slot_that_stops_advancing_is_shown_until_it_is_lost() {
         );
     }
     assert!(seen_unsafe, "the slot never left reserved");
-    let lost = wait_for(&collector, "a lost slot", |s| {
+    let lost = wait_for(&collector, "a lost slot", Duration::from_secs(60), |s| {
         s.slot
             .as_ref()
             .is_some_and(|slot| slot.wal_status == WalStatus::Lost)
     })
     .await;
     // Every surface says so.
-    let metrics = pgmigrator_metrics::http::metrics::render_text(std::sync::Arc::new(lost.clone()));
+    let metrics = pgmigrator_metrics::http::metrics::render_text(std::sync::Arc::clone(&lost));
     assert!(
         metrics.contains("pgmigrator_slot_wal_status{status=\"lost\"} 1"),
         "{metrics}"
@@ -179,8 +173,11 @@ async fn an_unlimited_slot_holds_wal_while_disabled_and_lets_it_go_after() {
         return;
     }
     let (source, dest, collector, stop) = followed_pair("").await;
-    let healthy = wait_for(&collector, "the slot", |s| s.slot.is_some()).await;
-    let slot = healthy.slot.unwrap();
+    let healthy = wait_for(&collector, "the slot", Duration::from_secs(60), |s| {
+        s.slot.is_some()
+    })
+    .await;
+    let slot = healthy.slot.clone().unwrap();
     assert_eq!(
         (slot.safe_wal_size, slot.max_slot_wal_keep_size),
         (None, None)
@@ -192,20 +189,23 @@ async fn an_unlimited_slot_holds_wal_while_disabled_and_lets_it_go_after() {
     );
 
     dest.sql("ALTER SUBSCRIPTION sub DISABLE");
-    wait_for(&collector, "an inactive slot", |s| {
-        s.slot.as_ref().is_some_and(|slot| !slot.active)
-    })
+    wait_for(
+        &collector,
+        "an inactive slot",
+        Duration::from_secs(60),
+        |s| s.slot.as_ref().is_some_and(|slot| !slot.active),
+    )
     .await;
     source.sql("INSERT INTO filler SELECT g, repeat('x', 1000) FROM generate_series(1, 20000) g");
     source.sql("CHECKPOINT");
-    wait_for(&collector, "20 MB held", |s| {
+    wait_for(&collector, "20 MB held", Duration::from_secs(60), |s| {
         s.slot
             .as_ref()
             .is_some_and(|slot| slot.retained_bytes > 20 << 20)
     })
     .await;
     dest.sql("ALTER SUBSCRIPTION sub ENABLE");
-    wait_for(&collector, "the WAL let go", |s| {
+    wait_for(&collector, "the WAL let go", Duration::from_secs(60), |s| {
         s.slot
             .as_ref()
             .is_some_and(|slot| slot.active && slot.retained_bytes < 8 << 20)
