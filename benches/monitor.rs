@@ -36,12 +36,16 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(DEFAULT_TABLES);
     let (source, dest) = (Cluster::start(true), Cluster::start(false));
-    let mut ddl = String::new();
-    for i in 0..tables {
-        ddl.push_str(&format!(
-            "CREATE TABLE t{i:05} (id bigint PRIMARY KEY, v text);"
-        ));
-    }
+    // Made by the server, committing every 500 tables: a statement per
+    // table would not fit on psql's command line, and one transaction
+    // would run out of locks.
+    let ddl = format!(
+        "DO $$ BEGIN FOR i IN 0..{} LOOP \
+           EXECUTE format('CREATE TABLE t%s (id bigint PRIMARY KEY, v text)', lpad(i::text, 5, '0')); \
+           IF i % 500 = 499 THEN COMMIT; END IF; \
+         END LOOP; END $$",
+        tables - 1
+    );
     source.sql(&ddl);
     dest.sql(&ddl);
     source.sql("CREATE PUBLICATION pub FOR ALL TABLES");
