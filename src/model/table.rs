@@ -165,6 +165,8 @@ mod tests {
             "bytes_copied",
             "percent",
             "elapsed_sec",
+            // Ours, always present so that "no changes yet" reads as 0.
+            "changes_applied",
         ];
         keys.sort_unstable();
         expected.sort_unstable();
