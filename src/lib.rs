@@ -161,8 +161,8 @@ pub use lag::LagTracker;
 pub use lsn::{Lsn, ParseLsnError, format_bytes, format_duration, format_lag, lag};
 pub use mirror::StateFileMirror;
 pub use model::{
-    ApplyHealth, ErrorEntry, LogEntry, LogLevel, Phase, PhaseSpan, STALE_AFTER, SlotHealth,
-    Snapshot, TableName, TableProgress, TableStatus, WalStatus,
+    ApplyHealth, Cutover, CutoverItem, CutoverKind, ErrorEntry, LogEntry, LogLevel, Phase,
+    PhaseSpan, STALE_AFTER, SlotHealth, Snapshot, TableName, TableProgress, TableStatus, WalStatus,
 };
 pub use persist::{
     StateFileError, StateFileErrorKind, StatePersister, default_state_path, read_state_file,

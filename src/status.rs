@@ -7,7 +7,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::lsn::{format_bytes, format_duration, seconds};
-use crate::model::{Phase, SlotHealth, Snapshot, WalStatus};
+use crate::model::{Cutover, Phase, SlotHealth, Snapshot, WalStatus};
 use crate::printable::{printable, printable_line};
 
 /// Longest text from the state file (a name, an error) printed on one
@@ -119,12 +119,49 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
     if let Some(slot) = &s.slot {
         writeln!(out, "Slot:         {}", slot_line(slot, now))?;
     }
+    if let Some(cutover) = &s.cutover {
+        write_cutover(out, cutover, now)?;
+    }
     if s.error_count > 0 {
         writeln!(
             out,
             "Errors:       {} (last: {})",
             s.error_count,
             printable_line(&s.last_error, MAX_TEXT_CHARS)
+        )?;
+    }
+    Ok(())
+}
+
+/// `Cutover:      NOT READY — 2 blockers (checked 12s ago)` and a line per
+/// blocker and warning.
+fn write_cutover(out: &mut String, cutover: &Cutover, now: OffsetDateTime) -> std::fmt::Result {
+    let age: Duration = (now - cutover.checked_at).try_into().unwrap_or_default();
+    let checked = format!(
+        "checked {} ago",
+        format_duration(Duration::from_secs(age.as_secs()))
+    );
+    match cutover.blockers.len() {
+        0 => writeln!(out, "Cutover:      READY ({checked})")?,
+        1 => writeln!(out, "Cutover:      NOT READY — 1 blocker ({checked})")?,
+        n => writeln!(out, "Cutover:      NOT READY — {n} blockers ({checked})")?,
+    }
+    let items = cutover
+        .blockers
+        .iter()
+        .map(|item| ("blocker", item))
+        .chain(cutover.warnings.iter().map(|item| ("warning", item)));
+    for (which, item) in items {
+        let table = item
+            .table
+            .as_deref()
+            .map(|t| format!(" {}", printable_line(t, MAX_TEXT_CHARS)))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {which}: {}{table}: {}",
+            printable(item.kind.as_str()),
+            printable_line(&item.detail, MAX_TEXT_CHARS)
         )?;
     }
     Ok(())
@@ -340,6 +377,46 @@ Tables:
         slot.wal_status = WalStatus::Reserved;
         slot.max_slot_wal_keep_size = None;
         assert!(render(&snapshot, now).contains("no WAL limit · reserved"));
+    }
+
+    #[test]
+    fn the_cutover_line_names_every_blocker_and_warning() {
+        use crate::model::{CutoverItem, CutoverKind};
+        let mut snapshot = example();
+        let now = snapshot.timestamp;
+        let item = |kind: CutoverKind, table: Option<&str>, detail: &str| CutoverItem {
+            kind,
+            table: table.map(str::to_owned),
+            detail: detail.to_owned(),
+        };
+        snapshot.cutover = Some(Cutover::new(
+            now - Duration::from_secs(12),
+            vec![
+                item(
+                    CutoverKind::SequenceBehind,
+                    Some("public.orders_id_seq"),
+                    "source 120045, destination 1",
+                ),
+                item(CutoverKind::Other("new\x1b[2J".into()), None, "kept"),
+            ],
+            vec![item(
+                CutoverKind::EstimateOnly,
+                Some("public.events"),
+                "never analysed",
+            )],
+        ));
+        let report = render(&snapshot, now);
+        assert!(
+            report.contains(
+                "Cutover:      NOT READY — 2 blockers (checked 12s ago)\n\
+                 \x20 blocker: sequence_behind public.orders_id_seq: source 120045, destination 1\n\
+                 \x20 blocker: new\\e[2J: kept\n\
+                 \x20 warning: estimate_only public.events: never analysed\n"
+            ),
+            "{report}"
+        );
+        snapshot.cutover = Some(Cutover::new(now, vec![], vec![]));
+        assert!(render(&snapshot, now).contains("Cutover:      READY (checked 0s ago)\n"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use tokio::sync::oneshot;
 
 use crate::lsn::Lsn;
-use crate::model::{ApplyHealth, LogEntry, Phase, SlotHealth, TableName, TableProgress};
+use crate::model::{ApplyHealth, Cutover, LogEntry, Phase, SlotHealth, TableName, TableProgress};
 
 /// A change to the migration's state; applied by [`super::state::State::apply`].
 #[derive(Debug)]
@@ -37,6 +37,8 @@ pub(crate) enum Update {
     /// Boxed: reported once a poll, and larger than the other updates.
     Slot(Box<SlotHealth>),
     Apply(ApplyHealth),
+    /// Boxed, like the slot: large and rare.
+    Cutover(Box<Cutover>),
     /// Boxed: log entries are rare and large; this keeps every message small.
     Log(Box<LogEntry>),
 }

@@ -33,7 +33,9 @@ use self::event::{Envelope, Message, Update};
 use self::inbox::Inbox;
 use self::state::{Settings, State};
 use crate::lsn::Lsn;
-use crate::model::{ApplyHealth, LogEntry, Phase, SlotHealth, Snapshot, TableName, TableProgress};
+use crate::model::{
+    ApplyHealth, Cutover, LogEntry, Phase, SlotHealth, Snapshot, TableName, TableProgress,
+};
 use crate::publish::{Publisher, Snapshots};
 
 /// Default time between broadcasts.
@@ -220,6 +222,12 @@ impl Collector {
     /// The destination's apply worker, as just read.
     pub async fn record_apply(&self, apply: ApplyHealth) {
         self.send(Update::Apply(apply)).await;
+    }
+
+    /// The cutover verdict, as just computed; `ready` is set from its
+    /// blockers (true exactly when there are none).
+    pub async fn record_cutover(&self, cutover: Cutover) {
+        self.send(Update::Cutover(Box::new(cutover))).await;
     }
 
     /// An error happened. Passwords in its message are masked.

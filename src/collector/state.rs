@@ -14,7 +14,7 @@ use super::table::Table;
 use crate::lag::LagTracker;
 use crate::lsn::{Lsn, format_lag, lag};
 use crate::model::{
-    ApplyHealth, ErrorEntry, LogEntry, Phase, PhaseSpan, SlotHealth, Snapshot, TableName,
+    ApplyHealth, Cutover, ErrorEntry, LogEntry, Phase, PhaseSpan, SlotHealth, Snapshot, TableName,
     TableProgress, TableStatus,
 };
 use crate::rate::RateWindow;
@@ -64,6 +64,8 @@ pub(crate) struct State {
     slot: Option<SlotHealth>,
     /// The newest report of the destination's apply worker.
     apply: Option<ApplyHealth>,
+    /// The newest cutover verdict.
+    cutover: Option<Cutover>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +100,7 @@ impl State {
             logs: LogRing::new(settings.log_capacity),
             slot: None,
             apply: None,
+            cutover: None,
         }
     }
 
@@ -183,6 +186,11 @@ impl State {
             }
             Update::Slot(slot) => self.slot = Some(*slot),
             Update::Apply(apply) => self.apply = Some(apply),
+            Update::Cutover(mut cutover) => {
+                // Ready means no blocker, whatever the writer said.
+                cutover.ready = cutover.blockers.is_empty();
+                self.cutover = Some(*cutover);
+            }
             Update::Error(message) => self.error(&message, at),
             Update::Log(entry) => self.log(*entry),
         }
@@ -226,6 +234,7 @@ impl State {
             stale: false,
             slot: self.slot.clone(),
             apply: self.apply.clone(),
+            cutover: self.cutover.clone(),
         }
     }
 

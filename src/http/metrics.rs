@@ -10,7 +10,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::model::{Phase, SlotHealth, Snapshot, TableProgress, TableStatus, WalStatus};
+use crate::model::{
+    Cutover, CutoverKind, Phase, SlotHealth, Snapshot, TableProgress, TableStatus, WalStatus,
+};
 
 /// The `Content-Type` of [`render_openmetrics`]'s output.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -146,6 +148,32 @@ fn slot_metrics(e: &mut DescriptorEncoder<'_>, slot: &SlotHealth) -> std::fmt::R
         "slot_spill_bytes",
         "Decoded changes spilled to disk by the slot's walsender",
         &ConstCounter::new(slot.spill_bytes),
+    )
+}
+
+/// The cutover verdict: ready or not, and blockers by kind (every known
+/// kind, 0 when absent, and any other kind that occurs).
+fn cutover_metrics(e: &mut DescriptorEncoder<'_>, cutover: &Cutover) -> std::fmt::Result {
+    single(
+        e,
+        "cutover_ready",
+        "1 when the last check found nothing blocking the switch to the destination",
+        &ConstGauge::new(f64::from(u8::from(cutover.ready))),
+    )?;
+    let mut kinds: Vec<CutoverKind> = CutoverKind::KNOWN.to_vec();
+    for blocker in &cutover.blockers {
+        if !kinds.contains(&blocker.kind) {
+            kinds.push(blocker.kind.clone());
+        }
+    }
+    gauges(
+        e,
+        "cutover_blockers",
+        "Blockers of the switch to the destination, by kind",
+        kinds.into_iter().map(|kind| {
+            let count = cutover.blockers.iter().filter(|b| b.kind == kind).count();
+            ([("kind", kind.as_str().to_owned())], count as f64)
+        }),
     )
 }
 
@@ -285,6 +313,9 @@ impl PromCollector for SnapshotMetrics {
         )?;
         if let Some(slot) = &s.slot {
             slot_metrics(&mut e, slot)?;
+        }
+        if let Some(cutover) = &s.cutover {
+            cutover_metrics(&mut e, cutover)?;
         }
         if let Some(eta) = s.eta_sec {
             single(

@@ -6,6 +6,7 @@
 //! | `GET /api/v1/status` | the snapshot as JSON |
 //! | `GET /api/v1/tables` | its `tables` array |
 //! | `GET /api/v1/logs` | the log ring, oldest first |
+//! | `GET /api/v1/cutover` | the cutover verdict (404 until one is computed) |
 //! | `GET /api/v1/ws` | WebSocket: the snapshot at once, then one per tick |
 //! | `GET /metrics` | Prometheus / OpenMetrics text |
 //! | `GET /healthz` | 200, no auth |
@@ -201,6 +202,7 @@ fn build(snapshots: Snapshots, config: HttpConfig) -> (Router, Arc<AppState>) {
         .route("/api/v1/status", get(status))
         .route("/api/v1/tables", get(tables))
         .route("/api/v1/logs", get(logs))
+        .route("/api/v1/cutover", get(cutover))
         .route("/api/v1/ws", get(ws::upgrade))
         .route("/metrics", get(prometheus))
         .route_layer(middleware::from_fn_with_state(
@@ -270,6 +272,14 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
 
 async fn tables(State(state): State<Arc<AppState>>) -> Response {
     Json(&state.snapshots.snapshot().tables).into_response()
+}
+
+/// The cutover verdict, or 404 while nothing has computed one.
+async fn cutover(State(state): State<Arc<AppState>>) -> Response {
+    match &state.snapshots.snapshot().cutover {
+        Some(cutover) => Json(cutover).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no cutover verdict yet"),
+    }
 }
 
 async fn logs(State(state): State<Arc<AppState>>) -> Response {

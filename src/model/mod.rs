@@ -5,6 +5,7 @@
 //! optional when reading, and unknown fields are ignored, so older and newer
 //! files load too.
 
+mod cutover;
 mod log;
 mod phase;
 mod serde_util;
@@ -12,6 +13,7 @@ mod slot;
 mod snapshot;
 mod table;
 
+pub use cutover::{Cutover, CutoverItem, CutoverKind};
 pub use log::{LogEntry, LogLevel};
 pub use phase::Phase;
 pub use slot::{ApplyHealth, SlotHealth, WalStatus};

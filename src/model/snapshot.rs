@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::serde_util::{null_as_default, timestamp};
-use super::{ApplyHealth, Phase, SlotHealth, TableProgress};
+use super::{ApplyHealth, Cutover, Phase, SlotHealth, TableProgress};
 use crate::lsn::Lsn;
 
 /// One span of the phase history.
@@ -135,6 +135,9 @@ pub struct Snapshot {
     /// The destination's apply worker; omitted while unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply: Option<ApplyHealth>,
+    /// Whether it is safe to switch over; omitted while nothing computed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutover: Option<Cutover>,
 }
 
 /// A snapshot older than this is stale: its pipeline writes every 2 s and
@@ -186,6 +189,7 @@ impl Default for Snapshot {
             stale: false,
             slot: None,
             apply: None,
+            cutover: None,
         }
     }
 }

@@ -902,3 +902,46 @@ async fn a_mirror_republishes_an_unchanged_file_as_the_same_snapshot() {
     // Neither copied nor serialized again while the file stays the same.
     assert!(std::sync::Arc::ptr_eq(&first, &second));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cutover_verdict_is_served_and_measured() {
+    use pgmigrator_metrics::{Cutover, CutoverItem, CutoverKind};
+    let collector = busy_collector().await;
+    let server = Server::start(collector.clone(), HttpConfig::default()).await;
+    let (status, _, body) = get(&server.url("/api/v1/cutover"), &[]).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        !get(&server.url("/metrics"), &[])
+            .await
+            .2
+            .contains("pgmigrator_cutover")
+    );
+
+    let blocker = CutoverItem {
+        kind: CutoverKind::SequenceBehind,
+        table: Some("public.orders_id_seq".into()),
+        detail: "source 120045, destination 1".into(),
+    };
+    let mut verdict = Cutover::new(time::OffsetDateTime::now_utc(), vec![blocker], vec![]);
+    // A writer that claims ready with a blocker is corrected.
+    verdict.ready = true;
+    collector.record_cutover(verdict).await;
+    collector.flush().await;
+    let (status, _, body) = get(&server.url("/api/v1/cutover"), &[]).await;
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["ready"], false);
+    assert_eq!(json["blockers"][0]["kind"], "sequence_behind");
+    assert_eq!(json["blockers"][0]["table"], "public.orders_id_seq");
+
+    let (_, _, metrics) = get(&server.url("/metrics"), &[]).await;
+    for line in [
+        "pgmigrator_cutover_ready 0",
+        "pgmigrator_cutover_blockers{kind=\"sequence_behind\"} 1",
+        "pgmigrator_cutover_blockers{kind=\"lag\"} 0",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    crate::tools::promtool_check(&metrics);
+    server.shutdown().await;
+}
