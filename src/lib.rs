@@ -89,6 +89,7 @@
 //! - [`persist`]: `write` ([`write_state_file`]), `read`
 //!   ([`read_state_file`]), `persister` ([`StatePersister`]).
 //! - [`status`]: the offline report of `pgmigrator status`.
+//! - [`cutover`]: the cutover checks that follow from a snapshot alone.
 //! - `http` (feature `http`): `server` (the accept loop and its connection
 //!   limits), `tls` (HTTPS with certificates re-read when they change),
 //!   `auth` (Host, token, origin), `ws` (the WebSocket hub),
@@ -129,6 +130,7 @@ pub mod app;
 #[cfg(any(feature = "postgres", feature = "tui"))]
 mod backoff;
 mod collector;
+pub mod cutover;
 pub mod demo;
 #[cfg(feature = "http")]
 pub mod http;
