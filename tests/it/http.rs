@@ -349,10 +349,13 @@ async fn a_client_that_never_reads_does_not_delay_the_others() {
     }
     // One frame per 50 ms tick (60 in 3 s). A hub that wrote to clients one
     // after another would wait out the stuck client's 500 ms send timeout on
-    // every tick once its socket is full: about 6 frames.
+    // every tick once its socket is full: about 6 frames. The gap bound only
+    // catches a stall of seconds: the suite runs PostgreSQL clusters and a
+    // browser beside this test on two cores, which alone has caused gaps
+    // over a second.
     assert!(frames >= 30, "only {frames} frames in 3 s");
     assert!(
-        longest_gap < Duration::from_secs(1),
+        longest_gap < Duration::from_secs(2),
         "a gap of {longest_gap:?}"
     );
     server.shutdown().await;
