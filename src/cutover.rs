@@ -176,13 +176,7 @@ mod tests {
             name: "sub".into(),
             active,
             wal_status,
-            retained_bytes: 0,
-            safe_wal_size: None,
-            max_slot_wal_keep_size: None,
-            inactive_since: None,
-            spill_bytes: 0,
-            spill_txns: 0,
-            stream_bytes: 0,
+            ..SlotHealth::default()
         };
         let mut idle = ready();
         idle.slot = Some(slot(false, WalStatus::Reserved));

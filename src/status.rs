@@ -353,10 +353,7 @@ Tables:
             retained_bytes: 1_288_490_189,
             safe_wal_size: Some(3_328_599_654),
             max_slot_wal_keep_size: Some(4 << 30),
-            inactive_since: None,
-            spill_bytes: 0,
-            spill_txns: 0,
-            stream_bytes: 0,
+            ..SlotHealth::default()
         });
         let report = render(&snapshot, now);
         assert!(

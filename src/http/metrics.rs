@@ -403,12 +403,7 @@ mod tests {
             active: true,
             wal_status: WalStatus::Other("frozen".into()),
             retained_bytes: 10,
-            safe_wal_size: None,
-            max_slot_wal_keep_size: None,
-            inactive_since: None,
-            spill_bytes: 0,
-            spill_txns: 0,
-            stream_bytes: 0,
+            ..SlotHealth::default()
         });
         let text = render_text(Arc::new(snapshot));
         assert!(

@@ -13,7 +13,7 @@ use super::serde_util::timestamp;
 /// A slot that does not advance keeps WAL on the source's disk; with
 /// `max_slot_wal_keep_size` set, the source invalidates it (`lost`) and
 /// the migration must start again. These are the numbers to watch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SlotHealth {
     /// The slot's name.
     pub name: String,
@@ -138,15 +138,11 @@ mod tests {
     fn slot_json_has_the_agreed_names_and_nulls_for_unlimited() {
         let slot = SlotHealth {
             name: "sub".into(),
-            active: false,
             wal_status: WalStatus::Unreserved,
             retained_bytes: 200,
-            safe_wal_size: None,
-            max_slot_wal_keep_size: None,
-            inactive_since: None,
             spill_bytes: 3,
             spill_txns: 1,
-            stream_bytes: 0,
+            ..SlotHealth::default()
         };
         let json = serde_json::to_value(&slot).unwrap();
         assert_eq!(json["wal_status"], "unreserved");

@@ -298,15 +298,12 @@ async fn a_lost_slot_puts_a_banner_across_the_dashboard() {
     let path = dir.path().join("state.json");
     let mut slot = SlotHealth {
         name: "sub".into(),
-        active: false,
         wal_status: WalStatus::Extended,
         retained_bytes: 96 << 20,
         safe_wal_size: Some(16 << 20),
         max_slot_wal_keep_size: Some(128 << 20),
         inactive_since: Some(time::OffsetDateTime::now_utc() - Duration::from_secs(300)),
-        spill_bytes: 0,
-        spill_txns: 0,
-        stream_bytes: 0,
+        ..SlotHealth::default()
     };
     let snapshot = |slot: &SlotHealth| Snapshot {
         phase: Phase::Streaming,

@@ -455,7 +455,6 @@ async fn slot_apply_and_per_table_changes_reach_the_snapshot_and_the_state_file(
     collector.add_table_changes("public", "nope", 5).await;
     let slot = SlotHealth {
         name: "sub".into(),
-        active: false,
         wal_status: WalStatus::Extended,
         retained_bytes: 96 << 20,
         safe_wal_size: Some(16 << 20),
@@ -463,7 +462,7 @@ async fn slot_apply_and_per_table_changes_reach_the_snapshot_and_the_state_file(
         inactive_since: Some(time::OffsetDateTime::UNIX_EPOCH),
         spill_bytes: 13 << 20,
         spill_txns: 1,
-        stream_bytes: 0,
+        ..SlotHealth::default()
     };
     collector.record_slot(slot.clone()).await;
     collector

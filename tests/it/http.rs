@@ -122,15 +122,13 @@ async fn busy_collector() -> Collector {
     collector
         .record_slot(pgmigrator_metrics::SlotHealth {
             name: "sub".into(),
-            active: false,
             wal_status: pgmigrator_metrics::WalStatus::Extended,
             retained_bytes: 96 << 20,
             safe_wal_size: Some(16 << 20),
             max_slot_wal_keep_size: Some(64 << 20),
-            inactive_since: None,
             spill_bytes: 13 << 20,
             spill_txns: 1,
-            stream_bytes: 0,
+            ..pgmigrator_metrics::SlotHealth::default()
         })
         .await;
     collector.flush().await;

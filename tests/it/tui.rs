@@ -444,10 +444,7 @@ fn the_header_shows_the_slot_and_says_when_it_is_lost() {
         retained_bytes: 1_288_490_189,
         safe_wal_size: Some(3_328_599_654),
         max_slot_wal_keep_size: Some(4 << 30),
-        inactive_since: None,
-        spill_bytes: 0,
-        spill_txns: 0,
-        stream_bytes: 0,
+        ..pgmigrator_metrics::SlotHealth::default()
     });
     let shown = screen(&model_with(snapshot.clone()), 100, 24);
     assert!(
