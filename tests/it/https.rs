@@ -166,3 +166,32 @@ async fn a_rotated_certificate_reaches_new_connections_and_spares_open_ones() {
         .unwrap();
     assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_starts_the_handshake_is_closed_at_the_header_deadline() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let files = write_pair(dir.path(), &ca.issue(&["localhost"], "localhost"));
+    let config = HttpConfig {
+        tls: Some(files),
+        header_read_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _server = tokio::spawn(http::serve(
+        listener,
+        Collector::new(),
+        config,
+        std::future::pending(),
+    ));
+    // Connected, silent: no ClientHello ever comes.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(3), silent.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "still open after 3 s: {closed:?}"
+    );
+}
