@@ -1,5 +1,7 @@
-//! The monitor with 1,000 subscribed tables: one poll's wall time and
-//! query count, and the CPU the monitor uses polling once a second.
+//! The monitor with 1,000 subscribed tables (each with a sequence): one
+//! poll's wall time and query count, one `check`'s (the cutover checks,
+//! without row counts), and the CPU the monitor uses polling once a
+//! second.
 //! Runs two throw-away PostgreSQL 15 clusters (as in the tests); bounded to
 //! a few seconds of polling.
 //!
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use cluster::Cluster;
 use pgmigrator_metrics::Collector;
-use pgmigrator_metrics::pg::{self, Monitor, MonitorConfig};
+use pgmigrator_metrics::pg::{self, CheckOptions, Monitor, MonitorConfig};
 
 /// Subscribed tables; `PGMIGRATOR_BENCH_TABLES` sets another count
 /// (e.g. 10000).
@@ -41,7 +43,7 @@ fn main() {
     // would run out of locks.
     let ddl = format!(
         "DO $$ BEGIN FOR i IN 0..{} LOOP \
-           EXECUTE format('CREATE TABLE t%s (id bigint PRIMARY KEY, v text)', lpad(i::text, 5, '0')); \
+           EXECUTE format('CREATE TABLE t%s (id bigserial PRIMARY KEY, v text)', lpad(i::text, 5, '0')); \
            IF i % 500 = 499 THEN COMMIT; END IF; \
          END LOOP; END $$",
         tables - 1
@@ -54,12 +56,10 @@ fn main() {
         "CREATE SUBSCRIPTION sub CONNECTION '{}' PUBLICATION pub WITH (copy_data = false)",
         source.conninfo()
     ));
-    let config = MonitorConfig {
-        source: source.monitor_uri().parse().unwrap(),
-        dest: dest.monitor_uri().parse().unwrap(),
-        subscription: None,
-        interval: Duration::from_secs(1),
-    };
+    let config = MonitorConfig::new(
+        source.monitor_uri().parse().unwrap(),
+        dest.monitor_uri().parse().unwrap(),
+    );
     let rt = common::runtime(None);
     rt.block_on(async {
         let collector = Collector::new();
@@ -81,6 +81,25 @@ fn main() {
             times[times.len() / 2].as_secs_f64() * 1e3,
             times[times.len() - 1].as_secs_f64() * 1e3,
             steady[0].queries,
+        );
+
+        let mut checks = Vec::new();
+        for _ in 0..10 {
+            let report = monitor
+                .check(&collector, &CheckOptions::default(), &mut |_| {})
+                .await
+                .unwrap();
+            assert!(report.cutover.blockers.is_empty(), "{:?}", report.cutover);
+            checks.push(report);
+        }
+        let mut times: Vec<Duration> = checks.iter().map(|c| c.elapsed).collect();
+        times.sort();
+        println!(
+            "{tables} tables and {tables} sequences: check (a poll and the catalog checks) \
+             median {:.1} ms, max {:.1} ms, {} queries",
+            times[times.len() / 2].as_secs_f64() * 1e3,
+            times[times.len() - 1].as_secs_f64() * 1e3,
+            checks[0].queries,
         );
 
         // CPU of this process (the monitor and its collector) at 1 s.

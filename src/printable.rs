@@ -79,6 +79,27 @@ pub fn printable_json(json: String) -> String {
     out
 }
 
+/// A PostgreSQL string literal whose value is `text`, safe to print: a
+/// character a terminal would act on is written as a `U&'\+XXXXXX'`
+/// escape, which the server decodes back.
+pub(crate) fn sql_literal(text: &str) -> String {
+    let escaped = text.chars().any(needs_escape);
+    let mut out = String::with_capacity(text.len() + 4);
+    out.push_str(if escaped { "U&'" } else { "'" });
+    for c in text.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' if escaped => out.push_str("\\\\"),
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\+{:06X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 fn needs_escape(c: char) -> bool {
     c.is_control() || is_bidi_control(c)
 }
@@ -134,6 +155,14 @@ mod tests {
         let line = printable_line(&text, 100);
         assert!(line.starts_with(&"é".repeat(100)));
         assert!(line.ends_with("… (900 more characters)"), "{line}");
+    }
+
+    #[test]
+    fn sql_literals_quote_and_escape_what_a_terminal_would_act_on() {
+        assert_eq!(sql_literal("public.orders"), "'public.orders'");
+        assert_eq!(sql_literal("it's"), "'it''s'");
+        assert_eq!(sql_literal(r"a\b"), r"'a\b'");
+        assert_eq!(sql_literal("x\x1b[2J\\'"), r"U&'x\+00001B[2J\\'''");
     }
 
     #[test]

@@ -120,7 +120,7 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
         writeln!(out, "Slot:         {}", slot_line(slot, now))?;
     }
     if let Some(cutover) = &s.cutover {
-        write_cutover(out, cutover, now)?;
+        out.push_str(&render_cutover(cutover, now));
     }
     if s.error_count > 0 {
         writeln!(
@@ -134,7 +134,14 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
 }
 
 /// `Cutover:      NOT READY — 2 blockers (checked 12s ago)` and a line per
-/// blocker and warning.
+/// blocker and warning, as `status` and `pgmigrator check` print them.
+pub fn render_cutover(cutover: &Cutover, now: OffsetDateTime) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_cutover(&mut out, cutover, now);
+    out
+}
+
 fn write_cutover(out: &mut String, cutover: &Cutover, now: OffsetDateTime) -> std::fmt::Result {
     let age: Duration = (now - cutover.checked_at).try_into().unwrap_or_default();
     let checked = format!(

@@ -25,13 +25,17 @@
 //! that does not exist, and hides none that does (a walsender still
 //! reading WAL while the source is quiet shows as lag until it is done).
 
+mod catalog;
+mod checks;
 mod conninfo;
+mod counts;
 mod diff;
 mod libpq_env;
 mod observe;
 mod poll;
 mod sql;
 mod tls;
+mod verdict;
 
 use std::fmt;
 use std::future::Future;
@@ -41,11 +45,15 @@ use tokio_postgres::Client;
 
 use crate::backoff::Backoff;
 use crate::collector::Collector;
+use crate::cutover::CutoverLimits;
 use crate::redact::redact;
 
+pub use checks::SequenceFix;
 pub use conninfo::{ConnInfo, ConnInfoError};
+pub use counts::{CountOptions, CountProgress};
 pub use poll::PollStats;
 pub use tls::SslMode;
+pub use verdict::{CheckOptions, CheckReport, DEFAULT_SEQUENCE_MARGIN};
 
 /// What to follow and how often.
 #[derive(Debug, Clone)]
@@ -58,6 +66,27 @@ pub struct MonitorConfig {
     pub subscription: Option<String>,
     /// Time between two polls.
     pub interval: Duration,
+    /// Time between two readings of the catalogs for the cutover checks
+    /// (the checks that follow from the snapshot run on every poll).
+    pub check_interval: Duration,
+    /// What the cutover verdict tolerates.
+    pub cutover: CutoverLimits,
+}
+
+impl MonitorConfig {
+    /// Following the only subscription of `dest`'s database, polling every
+    /// second and reading the catalogs every 30 seconds, with the default
+    /// cutover limits.
+    pub fn new(source: ConnInfo, dest: ConnInfo) -> MonitorConfig {
+        MonitorConfig {
+            source,
+            dest,
+            subscription: None,
+            interval: Duration::from_secs(1),
+            check_interval: Duration::from_secs(30),
+            cutover: CutoverLimits::default(),
+        }
+    }
 }
 
 /// Why the monitor cannot start or lost a server. Its message never holds a
@@ -124,6 +153,8 @@ pub struct Monitor {
     dest_has_stats: bool,
     /// What the collector has been told, kept across reconnections.
     tracker: diff::Tracker,
+    /// The cutover checks' newest reading of the catalogs.
+    checked: Option<verdict::Checked>,
 }
 
 impl fmt::Debug for Monitor {
@@ -160,6 +191,7 @@ impl Monitor {
             subscription,
             dest_has_stats: dest_version >= 150_000,
             tracker: diff::Tracker::default(),
+            checked: None,
         })
     }
 
@@ -174,7 +206,9 @@ impl Monitor {
     }
 }
 
-/// Follows the migration until `stop`: polls every interval; a lost server
+/// Follows the migration until `stop`: polls every interval and records
+/// the cutover verdict after each poll (see [`MonitorConfig::check_interval`]);
+/// a lost server
 /// is recorded as an error (password masked) and reconnected with backoff
 /// (1 s doubling to 30 s) while the last known state stays on show.
 pub async fn run(collector: Collector, mut monitor: Monitor, stop: impl Future<Output = ()>) {
@@ -186,7 +220,11 @@ pub async fn run(collector: Collector, mut monitor: Monitor, stop: impl Future<O
             () = &mut stop => return,
             _ = ticks.tick() => {}
         }
-        let Err(err) = monitor.poll(&collector).await else {
+        let polled = match monitor.poll(&collector).await {
+            Ok(_) => monitor.update_cutover(&collector).await,
+            Err(err) => Err(err),
+        };
+        let Err(err) = polled else {
             continue;
         };
         collector.record_error(&err).await;
@@ -348,12 +386,7 @@ mod tests {
         let server: ConnInfo = format!("postgres://monitor:s3cr%2Fet@127.0.0.1:{port}/shop")
             .parse()
             .unwrap();
-        let config = MonitorConfig {
-            source: server.clone(),
-            dest: server,
-            subscription: None,
-            interval: Duration::from_secs(1),
-        };
+        let config = MonitorConfig::new(server.clone(), server);
         let err = Monitor::connect(config).await.unwrap_err();
         assert_eq!(err.kind(), MonitorErrorKind::Connect);
         let message = err.to_string();

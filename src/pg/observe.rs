@@ -197,7 +197,7 @@ pub(crate) async fn estimates(
 }
 
 impl Monitor {
-    fn lost_dest(&self, err: &tokio_postgres::Error) -> MonitorError {
+    pub(super) fn lost_dest(&self, err: &tokio_postgres::Error) -> MonitorError {
         MonitorError::new(
             MonitorErrorKind::Lost,
             format!(
@@ -208,7 +208,7 @@ impl Monitor {
         )
     }
 
-    fn lost_source(&self, err: &tokio_postgres::Error) -> MonitorError {
+    pub(super) fn lost_source(&self, err: &tokio_postgres::Error) -> MonitorError {
         MonitorError::new(
             MonitorErrorKind::Lost,
             format!(

@@ -59,3 +59,73 @@ pub(super) const ESTIMATES: &str = "
     JOIN pg_namespace n ON n.oid = c.relnamespace
     JOIN unnest($1::text[], $2::text[]) AS t(schema, name)
       ON t.schema = n.nspname AND t.name = c.relname";
+
+/// Destination: whether the subscription is enabled, and its publications.
+pub(super) const SUBSCRIPTION_STATE: &str = "
+    SELECT s.subenabled, s.subpublications::text[]
+    FROM pg_subscription s WHERE s.oid = $1";
+
+/// The columns of table `c`, as a JSON array of `[name, type, not null]`.
+macro_rules! columns_json {
+    () => {
+        "(SELECT json_agg(json_build_array(a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull)
+                          ORDER BY a.attnum)
+            FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)::text"
+    };
+}
+
+/// Destination: the subscription's tables with their columns.
+pub(super) const SUBSCRIBED_COLUMNS: &str = concat!(
+    "
+    SELECT n.nspname::text, c.relname::text, ",
+    columns_json!(),
+    "
+    FROM pg_subscription_rel sr
+    JOIN pg_class c ON c.oid = sr.srrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE sr.srsubid = $1"
+);
+
+/// Source: every publication and whether it publishes UPDATE or DELETE
+/// (which need a replica identity).
+pub(super) const PUBLICATIONS: &str = "
+    SELECT p.pubname::text, p.puballtables, p.pubupdate OR p.pubdelete
+    FROM pg_publication p";
+
+/// Source: every table in a user schema (plain and partitioned) with its
+/// replica identity, its keys, the publications that list it and, for a
+/// partition, those that list its root, and its columns.
+pub(super) const SOURCE_TABLES: &str = concat!(
+    "
+    WITH listed AS (
+        SELECT c.oid, array_agg(DISTINCT pt.pubname::text) AS pubs
+        FROM pg_publication_tables pt
+        JOIN pg_namespace n ON n.nspname = pt.schemaname
+        JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+        GROUP BY c.oid)
+    SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relreplident::text,
+           EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+           EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident),
+           COALESCE(l.pubs, '{}'), COALESCE(r.pubs, '{}'), ",
+    columns_json!(),
+    "
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN listed l ON l.oid = c.oid
+    LEFT JOIN listed r ON c.relispartition AND r.oid = pg_partition_root(c.oid)
+    WHERE c.relkind IN ('r', 'p')
+      AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'"
+);
+
+/// Either side: every sequence in a user schema, its increment, whether
+/// this login may read it, and its `last_value` (NULL before its first
+/// `nextval`, or when it may not be read).
+pub(super) const SEQUENCES: &str = "
+    SELECT n.nspname::text, c.relname::text, s.seqincrement,
+           has_sequence_privilege(c.oid, 'SELECT,USAGE'),
+           CASE WHEN has_sequence_privilege(c.oid, 'SELECT,USAGE')
+                THEN pg_sequence_last_value(c.oid) END
+    FROM pg_sequence s
+    JOIN pg_class c ON c.oid = s.seqrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'";

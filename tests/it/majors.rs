@@ -51,10 +51,11 @@ async fn scenario(source_major: u32, dest_major: u32) {
         .tick(Duration::from_millis(100))
         .build();
     let monitor = Monitor::connect(MonitorConfig {
-        source: source.monitor_uri().parse().unwrap(),
-        dest: dest.monitor_uri().parse().unwrap(),
-        subscription: None,
         interval: Duration::from_millis(100),
+        ..MonitorConfig::new(
+            source.monitor_uri().parse().unwrap(),
+            dest.monitor_uri().parse().unwrap(),
+        )
     })
     .await
     .unwrap();

@@ -40,10 +40,11 @@ fn replication_pair() -> (Cluster, Cluster) {
 
 fn config(source: &Cluster, dest: &Cluster) -> MonitorConfig {
     MonitorConfig {
-        source: source.monitor_uri().parse().unwrap(),
-        dest: dest.monitor_uri().parse().unwrap(),
-        subscription: None,
         interval: Duration::from_millis(100),
+        ..MonitorConfig::new(
+            source.monitor_uri().parse().unwrap(),
+            dest.monitor_uri().parse().unwrap(),
+        )
     }
 }
 

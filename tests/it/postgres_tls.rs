@@ -34,10 +34,11 @@ fn tls_pair(ca: &Ca) -> (Cluster, Cluster) {
 
 fn monitor_config(source: &str, dest: &Cluster) -> MonitorConfig {
     MonitorConfig {
-        source: source.parse::<ConnInfo>().unwrap(),
-        dest: dest.monitor_uri().parse().unwrap(),
-        subscription: None,
         interval: Duration::from_millis(100),
+        ..MonitorConfig::new(
+            source.parse::<ConnInfo>().unwrap(),
+            dest.monitor_uri().parse().unwrap(),
+        )
     }
 }
 

@@ -37,10 +37,11 @@ async fn followed_pair(
         source.conninfo()
     ));
     let config = MonitorConfig {
-        source: source.monitor_uri().parse().unwrap(),
-        dest: dest.monitor_uri().parse().unwrap(),
-        subscription: None,
         interval: Duration::from_millis(100),
+        ..MonitorConfig::new(
+            source.monitor_uri().parse().unwrap(),
+            dest.monitor_uri().parse().unwrap(),
+        )
     };
     let collector = Collector::builder()
         .tick(Duration::from_millis(100))

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use pgmigrator_metrics::cutover::CutoverLimits;
 use pgmigrator_metrics::http::{DEFAULT_LISTEN, HttpConfig, TOKEN_ENV, TlsFiles};
+use pgmigrator_metrics::pg::{ConnInfo, CountOptions, DEFAULT_SEQUENCE_MARGIN, MonitorConfig};
 
 #[derive(Debug, Parser)]
 #[command(name = "pgmigrator", version, about)]
@@ -29,12 +31,14 @@ pub(crate) enum Command {
     /// Follow a native PostgreSQL logical-replication migration (a
     /// publication and a subscription) and serve it like demo.
     Monitor(MonitorArgs),
+    /// Check once whether it is safe to switch over now; exit status 0
+    /// ready, 3 not ready, 1 cannot check, 2 usage.
+    Check(CheckArgs),
 }
 
+/// The two servers and the subscription, for `monitor` and `check`.
 #[derive(Debug, Args)]
-pub(crate) struct MonitorArgs {
-    #[command(flatten)]
-    pub(crate) http: HttpArgs,
+pub(crate) struct ServerArgs {
     /// The source (publisher): a postgres:// URI or libpq key=value pairs,
     /// with sslmode and friends; PG* variables and ~/.pgpass fill what it
     /// leaves out (e.g. postgres://monitor@source:5432/shop?sslmode=verify-full)
@@ -56,15 +60,111 @@ pub(crate) struct MonitorArgs {
     /// The subscription [default: the destination database's only one]
     #[arg(long, value_name = "NAME")]
     pub(crate) subscription: Option<String>,
+}
+
+impl ServerArgs {
+    /// The monitor's settings for these servers. libpq's environment and
+    /// password file fill what the strings leave out, so no password needs
+    /// to be on the command line.
+    pub(crate) fn config(&self, cutover: &CutoverArgs) -> Result<MonitorConfig, String> {
+        let parse = |which: &str, text: &str| {
+            text.parse::<ConnInfo>()
+                .and_then(ConnInfo::with_libpq_environment)
+                .map_err(|err| format!("--{which}: {err}"))
+        };
+        Ok(MonitorConfig {
+            subscription: self.subscription.clone(),
+            cutover: cutover.limits(),
+            ..MonitorConfig::new(parse("source", &self.source)?, parse("dest", &self.dest)?)
+        })
+    }
+}
+
+/// What the cutover verdict tolerates.
+#[derive(Debug, Args)]
+pub(crate) struct CutoverArgs {
+    /// Most WAL not yet applied for a ready verdict (e.g. 0, 16MB, 1GiB).
+    #[arg(long, value_name = "BYTES", default_value = "0", value_parser = parse_bytes)]
+    pub(crate) cutover_max_lag: u64,
+    /// Most time lag for a ready verdict, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_lag_seconds)]
+    pub(crate) cutover_max_lag_seconds: f64,
+    /// An apply or sync error this recent blocks the cutover.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_error_window)]
+    pub(crate) cutover_error_window: Duration,
+}
+
+impl CutoverArgs {
+    pub(crate) fn limits(&self) -> CutoverLimits {
+        CutoverLimits {
+            max_lag_bytes: self.cutover_max_lag,
+            max_lag_seconds: self.cutover_max_lag_seconds,
+            error_window: self.cutover_error_window,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MonitorArgs {
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+    #[command(flatten)]
+    pub(crate) servers: ServerArgs,
+    #[command(flatten)]
+    pub(crate) cutover: CutoverArgs,
     /// Time between polls, from 10ms to 1h (e.g. 1s, 500ms).
     #[arg(long, value_parser = parse_interval, default_value = "1s")]
     pub(crate) interval: Duration,
+    /// Time between readings of the catalogs for the cutover checks
+    /// (publications, replica identity, columns, sequences), from 10ms to 1h.
+    #[arg(long, value_parser = parse_interval, default_value = "30s")]
+    pub(crate) check_interval: Duration,
     /// The state file [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
     #[arg(long, value_name = "PATH")]
     pub(crate) state_file: Option<PathBuf>,
     /// Show the terminal dashboard in the foreground (q quits).
     #[arg(long)]
     pub(crate) tui: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    pub(crate) servers: ServerArgs,
+    #[command(flatten)]
+    pub(crate) cutover: CutoverArgs,
+    /// Also compare exact row counts (count(*)) of every subscribed table;
+    /// they agree only once writes to the source have stopped.
+    #[arg(long)]
+    pub(crate) counts: bool,
+    /// Tables counted at once on each server, from 1 to 64.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) count_concurrency: u16,
+    /// The longest one table's count may take (statement_timeout), from
+    /// 1s to 24h.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_count_timeout)]
+    pub(crate) count_timeout: Duration,
+    /// Print the verdict as JSON.
+    #[arg(long, conflicts_with = "sequences_sql")]
+    pub(crate) json: bool,
+    /// Print only the SQL that puts the destination's sequences ahead of
+    /// the source's, to run on the destination (the verdict goes to
+    /// stderr); nothing is written by pgmigrator.
+    #[arg(long)]
+    pub(crate) sequences_sql: bool,
+    /// What --sequences-sql adds to the source's value, from 0 to 1000000000.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEQUENCE_MARGIN,
+          value_parser = clap::value_parser!(i64).range(0..=1_000_000_000))]
+    pub(crate) sequence_margin: i64,
+}
+
+impl CheckArgs {
+    pub(crate) fn count_options(&self) -> Option<CountOptions> {
+        self.counts.then(|| CountOptions {
+            concurrency: usize::from(self.count_concurrency),
+            statement_timeout: self.count_timeout,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +339,60 @@ fn parse_run_time(text: &str) -> Result<Duration, String> {
     )
 }
 
+fn parse_error_window(text: &str) -> Result<Duration, String> {
+    parse_duration_within(
+        text,
+        Duration::from_secs(1),
+        Duration::from_secs(7 * 86_400),
+    )
+}
+
+fn parse_count_timeout(text: &str) -> Result<Duration, String> {
+    parse_duration_within(text, Duration::from_secs(1), Duration::from_secs(86_400))
+}
+
+fn parse_lag_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text.trim().parse().map_err(|_| "not a number".to_owned())?;
+    if (0.0..=86_400.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err("must be from 0 to 86400".to_owned())
+    }
+}
+
+/// A size as a whole number of bytes with an optional unit: `0`, `512kB`,
+/// `16MB`, `1GiB` (kB, MB, GB, TB count in 1000s; KiB, MiB, GiB, TiB in
+/// 1024s).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| "not a size (e.g. 0, 512kB, 16MB, 1GiB)".to_owned())?;
+    let unit: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ));
+        }
+    };
+    number
+        .checked_mul(unit)
+        .ok_or_else(|| "too large".to_owned())
+}
+
 fn parse_speed(text: &str) -> Result<f64, String> {
     let speed: f64 = text.trim().parse().map_err(|_| "not a number".to_owned())?;
     if (0.001..=1000.0).contains(&speed) {
@@ -278,6 +432,21 @@ mod tests {
         }
         for bad in ["0", "366days", "1e400", "x"] {
             assert!(parse_run_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units_and_refuse_the_rest() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("16MB"), Ok(16_000_000));
+        assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("512kB"), Ok(512_000));
+        for bad in ["", "-1", "1.5MB", "1XB", "MB", "99999999999TiB", "NaN"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_lag_seconds("0.5"), Ok(0.5));
+        for bad in ["-1", "NaN", "inf", "1e9"] {
+            assert!(parse_lag_seconds(bad).is_err(), "{bad}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! its flags and makes one call; the library does the work.
 
 mod args;
+mod check;
 mod output;
 mod serving;
 mod signals;
@@ -15,7 +16,7 @@ use clap::Parser;
 use pgmigrator_metrics::app;
 use pgmigrator_metrics::demo::{self, DemoOptions};
 use pgmigrator_metrics::http;
-use pgmigrator_metrics::pg::{self, ConnInfo, MonitorConfig};
+use pgmigrator_metrics::pg::{self, MonitorConfig};
 use pgmigrator_metrics::printable::{printable, printable_json, printable_line};
 use pgmigrator_metrics::{
     Phase, StateFileMirror, StderrLayer, default_state_path, read_state_file, status, tui,
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     panics::install();
     let result = match cli.command {
-        Command::Status(args) if !args.watch => status_once(&args),
+        Command::Status(args) if !args.watch => status_once(&args).map(|()| ExitCode::SUCCESS),
         command => runtime().and_then(|rt| rt.block_on(run(command))),
     };
     if let Some(panic) = panics::message() {
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
         return ExitCode::from(101);
     }
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("pgmigrator: {}", printable_line(&one_line(&*err), 2000));
             ExitCode::FAILURE
@@ -60,14 +61,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|err| format!("starting the runtime: {err}").into())
 }
 
-async fn run(command: Command) -> Result<(), Failure> {
+async fn run(command: Command) -> Result<ExitCode, Failure> {
     match command {
         Command::Demo(args) => demo_command(args).await,
         Command::Serve(args) => serve_command(args).await,
         Command::Status(args) => status_watch(&args).await,
         Command::Tui(args) => tui_command(args).await,
         Command::Monitor(args) => monitor_command(args).await,
+        Command::Check(args) => return check::run(args).await,
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
@@ -92,18 +95,10 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
 async fn monitor_command(args: MonitorArgs) -> Result<(), Failure> {
     let collector = live_collector(args.tui)?;
     collector.set_phase(Phase::Connecting).await;
-    // libpq's environment and password file fill what the string leaves
-    // out, so no password needs to be on the command line.
-    let parse = |which: &str, text: &str| {
-        text.parse::<ConnInfo>()
-            .and_then(ConnInfo::with_libpq_environment)
-            .map_err(|err| format!("--{which}: {err}"))
-    };
     let config = MonitorConfig {
-        source: parse("source", &args.source)?,
-        dest: parse("dest", &args.dest)?,
-        subscription: args.subscription,
         interval: args.interval,
+        check_interval: args.check_interval,
+        ..args.servers.config(&args.cutover)?
     };
     // Bad input fails here, before anything is served.
     let monitor = pg::Monitor::connect(config).await?;

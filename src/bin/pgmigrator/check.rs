@@ -1,0 +1,93 @@
+//! `pgmigrator check`: the cutover checks, once, as a verdict and an exit
+//! status for runbooks and CI gates.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use pgmigrator_metrics::Collector;
+use pgmigrator_metrics::pg::{CheckOptions, CheckReport, CountProgress, Monitor};
+use pgmigrator_metrics::printable::printable_json;
+use pgmigrator_metrics::status::render_cutover;
+
+use crate::Failure;
+use crate::args::CheckArgs;
+use crate::output::print;
+
+/// Exit status: it is safe to switch over.
+const READY: u8 = 0;
+/// Exit status: the bad usage of a flag or connection string.
+const USAGE: u8 = 2;
+/// Exit status: the checks ran and something blocks the cutover.
+const NOT_READY: u8 = 3;
+
+/// Runs the checks and prints the verdict; a server that cannot be
+/// reached or checked is an error (exit status 1).
+pub(crate) async fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
+    let config = match args.servers.config(&args.cutover) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("pgmigrator: {message}");
+            return Ok(ExitCode::from(USAGE));
+        }
+    };
+    let mut monitor = Monitor::connect(config).await?;
+    let collector = Collector::new();
+    let options = CheckOptions {
+        counts: args.count_options(),
+        sequence_margin: args.sequence_margin,
+    };
+    let report = monitor
+        .check(&collector, &options, &mut progress_on_stderr())
+        .await;
+    collector.close().await;
+    let report = report?;
+    let verdict = format!(
+        "Subscription: {}\n{}",
+        monitor.subscription(),
+        render_cutover(&report.cutover, report.cutover.checked_at)
+    );
+    if args.sequences_sql {
+        eprint!("{}", pgmigrator_metrics::printable::printable(&verdict));
+        print(&sequences_sql(&report, args.sequence_margin))?;
+    } else if args.json {
+        let mut json = serde_json::to_string_pretty(&report.cutover)?;
+        json.push('\n');
+        print(&printable_json(json))?;
+    } else {
+        print(&pgmigrator_metrics::printable::printable(&verdict))?;
+    }
+    Ok(ExitCode::from(if report.cutover.ready {
+        READY
+    } else {
+        NOT_READY
+    }))
+}
+
+/// The `setval` statements, under a comment that says where to run them.
+fn sequences_sql(report: &CheckReport, margin: i64) -> String {
+    let fixes = &report.sequence_fixes;
+    let mut sql = match fixes.len() {
+        0 => "-- No sequence on the destination is behind the source.\n".to_owned(),
+        n => format!(
+            "-- Run on the destination: puts {n} sequence(s) {margin} past the source's value.\n"
+        ),
+    };
+    for fix in fixes {
+        sql.push_str(&fix.sql());
+        sql.push('\n');
+    }
+    sql
+}
+
+/// `counting rows: 12 of 40 tables` on stderr, at most once a second and
+/// when done.
+fn progress_on_stderr() -> impl FnMut(CountProgress) + Send {
+    let mut last: Option<Instant> = None;
+    move |CountProgress { done, total }| {
+        let due = last.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+        if due || done == total {
+            eprintln!("counting rows: {done} of {total} tables counted on both servers");
+            last = Some(Instant::now());
+        }
+    }
+}

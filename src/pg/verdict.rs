@@ -1,0 +1,144 @@
+//! The cutover verdict: the checks that follow from the snapshot, and those
+//! that read the catalogs (every `check_interval`, or at once for
+//! [`Monitor::check`]), combined and recorded.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use super::checks::{self, Findings, SequenceFix};
+use super::counts::{self, CountOptions, CountProgress};
+use super::{Monitor, MonitorError, catalog};
+use crate::collector::Collector;
+use crate::cutover::{CutoverLimits, snapshot_blockers};
+use crate::model::{Cutover, Snapshot};
+
+/// How [`Monitor::check`] runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Count rows on both servers (`row_count_mismatch`); `None` skips it.
+    pub counts: Option<CountOptions>,
+    /// What a [`SequenceFix`] adds to the source's value (default 1000).
+    pub sequence_margin: i64,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            counts: None,
+            sequence_margin: DEFAULT_SEQUENCE_MARGIN,
+        }
+    }
+}
+
+/// What a [`SequenceFix`] adds to the source's value unless told.
+pub const DEFAULT_SEQUENCE_MARGIN: i64 = 1000;
+
+/// The outcome of [`Monitor::check`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckReport {
+    /// The verdict.
+    pub cutover: Cutover,
+    /// The `setval` statements that bring the destination's sequences
+    /// ahead of the source's.
+    pub sequence_fixes: Vec<SequenceFix>,
+    /// Queries sent, row counts not included.
+    pub queries: u32,
+    /// Wall time of the whole check.
+    pub elapsed: Duration,
+}
+
+/// The catalog checks' newest findings and when they were read.
+#[derive(Debug)]
+pub(super) struct Checked {
+    at: Instant,
+    findings: Findings,
+}
+
+impl Monitor {
+    /// Runs every check once, now: a poll into `collector` (for the
+    /// tables, lag, slot and errors), the catalog checks and, when asked,
+    /// the row counts, reporting their progress to `progress`. Read-only
+    /// on both servers; records nothing.
+    pub async fn check(
+        &mut self,
+        collector: &Collector,
+        options: &CheckOptions,
+        progress: &mut (dyn FnMut(CountProgress) + Send),
+    ) -> Result<CheckReport, MonitorError> {
+        let started = std::time::Instant::now();
+        let mut queries = self.poll(collector).await?.queries;
+        let catalog = catalog::read(self, &mut queries).await?;
+        let mut findings = checks::evaluate(&catalog, options.sequence_margin);
+        if let Some(count_options) = &options.counts {
+            let tables = catalog.subscribed.iter().map(|(name, _)| name.clone());
+            let counted = counts::compare(
+                &self.config.source,
+                &self.config.dest,
+                tables.collect(),
+                count_options,
+                progress,
+            )
+            .await?;
+            findings.blockers.extend(counted.blockers);
+            findings.warnings.extend(counted.warnings);
+        }
+        collector.flush().await;
+        let cutover = verdict(
+            &collector.snapshot(),
+            &findings,
+            &self.config.cutover,
+            OffsetDateTime::now_utc(),
+        );
+        Ok(CheckReport {
+            cutover,
+            sequence_fixes: findings.sequence_fixes,
+            queries,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Records the verdict after a poll, reading the catalogs again when
+    /// the last reading is `check_interval` old.
+    pub(super) async fn update_cutover(
+        &mut self,
+        collector: &Collector,
+    ) -> Result<(), MonitorError> {
+        let due = self
+            .checked
+            .as_ref()
+            .is_none_or(|c| c.at.elapsed() >= self.config.check_interval);
+        if due {
+            let catalog = catalog::read(self, &mut 0).await?;
+            self.checked = Some(Checked {
+                at: Instant::now(),
+                findings: checks::evaluate(&catalog, DEFAULT_SEQUENCE_MARGIN),
+            });
+        }
+        let Some(checked) = &self.checked else {
+            return Ok(());
+        };
+        collector.flush().await;
+        let cutover = verdict(
+            &collector.snapshot(),
+            &checked.findings,
+            &self.config.cutover,
+            OffsetDateTime::now_utc(),
+        );
+        collector.record_cutover(cutover).await;
+        Ok(())
+    }
+}
+
+/// The snapshot's blockers, then the catalogs'.
+fn verdict(
+    snapshot: &Snapshot,
+    findings: &Findings,
+    limits: &CutoverLimits,
+    now: OffsetDateTime,
+) -> Cutover {
+    let mut blockers = snapshot_blockers(snapshot, limits, now);
+    blockers.extend(findings.blockers.iter().cloned());
+    Cutover::new(now, blockers, findings.warnings.clone())
+}
