@@ -117,6 +117,8 @@ impl Page {
                 copied: document.getElementById('copied').textContent,
                 slot: document.getElementById('slot-card').innerText,
                 slotBanner: document.getElementById('slot-banner').textContent,
+                title: document.title,
+                cutover: document.getElementById('cutover-card').innerText,
                 tables: document.getElementById('viewport').innerText})",
         )
         .await
@@ -336,4 +338,66 @@ async fn a_lost_slot_puts_a_banner_across_the_dashboard() {
         v["slotBanner"] == "Replication slot lost — the subscription must be re-created"
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cutover_card_and_the_title_say_not_ready_with_the_blocker_then_ready() {
+    if !crate::tools::available(CHROMIUM) {
+        return;
+    }
+    use pgmigrator_metrics::{
+        Cutover, CutoverItem, CutoverKind, Phase, Snapshot, write_state_file,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let snapshot = |blockers: Vec<CutoverItem>| {
+        let now = time::OffsetDateTime::now_utc();
+        let warning = CutoverItem {
+            kind: CutoverKind::NotSubscribed,
+            table: Some("public.audit".into()),
+            detail: "in no publication".into(),
+        };
+        Snapshot {
+            phase: Phase::Streaming,
+            timestamp: now,
+            cutover: Some(Cutover::new(now, blockers, vec![warning])),
+            ..Snapshot::default()
+        }
+    };
+    let blocker = CutoverItem {
+        kind: CutoverKind::SequenceBehind,
+        table: Some("public.orders_id_seq".into()),
+        detail: "source 600, destination 100".into(),
+    };
+    write_state_file(&path, &snapshot(vec![blocker])).unwrap();
+    let (_serve, url) =
+        start_pgmigrator(&["serve".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
+    let profile = dir.path().join("profile");
+    std::fs::create_dir(&profile).unwrap();
+    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
+    let shown = page
+        .wait_until("NOT READY", |v| v["title"] == "NOT READY · pgmigrator")
+        .await;
+    let card = shown["cutover"].as_str().unwrap();
+    assert!(card.contains("NOT READY"), "{card}");
+    assert!(
+        card.contains("sequence_behind · public.orders_id_seq — source 600, destination 100"),
+        "{card}"
+    );
+    assert!(card.contains("1 warning"), "{card}");
+    assert!(
+        !card.contains("public.audit"),
+        "warnings are folded: {card}"
+    );
+
+    write_state_file(&path, &snapshot(vec![])).unwrap();
+    let shown = page
+        .wait_until("READY", |v| v["title"] == "READY · pgmigrator")
+        .await;
+    let card = shown["cutover"].as_str().unwrap();
+    assert!(
+        card.contains("READY") && !card.contains("NOT READY"),
+        "{card}"
+    );
+    assert!(!card.contains("sequence_behind"), "{card}");
 }
