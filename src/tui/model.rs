@@ -101,6 +101,8 @@ pub enum Mode {
     Tables,
     /// The full-height log.
     Logs,
+    /// The cutover verdict's blockers and warnings, in full.
+    Cutover,
     /// Typing a filter: keys edit it instead of acting.
     Filtering,
     /// The key help, over the tables or the log.
@@ -184,6 +186,11 @@ impl Model {
     /// Whether the body shows the full-height log.
     pub fn shows_logs(&self) -> bool {
         matches!(self.mode, Mode::Logs | Mode::Help { over_logs: true })
+    }
+
+    /// Whether the body shows the cutover blockers and warnings.
+    pub fn shows_cutover(&self) -> bool {
+        self.mode == Mode::Cutover
     }
 
     /// How many table rows fit on the screen, for paging (see
@@ -277,6 +284,13 @@ impl Model {
                     Mode::Tables
                 } else {
                     Mode::Logs
+                };
+            }
+            KeyCode::Char('c') => {
+                self.mode = if self.mode == Mode::Cutover {
+                    Mode::Tables
+                } else {
+                    Mode::Cutover
                 };
             }
             KeyCode::Char('?') => {

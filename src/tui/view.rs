@@ -15,7 +15,8 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::model::{Link, Mode, Model};
 use crate::lsn::{self, format_bytes, format_duration};
-use crate::model::{LogLevel, Phase, SlotHealth, TableProgress, TableStatus, WalStatus};
+use crate::model::{Cutover, LogLevel, Phase, SlotHealth, TableProgress, TableStatus, WalStatus};
+use crate::printable::printable;
 
 /// A copying table without progress for this long is marked stalled.
 const STALLED_AFTER: Duration = Duration::from_secs(60);
@@ -25,8 +26,10 @@ const MIB: u64 = 1024 * 1024;
 struct Areas {
     header: Rect,
     progress: Rect,
-    /// The table list, unless the body shows the full-height log.
+    /// The table list, unless the body shows the full-height log or the
+    /// cutover list.
     tables: Option<Rect>,
+    cutover: Option<Rect>,
     sparklines: Option<Rect>,
     log: Rect,
     errors: Rect,
@@ -34,8 +37,11 @@ struct Areas {
 }
 
 fn areas(area: Rect, model: &Model) -> Areas {
-    // A third header line for the replication slot, once one is known.
-    let header_lines = 2 + u16::from(model.snapshot().slot.is_some());
+    // More header lines for the replication slot and the cutover
+    // verdict, once known.
+    let header_lines = 2
+        + u16::from(model.snapshot().slot.is_some())
+        + u16::from(model.snapshot().cutover.is_some());
     let [header, progress, body, errors, help] = Layout::vertical([
         Constraint::Length(header_lines),
         Constraint::Length(1),
@@ -44,8 +50,12 @@ fn areas(area: Rect, model: &Model) -> Areas {
         Constraint::Length(1),
     ])
     .areas(area);
-    let (tables, sparklines, log) = if model.shows_logs() {
-        (None, None, body)
+    let (tables, sparklines, cutover, log) = if model.shows_logs() {
+        (None, None, None, body)
+    } else if model.shows_cutover() {
+        let [cutover, log] =
+            Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(body);
+        (None, None, Some(cutover), log)
     } else {
         let sparks = if area.height >= 20 { 3 } else { 0 };
         let logs = if area.height >= 30 {
@@ -59,12 +69,13 @@ fn areas(area: Rect, model: &Model) -> Areas {
             Constraint::Length(logs),
         ])
         .areas(body);
-        (Some(tables), (sparks > 0).then_some(spark), log)
+        (Some(tables), (sparks > 0).then_some(spark), None, log)
     };
     Areas {
         header,
         progress,
         tables,
+        cutover,
         sparklines,
         log,
         errors,
@@ -90,6 +101,9 @@ pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
     }
     if let Some(sparklines) = areas.sparklines {
         draw_sparklines(frame, sparklines, model);
+    }
+    if let Some(cutover) = areas.cutover {
+        draw_cutover(frame, cutover, model);
     }
     draw_logs(frame, areas.log, model);
     draw_errors(frame, areas.errors, model);
@@ -164,7 +178,101 @@ fn draw_header(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
     if let Some(slot) = &s.slot {
         lines.push(slot_line(slot, s.timestamp));
     }
+    if let Some(cutover) = &s.cutover {
+        lines.push(cutover_line(cutover));
+    }
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// `cutover READY`, or `cutover NOT READY · 2 blockers: lag, sequence_behind · c lists them`.
+fn cutover_line(cutover: &Cutover) -> Line<'static> {
+    if cutover.ready {
+        return Line::from(vec![
+            Span::raw(" cutover "),
+            Span::styled(
+                "READY",
+                Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
+            ),
+        ]);
+    }
+    let mut kinds: Vec<&str> = Vec::new();
+    for blocker in &cutover.blockers {
+        if !kinds.contains(&blocker.kind.as_str()) {
+            kinds.push(blocker.kind.as_str());
+        }
+    }
+    let count = match cutover.blockers.len() {
+        1 => "1 blocker".to_owned(),
+        n => format!("{n} blockers"),
+    };
+    Line::from(vec![
+        Span::raw(" cutover "),
+        Span::styled(
+            "NOT READY",
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!(
+            " · {count}: {} · c lists them",
+            printable(&kinds.join(", "))
+        )),
+    ])
+}
+
+/// The verdict's blockers then its warnings, as many as fit.
+fn draw_cutover(frame: &mut Frame, area: Rect, model: &Model) {
+    let s = model.snapshot();
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .title(" cutover (c closes) ");
+    let inner = block.inner(area);
+    let Some(cutover) = &s.cutover else {
+        let text = "no verdict yet: `pgmigrator monitor` computes it from both servers";
+        frame.render_widget(Paragraph::new(text).block(block), area);
+        return;
+    };
+    let age: Duration = (s.timestamp - cutover.checked_at)
+        .try_into()
+        .unwrap_or_default();
+    let mut lines = vec![Line::raw(format!(
+        "{} · checked {} ago",
+        if cutover.ready { "READY" } else { "NOT READY" },
+        format_duration(Duration::from_secs(age.as_secs()))
+    ))];
+    let items = cutover
+        .blockers
+        .iter()
+        .map(|item| ("✗", Color::Red, item))
+        .chain(
+            cutover
+                .warnings
+                .iter()
+                .map(|item| ("!", Color::Yellow, item)),
+        );
+    let room = usize::from(inner.height).saturating_sub(1);
+    let total = cutover.blockers.len() + cutover.warnings.len();
+    let shown = if total > room {
+        room.saturating_sub(1)
+    } else {
+        total
+    };
+    for (mark, color, item) in items.take(shown) {
+        let table = item
+            .table
+            .as_deref()
+            .map(|t| format!(" {}", printable(t)))
+            .unwrap_or_default();
+        lines.push(Line::from(vec![
+            Span::styled(format!("{mark} {}", item.kind), Style::new().fg(color)),
+            Span::raw(format!("{table}: {}", printable(&item.detail))),
+        ]));
+    }
+    if shown < total {
+        lines.push(Line::styled(
+            format!("… {} more (pgmigrator check lists them all)", total - shown),
+            Style::new().fg(Color::DarkGray),
+        ));
+    }
+    frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
 /// The slot, coloured by how safe its WAL is; a lost slot in reverse red.
@@ -399,6 +507,7 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         "s                sort: original, progress, status, size",
         "/                filter tables by name (Enter keeps, Esc clears)",
         "l                full-height log",
+        "c                cutover blockers and warnings",
         "?                this help (any key closes it)",
     ];
     let width = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0) as u16 + 4;

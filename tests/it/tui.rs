@@ -159,6 +159,80 @@ fn streaming_shows_lag_live_tables_and_logs() {
 }
 
 #[test]
+fn the_header_carries_the_cutover_verdict_and_c_lists_every_blocker() {
+    use pgmigrator_metrics::{Cutover, CutoverItem, CutoverKind};
+    let item = |kind: CutoverKind, table: &str, detail: &str| CutoverItem {
+        kind,
+        table: Some(table.into()),
+        detail: detail.into(),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let snapshot = |cutover: Cutover| Snapshot {
+        phase: Phase::Streaming,
+        timestamp: now,
+        cutover: Some(cutover),
+        ..Snapshot::default()
+    };
+    let blockers = vec![
+        item(
+            CutoverKind::SequenceBehind,
+            "public.orders_id_seq",
+            "source 600, destination 100",
+        ),
+        item(
+            CutoverKind::SchemaMismatch,
+            "public.orders",
+            "column note only on the destination",
+        ),
+        item(
+            CutoverKind::SequenceBehind,
+            "public.items_id_seq",
+            "source 9, destination unused",
+        ),
+    ];
+    let warning = item(
+        CutoverKind::NotSubscribed,
+        "public.audit",
+        "in no publication\x1b[2J",
+    );
+    let mut model = model_with(snapshot(Cutover::new(now, blockers, vec![warning])));
+    let text = screen(&model, 100, 24);
+    assert!(
+        text.contains(
+            "cutover NOT READY · 3 blockers: sequence_behind, schema_mismatch · c lists them"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("source 600"),
+        "the list waits for c:\n{text}"
+    );
+
+    model.handle_key(key(KeyCode::Char('c')));
+    let list = screen(&model, 100, 24);
+    for line in [
+        "✗ sequence_behind public.orders_id_seq: source 600, destination 100",
+        "✗ schema_mismatch public.orders: column note only on the destination",
+        "✗ sequence_behind public.items_id_seq: source 9, destination unused",
+        "! not_subscribed public.audit: in no publication\\e[2J",
+    ] {
+        assert!(list.contains(line), "{line} in:\n{list}");
+    }
+    model.handle_key(key(KeyCode::Char('c')));
+    assert!(
+        !screen(&model, 100, 24).contains("source 600"),
+        "c closes it"
+    );
+
+    model.on_snapshot(
+        Arc::new(snapshot(Cutover::new(now, vec![], vec![]))),
+        Instant::now(),
+    );
+    let text = screen(&model, 100, 24);
+    assert!(text.contains("cutover READY"), "{text}");
+}
+
+#[test]
 fn a_lost_server_and_a_stale_state_are_shown_plainly() {
     let mut model = model_with(Snapshot::default());
     model.on_link(Link::Reconnecting {
