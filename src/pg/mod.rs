@@ -71,12 +71,16 @@ pub struct MonitorConfig {
     pub check_interval: Duration,
     /// What the cutover verdict tolerates.
     pub cutover: CutoverLimits,
+    /// Count the subscribed tables' rows on both servers, in the
+    /// background, every `check_interval` (`row_count_mismatch`); `None`
+    /// never counts.
+    pub counts: Option<CountOptions>,
 }
 
 impl MonitorConfig {
     /// Following the only subscription of `dest`'s database, polling every
     /// second and reading the catalogs every 30 seconds, with the default
-    /// cutover limits.
+    /// cutover limits and no row counts.
     pub fn new(source: ConnInfo, dest: ConnInfo) -> MonitorConfig {
         MonitorConfig {
             source,
@@ -85,6 +89,7 @@ impl MonitorConfig {
             interval: Duration::from_secs(1),
             check_interval: Duration::from_secs(30),
             cutover: CutoverLimits::default(),
+            counts: None,
         }
     }
 }
@@ -213,6 +218,11 @@ impl Monitor {
 /// (1 s doubling to 30 s) while the last known state stays on show.
 pub async fn run(collector: Collector, mut monitor: Monitor, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
+    // Counting runs beside the polls and ends with them.
+    let counted =
+        monitor.config.counts.clone().map(|options| {
+            verdict::count_periodically(&monitor.config, options, collector.clone())
+        });
     let mut ticks = tokio::time::interval(monitor.config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -221,7 +231,10 @@ pub async fn run(collector: Collector, mut monitor: Monitor, stop: impl Future<O
             _ = ticks.tick() => {}
         }
         let polled = match monitor.poll(&collector).await {
-            Ok(_) => monitor.update_cutover(&collector).await,
+            Ok(_) => {
+                let counted = counted.as_ref().and_then(|rx| rx.borrow().clone());
+                monitor.update_cutover(&collector, counted.as_ref()).await
+            }
             Err(err) => Err(err),
         };
         let Err(err) = polled else {

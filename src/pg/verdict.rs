@@ -9,10 +9,12 @@ use tokio::time::Instant;
 
 use super::checks::{self, Findings, SequenceFix};
 use super::counts::{self, CountOptions, CountProgress};
-use super::{Monitor, MonitorError, catalog};
+use tokio::sync::watch;
+
+use super::{Monitor, MonitorConfig, MonitorError, catalog};
 use crate::collector::Collector;
 use crate::cutover::{CutoverLimits, snapshot_blockers};
-use crate::model::{Cutover, Snapshot};
+use crate::model::{Cutover, CutoverItem, CutoverKind, Snapshot, TableName, TableProgress};
 
 /// How [`Monitor::check`] runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,11 +101,13 @@ impl Monitor {
         })
     }
 
-    /// Records the verdict after a poll, reading the catalogs again when
-    /// the last reading is `check_interval` old.
+    /// Records the verdict after a poll, with the newest row counts when
+    /// there are any, reading the catalogs again when the last reading is
+    /// `check_interval` old.
     pub(super) async fn update_cutover(
         &mut self,
         collector: &Collector,
+        counted: Option<&Findings>,
     ) -> Result<(), MonitorError> {
         let due = self
             .checked
@@ -119,16 +123,71 @@ impl Monitor {
         let Some(checked) = &self.checked else {
             return Ok(());
         };
+        let mut findings = checked.findings.clone();
+        if let Some(counted) = counted {
+            findings.blockers.extend(counted.blockers.iter().cloned());
+            findings.warnings.extend(counted.warnings.iter().cloned());
+        }
         collector.flush().await;
         let cutover = verdict(
             &collector.snapshot(),
-            &checked.findings,
+            &findings,
             &self.config.cutover,
             OffsetDateTime::now_utc(),
         );
         collector.record_cutover(cutover).await;
         Ok(())
     }
+}
+
+/// Counts the rows of the tables `collector` shows, on both servers, every
+/// `check_interval` until the receiver is dropped; the receiver holds the
+/// newest findings (a failure to count is a warning).
+pub(super) fn count_periodically(
+    config: &MonitorConfig,
+    options: CountOptions,
+    collector: Collector,
+) -> watch::Receiver<Option<Findings>> {
+    let (tx, rx) = watch::channel(None);
+    let (source, dest, interval) = (
+        config.source.clone(),
+        config.dest.clone(),
+        config.check_interval,
+    );
+    tokio::spawn(async move {
+        loop {
+            let tables: Vec<TableName> = collector
+                .snapshot()
+                .tables
+                .iter()
+                .map(TableProgress::table_name)
+                .collect();
+            if !tables.is_empty() {
+                let started = Instant::now();
+                let count = tables.len();
+                let mut quiet = |_| {};
+                let counting = counts::compare(&source, &dest, tables, &options, &mut quiet);
+                let findings = tokio::select! {
+                    () = tx.closed() => return,
+                    counted = counting => counted.unwrap_or_else(|err| Findings {
+                        warnings: vec![CutoverItem {
+                            kind: CutoverKind::RowCountMismatch,
+                            table: None,
+                            detail: format!("rows not counted: {err}"),
+                        }],
+                        ..Findings::default()
+                    }),
+                };
+                tracing::debug!(tables = count, elapsed = ?started.elapsed(), "counted rows");
+                tx.send_replace(Some(findings));
+            }
+            tokio::select! {
+                () = tx.closed() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    });
+    rx
 }
 
 /// The snapshot's blockers, then the catalogs'.

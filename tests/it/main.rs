@@ -9,6 +9,8 @@ mod cli;
 #[cfg(all(feature = "postgres", feature = "cli"))]
 mod cluster;
 mod collector;
+#[cfg(all(feature = "postgres", feature = "cli", feature = "http"))]
+mod cutover;
 #[cfg(feature = "http")]
 mod http;
 #[cfg(feature = "http")]

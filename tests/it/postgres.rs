@@ -404,6 +404,8 @@ async fn the_password_reaches_no_surface_through_a_source_restart() {
     let stderr_path = home.path().join("stderr");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
         .args(["monitor", "--interval", "200ms", "--listen", "127.0.0.1:0"])
+        // The cutover checks and row counts connect with the password too.
+        .args(["--check-interval", "200ms", "--counts"])
         .args(["--source", &source.monitor_keywords()])
         .args(["--dest", &dest.monitor_uri()])
         .env("PGMIGRATOR_HOME", home.path())
@@ -461,8 +463,11 @@ async fn the_password_reaches_no_surface_through_a_source_restart() {
         sleep(Duration::from_millis(100)).await;
     }
 
+    wait("a cutover verdict", |s| s.cutover.is_some()).await;
+
     let mut everything = String::new();
     for path in [
+        "/api/v1/cutover",
         "/api/v1/status",
         "/api/v1/tables",
         "/api/v1/logs",
@@ -495,7 +500,12 @@ async fn the_password_reaches_no_surface_through_a_source_restart() {
             .env("PGMIGRATOR_HOME", home.path())
             .output()
             .unwrap();
-        everything.push_str(&String::from_utf8_lossy(&out.stdout));
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            shown.contains("Cutover:") || shown.contains("\"cutover\""),
+            "{shown}"
+        );
+        everything.push_str(&shown);
         everything.push_str(&String::from_utf8_lossy(&out.stderr));
     }
     for secret in [MONITOR_PASSWORD, "pw9f3", "x7q", "pw9f3%2F"] {

@@ -89,9 +89,6 @@ pub(crate) struct CutoverArgs {
     /// Most time lag for a ready verdict, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_lag_seconds)]
     pub(crate) cutover_max_lag_seconds: f64,
-    /// An apply or sync error this recent blocks the cutover.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_error_window)]
-    pub(crate) cutover_error_window: Duration,
 }
 
 impl CutoverArgs {
@@ -99,7 +96,7 @@ impl CutoverArgs {
         CutoverLimits {
             max_lag_bytes: self.cutover_max_lag,
             max_lag_seconds: self.cutover_max_lag_seconds,
-            error_window: self.cutover_error_window,
+            ..CutoverLimits::default()
         }
     }
 }
@@ -112,6 +109,12 @@ pub(crate) struct MonitorArgs {
     pub(crate) servers: ServerArgs,
     #[command(flatten)]
     pub(crate) cutover: CutoverArgs,
+    #[command(flatten)]
+    pub(crate) counts: CountArgs,
+    /// An apply or sync error the monitor saw this recently blocks the
+    /// cutover, from 1s to 7 days.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_error_window)]
+    pub(crate) cutover_error_window: Duration,
     /// Time between polls, from 10ms to 1h (e.g. 1s, 500ms).
     #[arg(long, value_parser = parse_interval, default_value = "1s")]
     pub(crate) interval: Duration,
@@ -133,17 +136,8 @@ pub(crate) struct CheckArgs {
     pub(crate) servers: ServerArgs,
     #[command(flatten)]
     pub(crate) cutover: CutoverArgs,
-    /// Also compare exact row counts (count(*)) of every subscribed table;
-    /// they agree only once writes to the source have stopped.
-    #[arg(long)]
-    pub(crate) counts: bool,
-    /// Tables counted at once on each server, from 1 to 64.
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub(crate) count_concurrency: u16,
-    /// The longest one table's count may take (statement_timeout), from
-    /// 1s to 24h.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_count_timeout)]
-    pub(crate) count_timeout: Duration,
+    #[command(flatten)]
+    pub(crate) counts: CountArgs,
     /// Print the verdict as JSON.
     #[arg(long, conflicts_with = "sequences_sql")]
     pub(crate) json: bool,
@@ -158,8 +152,25 @@ pub(crate) struct CheckArgs {
     pub(crate) sequence_margin: i64,
 }
 
-impl CheckArgs {
-    pub(crate) fn count_options(&self) -> Option<CountOptions> {
+/// Row counts, for `check` and `monitor`.
+#[derive(Debug, Args)]
+pub(crate) struct CountArgs {
+    /// Also compare exact row counts (count(*)) of every subscribed table
+    /// (monitor: in the background, every --check-interval); they agree
+    /// only once writes to the source have stopped.
+    #[arg(long)]
+    pub(crate) counts: bool,
+    /// Tables counted at once on each server, from 1 to 64.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) count_concurrency: u16,
+    /// The longest one table's count may take (statement_timeout), from
+    /// 1s to 24h.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_count_timeout)]
+    pub(crate) count_timeout: Duration,
+}
+
+impl CountArgs {
+    pub(crate) fn options(&self) -> Option<CountOptions> {
         self.counts.then(|| CountOptions {
             concurrency: usize::from(self.count_concurrency),
             statement_timeout: self.count_timeout,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use pgmigrator_metrics::Collector;
 use pgmigrator_metrics::pg::{CheckOptions, CheckReport, CountProgress, Monitor};
-use pgmigrator_metrics::printable::printable_json;
+use pgmigrator_metrics::printable::{printable_json, printable_line};
 use pgmigrator_metrics::status::render_cutover;
 
 use crate::Failure;
@@ -33,7 +33,7 @@ pub(crate) async fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
     let mut monitor = Monitor::connect(config).await?;
     let collector = Collector::new();
     let options = CheckOptions {
-        counts: args.count_options(),
+        counts: args.counts.options(),
         sequence_margin: args.sequence_margin,
     };
     let report = monitor
@@ -41,20 +41,21 @@ pub(crate) async fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
         .await;
     collector.close().await;
     let report = report?;
+    // The report's own text is printable already; the name is the server's.
     let verdict = format!(
         "Subscription: {}\n{}",
-        monitor.subscription(),
+        printable_line(monitor.subscription(), 200),
         render_cutover(&report.cutover, report.cutover.checked_at)
     );
     if args.sequences_sql {
-        eprint!("{}", pgmigrator_metrics::printable::printable(&verdict));
+        eprint!("{verdict}");
         print(&sequences_sql(&report, args.sequence_margin))?;
     } else if args.json {
         let mut json = serde_json::to_string_pretty(&report.cutover)?;
         json.push('\n');
         print(&printable_json(json))?;
     } else {
-        print(&pgmigrator_metrics::printable::printable(&verdict))?;
+        print(&verdict)?;
     }
     Ok(ExitCode::from(if report.cutover.ready {
         READY

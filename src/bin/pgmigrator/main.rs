@@ -95,11 +95,13 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
 async fn monitor_command(args: MonitorArgs) -> Result<(), Failure> {
     let collector = live_collector(args.tui)?;
     collector.set_phase(Phase::Connecting).await;
-    let config = MonitorConfig {
+    let mut config = MonitorConfig {
         interval: args.interval,
         check_interval: args.check_interval,
+        counts: args.counts.options(),
         ..args.servers.config(&args.cutover)?
     };
+    config.cutover.error_window = args.cutover_error_window;
     // Bad input fails here, before anything is served.
     let monitor = pg::Monitor::connect(config).await?;
     let surfaces = surfaces(&args.http, args.state_file, args.tui).await?;

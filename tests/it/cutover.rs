@@ -1,0 +1,365 @@
+//! The cutover verdict on two real PostgreSQL 15 clusters: from a pair that
+//! is streaming and caught up, each blocker is caused, seen by `pgmigrator
+//! check` (exit status and words), by the monitor's snapshot and by
+//! `/metrics`, then undone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgmigrator_metrics::http::metrics::render_text;
+use pgmigrator_metrics::pg::{self, CountOptions, Monitor, MonitorConfig};
+use pgmigrator_metrics::{Collector, CutoverKind, Snapshot};
+use tokio::time::{Instant, sleep};
+
+use crate::cluster::{self, Cluster};
+
+/// `orders` (100 rows, its sequence level on both sides) published for all
+/// tables and subscribed; the monitor login may read data (for sequences
+/// and counts).
+fn streaming_pair() -> (Cluster, Cluster) {
+    let (source, dest) = (Cluster::start(true), Cluster::start(false));
+    for cluster in [&source, &dest] {
+        cluster.sql("CREATE TABLE orders (id bigserial PRIMARY KEY, item text NOT NULL)");
+        cluster.sql("GRANT pg_read_all_data TO monitor");
+    }
+    source.sql("INSERT INTO orders (item) SELECT 'item ' || g FROM generate_series(1, 100) g");
+    dest.sql("SELECT setval('orders_id_seq', 100)");
+    source.sql("CREATE PUBLICATION pub FOR ALL TABLES");
+    dest.sql(&format!(
+        "CREATE SUBSCRIPTION sub CONNECTION '{}' PUBLICATION pub",
+        source.conninfo()
+    ));
+    (source, dest)
+}
+
+struct Checked {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// `pgmigrator check` on the pair with `extra` flags.
+async fn check(source: &Cluster, dest: &Cluster, extra: &[&str]) -> Checked {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .arg("check")
+        .args(["--source", &source.monitor_uri()])
+        .args(["--dest", &dest.monitor_uri()])
+        .args(extra)
+        .output()
+        .await
+        .unwrap();
+    Checked {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+/// Runs `check` until it exits with `code` and prints `line` (60 s at most:
+/// replication is asynchronous).
+async fn check_until(
+    source: &Cluster,
+    dest: &Cluster,
+    extra: &[&str],
+    code: i32,
+    line: &str,
+) -> Checked {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let checked = check(source, dest, extra).await;
+        if checked.code == code && checked.stdout.contains(line) {
+            return checked;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "check never exited {code} with {line:?}; last: {} {}{}",
+            checked.code,
+            checked.stdout,
+            checked.stderr
+        );
+        sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Waits until the monitor's snapshot has a blocker of `kind` (on `table`,
+/// when given), then returns the snapshot and its `/metrics`.
+async fn monitor_shows(
+    collector: &Collector,
+    kind: CutoverKind,
+    table: Option<&str>,
+) -> (Arc<Snapshot>, String) {
+    let snapshot = wait_for_verdict(collector, &format!("a {kind} blocker"), |s| {
+        s.blockers
+            .iter()
+            .any(|b| b.kind == kind && (table.is_none() || b.table.as_deref() == table))
+    })
+    .await;
+    let metrics = render_text(Arc::clone(&snapshot));
+    assert!(metrics.contains("pgmigrator_cutover_ready 0"), "{metrics}");
+    let series = format!("pgmigrator_cutover_blockers{{kind=\"{kind}\"}} ");
+    let count = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("no {series} in {metrics}"));
+    assert_ne!(count, "0", "{metrics}");
+    (snapshot, metrics)
+}
+
+async fn monitor_ready(collector: &Collector) {
+    let snapshot = wait_for_verdict(collector, "a ready verdict", |c| c.ready).await;
+    let metrics = render_text(snapshot);
+    assert!(metrics.contains("pgmigrator_cutover_ready 1"), "{metrics}");
+}
+
+async fn wait_for_verdict(
+    collector: &Collector,
+    what: &str,
+    check: impl Fn(&pgmigrator_metrics::Cutover) -> bool,
+) -> Arc<Snapshot> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let snapshot = collector.snapshot();
+        if snapshot.cutover.as_ref().is_some_and(&check) {
+            return snapshot;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the monitor never showed {what}; last verdict: {:#?}",
+            snapshot.cutover
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_blocker_is_named_by_check_the_snapshot_and_metrics_and_clears_when_undone() {
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest) = streaming_pair();
+    let collector = Collector::builder()
+        .tick(Duration::from_millis(100))
+        .build();
+    let config = MonitorConfig {
+        interval: Duration::from_millis(200),
+        check_interval: Duration::from_millis(200),
+        counts: Some(CountOptions::default()),
+        ..MonitorConfig::new(
+            source.monitor_uri().parse().unwrap(),
+            dest.monitor_uri().parse().unwrap(),
+        )
+    };
+    let monitor = Monitor::connect(config).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(pg::run(collector.clone(), monitor, async {
+        let _ = stopped.await;
+    }));
+    let ready = |c: &Checked| {
+        assert!(c.stdout.starts_with("Subscription: sub\n"), "{}", c.stdout);
+    };
+
+    // Streaming and caught up: ready, exit 0.
+    ready(&check_until(&source, &dest, &[], 0, "Cutover:      READY").await);
+    monitor_ready(&collector).await;
+
+    // A table without a primary key joins the FOR ALL TABLES publication.
+    source.sql("CREATE TABLE nokey (v int)");
+    check_until(
+        &source,
+        &dest,
+        &[],
+        3,
+        "  blocker: no_replica_identity public.nokey: no primary key and REPLICA IDENTITY DEFAULT: \
+         UPDATE and DELETE on it fail on the source",
+    )
+    .await;
+    monitor_shows(
+        &collector,
+        CutoverKind::NoReplicaIdentity,
+        Some("public.nokey"),
+    )
+    .await;
+    source.sql("DROP TABLE nokey");
+    check_until(&source, &dest, &[], 0, "Cutover:      READY").await;
+
+    // A table created on both sides after the subscription, not refreshed.
+    for cluster in [&source, &dest] {
+        cluster.sql("CREATE TABLE late (id int PRIMARY KEY)");
+    }
+    source.sql("INSERT INTO late SELECT generate_series(1, 5)");
+    let late = check_until(
+        &source,
+        &dest,
+        &[],
+        3,
+        "  blocker: not_subscribed public.late: in publication pub but not in subscription sub",
+    )
+    .await;
+    assert!(
+        late.stdout.contains("NOT READY — 1 blocker"),
+        "{}",
+        late.stdout
+    );
+    monitor_shows(&collector, CutoverKind::NotSubscribed, Some("public.late")).await;
+    dest.sql("ALTER SUBSCRIPTION sub REFRESH PUBLICATION");
+    check_until(&source, &dest, &[], 0, "Cutover:      READY").await;
+    monitor_ready(&collector).await;
+    assert_eq!(
+        dest.sql("SELECT count(*) FROM late"),
+        "5",
+        "copied once refreshed"
+    );
+
+    // Sequences are not replicated.
+    source.sql("SELECT nextval('orders_id_seq') FROM generate_series(1, 500)");
+    check_until(
+        &source,
+        &dest,
+        &[],
+        3,
+        "  blocker: sequence_behind public.orders_id_seq: source 600, destination 100",
+    )
+    .await;
+    monitor_shows(
+        &collector,
+        CutoverKind::SequenceBehind,
+        Some("public.orders_id_seq"),
+    )
+    .await;
+    let fix = check(&source, &dest, &["--sequences-sql"]).await;
+    assert_eq!(fix.code, 3, "{}", fix.stderr);
+    assert!(
+        fix.stderr.contains("NOT READY"),
+        "the verdict goes to stderr: {}",
+        fix.stderr
+    );
+    assert!(
+        fix.stdout
+            .contains("SELECT setval('\"public\".\"orders_id_seq\"', 1600, true);"),
+        "{}",
+        fix.stdout
+    );
+    dest.sql(&fix.stdout);
+    check_until(&source, &dest, &[], 0, "Cutover:      READY").await;
+    monitor_ready(&collector).await;
+
+    // A column added on the destination only.
+    dest.sql("ALTER TABLE orders ADD COLUMN note text");
+    check_until(
+        &source,
+        &dest,
+        &[],
+        3,
+        "  blocker: schema_mismatch public.orders: column note only on the destination",
+    )
+    .await;
+    monitor_shows(
+        &collector,
+        CutoverKind::SchemaMismatch,
+        Some("public.orders"),
+    )
+    .await;
+    dest.sql("ALTER TABLE orders DROP COLUMN note");
+    check_until(&source, &dest, &[], 0, "Cutover:      READY").await;
+
+    // The subscription disabled while the source takes writes.
+    dest.sql("ALTER SUBSCRIPTION sub DISABLE");
+    source.sql("INSERT INTO orders (item) VALUES ('while disabled')");
+    let disabled = check_until(
+        &source,
+        &dest,
+        &[],
+        3,
+        "  blocker: subscription_disabled: subscription sub is disabled",
+    )
+    .await;
+    assert!(
+        disabled.stdout.contains("  blocker: lag: "),
+        "{}",
+        disabled.stdout
+    );
+    monitor_shows(&collector, CutoverKind::SubscriptionDisabled, None).await;
+    monitor_shows(&collector, CutoverKind::Lag, None).await;
+    dest.sql("ALTER SUBSCRIPTION sub ENABLE");
+    check_until(&source, &dest, &[], 0, "Cutover:      READY").await;
+    monitor_ready(&collector).await;
+
+    // Rows deleted on the destination behind replication's back: only a
+    // count sees it.
+    dest.sql("DELETE FROM orders WHERE id <= 10");
+    check_until(&source, &dest, &[], 0, "Cutover:      READY").await;
+    let counted = check_until(
+        &source,
+        &dest,
+        &["--counts"],
+        3,
+        "  blocker: row_count_mismatch public.orders: source 101, destination 91 \
+         (10 fewer on the destination)",
+    )
+    .await;
+    assert!(
+        counted
+            .stderr
+            .contains("counting rows: 2 of 2 tables counted on both servers"),
+        "{}",
+        counted.stderr
+    );
+    monitor_shows(
+        &collector,
+        CutoverKind::RowCountMismatch,
+        Some("public.orders"),
+    )
+    .await;
+
+    // The same verdict as JSON.
+    let json = check(&source, &dest, &["--counts", "--json"]).await;
+    assert_eq!(json.code, 3);
+    let verdict: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(verdict["ready"], false);
+    assert_eq!(verdict["blockers"][0]["kind"], "row_count_mismatch");
+    assert_eq!(verdict["blockers"][0]["table"], "public.orders");
+
+    stop.send(()).unwrap();
+    running.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_exits_1_when_it_cannot_check_and_2_on_bad_usage() {
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest) = (Cluster::start(true), Cluster::start(false));
+    let no_subscription = check(&source, &dest, &[]).await;
+    assert_eq!(no_subscription.code, 1, "{}", no_subscription.stderr);
+    assert!(
+        no_subscription.stderr.contains("no subscription"),
+        "{}",
+        no_subscription.stderr
+    );
+    assert!(
+        !no_subscription.stderr.contains(cluster::MONITOR_PASSWORD),
+        "{}",
+        no_subscription.stderr
+    );
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["check", "--source", "port=notaport", "--dest", "x"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args([
+            "check",
+            "--source",
+            "x",
+            "--dest",
+            "y",
+            "--cutover-max-lag",
+            "lots",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "clap's usage errors");
+}
