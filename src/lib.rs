@@ -101,20 +101,24 @@
 //!   `libpq_env` fills what it leaves out from `PG*` variables and
 //!   `~/.pgpass`; `tls` gives `sslmode` libpq's meanings over rustls),
 //!   `observe` (the queries) → `diff` (a pure function from one
-//!   observation to the next to collector updates) → `poll` (applies them).
+//!   observation to the next to collector updates) → `poll` (applies them);
+//!   for the cutover verdict, `catalog` (the catalog queries) → `checks` (a
+//!   pure function to blockers and warnings), `counts` (row counts), and
+//!   `verdict` (combining them with [`cutover`]'s, for `pgmigrator check`
+//!   and after every poll).
 //! - `tui` (feature `tui`): the terminal dashboard: `model` (state and
 //!   keys), `view` (drawing), `remote` (following a server).
 //! - The `pgmigrator` binary (`src/bin/pgmigrator/`): `args` (flags and their
-//!   checks), `signals` (what stops a command), `output`, and `main`, one
-//!   call per command.
+//!   checks), `signals` (what stops a command), `output`, `check` (the
+//!   verdict and its exit status), and `main`, one call per command.
 //!
 //! # Features
 //!
 //! - `cli` (default): the `pgmigrator` binary (`demo`, `serve`, `status`,
-//!   `tui`, `monitor`).
+//!   `tui`, `monitor`, `check`).
 //! - `http` (default): `http::router` and `http::serve`.
 //! - `tui` (default): `tui::run`, the terminal dashboard.
-//! - `postgres` (default): `pg::Monitor` and `pg::run`.
+//! - `postgres` (default): `pg::Monitor` (with `Monitor::check`) and `pg::run`.
 //! - `tracing-layer` (default): [`Collector::tracing_layer`].
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]

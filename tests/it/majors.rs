@@ -38,6 +38,10 @@ async fn scenario(source_major: u32, dest_major: u32) {
     for cluster in [&source, &dest] {
         cluster.sql("CREATE TABLE big (id bigint PRIMARY KEY, payload text)");
         cluster.sql("CREATE TABLE small (id bigint PRIMARY KEY, payload text)");
+        // A sequence the cutover checks read on both sides, level.
+        cluster.sql("CREATE SEQUENCE counter");
+        cluster.sql("SELECT setval('counter', 42)");
+        cluster.sql("GRANT pg_read_all_data TO monitor");
     }
     source.sql("INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 20000) g");
     source.sql("INSERT INTO small SELECT g, md5(g::text) FROM generate_series(1, 5000) g");
@@ -117,6 +121,17 @@ async fn scenario(source_major: u32, dest_major: u32) {
         "{}",
         settled.total_rows - before
     );
+
+    // The cutover verdict: every catalog query works on this major.
+    let verdict = wait_for(
+        &collector,
+        "a ready cutover verdict",
+        Duration::from_secs(60),
+        |s| s.cutover.as_ref().is_some_and(|c| c.ready),
+    )
+    .await;
+    assert_eq!(verdict.error_count, 0, "{:?}", verdict.errors);
+    assert_eq!(verdict.cutover.as_ref().unwrap().warnings, []);
 
     // The slot: present and sane while streaming.
     let slot = wait_for(&collector, "the slot", Duration::from_secs(60), |s| {
