@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::catalog::{Catalog, Column, Sequence, SourceTable};
+use super::sql::quote_ident;
 use crate::model::{CutoverItem, CutoverKind, TableName};
 use crate::printable::sql_literal;
 
@@ -16,6 +17,13 @@ pub(crate) struct Findings {
 }
 
 impl Findings {
+    /// These findings and `other`'s.
+    pub(crate) fn extend(&mut self, other: Findings) {
+        self.blockers.extend(other.blockers);
+        self.warnings.extend(other.warnings);
+        self.sequence_fixes.extend(other.sequence_fixes);
+    }
+
     fn block(&mut self, kind: CutoverKind, table: Option<&TableName>, detail: String) {
         self.blockers.push(item(kind, table, detail));
     }
@@ -49,11 +57,10 @@ impl SequenceFix {
     /// the name quoted as an identifier and as a literal, so any name
     /// (and none of it acted on by a terminal) is safe to print and run.
     pub fn sql(&self) -> String {
-        let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
         let name = format!(
             "{}.{}",
-            quote(&self.sequence.schema),
-            quote(&self.sequence.name)
+            quote_ident(&self.sequence.schema),
+            quote_ident(&self.sequence.name)
         );
         format!(
             "SELECT setval({}, {}, true);",

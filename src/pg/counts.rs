@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 
 use super::checks::Findings;
+use super::sql::quote_ident;
 use super::{ConnInfo, MonitorError, connect, describe};
 use crate::lsn::format_duration;
 use crate::model::{CutoverItem, CutoverKind, TableName};
@@ -145,11 +146,10 @@ fn findings(tables: &[TableName], counts: Vec<[Option<Count>; 2]>) -> Findings {
 
 /// `SELECT count(*) FROM "schema"."name"`.
 fn count_sql(table: &TableName) -> String {
-    let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
     format!(
         "SELECT count(*) FROM {}.{}",
-        quote(&table.schema),
-        quote(&table.name)
+        quote_ident(&table.schema),
+        quote_ident(&table.name)
     )
 }
 

@@ -1,5 +1,10 @@
 //! The monitor's queries: a fixed few per poll, whatever the table count.
 
+/// `ident` as a quoted SQL identifier: `"my ""odd"" name"`.
+pub(super) fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
 /// Destination: subscriptions of the current database.
 pub(super) const SUBSCRIPTIONS: &str = "
     SELECT s.oid, s.subname::text, s.subslotname::text

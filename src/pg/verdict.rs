@@ -83,8 +83,7 @@ impl Monitor {
                 progress,
             )
             .await?;
-            findings.blockers.extend(counted.blockers);
-            findings.warnings.extend(counted.warnings);
+            findings.extend(counted);
         }
         collector.flush().await;
         let cutover = verdict(
@@ -125,8 +124,7 @@ impl Monitor {
         };
         let mut findings = checked.findings.clone();
         if let Some(counted) = counted {
-            findings.blockers.extend(counted.blockers.iter().cloned());
-            findings.warnings.extend(counted.warnings.iter().cloned());
+            findings.extend(counted.clone());
         }
         collector.flush().await;
         let cutover = verdict(
