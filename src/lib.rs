@@ -129,6 +129,8 @@
 #[cfg(not(unix))]
 compile_error!("pgmigrator-metrics runs on Unix-like systems only");
 
+#[cfg(feature = "alerts")]
+pub mod alerts;
 #[cfg(feature = "http")]
 pub mod app;
 #[cfg(any(feature = "postgres", feature = "tui"))]
@@ -156,6 +158,7 @@ mod stderr;
 mod trace_fields;
 #[cfg(feature = "tui")]
 pub mod tui;
+pub mod units;
 
 #[cfg(feature = "tracing-layer")]
 pub use collector::CollectorLayer;
@@ -167,8 +170,9 @@ pub use lag::LagTracker;
 pub use lsn::{Lsn, ParseLsnError, format_bytes, format_duration, format_lag, lag};
 pub use mirror::StateFileMirror;
 pub use model::{
-    ApplyHealth, Cutover, CutoverItem, CutoverKind, ErrorEntry, LogEntry, LogLevel, Phase,
-    PhaseSpan, STALE_AFTER, SlotHealth, Snapshot, TableName, TableProgress, TableStatus, WalStatus,
+    AlertState, AlertStatus, ApplyHealth, Cutover, CutoverItem, CutoverKind, ErrorEntry, LogEntry,
+    LogLevel, Phase, PhaseSpan, STALE_AFTER, Severity, SlotHealth, Snapshot, TableName,
+    TableProgress, TableStatus, WalStatus,
 };
 pub use persist::{
     StateFileError, StateFileErrorKind, StatePersister, default_state_path, read_state_file,

@@ -3,7 +3,9 @@
 use tokio::sync::oneshot;
 
 use crate::lsn::Lsn;
-use crate::model::{ApplyHealth, Cutover, LogEntry, Phase, SlotHealth, TableName, TableProgress};
+use crate::model::{
+    AlertStatus, ApplyHealth, Cutover, LogEntry, Phase, SlotHealth, TableName, TableProgress,
+};
 
 /// A change to the migration's state; applied by [`super::state::State::apply`].
 #[derive(Debug)]
@@ -39,6 +41,8 @@ pub(crate) enum Update {
     Apply(ApplyHealth),
     /// Boxed, like the slot: large and rare.
     Cutover(Box<Cutover>),
+    /// The alerts and the notifications given up on; boxed, like the slot.
+    Alerts(Box<(Vec<AlertStatus>, u64)>),
     /// Boxed: log entries are rare and large; this keeps every message small.
     Log(Box<LogEntry>),
 }

@@ -34,7 +34,8 @@ use self::inbox::Inbox;
 use self::state::{Settings, State};
 use crate::lsn::Lsn;
 use crate::model::{
-    ApplyHealth, Cutover, LogEntry, Phase, SlotHealth, Snapshot, TableName, TableProgress,
+    AlertStatus, ApplyHealth, Cutover, LogEntry, Phase, SlotHealth, Snapshot, TableName,
+    TableProgress,
 };
 use crate::publish::{Publisher, Snapshots};
 
@@ -228,6 +229,13 @@ impl Collector {
     /// blockers (true exactly when there are none).
     pub async fn record_cutover(&self, cutover: Cutover) {
         self.send(Update::Cutover(Box::new(cutover))).await;
+    }
+
+    /// The alerts as just evaluated, and how many notifications were given
+    /// up on so far.
+    pub async fn record_alerts(&self, alerts: Vec<AlertStatus>, notifications_failed: u64) {
+        self.send(Update::Alerts(Box::new((alerts, notifications_failed))))
+            .await;
     }
 
     /// An error happened. Passwords in its message are masked.

@@ -14,8 +14,8 @@ use super::table::Table;
 use crate::lag::LagTracker;
 use crate::lsn::{Lsn, format_lag, lag};
 use crate::model::{
-    ApplyHealth, Cutover, ErrorEntry, LogEntry, Phase, PhaseSpan, SlotHealth, Snapshot, TableName,
-    TableProgress, TableStatus,
+    AlertStatus, ApplyHealth, Cutover, ErrorEntry, LogEntry, Phase, PhaseSpan, SlotHealth,
+    Snapshot, TableName, TableProgress, TableStatus,
 };
 use crate::rate::RateWindow;
 use crate::redact::{MASK, is_secret_key, redact};
@@ -66,6 +66,9 @@ pub(crate) struct State {
     apply: Option<ApplyHealth>,
     /// The newest cutover verdict.
     cutover: Option<Cutover>,
+    /// The newest alerts, and notifications given up on.
+    alerts: Vec<AlertStatus>,
+    notifications_failed: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +104,8 @@ impl State {
             slot: None,
             apply: None,
             cutover: None,
+            alerts: Vec::new(),
+            notifications_failed: 0,
         }
     }
 
@@ -191,6 +196,9 @@ impl State {
                 cutover.ready = cutover.blockers.is_empty();
                 self.cutover = Some(*cutover);
             }
+            Update::Alerts(alerts) => {
+                (self.alerts, self.notifications_failed) = *alerts;
+            }
             Update::Error(message) => self.error(&message, at),
             Update::Log(entry) => self.log(*entry),
         }
@@ -235,6 +243,8 @@ impl State {
             slot: self.slot.clone(),
             apply: self.apply.clone(),
             cutover: self.cutover.clone(),
+            alerts: self.alerts.clone(),
+            notifications_failed: self.notifications_failed,
         }
     }
 

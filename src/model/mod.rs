@@ -5,14 +5,16 @@
 //! optional when reading, and unknown fields are ignored, so older and newer
 //! files load too.
 
+mod alert;
 mod cutover;
 mod log;
 mod phase;
-mod serde_util;
+pub(crate) mod serde_util;
 mod slot;
 mod snapshot;
 mod table;
 
+pub use alert::{AlertState, AlertStatus, Severity};
 pub use cutover::{Cutover, CutoverItem, CutoverKind};
 pub use log::{LogEntry, LogLevel};
 pub use phase::Phase;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::serde_util::{null_as_default, timestamp};
-use super::{ApplyHealth, Cutover, Phase, SlotHealth, TableProgress};
+use super::{AlertStatus, ApplyHealth, Cutover, Phase, SlotHealth, TableProgress};
 use crate::lsn::Lsn;
 
 /// One span of the phase history.
@@ -138,6 +138,21 @@ pub struct Snapshot {
     /// Whether it is safe to switch over; omitted while nothing computed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cutover: Option<Cutover>,
+    /// Alerts pending, firing or recently resolved; omitted when none.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub alerts: Vec<AlertStatus>,
+    /// Notifications given up on after their retries (or dropped from a
+    /// full queue); omitted when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub notifications_failed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A snapshot older than this is stale: its pipeline writes every 2 s and
@@ -190,6 +205,8 @@ impl Default for Snapshot {
             slot: None,
             apply: None,
             cutover: None,
+            alerts: Vec::new(),
+            notifications_failed: 0,
         }
     }
 }
