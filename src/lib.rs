@@ -154,6 +154,8 @@ pub mod redact;
 pub mod status;
 #[cfg(feature = "tracing-layer")]
 mod stderr;
+#[cfg(any(feature = "tui", feature = "alerts"))]
+mod tls_client;
 #[cfg(feature = "tracing-layer")]
 mod trace_fields;
 #[cfg(feature = "tui")]

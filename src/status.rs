@@ -7,7 +7,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::lsn::{format_bytes, format_duration, seconds};
-use crate::model::{Cutover, Phase, SlotHealth, Snapshot, WalStatus};
+use crate::model::{AlertState, AlertStatus, Cutover, Phase, SlotHealth, Snapshot, WalStatus};
 use crate::printable::{printable, printable_line};
 
 /// Longest text from the state file (a name, an error) printed on one
@@ -122,6 +122,7 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
     if let Some(cutover) = &s.cutover {
         out.push_str(&render_cutover(cutover, now));
     }
+    write_alerts(out, &s.alerts)?;
     if s.error_count > 0 {
         writeln!(
             out,
@@ -169,6 +170,40 @@ fn write_cutover(out: &mut String, cutover: &Cutover, now: OffsetDateTime) -> st
             "  {which}: {}{table}: {}",
             printable(item.kind.as_str()),
             printable_line(&item.detail, MAX_TEXT_CHARS)
+        )?;
+    }
+    Ok(())
+}
+
+/// `12:04:05 UTC`.
+const CLOCK: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[hour]:[minute]:[second] UTC");
+
+/// `Alerts:       2 firing, 1 pending` and a line per alert.
+fn write_alerts(out: &mut String, alerts: &[AlertStatus]) -> std::fmt::Result {
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    let count = |state: AlertState| alerts.iter().filter(|a| a.state == state).count();
+    let counts: Vec<String> = [
+        AlertState::Firing,
+        AlertState::Pending,
+        AlertState::Resolved,
+    ]
+    .into_iter()
+    .filter(|state| count(*state) > 0)
+    .map(|state| format!("{} {state}", count(state)))
+    .collect();
+    writeln!(out, "Alerts:       {}", counts.join(", "))?;
+    for alert in alerts {
+        writeln!(
+            out,
+            "  {} {} {} since {}: {}",
+            alert.state,
+            alert.severity,
+            printable_line(&alert.name, MAX_TEXT_CHARS),
+            alert.since.format(&CLOCK).unwrap_or_default(),
+            printable_line(&alert.summary, MAX_TEXT_CHARS)
         )?;
     }
     Ok(())
@@ -381,6 +416,38 @@ Tables:
         slot.wal_status = WalStatus::Reserved;
         slot.max_slot_wal_keep_size = None;
         assert!(render(&snapshot, now).contains("no WAL limit · reserved"));
+    }
+
+    #[test]
+    fn alerts_are_counted_and_listed_with_hostile_text_escaped() {
+        use crate::model::{AlertState, AlertStatus, Severity};
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(45_296);
+        let alert = |name: &str, state: AlertState| AlertStatus {
+            name: name.into(),
+            state,
+            severity: Severity::Critical,
+            since: now,
+            value: "1.20 GB".into(),
+            summary: "lag is 1.20 GB\x1b[2J".into(),
+        };
+        let snapshot = Snapshot {
+            timestamp: now,
+            alerts: vec![
+                alert("lag", AlertState::Firing),
+                alert("slot", AlertState::Pending),
+            ],
+            ..Snapshot::default()
+        };
+        let text = render(&snapshot, now);
+        assert!(
+            text.contains("Alerts:       1 firing, 1 pending\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  firing critical lag since 12:34:56 UTC: lag is 1.20 GB\\e[2J\n"),
+            "{text}"
+        );
+        assert!(!render(&Snapshot::default(), now).contains("Alerts:"));
     }
 
     #[test]

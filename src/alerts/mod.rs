@@ -1,8 +1,117 @@
 //! Alerting with no other infrastructure: rules evaluated on every
 //! published snapshot, and notifications to webhooks, Slack or a command.
 
+mod config;
 mod engine;
+mod notify;
+mod post;
 mod rule;
 
+pub use config::{AlertsConfig, AlertsError, NotifierConfig, default_rules};
 pub use engine::{Engine, Notification, Rule, Saved, SavedFiring};
+pub use notify::{Dispatcher, Message, QUEUE_CAPACITY, RetryPolicy};
 pub use rule::{Condition, Measured, Op, Quantity};
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+
+use crate::collector::Collector;
+use crate::publish::Snapshots;
+
+/// Largest saved alert state read.
+const MAX_SAVED_BYTES: u64 = 1024 * 1024;
+
+/// Where the alert state of the migration persisted at `state_file` is
+/// kept: beside it, `state.json` → `state.alerts.json`.
+pub fn saved_path(state_file: &Path) -> PathBuf {
+    let stem = state_file
+        .file_stem()
+        .map_or_else(|| "state".into(), |s| s.to_string_lossy().into_owned());
+    state_file.with_file_name(format!("{stem}.alerts.json"))
+}
+
+/// Evaluates `config`'s rules on every snapshot published to `snapshots`,
+/// as any reader does (it never slows the collector), until its publisher
+/// stops: hands notifications to `dispatcher`, records the alerts into
+/// `record` (the collector behind `snapshots`, so every surface shows
+/// them; `None` when following another process's state file), and keeps
+/// the firing alerts in `saved` (see [`saved_path`]), so a restart does
+/// not tell anyone again.
+pub async fn run(
+    snapshots: Snapshots,
+    record: Option<Collector>,
+    config: AlertsConfig,
+    dispatcher: Dispatcher,
+    saved: Option<PathBuf>,
+) {
+    let mut engine = Engine::new(config.rules.clone());
+    let mut kept = Saved::default();
+    if let Some(path) = &saved {
+        match load_saved(path) {
+            Ok(Some(previous)) => {
+                engine.restore(&previous, Instant::now(), time::OffsetDateTime::now_utc());
+                kept = previous;
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(
+                path = %path.display(),
+                error = %err,
+                "cannot read the saved alert state; starting afresh"
+            ),
+        }
+    }
+    let mut snapshots = snapshots.subscribe();
+    let mut shown = (Vec::new(), 0);
+    loop {
+        let snapshot = match snapshots.recv().await {
+            Ok(snapshot) => snapshot,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        let now = Instant::now();
+        for notification in engine.evaluate(&snapshot, now) {
+            dispatcher.send(Message {
+                notification,
+                migration: config.migration.clone(),
+                dashboard_url: config.dashboard_url.clone(),
+            });
+        }
+        let current = (engine.alerts(), dispatcher.failed());
+        if let Some(collector) = record.as_ref().filter(|_| current != shown) {
+            collector.record_alerts(current.0.clone(), current.1).await;
+            shown = current;
+        }
+        if let Some(path) = &saved {
+            let state = engine.saved(now, snapshot.timestamp);
+            if state != kept {
+                let (path, text) = (path.clone(), serde_json::to_vec_pretty(&state));
+                let written = match text {
+                    Ok(text) => tokio::task::spawn_blocking(move || {
+                        crate::persist::write_atomically(&path, &text)
+                    })
+                    .await
+                    .unwrap_or_else(|err| Err(io::Error::other(err))),
+                    Err(err) => Err(io::Error::other(err)),
+                };
+                match written {
+                    Ok(()) => kept = state,
+                    Err(err) => tracing::warn!(error = %err, "cannot save the alert state"),
+                }
+            }
+        }
+    }
+}
+
+/// The saved alert state, `None` when there is none yet.
+fn load_saved(path: &Path) -> io::Result<Option<Saved>> {
+    match crate::persist::read_small_file(path, MAX_SAVED_BYTES) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(io::Error::other),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}

@@ -11,7 +11,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::model::{
-    Cutover, CutoverKind, Phase, SlotHealth, Snapshot, TableProgress, TableStatus, WalStatus,
+    AlertState, Cutover, CutoverKind, Phase, Severity, SlotHealth, Snapshot, TableProgress,
+    TableStatus, WalStatus,
 };
 
 /// The `Content-Type` of [`render_openmetrics`]'s output.
@@ -317,6 +318,25 @@ impl PromCollector for SnapshotMetrics {
         if let Some(cutover) = &s.cutover {
             cutover_metrics(&mut e, cutover)?;
         }
+        gauges(
+            &mut e,
+            "alerts_firing",
+            "Alerts firing, by severity",
+            Severity::ALL.into_iter().map(|severity| {
+                let firing = s
+                    .alerts
+                    .iter()
+                    .filter(|a| a.severity == severity && a.state == AlertState::Firing)
+                    .count();
+                ([("severity", severity.as_str())], firing as f64)
+            }),
+        )?;
+        single(
+            &mut e,
+            "notifications_failed",
+            "Alert notifications given up on after their retries, or dropped from a full queue",
+            &ConstCounter::new(s.notifications_failed),
+        )?;
         if let Some(eta) = s.eta_sec {
             single(
                 &mut e,

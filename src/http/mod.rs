@@ -7,6 +7,7 @@
 //! | `GET /api/v1/tables` | its `tables` array |
 //! | `GET /api/v1/logs` | the log ring, oldest first |
 //! | `GET /api/v1/cutover` | the cutover verdict (404 until one is computed) |
+//! | `GET /api/v1/alerts` | the alerts pending, firing or recently resolved |
 //! | `GET /api/v1/ws` | WebSocket: the snapshot at once, then one per tick |
 //! | `GET /metrics` | Prometheus / OpenMetrics text |
 //! | `GET /healthz` | 200, no auth |
@@ -203,6 +204,7 @@ fn build(snapshots: Snapshots, config: HttpConfig) -> (Router, Arc<AppState>) {
         .route("/api/v1/tables", get(tables))
         .route("/api/v1/logs", get(logs))
         .route("/api/v1/cutover", get(cutover))
+        .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/ws", get(ws::upgrade))
         .route("/metrics", get(prometheus))
         .route_layer(middleware::from_fn_with_state(
@@ -280,6 +282,12 @@ async fn cutover(State(state): State<Arc<AppState>>) -> Response {
         Some(cutover) => Json(cutover).into_response(),
         None => error(StatusCode::NOT_FOUND, "no cutover verdict yet"),
     }
+}
+
+/// The alerts pending, firing or recently resolved (an empty list when
+/// none, or when no rules run).
+async fn alerts(State(state): State<Arc<AppState>>) -> Response {
+    Json(&state.snapshots.snapshot().alerts).into_response()
 }
 
 async fn logs(State(state): State<Arc<AppState>>) -> Response {

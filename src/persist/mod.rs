@@ -16,7 +16,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use persister::StatePersister;
+#[cfg(feature = "alerts")]
+pub(crate) use read::read_small_file;
 pub use read::{StateFileError, StateFileErrorKind, read_state_file};
+#[cfg(feature = "alerts")]
+pub(crate) use write::write_atomically;
 pub use write::write_state_file;
 
 /// Time between two writes of the state file.

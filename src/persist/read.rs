@@ -135,6 +135,26 @@ pub fn read_state_file(path: &Path) -> Result<Snapshot, StateFileError> {
     })
 }
 
+/// The whole of a small file the way [`read_state_file`] reads: opened
+/// non-blocking (a FIFO cannot hang it), a regular file only, at most
+/// `max` bytes.
+#[cfg(feature = "alerts")]
+pub(crate) fn read_small_file(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if let Some(what) = not_regular(file.metadata()?.file_type()) {
+        return Err(io::Error::other(format!("{what}, not a regular file")));
+    }
+    let mut bytes = Vec::new();
+    (&mut file).take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::other(format!("larger than {max} bytes")));
+    }
+    Ok(bytes)
+}
+
 /// The state-file reader over hostile files: arbitrary bytes, and valid
 /// files with any JSON in any field. It returns a snapshot or a typed
 /// error, and whatever it returns can be reported and written back.

@@ -20,6 +20,12 @@ use crate::model::Snapshot;
 pub fn write_state_file(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
     let mut json = serde_json::to_vec_pretty(snapshot).map_err(io::Error::other)?;
     json.push(b'\n');
+    write_atomically(path, &json)
+}
+
+/// Writes `bytes` to `path` the way [`write_state_file`] does: a new 0600
+/// file beside it, `fsync`, rename, `fsync` of the directory.
+pub(crate) fn write_atomically(path: &Path, json: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -32,7 +38,7 @@ pub fn write_state_file(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
     })?;
     let (temp_path, mut file) = create_temp(dir, &name.to_string_lossy())?;
     let written = (|| {
-        file.write_all(&json)?;
+        file.write_all(json)?;
         file.sync_all()?;
         drop(file);
         fs::rename(&temp_path, path)

@@ -13,8 +13,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -24,6 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::{Feed, Link};
 use crate::backoff::Backoff;
 use crate::model::{LogEntry, Snapshot};
+use crate::tls_client::ConnectorError;
 
 /// Why a server cannot be followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,35 +115,13 @@ impl Endpoint {
 
 /// A TLS connector trusting `ca_cert`, or the system's roots.
 fn connector(ca_cert: Option<&Path>) -> Result<TlsConnector, RemoteError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_cert {
-        Some(path) => {
-            let bad = |reason: String| RemoteError::CaCert {
-                path: path.to_owned(),
-                reason,
-            };
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|err| bad(err.to_string()))?;
-            if certs.is_empty() {
-                return Err(bad("no certificate in the file".to_owned()));
-            }
-            for cert in certs {
-                roots.add(cert).map_err(|err| bad(err.to_string()))?;
-            }
-        }
-        None => {
-            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|err| RemoteError::Address(err.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    crate::tls_client::connector(ca_cert).map_err(|err| match err {
+        ConnectorError::CaCert(reason) => RemoteError::CaCert {
+            path: ca_cert.map(Path::to_owned).unwrap_or_default(),
+            reason,
+        },
+        ConnectorError::Config(reason) => RemoteError::Address(reason),
+    })
 }
 
 pub(super) fn connect(

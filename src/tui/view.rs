@@ -15,7 +15,10 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::model::{Link, Mode, Model};
 use crate::lsn::{self, format_bytes, format_duration};
-use crate::model::{Cutover, LogLevel, Phase, SlotHealth, TableProgress, TableStatus, WalStatus};
+use crate::model::{
+    AlertState, AlertStatus, Cutover, LogLevel, Phase, Severity, SlotHealth, TableProgress,
+    TableStatus, WalStatus,
+};
 use crate::printable::printable;
 
 /// A copying table without progress for this long is marked stalled.
@@ -41,7 +44,8 @@ fn areas(area: Rect, model: &Model) -> Areas {
     // verdict, once known.
     let header_lines = 2
         + u16::from(model.snapshot().slot.is_some())
-        + u16::from(model.snapshot().cutover.is_some());
+        + u16::from(model.snapshot().cutover.is_some())
+        + u16::from(alerts_line(&model.snapshot().alerts).is_some());
     let [header, progress, body, errors, help] = Layout::vertical([
         Constraint::Length(header_lines),
         Constraint::Length(1),
@@ -181,7 +185,51 @@ fn draw_header(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
     if let Some(cutover) = &s.cutover {
         lines.push(cutover_line(cutover));
     }
+    if let Some(alerts) = alerts_line(&s.alerts) {
+        lines.push(alerts);
+    }
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// `alerts 2 firing: lag, slot_in_danger · 1 pending`, red when a
+/// critical alert fires; none while nothing is pending or firing.
+fn alerts_line(alerts: &[AlertStatus]) -> Option<Line<'static>> {
+    let names = |state: AlertState| -> Vec<&str> {
+        alerts
+            .iter()
+            .filter(|a| a.state == state)
+            .map(|a| a.name.as_str())
+            .collect()
+    };
+    let (firing, pending) = (names(AlertState::Firing), names(AlertState::Pending));
+    if firing.is_empty() && pending.is_empty() {
+        return None;
+    }
+    let critical = alerts
+        .iter()
+        .any(|a| a.state == AlertState::Firing && a.severity == Severity::Critical);
+    let color = match (critical, firing.is_empty()) {
+        (true, _) => Color::Red,
+        (false, false) => Color::Yellow,
+        (false, true) => Color::DarkGray,
+    };
+    let mut text = String::new();
+    if !firing.is_empty() {
+        text.push_str(&format!("{} firing: {}", firing.len(), firing.join(", ")));
+    }
+    if !pending.is_empty() {
+        if !text.is_empty() {
+            text.push_str(" · ");
+        }
+        text.push_str(&format!("{} pending", pending.len()));
+    }
+    Some(Line::from(vec![
+        Span::raw(" alerts "),
+        Span::styled(
+            printable(&text).into_owned(),
+            Style::new().fg(color).add_modifier(Modifier::BOLD),
+        ),
+    ]))
 }
 
 /// `cutover READY`, or `cutover NOT READY · 2 blockers: lag, sequence_behind · c lists them`.

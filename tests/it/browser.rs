@@ -118,6 +118,8 @@ impl Page {
                 slot: document.getElementById('slot-card').innerText,
                 slotBanner: document.getElementById('slot-banner').textContent,
                 title: document.title,
+                alertBanner: document.getElementById('alert-banner').textContent,
+                alerts: document.getElementById('alerts-card').innerText,
                 cutover: document.getElementById('cutover-card').innerText,
                 tables: document.getElementById('viewport').innerText})",
         )
@@ -400,4 +402,54 @@ async fn the_cutover_card_and_the_title_say_not_ready_with_the_blocker_then_read
         "{card}"
     );
     assert!(!card.contains("sequence_behind"), "{card}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firing_alerts_put_a_banner_on_the_dashboard_and_all_are_listed() {
+    if !crate::tools::available(CHROMIUM) {
+        return;
+    }
+    use pgmigrator_metrics::{
+        AlertState, AlertStatus, Phase, Severity, Snapshot, write_state_file,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let now = time::OffsetDateTime::now_utc();
+    let alert = |name: &str, state: AlertState, summary: &str| AlertStatus {
+        name: name.into(),
+        state,
+        severity: Severity::Critical,
+        since: now,
+        value: String::new(),
+        summary: summary.into(),
+    };
+    let snapshot = Snapshot {
+        phase: Phase::Streaming,
+        timestamp: now,
+        alerts: vec![
+            alert(
+                "slot_in_danger",
+                AlertState::Firing,
+                "the slot is unreserved",
+            ),
+            alert("stalled", AlertState::Pending, "no progress for 9m"),
+        ],
+        ..Snapshot::default()
+    };
+    write_state_file(&path, &snapshot).unwrap();
+    let (_serve, url) =
+        start_pgmigrator(&["serve".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
+    let profile = dir.path().join("profile");
+    std::fs::create_dir(&profile).unwrap();
+    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
+    let shown = page
+        .wait_until("the alert banner", |v| {
+            v["alertBanner"] == "1 alert firing: slot_in_danger — the slot is unreserved"
+        })
+        .await;
+    let card = shown["alerts"].as_str().unwrap();
+    assert!(
+        card.contains("pending · critical · stalled — no progress for 9m"),
+        "{card}"
+    );
 }

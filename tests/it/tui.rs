@@ -233,6 +233,38 @@ fn the_header_carries_the_cutover_verdict_and_c_lists_every_blocker() {
 }
 
 #[test]
+fn the_header_names_the_alerts_firing() {
+    use pgmigrator_metrics::{AlertState, AlertStatus, Severity};
+    let alert = |name: &str, state: AlertState| AlertStatus {
+        name: name.into(),
+        state,
+        severity: Severity::Critical,
+        since: time::OffsetDateTime::now_utc(),
+        value: String::new(),
+        summary: String::new(),
+    };
+    let model = model_with(Snapshot {
+        alerts: vec![
+            alert("lag", AlertState::Firing),
+            alert("slot_in_danger", AlertState::Firing),
+            alert("stalled", AlertState::Pending),
+            alert("done", AlertState::Resolved),
+        ],
+        ..Snapshot::default()
+    });
+    let text = screen(&model, 100, 24);
+    assert!(
+        text.contains("alerts 2 firing: lag, slot_in_danger · 1 pending"),
+        "{text}"
+    );
+    let quiet = model_with(Snapshot {
+        alerts: vec![alert("done", AlertState::Resolved)],
+        ..Snapshot::default()
+    });
+    assert!(!screen(&quiet, 100, 24).contains("alerts"));
+}
+
+#[test]
 fn a_lost_server_and_a_stale_state_are_shown_plainly() {
     let mut model = model_with(Snapshot::default());
     model.on_link(Link::Reconnecting {

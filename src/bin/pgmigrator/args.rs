@@ -107,6 +107,8 @@ pub(crate) struct MonitorArgs {
     #[command(flatten)]
     pub(crate) http: HttpArgs,
     #[command(flatten)]
+    pub(crate) alerts: AlertArgs,
+    #[command(flatten)]
     pub(crate) servers: ServerArgs,
     #[command(flatten)]
     pub(crate) cutover: CutoverArgs,
@@ -226,10 +228,20 @@ pub(crate) struct HttpArgs {
     pub(crate) tls_key: Option<PathBuf>,
 }
 
+/// Alerting, for the commands that serve.
+#[derive(Debug, Args)]
+pub(crate) struct AlertArgs {
+    /// Alert rules and notifiers (TOML); evaluated on every snapshot.
+    #[arg(long = "alerts", value_name = "PATH", env = "PGMIGRATOR_ALERTS")]
+    pub(crate) file: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     #[command(flatten)]
     pub(crate) http: HttpArgs,
+    #[command(flatten)]
+    pub(crate) alerts: AlertArgs,
     /// The state file [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
     #[arg(long, value_name = "PATH")]
     pub(crate) state_file: Option<PathBuf>,
@@ -252,6 +264,8 @@ pub(crate) struct DemoArgs {
 pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) http: HttpArgs,
+    #[command(flatten)]
+    pub(crate) alerts: AlertArgs,
     /// The state file to follow [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
     #[arg(long, value_name = "PATH")]
     pub(crate) state_file: Option<PathBuf>,

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use pgmigrator_metrics::alerts;
 use pgmigrator_metrics::app;
 use pgmigrator_metrics::demo::{self, DemoOptions};
 use pgmigrator_metrics::http;
@@ -26,7 +27,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::args::{Cli, Command, DemoArgs, MonitorArgs, ServeArgs, StatusArgs, TuiArgs};
 use crate::output::{one_line, print, say};
-use crate::serving::{listen, live_collector, surfaces};
+use crate::serving::{listen, live_collector, start_alerts, surfaces};
 use crate::signals::{panics, shutdown_signal};
 
 type Failure = Box<dyn Error + Send + Sync>;
@@ -81,6 +82,12 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
         ..DemoOptions::default()
     };
     let surfaces = surfaces(&args.http, args.state_file, args.tui).await?;
+    start_alerts(
+        args.alerts.file.as_deref(),
+        collector.snapshots(),
+        Some(collector.clone()),
+        alerts::saved_path(&surfaces.state_file),
+    )?;
     app::run(
         collector,
         surfaces,
@@ -105,6 +112,12 @@ async fn monitor_command(args: MonitorArgs) -> Result<(), Failure> {
     // Bad input fails here, before anything is served.
     let monitor = pg::Monitor::connect(config).await?;
     let surfaces = surfaces(&args.http, args.state_file, args.tui).await?;
+    start_alerts(
+        args.alerts.file.as_deref(),
+        collector.snapshots(),
+        Some(collector.clone()),
+        alerts::saved_path(&surfaces.state_file),
+    )?;
     app::run(
         collector,
         surfaces,
@@ -122,6 +135,14 @@ async fn serve_command(args: ServeArgs) -> Result<(), Failure> {
     )?;
     let path = state_path(args.state_file)?;
     let mirror = StateFileMirror::start(&path);
+    // Another process writes the state file (and its alerts); serve's own
+    // alert state is kept apart from that process's.
+    start_alerts(
+        args.alerts.file.as_deref(),
+        mirror.snapshots(),
+        None,
+        alerts::saved_path(&path.with_extension("serve.json")),
+    )?;
     let (listener, config) = listen(&args.http, true).await?;
     say(&format!("Following: {}", path.display()));
     http::serve(listener, mirror, config, shutdown_signal(None))

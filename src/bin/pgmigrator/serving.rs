@@ -1,11 +1,12 @@
 //! What a serving command sets up: its logging, its listener and the
 //! surfaces of a live job.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use pgmigrator_metrics::alerts::{self, AlertsConfig, Dispatcher, RetryPolicy};
 use pgmigrator_metrics::app::Surfaces;
 use pgmigrator_metrics::http::{self, HttpConfig};
-use pgmigrator_metrics::{Collector, StderrLayer};
+use pgmigrator_metrics::{Collector, Snapshots, StderrLayer};
 use tokio::net::TcpListener;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -80,4 +81,29 @@ pub(crate) async fn listen(
         say(&format!("Dashboard: {scheme}://{addr}/{query}"));
     }
     Ok((listener, config))
+}
+
+/// With `--alerts`: checks the file (a mistake stops the command here, with
+/// the line named) and evaluates its rules on every snapshot of
+/// `snapshots`, recording the alerts into `record` when there is one. The
+/// firing alerts are kept in `saved`.
+pub(crate) fn start_alerts(
+    file: Option<&Path>,
+    snapshots: Snapshots,
+    record: Option<Collector>,
+    saved: PathBuf,
+) -> Result<(), Failure> {
+    let Some(file) = file else {
+        return Ok(());
+    };
+    let config = AlertsConfig::load(file)?;
+    let dispatcher = Dispatcher::start(&config, RetryPolicy::default())?;
+    tokio::spawn(alerts::run(
+        snapshots,
+        record,
+        config,
+        dispatcher,
+        Some(saved),
+    ));
+    Ok(())
 }

@@ -1,0 +1,289 @@
+//! Delivering notifications: a bounded queue, each delivery retried with
+//! backoff, and a count of what was given up on. A dead receiver never
+//! blocks the rules, the collector or another receiver.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsConnector;
+
+use super::config::{AlertsConfig, NotifierConfig};
+use super::engine::Notification;
+use super::post::{Target, post_json};
+use crate::model::AlertState;
+
+/// Notifications waiting for delivery at most; more are dropped and counted.
+pub const QUEUE_CAPACITY: usize = 256;
+/// Deliveries in flight at most.
+const IN_FLIGHT: usize = 16;
+/// The longest one attempt may take.
+const ATTEMPT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// When to try a delivery again: after each of these waits (by default 5,
+/// 15, 35 and 65 s: five attempts over two minutes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The waits between attempts.
+    pub waits: Vec<Duration>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            waits: [5, 15, 35, 65].map(Duration::from_secs).to_vec(),
+        }
+    }
+}
+
+/// What a receiver gets: the notification, the migration and where its
+/// dashboard is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    /// The notification.
+    #[serde(flatten)]
+    pub notification: Notification,
+    /// The migration's name.
+    pub migration: String,
+    /// The dashboard's address, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_url: Option<String>,
+}
+
+impl Message {
+    /// The Slack text: `[FIRING] critical · shop · lag: lag is 1.2 GB (over 1MB)`.
+    fn slack_text(&self) -> String {
+        let n = &self.notification;
+        let state = match (n.state, n.reminder) {
+            (AlertState::Resolved, _) => "RESOLVED",
+            (_, true) => "STILL FIRING",
+            _ => "FIRING",
+        };
+        let mut text = format!(
+            "[{state}] {} · {} · {}: {} (value {}, threshold {})",
+            n.severity, self.migration, n.alert, n.summary, n.value, n.threshold
+        );
+        if let Some(url) = &self.dashboard_url {
+            text.push_str(&format!(" · {url}"));
+        }
+        text
+    }
+}
+
+/// A notifier ready to deliver.
+#[derive(Debug, Clone)]
+enum Receiver {
+    Webhook(Target),
+    Slack(Target),
+    Command(Vec<String>),
+}
+
+/// The delivery queue; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    tx: mpsc::Sender<Message>,
+    failed: Arc<AtomicU64>,
+    receivers: usize,
+}
+
+impl Dispatcher {
+    /// Starts delivering to `config`'s notifiers. A notifier whose address
+    /// does not parse is an error here, before anything runs.
+    pub fn start(config: &AlertsConfig, retry: RetryPolicy) -> Result<Dispatcher, String> {
+        let receivers = config
+            .notifiers
+            .iter()
+            .map(|n| receiver(n).map_err(|err| format!("{}: {err}", n.describe())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tls = crate::tls_client::connector(None).map_err(|err| format!("TLS: {err:?}"))?;
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let failed = Arc::new(AtomicU64::new(0));
+        let count = receivers.len();
+        tokio::spawn(deliver_all(
+            rx,
+            Arc::new(receivers),
+            tls,
+            retry,
+            Arc::clone(&failed),
+        ));
+        Ok(Dispatcher {
+            tx,
+            failed,
+            receivers: count,
+        })
+    }
+
+    /// Queues `message` for every notifier; with the queue full, it is
+    /// dropped, counted as failed for each, and said on stderr.
+    pub fn send(&self, message: Message) {
+        if self.receivers == 0 {
+            return;
+        }
+        if let Err(err) = self.tx.try_send(message) {
+            self.failed
+                .fetch_add(self.receivers as u64, Ordering::Relaxed);
+            let alert = match &err {
+                mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => {
+                    m.notification.alert.clone()
+                }
+            };
+            tracing::warn!(
+                alert,
+                "the notification queue is full; dropped a notification"
+            );
+        }
+    }
+
+    /// Deliveries given up on so far (after every retry, or dropped).
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Delivers `message` to every notifier once, now, without retries;
+    /// returns each notifier's outcome (for `pgmigrator alerts test`).
+    pub async fn test_each(
+        config: &AlertsConfig,
+        message: &Message,
+    ) -> Vec<(String, Result<(), String>)> {
+        let tls = match crate::tls_client::connector(None) {
+            Ok(tls) => tls,
+            Err(err) => {
+                return config
+                    .notifiers
+                    .iter()
+                    .map(|n| (n.describe(), Err(format!("TLS: {err:?}"))))
+                    .collect();
+            }
+        };
+        let mut outcomes = Vec::new();
+        for notifier in &config.notifiers {
+            let outcome = match receiver(notifier) {
+                Ok(receiver) => attempt(&receiver, message, &tls).await,
+                Err(err) => Err(err),
+            };
+            outcomes.push((notifier.describe(), outcome));
+        }
+        outcomes
+    }
+}
+
+fn receiver(notifier: &NotifierConfig) -> Result<Receiver, String> {
+    Ok(match notifier {
+        NotifierConfig::Webhook { url } => Receiver::Webhook(Target::parse(url)?),
+        NotifierConfig::Slack { url } => Receiver::Slack(Target::parse(url)?),
+        NotifierConfig::Command { argv } => Receiver::Command(argv.clone()),
+    })
+}
+
+async fn deliver_all(
+    mut rx: mpsc::Receiver<Message>,
+    receivers: Arc<Vec<Receiver>>,
+    tls: TlsConnector,
+    retry: RetryPolicy,
+    failed: Arc<AtomicU64>,
+) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(message) = rx.recv().await {
+        let message = Arc::new(message);
+        for index in 0..receivers.len() {
+            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            let (receivers, message, tls, retry, failed) = (
+                Arc::clone(&receivers),
+                Arc::clone(&message),
+                tls.clone(),
+                retry.clone(),
+                Arc::clone(&failed),
+            );
+            tokio::spawn(async move {
+                let receiver = &receivers[index];
+                if let Err(reason) = deliver(receiver, &message, &tls, &retry).await {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        alert = message.notification.alert,
+                        notifier = describe(receiver),
+                        reason,
+                        "gave up on a notification after its retries"
+                    );
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// One delivery with its retries.
+async fn deliver(
+    receiver: &Receiver,
+    message: &Message,
+    tls: &TlsConnector,
+    retry: &RetryPolicy,
+) -> Result<(), String> {
+    let mut waits = retry.waits.iter();
+    loop {
+        match attempt(receiver, message, tls).await {
+            Ok(()) => return Ok(()),
+            Err(reason) => match waits.next() {
+                Some(wait) => tokio::time::sleep(*wait).await,
+                None => return Err(reason),
+            },
+        }
+    }
+}
+
+async fn attempt(receiver: &Receiver, message: &Message, tls: &TlsConnector) -> Result<(), String> {
+    match receiver {
+        Receiver::Webhook(target) => {
+            let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
+            post_json(target, body, tls, ATTEMPT_DEADLINE).await
+        }
+        Receiver::Slack(target) => {
+            let body = serde_json::to_vec(&serde_json::json!({ "text": message.slack_text() }))
+                .map_err(|e| e.to_string())?;
+            post_json(target, body, tls, ATTEMPT_DEADLINE).await
+        }
+        Receiver::Command(argv) => run_command(argv, message).await,
+    }
+}
+
+/// Runs `argv` with the message's JSON on its standard input; success is
+/// exit status 0 within the deadline (the program is killed otherwise).
+async fn run_command(argv: &[String], message: &Message) -> Result<(), String> {
+    let (program, args) = argv.split_first().ok_or("no program")?;
+    let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
+    let run = async {
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|err| format!("starting {program}: {err}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A program that does not read its input may close it early.
+            let _ = stdin.write_all(&body).await;
+        }
+        let status = child.wait().await.map_err(|err| err.to_string())?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("{program} exited with {status}"))
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .unwrap_or_else(|_| Err(format!("{program} did not finish within 30s")))
+}
+
+fn describe(receiver: &Receiver) -> String {
+    match receiver {
+        Receiver::Webhook(target) => format!("webhook {}", target.shown()),
+        Receiver::Slack(target) => format!("slack {}", target.shown()),
+        Receiver::Command(argv) => format!("command {}", argv.first().map_or("", String::as_str)),
+    }
+}
