@@ -16,25 +16,30 @@ use super::engine::Notification;
 use super::post::{Target, post_json};
 use crate::model::AlertState;
 
+/// A command may take this long at least (it may send mail).
+const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Notifications waiting for delivery at most; more are dropped and counted.
 pub const QUEUE_CAPACITY: usize = 256;
 /// Deliveries in flight at most.
 const IN_FLIGHT: usize = 16;
-/// The longest one attempt may take.
-const ATTEMPT_DEADLINE: Duration = Duration::from_secs(10);
 
-/// When to try a delivery again: after each of these waits (by default 5,
-/// 15, 35 and 65 s: five attempts over two minutes).
+/// How hard a delivery is tried: each attempt within `attempt_timeout`,
+/// again after each of `waits` (by default 10 s, and waits of 5, 15, 35
+/// and 65 s: five attempts over about two minutes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// The waits between attempts.
     pub waits: Vec<Duration>,
+    /// The longest one attempt may take.
+    pub attempt_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             waits: [5, 15, 35, 65].map(Duration::from_secs).to_vec(),
+            attempt_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -161,7 +166,15 @@ impl Dispatcher {
         let mut outcomes = Vec::new();
         for notifier in &config.notifiers {
             let outcome = match receiver(notifier) {
-                Ok(receiver) => attempt(&receiver, message, &tls).await,
+                Ok(receiver) => {
+                    attempt(
+                        &receiver,
+                        message,
+                        &tls,
+                        RetryPolicy::default().attempt_timeout,
+                    )
+                    .await
+                }
                 Err(err) => Err(err),
             };
             outcomes.push((notifier.describe(), outcome));
@@ -225,7 +238,7 @@ async fn deliver(
 ) -> Result<(), String> {
     let mut waits = retry.waits.iter();
     loop {
-        match attempt(receiver, message, tls).await {
+        match attempt(receiver, message, tls, retry.attempt_timeout).await {
             Ok(()) => return Ok(()),
             Err(reason) => match waits.next() {
                 Some(wait) => tokio::time::sleep(*wait).await,
@@ -235,24 +248,29 @@ async fn deliver(
     }
 }
 
-async fn attempt(receiver: &Receiver, message: &Message, tls: &TlsConnector) -> Result<(), String> {
+async fn attempt(
+    receiver: &Receiver,
+    message: &Message,
+    tls: &TlsConnector,
+    deadline: Duration,
+) -> Result<(), String> {
     match receiver {
         Receiver::Webhook(target) => {
             let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
-            post_json(target, body, tls, ATTEMPT_DEADLINE).await
+            post_json(target, body, tls, deadline).await
         }
         Receiver::Slack(target) => {
             let body = serde_json::to_vec(&serde_json::json!({ "text": message.slack_text() }))
                 .map_err(|e| e.to_string())?;
-            post_json(target, body, tls, ATTEMPT_DEADLINE).await
+            post_json(target, body, tls, deadline).await
         }
-        Receiver::Command(argv) => run_command(argv, message).await,
+        Receiver::Command(argv) => run_command(argv, message, deadline.max(COMMAND_DEADLINE)).await,
     }
 }
 
 /// Runs `argv` with the message's JSON on its standard input; success is
 /// exit status 0 within the deadline (the program is killed otherwise).
-async fn run_command(argv: &[String], message: &Message) -> Result<(), String> {
+async fn run_command(argv: &[String], message: &Message, deadline: Duration) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("no program")?;
     let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
     let run = async {
@@ -275,9 +293,14 @@ async fn run_command(argv: &[String], message: &Message) -> Result<(), String> {
             Err(format!("{program} exited with {status}"))
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), run)
+    tokio::time::timeout(deadline, run)
         .await
-        .unwrap_or_else(|_| Err(format!("{program} did not finish within 30s")))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{program} did not finish within {}s",
+                deadline.as_secs()
+            ))
+        })
 }
 
 fn describe(receiver: &Receiver) -> String {

@@ -32,6 +32,8 @@ pub enum Quantity {
     SlotSafeWalSize,
     /// The slot's `wal_status`.
     SlotWalStatus,
+    /// Whether a walsender streams from the slot.
+    SlotActive,
     /// The migration's phase.
     Phase,
     /// Whether the cutover verdict is ready.
@@ -49,7 +51,7 @@ enum Unit {
 }
 
 impl Quantity {
-    const ALL: [(&'static str, Quantity); 10] = [
+    const ALL: [(&'static str, Quantity); 11] = [
         ("lag_bytes", Quantity::LagBytes),
         ("lag_seconds", Quantity::LagSeconds),
         ("rows_per_sec", Quantity::RowsPerSec),
@@ -58,6 +60,7 @@ impl Quantity {
         ("slot.retained_bytes", Quantity::SlotRetainedBytes),
         ("slot.safe_wal_size", Quantity::SlotSafeWalSize),
         ("slot.wal_status", Quantity::SlotWalStatus),
+        ("slot.active", Quantity::SlotActive),
         ("phase", Quantity::Phase),
         ("cutover.ready", Quantity::CutoverReady),
     ];
@@ -78,7 +81,7 @@ impl Quantity {
             Quantity::LagSeconds | Quantity::StalledSeconds => Unit::Seconds,
             Quantity::RowsPerSec | Quantity::ErrorCount => Unit::Number,
             Quantity::SlotWalStatus | Quantity::Phase => Unit::Text,
-            Quantity::CutoverReady => Unit::Bool,
+            Quantity::CutoverReady | Quantity::SlotActive => Unit::Bool,
         }
     }
 }
@@ -292,17 +295,19 @@ impl Condition {
                 Some(self.words(status))
             }
             Quantity::Phase => Some(self.words(snapshot.phase.as_str().to_owned())),
-            Quantity::CutoverReady => {
-                let ready = snapshot.cutover.as_ref()?.ready;
-                let Threshold::Bool(wanted) = self.threshold else {
-                    return None;
-                };
-                Some(Measured {
-                    holds: self.op.holds(ready, wanted),
-                    value: ready.to_string(),
-                })
-            }
+            Quantity::CutoverReady => self.flag(snapshot.cutover.as_ref()?.ready),
+            Quantity::SlotActive => self.flag(snapshot.slot.as_ref()?.active),
         }
+    }
+
+    fn flag(&self, value: bool) -> Option<Measured> {
+        let Threshold::Bool(wanted) = self.threshold else {
+            return None;
+        };
+        Some(Measured {
+            holds: self.op.holds(value, wanted),
+            value: value.to_string(),
+        })
     }
 
     fn words(&self, value: String) -> Measured {

@@ -66,6 +66,7 @@ fn slot_conditions_need_a_slot_and_may_use_a_share_of_its_limit() {
     assert_eq!(holds("slot.safe_wal_size < 10%", &snapshot), Some(true));
     assert_eq!(holds("slot.safe_wal_size < 4%", &snapshot), Some(false));
     assert_eq!(holds("slot.retained_bytes > 900", &snapshot), Some(true));
+    assert_eq!(holds("slot.active == false", &snapshot), Some(true));
     // Unlimited: no safe size, no share.
     snapshot.slot.as_mut().unwrap().safe_wal_size = None;
     assert_eq!(holds("slot.safe_wal_size < 10%", &snapshot), None);

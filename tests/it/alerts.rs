@@ -1,0 +1,348 @@
+//! Alerts that reach people: rules on a live collector, notifications to
+//! a local webhook, Slack-format and command receivers, retries, a dead
+//! receiver, restarts, and a bad alerts file.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::post;
+use pgmigrator_metrics::alerts::{self, AlertsConfig, Dispatcher, RetryPolicy};
+use pgmigrator_metrics::http::metrics::render_text;
+use pgmigrator_metrics::{AlertState, Collector, Lsn};
+use serde_json::Value;
+use tokio::time::{Instant, sleep};
+
+/// A webhook receiver on loopback: it answers 500 to the first `failing`
+/// requests, then keeps the bodies and answers 200.
+struct Receiver {
+    url: String,
+    bodies: Arc<Mutex<Vec<Value>>>,
+    requests: Arc<AtomicUsize>,
+}
+
+async fn receiver(failing: usize) -> Receiver {
+    let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let requests: Arc<AtomicUsize> = Arc::default();
+    let (kept, seen) = (Arc::clone(&bodies), Arc::clone(&requests));
+    let app = Router::new().route(
+        "/hook/s3cret",
+        post(move |body: String| {
+            let (kept, seen) = (Arc::clone(&kept), Arc::clone(&seen));
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) < failing {
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                kept.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&body).unwrap());
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook/s3cret", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Receiver {
+        url,
+        bodies,
+        requests,
+    }
+}
+
+impl Receiver {
+    fn bodies(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    /// Waits until `count` bodies arrived (10 s at most).
+    async fn wait_for(&self, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let bodies = self.bodies();
+            if bodies.len() >= count {
+                return bodies;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} notifications: {bodies:?}",
+                bodies.len()
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy {
+        waits: vec![Duration::from_millis(100); 4],
+        attempt_timeout: Duration::from_millis(500),
+    }
+}
+
+fn config(rules: &str, notifier_url: &str) -> AlertsConfig {
+    let text = format!(
+        "migration = \"shop\"\ndashboard_url = \"http://127.0.0.1:7654/\"\n{rules}\n\
+         [[notifier]]\nkind = \"webhook\"\nurl = \"{notifier_url}\"\n"
+    );
+    AlertsConfig::parse(&text, "alerts.toml").unwrap()
+}
+
+/// A collector `lag` bytes behind, having applied up to `applied` (which
+/// only moves forward).
+async fn lagging(collector: &Collector, applied: u64, lag: u64) {
+    collector.record_applied(Lsn(applied), 0, 0).await;
+    collector.record_latest_lsn(Lsn(applied + lag)).await;
+}
+
+async fn start(
+    config: AlertsConfig,
+    saved: &std::path::Path,
+    retry: RetryPolicy,
+) -> (Collector, Dispatcher) {
+    let collector = Collector::builder().tick(Duration::from_millis(50)).build();
+    let dispatcher = Dispatcher::start(&config, retry).unwrap();
+    tokio::spawn(alerts::run(
+        collector.snapshots(),
+        Some(collector.clone()),
+        config,
+        dispatcher.clone(),
+        Some(saved.to_owned()),
+    ));
+    (collector, dispatcher)
+}
+
+const LAG_RULE: &str = "[[rule]]\nname = \"lag\"\nwhen = \"lag_bytes > 1MB\"\nfor = \"1s\"\n\
+                        severity = \"critical\"\nsummary = \"lag is {value} (over {threshold})\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_fires_once_reminds_resolves_once_and_a_restart_does_not_tell_again() {
+    let hook = receiver(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("state.alerts.json");
+    let rules = format!("{LAG_RULE}repeat = \"2s\"\n");
+    let (collector, _) = start(config(&rules, &hook.url), &saved, quick_retries()).await;
+
+    lagging(&collector, 10_000_000, 2_000_000).await;
+    let started = Instant::now();
+    let fired = hook.wait_for(1).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "fired before its for"
+    );
+    let firing = &fired[0];
+    assert_eq!(firing["alert"], "lag");
+    assert_eq!(firing["state"], "firing");
+    assert_eq!(firing["reminder"], false);
+    assert_eq!(firing["severity"], "critical");
+    assert_eq!(firing["value"], "1.91 MB");
+    assert_eq!(firing["threshold"], "1MB");
+    assert_eq!(firing["summary"], "lag is 1.91 MB (over 1MB)");
+    assert_eq!(firing["migration"], "shop");
+    assert_eq!(firing["dashboard_url"], "http://127.0.0.1:7654/");
+    assert!(firing["since"].as_str().unwrap().ends_with('Z'));
+    // Every surface reads it from the snapshot.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while collector.snapshot().alerts.first().map(|a| a.state) != Some(AlertState::Firing) {
+        assert!(Instant::now() < deadline, "never in the snapshot");
+        sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = render_text(collector.snapshot());
+    assert!(
+        metrics.contains("pgmigrator_alerts_firing{severity=\"critical\"} 1"),
+        "{metrics}"
+    );
+
+    let reminded = hook.wait_for(2).await;
+    assert_eq!(reminded[1]["reminder"], true, "{reminded:?}");
+    assert_eq!(reminded[1]["since"], firing["since"]);
+
+    lagging(&collector, 12_000_000, 0).await;
+    let resolved = hook.wait_for(3).await;
+    assert_eq!(resolved[2]["state"], "resolved");
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(hook.bodies().len(), 3, "resolved once: {:?}", hook.bodies());
+
+    // Firing again, then a restart on the same saved state: not re-sent.
+    lagging(&collector, 20_000_000, 2_000_000).await;
+    hook.wait_for(4).await;
+    collector.close().await;
+    sleep(Duration::from_millis(200)).await;
+    assert!(saved.exists(), "the firing alert is kept beside the state");
+    let (restarted, _) = start(config(LAG_RULE, &hook.url), &saved, quick_retries()).await;
+    lagging(&restarted, 20_000_000, 2_000_000).await;
+    sleep(Duration::from_millis(2000)).await;
+    assert_eq!(hook.bodies().len(), 4, "{:?}", hook.bodies());
+    assert_eq!(
+        restarted.snapshot().alerts[0].state,
+        AlertState::Firing,
+        "still shown as firing"
+    );
+    lagging(&restarted, 22_000_000, 0).await;
+    let after = hook.wait_for(5).await;
+    assert_eq!(after[4]["state"], "resolved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_receiver_gets_it_after_retries_and_a_dead_one_is_counted() {
+    let flaky = receiver(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rule = "[[rule]]\nname = \"lag\"\nwhen = \"lag_bytes > 1MB\"\n";
+    let (collector, _) = start(
+        config(rule, &flaky.url),
+        &dir.path().join("a.json"),
+        quick_retries(),
+    )
+    .await;
+    lagging(&collector, 10_000_000, 2_000_000).await;
+    flaky.wait_for(1).await;
+    sleep(Duration::from_millis(300)).await;
+    assert_eq!(flaky.bodies().len(), 1, "delivered once");
+    assert_eq!(flaky.requests.load(Ordering::SeqCst), 4, "after three 500s");
+    assert_eq!(collector.snapshot().notifications_failed, 0);
+
+    // Accepts connections, never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let (collector, dispatcher) = start(
+        config(rule, &url),
+        &dir.path().join("b.json"),
+        quick_retries(),
+    )
+    .await;
+    lagging(&collector, 10_000_000, 2_000_000).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while collector.snapshot().notifications_failed == 0 {
+        assert!(Instant::now() < deadline, "never given up on");
+        // Each tick is a snapshot; the collector keeps publishing.
+        collector.record_latest_lsn(Lsn(12_000_000)).await;
+        sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dispatcher.failed(), 1);
+    let metrics = render_text(collector.snapshot());
+    assert!(
+        metrics.contains("pgmigrator_notifications_failed_total 1"),
+        "{metrics}"
+    );
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_gets_a_readable_message_and_a_command_gets_the_json() {
+    let slack = receiver(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notification.json");
+    let text = format!(
+        "migration = \"shop\"\n{LAG_RULE}\n[[notifier]]\nkind = \"slack\"\nurl = \"{}\"\n\
+         [[notifier]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"cat > '{}'\"]\n",
+        slack.url,
+        out.display()
+    );
+    let config = AlertsConfig::parse(&text, "alerts.toml").unwrap();
+    let (collector, _) = start(config, &dir.path().join("s.json"), quick_retries()).await;
+    lagging(&collector, 10_000_000, 2_000_000).await;
+    let message = slack.wait_for(1).await;
+    assert_eq!(
+        message[0]["text"],
+        "[FIRING] critical · shop · lag: lag is 1.91 MB (over 1MB) (value 1.91 MB, threshold 1MB)"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let written = loop {
+        if let Ok(text) = std::fs::read_to_string(&out)
+            && !text.is_empty()
+        {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the command never ran");
+        sleep(Duration::from_millis(50)).await;
+    };
+    let json: Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(json["alert"], "lag");
+    assert_eq!(json["state"], "firing");
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn a_bad_alerts_file_stops_the_command_with_one_line_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, says) in [
+        (
+            "[[rule]]\nname = \"x\"\nwhen = \"lag > 1MB\"\n",
+            "alerts.toml:3: unknown quantity \"lag\"",
+        ),
+        (
+            "[[rule]]\nname = \"x\"\nwhen = \"lag_bytes > 1XB\"\n",
+            "alerts.toml:3: unknown size unit \"XB\"",
+        ),
+        (
+            "[[rule]]\nname = \"x\"\n",
+            "alerts.toml:1: missing field `when`",
+        ),
+    ] {
+        let file = dir.path().join("alerts.toml");
+        std::fs::write(&file, text).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+            .args(["demo", "--listen", "127.0.0.1:0", "--alerts"])
+            .arg(&file)
+            .env("PGMIGRATOR_HOME", dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
+
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_notifies_once_and_a_restart_on_the_same_state_does_not_notify_again() {
+    let hook = receiver(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alerts.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[rule]]\nname = \"running\"\nwhen = \"rows_per_sec >= 0\"\nseverity = \"info\"\n\
+             [[notifier]]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            hook.url
+        ),
+    )
+    .unwrap();
+    let run_demo = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--speed",
+                "10",
+                "--alerts",
+            ])
+            .arg(&file)
+            .env("PGMIGRATOR_HOME", dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let stop = |child: std::process::Child| {
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let mut child = child;
+        assert!(child.wait().unwrap().success());
+    };
+    let first = run_demo();
+    let fired = hook.wait_for(1).await;
+    assert_eq!(fired[0]["alert"], "running");
+    assert_eq!(fired[0]["migration"], "pgmigrator");
+    sleep(Duration::from_millis(1500)).await;
+    stop(first);
+    assert_eq!(hook.bodies().len(), 1, "once: {:?}", hook.bodies());
+    assert!(dir.path().join("state.alerts.json").exists());
+
+    let second = run_demo();
+    sleep(Duration::from_secs(3)).await;
+    stop(second);
+    assert_eq!(hook.bodies().len(), 1, "not again: {:?}", hook.bodies());
+}
