@@ -59,6 +59,24 @@ pub struct Message {
 }
 
 impl Message {
+    /// The message `pgmigrator alerts test` sends.
+    pub fn test(config: &AlertsConfig) -> Message {
+        Message {
+            notification: Notification {
+                alert: "test".to_owned(),
+                state: AlertState::Firing,
+                reminder: false,
+                severity: crate::model::Severity::Info,
+                value: String::new(),
+                threshold: String::new(),
+                since: time::OffsetDateTime::now_utc(),
+                summary: "a test notification from pgmigrator alerts test".to_owned(),
+            },
+            migration: config.migration.clone(),
+            dashboard_url: config.dashboard_url.clone(),
+        }
+    }
+
     /// The Slack text: `[FIRING] critical · shop · lag: lag is 1.2 GB (over 1MB)`.
     fn slack_text(&self) -> String {
         let n = &self.notification;

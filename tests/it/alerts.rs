@@ -346,3 +346,127 @@ async fn demo_notifies_once_and_a_restart_on_the_same_state_does_not_notify_agai
     stop(second);
     assert_eq!(hook.bodies().len(), 1, "not again: {:?}", hook.bodies());
 }
+
+#[cfg(all(feature = "postgres", feature = "cli"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_subscription_fires_the_lag_and_slot_rules_and_enabling_it_resolves_them() {
+    use crate::cluster::{self, Cluster};
+    use pgmigrator_metrics::pg::{self, Monitor, MonitorConfig};
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest) = (Cluster::start(true), Cluster::start(false));
+    for cluster in [&source, &dest] {
+        cluster.sql("CREATE TABLE t (id bigint PRIMARY KEY)");
+    }
+    source.sql("CREATE PUBLICATION pub FOR ALL TABLES");
+    dest.sql(&format!(
+        "CREATE SUBSCRIPTION sub CONNECTION '{}' PUBLICATION pub",
+        source.conninfo()
+    ));
+    let hook = receiver(0).await;
+    let rules = "[[rule]]\nname = \"lag\"\nwhen = \"lag_bytes > 0\"\nfor = \"1s\"\n\
+                 [[rule]]\nname = \"slot_inactive\"\nwhen = \"slot.active == false\"\nfor = \"1s\"\n";
+    let config = AlertsConfig::parse(
+        &format!(
+            "{rules}[[notifier]]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            hook.url
+        ),
+        "alerts.toml",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, _) = start(config, &dir.path().join("a.json"), quick_retries()).await;
+    let monitor = Monitor::connect(MonitorConfig {
+        interval: Duration::from_millis(200),
+        ..MonitorConfig::new(
+            source.monitor_uri().parse().unwrap(),
+            dest.monitor_uri().parse().unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    tokio::spawn(pg::run(collector.clone(), monitor, std::future::pending()));
+    let caught_up = Instant::now() + Duration::from_secs(60);
+    while !(collector.snapshot().caught_up
+        && collector.snapshot().slot.as_ref().is_some_and(|s| s.active))
+    {
+        assert!(Instant::now() < caught_up, "never streaming");
+        sleep(Duration::from_millis(100)).await;
+    }
+    sleep(Duration::from_millis(1500)).await;
+    assert!(hook.bodies().is_empty(), "{:?}", hook.bodies());
+
+    dest.sql("ALTER SUBSCRIPTION sub DISABLE");
+    source.sql("INSERT INTO t SELECT generate_series(1, 100)");
+    let fired = hook.wait_for(2).await;
+    let mut names: Vec<&str> = fired.iter().map(|b| b["alert"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["lag", "slot_inactive"]);
+    assert!(fired.iter().all(|b| b["state"] == "firing"));
+
+    dest.sql("ALTER SUBSCRIPTION sub ENABLE");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let bodies = hook.bodies();
+        let resolved: Vec<&str> = bodies
+            .iter()
+            .filter(|b| b["state"] == "resolved")
+            .map(|b| b["alert"].as_str().unwrap())
+            .collect();
+        if resolved.len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never resolved: {bodies:?}");
+        sleep(Duration::from_millis(100)).await;
+    }
+    collector.close().await;
+}
+
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_test_sends_one_notification_to_each_notifier_and_reports_each() {
+    let hook = receiver(0).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alerts.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[notifier]]\nkind = \"webhook\"\nurl = \"{}\"\n\
+             [[notifier]]\nkind = \"slack\"\nurl = \"http://{closed}/services/s3cret\"\n",
+            hook.url
+        ),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["alerts", "test", "--alerts"])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let port = hook
+        .url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    assert!(
+        stdout.contains(&format!("webhook 127.0.0.1:{port}: delivered")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("slack {closed}: failed: connecting:")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+    let sent = hook.wait_for(1).await;
+    assert_eq!(sent[0]["alert"], "test");
+}

@@ -35,6 +35,20 @@ pub(crate) enum Command {
     /// Check once whether it is safe to switch over now; exit status 0
     /// ready, 3 not ready, 1 cannot check, 2 usage.
     Check(CheckArgs),
+    /// Alerting tools.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AlertsCommand {
+    /// Send one test notification to every notifier of the alerts file and
+    /// say how each went (exit 1 if any failed).
+    Test {
+        /// The alerts file.
+        #[arg(long = "alerts", value_name = "PATH", env = "PGMIGRATOR_ALERTS")]
+        file: PathBuf,
+    },
 }
 
 /// The two servers and the subscription, for `monitor` and `check`.

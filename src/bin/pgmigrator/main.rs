@@ -25,7 +25,9 @@ use pgmigrator_metrics::{
 use time::OffsetDateTime;
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::args::{Cli, Command, DemoArgs, MonitorArgs, ServeArgs, StatusArgs, TuiArgs};
+use crate::args::{
+    AlertsCommand, Cli, Command, DemoArgs, MonitorArgs, ServeArgs, StatusArgs, TuiArgs,
+};
 use crate::output::{one_line, print, say};
 use crate::serving::{listen, live_collector, start_alerts, surfaces};
 use crate::signals::{panics, shutdown_signal};
@@ -70,6 +72,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Tui(args) => tui_command(args).await,
         Command::Monitor(args) => monitor_command(args).await,
         Command::Check(args) => return check::run(args).await,
+        Command::Alerts(AlertsCommand::Test { file }) => return alerts_test(&file).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }
@@ -166,6 +169,30 @@ async fn tui_command(args: TuiArgs) -> Result<(), Failure> {
         .await
         .map_err(|err| format!("terminal: {err}"))?;
     Ok(())
+}
+
+/// One test notification to every notifier, each outcome on its own line.
+async fn alerts_test(file: &std::path::Path) -> Result<ExitCode, Failure> {
+    let config = alerts::AlertsConfig::load(file)?;
+    if config.notifiers.is_empty() {
+        return Err(format!("{}: no [[notifier]] to test", file.display()).into());
+    }
+    let outcomes = alerts::Dispatcher::test_each(&config, &alerts::Message::test(&config)).await;
+    let mut failed = false;
+    for (notifier, outcome) in outcomes {
+        match outcome {
+            Ok(()) => say(&format!("{notifier}: delivered")),
+            Err(reason) => {
+                failed = true;
+                say(&format!("{notifier}: failed: {reason}"));
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn status_once(args: &StatusArgs) -> Result<(), Failure> {
