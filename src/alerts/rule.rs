@@ -6,10 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
 use crate::lsn::{format_bytes, format_duration};
-use crate::model::{Snapshot, TableStatus};
+use crate::model::Snapshot;
 use crate::units::{parse_bytes, parse_seconds};
 
 /// What a condition measures.
@@ -268,7 +266,7 @@ impl Condition {
             ),
             Quantity::ErrorCount => number(errors_in_window as f64, errors_in_window.to_string()),
             Quantity::StalledSeconds => {
-                let stalled = stalled_seconds(snapshot);
+                let stalled = snapshot.stalled_seconds();
                 number(stalled, seconds(stalled))
             }
             Quantity::SlotRetainedBytes | Quantity::SlotSafeWalSize => {
@@ -332,24 +330,6 @@ impl fmt::Display for Condition {
             self.written
         )
     }
-}
-
-/// The longest silence: a copying table without progress, or a streaming
-/// apply worker without a message from the source, at the snapshot's time.
-fn stalled_seconds(snapshot: &Snapshot) -> f64 {
-    let since = |at: OffsetDateTime| (snapshot.timestamp - at).as_seconds_f64().max(0.0);
-    let tables = snapshot
-        .tables
-        .iter()
-        .filter(|t| t.status == TableStatus::Copying)
-        .filter_map(|t| t.last_progress_at.map(since));
-    let apply = snapshot
-        .apply
-        .as_ref()
-        .filter(|_| snapshot.phase == crate::model::Phase::Streaming)
-        .and_then(|a| a.last_msg_receipt)
-        .map(since);
-    tables.chain(apply).fold(0.0, f64::max)
 }
 
 fn seconds(value: f64) -> String {

@@ -1,5 +1,8 @@
 use super::*;
-use crate::model::{ApplyHealth, Cutover, Phase, SlotHealth, TableProgress, WalStatus};
+use crate::model::{
+    ApplyHealth, Cutover, Phase, SlotHealth, TableProgress, TableStatus, WalStatus,
+};
+use time::OffsetDateTime;
 
 fn holds(when: &str, snapshot: &Snapshot) -> Option<bool> {
     Condition::parse(when)

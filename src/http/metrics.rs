@@ -120,6 +120,14 @@ fn slot_metrics(e: &mut DescriptorEncoder<'_>, slot: &SlotHealth) -> std::fmt::R
             &ConstGauge::new(safe as f64),
         )?;
     }
+    if let Some(limit) = slot.max_slot_wal_keep_size {
+        single(
+            e,
+            "slot_max_wal_keep_size_bytes",
+            "The source's max_slot_wal_keep_size (absent when unlimited)",
+            &ConstGauge::new(limit as f64),
+        )?;
+    }
     single(
         e,
         "slot_active",
@@ -251,6 +259,13 @@ impl PromCollector for SnapshotMetrics {
             "caught_up",
             "1 when everything the source reported is applied",
             &gauge(f64::from(u8::from(s.caught_up))),
+        )?;
+        single(
+            &mut e,
+            "stalled_seconds",
+            "The longest silence: a copying table without progress, or the apply worker \
+             without a message from the source",
+            &gauge(s.stalled_seconds()),
         )?;
         single(
             &mut e,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::serde_util::{null_as_default, timestamp};
-use super::{AlertStatus, ApplyHealth, Cutover, Phase, SlotHealth, TableProgress};
+use super::{AlertStatus, ApplyHealth, Cutover, Phase, SlotHealth, TableProgress, TableStatus};
 use crate::lsn::Lsn;
 
 /// One span of the phase history.
@@ -164,6 +164,25 @@ impl Snapshot {
     /// is earlier, as with a skewed clock).
     pub fn age(&self, now: OffsetDateTime) -> std::time::Duration {
         (now - self.timestamp).try_into().unwrap_or_default()
+    }
+
+    /// The longest silence at the snapshot's time, in seconds: a copying
+    /// table without progress, or (while streaming) the apply worker
+    /// without a message from the source; 0 when nothing is silent.
+    pub fn stalled_seconds(&self) -> f64 {
+        let since = |at: OffsetDateTime| (self.timestamp - at).as_seconds_f64().max(0.0);
+        let tables = self
+            .tables
+            .iter()
+            .filter(|t| t.status == TableStatus::Copying)
+            .filter_map(|t| t.last_progress_at.map(since));
+        let apply = self
+            .apply
+            .as_ref()
+            .filter(|_| self.phase == Phase::Streaming)
+            .and_then(|a| a.last_msg_receipt)
+            .map(since);
+        tables.chain(apply).fold(0.0, f64::max)
     }
 
     /// Whether the snapshot should be shown as stale at `now`: a reader

@@ -11,6 +11,8 @@ mod cli;
 #[cfg(all(feature = "postgres", feature = "cli"))]
 mod cluster;
 mod collector;
+#[cfg(feature = "http")]
+mod contrib;
 #[cfg(all(feature = "postgres", feature = "cli", feature = "http"))]
 mod cutover;
 #[cfg(feature = "http")]

@@ -1,0 +1,157 @@
+//! The Prometheus and Grafana kit in `contrib/` against the exporter: every
+//! metric its rules and panels name is one `/metrics` serves, and the rules
+//! pass `promtool`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgmigrator_metrics::http::metrics::render_text;
+use pgmigrator_metrics::{
+    AlertState, AlertStatus, ApplyHealth, Cutover, CutoverItem, CutoverKind, Phase, Severity,
+    SlotHealth, Snapshot, TableProgress, WalStatus,
+};
+
+/// A snapshot with every optional part, so every metric is served.
+fn everything() -> Snapshot {
+    let now = time::OffsetDateTime::now_utc();
+    Snapshot {
+        phase: Phase::Streaming,
+        timestamp: now,
+        tables: vec![TableProgress::new("public", "orders", 10, 8192)],
+        eta_sec: Some(12.0),
+        slot: Some(SlotHealth {
+            name: "sub".into(),
+            wal_status: WalStatus::Reserved,
+            safe_wal_size: Some(1 << 20),
+            max_slot_wal_keep_size: Some(1 << 30),
+            ..SlotHealth::default()
+        }),
+        apply: Some(ApplyHealth {
+            last_msg_receipt: Some(now - Duration::from_secs(3)),
+            latest_end_time: None,
+        }),
+        cutover: Some(Cutover::new(
+            now,
+            vec![CutoverItem {
+                kind: CutoverKind::Lag,
+                table: None,
+                detail: String::new(),
+            }],
+            vec![],
+        )),
+        alerts: vec![AlertStatus {
+            name: "lag".into(),
+            state: AlertState::Firing,
+            severity: Severity::Warning,
+            since: now,
+            value: String::new(),
+            summary: String::new(),
+        }],
+        ..Snapshot::default()
+    }
+}
+
+/// The metric names `/metrics` serves (counters with `_total`).
+fn served() -> BTreeSet<String> {
+    render_text(Arc::new(everything()))
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `pgmigrator_…` names in `text` that `/metrics` does not serve.
+fn unknown_metrics(text: &str) -> Vec<String> {
+    let served = served();
+    let mut unknown = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("pgmigrator_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !served.contains(&name) && !unknown.contains(&name) {
+            unknown.push(name.clone());
+        }
+        rest = &rest[at + name.len()..];
+    }
+    unknown
+}
+
+fn contrib(path: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("contrib")
+            .join(path),
+    )
+    .unwrap()
+}
+
+#[test]
+fn every_grafana_panel_queries_metrics_the_exporter_serves() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&contrib("grafana/pgmigrator.json")).unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            queries.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(queries.len() >= 10, "{queries:?}");
+    let all = queries.join("\n");
+    assert_eq!(
+        unknown_metrics(&all),
+        Vec::<String>::new(),
+        "in the dashboard"
+    );
+    // The check itself catches a renamed metric.
+    assert_eq!(
+        unknown_metrics("rate(pgmigrator_lag_bytes[5m])"),
+        ["pgmigrator_lag_bytes"]
+    );
+    for wanted in [
+        "pgmigrator_replication_lag_bytes",
+        "pgmigrator_replication_lag_seconds",
+        "pgmigrator_copy_eta_seconds",
+        "pgmigrator_slot_safe_wal_size_bytes",
+        "pgmigrator_table_changes_applied_total",
+        "pgmigrator_alerts_firing",
+        "pgmigrator_cutover_ready",
+    ] {
+        assert!(all.contains(wanted), "no panel shows {wanted}");
+    }
+}
+
+#[test]
+fn the_prometheus_rules_use_served_metrics_and_pass_promtool() {
+    let rules = contrib("prometheus/alerts.yml");
+    assert_eq!(
+        unknown_metrics(&rules),
+        Vec::<String>::new(),
+        "in alerts.yml"
+    );
+    if !crate::tools::available("/usr/bin/promtool") {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/prometheus");
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ] {
+        let output = Command::new("/usr/bin/promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
