@@ -90,6 +90,12 @@
 //!   ([`read_state_file`]), `persister` ([`StatePersister`]).
 //! - [`status`]: the offline report of `pgmigrator status`.
 //! - [`cutover`]: the cutover checks that follow from a snapshot alone.
+//! - `alerts` (feature `alerts`): `rule` (conditions with units) →
+//!   `engine` (pending → firing → resolved, pure) → `notify` (the delivery
+//!   queue, retries, webhook, Slack and command notifiers over `post`);
+//!   `config` reads the alerts file; `run` evaluates every published
+//!   snapshot.
+//! - [`units`]: sizes and durations as people write them.
 //! - `http` (feature `http`): `server` (the accept loop and its connection
 //!   limits), `tls` (HTTPS with certificates re-read when they change),
 //!   `auth` (Host, token, origin), `ws` (the WebSocket hub),
@@ -115,11 +121,12 @@
 //! # Features
 //!
 //! - `cli` (default): the `pgmigrator` binary (`demo`, `serve`, `status`,
-//!   `tui`, `monitor`, `check`).
+//!   `tui`, `monitor`, `check`, `alerts test`).
 //! - `http` (default): `http::router` and `http::serve`.
 //! - `tui` (default): `tui::run`, the terminal dashboard.
 //! - `postgres` (default): `pg::Monitor` (with `Monitor::check`) and `pg::run`.
 //! - `tracing-layer` (default): [`Collector::tracing_layer`].
+//! - `alerts` (default): `alerts::run`, alert rules and notifiers.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
