@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::runtime;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use pgmigrator_metrics::alerts::{AlertsConfig, Dispatcher, RetryPolicy};
 use pgmigrator_metrics::{Collector, Lsn, RateWindow, Snapshot, TableProgress, write_state_file};
 
 const PRODUCERS: u64 = 4;
@@ -81,28 +82,34 @@ fn record_applied(c: &mut Criterion) {
     let mut group = c.benchmark_group("record_applied/4_producers_2_workers");
     group.throughput(Throughput::Elements(1));
     group.bench_function("collector", |b| {
+        b.iter_custom(|iters| rt.block_on(async { ingest(Collector::new(), iters).await }))
+    });
+    // The same with alert rules evaluated on every snapshot and their
+    // notifications going to a receiver that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let alerts = AlertsConfig::parse(
+        &format!(
+            "[[rule]]\nname = \"always\"\nwhen = \"rows_per_sec >= 0\"\nrepeat = \"1s\"\n\
+             [[rule]]\nname = \"lag\"\nwhen = \"lag_bytes > 1MB\"\n\
+             [[notifier]]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n",
+            silent.local_addr().unwrap()
+        ),
+        "bench.toml",
+    )
+    .unwrap();
+    group.bench_function("collector_with_alerts_to_a_dead_receiver", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let collector = Collector::new();
-                let per = iters.div_ceil(PRODUCERS);
-                let start = Instant::now();
-                let producers: Vec<_> = (0..PRODUCERS)
-                    .map(|p| {
-                        let collector = collector.clone();
-                        tokio::spawn(async move {
-                            for i in 0..per {
-                                collector.record_applied(Lsn(p * per + i), 1, 100).await;
-                            }
-                        })
-                    })
-                    .collect();
-                for producer in producers {
-                    producer.await.unwrap();
-                }
-                collector.flush().await; // every event applied, not just queued
-                let elapsed = start.elapsed();
-                collector.close().await;
-                elapsed
+                let dispatcher = Dispatcher::start(&alerts, RetryPolicy::default()).unwrap();
+                tokio::spawn(pgmigrator_metrics::alerts::run(
+                    collector.snapshots(),
+                    Some(collector.clone()),
+                    alerts.clone(),
+                    dispatcher,
+                    None,
+                ));
+                ingest(collector, iters).await
             })
         })
     });
@@ -130,6 +137,29 @@ fn record_applied(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// `iters` applied positions from 4 producers, until every one is applied.
+async fn ingest(collector: Collector, iters: u64) -> Duration {
+    let per = iters.div_ceil(PRODUCERS);
+    let start = Instant::now();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let collector = collector.clone();
+            tokio::spawn(async move {
+                for i in 0..per {
+                    collector.record_applied(Lsn(p * per + i), 1, 100).await;
+                }
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    collector.flush().await; // every event applied, not just queued
+    let elapsed = start.elapsed();
+    collector.close().await;
+    elapsed
 }
 
 /// One add once 60 s of events at 1 M/s have gone through the window.
