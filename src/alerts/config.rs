@@ -2,7 +2,7 @@
 //! naming the file's line, never a rule silently ignored.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -36,11 +36,15 @@ pub enum NotifierConfig {
     Webhook {
         /// `http://` or `https://`.
         url: String,
+        /// For HTTPS: trust this CA (PEM) instead of the system's roots.
+        ca_cert: Option<PathBuf>,
     },
     /// POST a readable message to a Slack incoming webhook.
     Slack {
         /// The incoming webhook's address.
         url: String,
+        /// For HTTPS: trust this CA (PEM) instead of the system's roots.
+        ca_cert: Option<PathBuf>,
     },
     /// Run a program with the notification's JSON on its standard input.
     Command {
@@ -54,8 +58,8 @@ impl NotifierConfig {
     /// webhook's path is often its secret.
     pub fn describe(&self) -> String {
         match self {
-            NotifierConfig::Webhook { url } => format!("webhook {}", host_of(url)),
-            NotifierConfig::Slack { url } => format!("slack {}", host_of(url)),
+            NotifierConfig::Webhook { url, .. } => format!("webhook {}", host_of(url)),
+            NotifierConfig::Slack { url, .. } => format!("slack {}", host_of(url)),
             NotifierConfig::Command { argv } => {
                 format!("command {}", argv.first().map_or("", String::as_str))
             }
@@ -121,6 +125,7 @@ struct RuleEntry {
 struct NotifierEntry {
     kind: Spanned<String>,
     url: Option<Spanned<String>>,
+    ca_cert: Option<PathBuf>,
     command: Option<Spanned<Vec<String>>>,
 }
 
@@ -239,8 +244,12 @@ impl AlertsConfig {
             notifiers.push(match entry.kind.get_ref().as_str() {
                 "webhook" => NotifierConfig::Webhook {
                     url: url("webhook")?,
+                    ca_cert: entry.ca_cert.clone(),
                 },
-                "slack" => NotifierConfig::Slack { url: url("slack")? },
+                "slack" => NotifierConfig::Slack {
+                    url: url("slack")?,
+                    ca_cert: entry.ca_cert.clone(),
+                },
                 "command" => match &entry.command {
                     Some(argv) if !argv.get_ref().is_empty() => NotifierConfig::Command {
                         argv: argv.get_ref().clone(),

@@ -2,6 +2,7 @@
 //! backoff, and a count of what was given up on. A dead receiver never
 //! blocks the rules, the collector or another receiver.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,6 +11,8 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsConnector;
+
+use crate::tls_client::ConnectorError;
 
 use super::config::{AlertsConfig, NotifierConfig};
 use super::engine::Notification;
@@ -97,10 +100,10 @@ impl Message {
 }
 
 /// A notifier ready to deliver.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Receiver {
-    Webhook(Target),
-    Slack(Target),
+    Webhook(Target, TlsConnector),
+    Slack(Target, TlsConnector),
     Command(Vec<String>),
 }
 
@@ -121,14 +124,12 @@ impl Dispatcher {
             .iter()
             .map(|n| receiver(n).map_err(|err| format!("{}: {err}", n.describe())))
             .collect::<Result<Vec<_>, _>>()?;
-        let tls = crate::tls_client::connector(None).map_err(|err| format!("TLS: {err:?}"))?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let failed = Arc::new(AtomicU64::new(0));
         let count = receivers.len();
         tokio::spawn(deliver_all(
             rx,
             Arc::new(receivers),
-            tls,
             retry,
             Arc::clone(&failed),
         ));
@@ -171,27 +172,11 @@ impl Dispatcher {
         config: &AlertsConfig,
         message: &Message,
     ) -> Vec<(String, Result<(), String>)> {
-        let tls = match crate::tls_client::connector(None) {
-            Ok(tls) => tls,
-            Err(err) => {
-                return config
-                    .notifiers
-                    .iter()
-                    .map(|n| (n.describe(), Err(format!("TLS: {err:?}"))))
-                    .collect();
-            }
-        };
         let mut outcomes = Vec::new();
         for notifier in &config.notifiers {
             let outcome = match receiver(notifier) {
                 Ok(receiver) => {
-                    attempt(
-                        &receiver,
-                        message,
-                        &tls,
-                        RetryPolicy::default().attempt_timeout,
-                    )
-                    .await
+                    attempt(&receiver, message, RetryPolicy::default().attempt_timeout).await
                 }
                 Err(err) => Err(err),
             };
@@ -203,16 +188,33 @@ impl Dispatcher {
 
 fn receiver(notifier: &NotifierConfig) -> Result<Receiver, String> {
     Ok(match notifier {
-        NotifierConfig::Webhook { url } => Receiver::Webhook(Target::parse(url)?),
-        NotifierConfig::Slack { url } => Receiver::Slack(Target::parse(url)?),
+        NotifierConfig::Webhook { url, ca_cert } => {
+            Receiver::Webhook(Target::parse(url)?, connector(ca_cert.as_deref())?)
+        }
+        NotifierConfig::Slack { url, ca_cert } => {
+            Receiver::Slack(Target::parse(url)?, connector(ca_cert.as_deref())?)
+        }
         NotifierConfig::Command { argv } => Receiver::Command(argv.clone()),
+    })
+}
+
+/// TLS trusting `ca_cert`, or the system's roots.
+fn connector(ca_cert: Option<&Path>) -> Result<TlsConnector, String> {
+    crate::tls_client::connector(ca_cert).map_err(|err| match err {
+        ConnectorError::CaCert(reason) => format!(
+            "ca_cert {}: {reason}",
+            ca_cert
+                .map(Path::display)
+                .map(|d| d.to_string())
+                .unwrap_or_default()
+        ),
+        ConnectorError::Config(reason) => format!("TLS: {reason}"),
     })
 }
 
 async fn deliver_all(
     mut rx: mpsc::Receiver<Message>,
     receivers: Arc<Vec<Receiver>>,
-    tls: TlsConnector,
     retry: RetryPolicy,
     failed: Arc<AtomicU64>,
 ) {
@@ -223,16 +225,15 @@ async fn deliver_all(
             let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
                 return;
             };
-            let (receivers, message, tls, retry, failed) = (
+            let (receivers, message, retry, failed) = (
                 Arc::clone(&receivers),
                 Arc::clone(&message),
-                tls.clone(),
                 retry.clone(),
                 Arc::clone(&failed),
             );
             tokio::spawn(async move {
                 let receiver = &receivers[index];
-                if let Err(reason) = deliver(receiver, &message, &tls, &retry).await {
+                if let Err(reason) = deliver(receiver, &message, &retry).await {
                     failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         alert = message.notification.alert,
@@ -251,12 +252,11 @@ async fn deliver_all(
 async fn deliver(
     receiver: &Receiver,
     message: &Message,
-    tls: &TlsConnector,
     retry: &RetryPolicy,
 ) -> Result<(), String> {
     let mut waits = retry.waits.iter();
     loop {
-        match attempt(receiver, message, tls, retry.attempt_timeout).await {
+        match attempt(receiver, message, retry.attempt_timeout).await {
             Ok(()) => return Ok(()),
             Err(reason) => match waits.next() {
                 Some(wait) => tokio::time::sleep(*wait).await,
@@ -266,18 +266,13 @@ async fn deliver(
     }
 }
 
-async fn attempt(
-    receiver: &Receiver,
-    message: &Message,
-    tls: &TlsConnector,
-    deadline: Duration,
-) -> Result<(), String> {
+async fn attempt(receiver: &Receiver, message: &Message, deadline: Duration) -> Result<(), String> {
     match receiver {
-        Receiver::Webhook(target) => {
+        Receiver::Webhook(target, tls) => {
             let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
             post_json(target, body, tls, deadline).await
         }
-        Receiver::Slack(target) => {
+        Receiver::Slack(target, tls) => {
             let body = serde_json::to_vec(&serde_json::json!({ "text": message.slack_text() }))
                 .map_err(|e| e.to_string())?;
             post_json(target, body, tls, deadline).await
@@ -323,8 +318,8 @@ async fn run_command(argv: &[String], message: &Message, deadline: Duration) -> 
 
 fn describe(receiver: &Receiver) -> String {
     match receiver {
-        Receiver::Webhook(target) => format!("webhook {}", target.shown()),
-        Receiver::Slack(target) => format!("slack {}", target.shown()),
+        Receiver::Webhook(target, _) => format!("webhook {}", target.shown()),
+        Receiver::Slack(target, _) => format!("slack {}", target.shown()),
         Receiver::Command(argv) => format!("command {}", argv.first().map_or("", String::as_str)),
     }
 }

@@ -470,3 +470,80 @@ async fn alerts_test_sends_one_notification_to_each_notifier_and_reports_each() 
     let sent = hook.wait_for(1).await;
     assert_eq!(sent[0]["alert"], "test");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_webhooks_verify_the_receiver_against_the_system_roots_or_a_given_ca() {
+    use hyper_util::rt::TokioIo;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let ca = crate::pki::Ca::new("webhook CA");
+    let leaf = ca.issue(&["localhost"], "localhost");
+    let certs = CertificateDer::pem_slice_iter(leaf.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let kept = Arc::clone(&bodies);
+    let app = Router::new().route(
+        "/hook",
+        post(move |body: String| {
+            let kept = Arc::clone(&kept);
+            async move {
+                kept.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&body).unwrap());
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let text = format!(
+        "[[notifier]]\nkind = \"webhook\"\nurl = \"https://127.0.0.1:{port}/hook\"\nca_cert = \"{}\"\n\
+         [[notifier]]\nkind = \"webhook\"\nurl = \"https://localhost:{port}/hook\"\nca_cert = \"{}\"\n\
+         [[notifier]]\nkind = \"webhook\"\nurl = \"https://localhost:{port}/hook\"\n",
+        ca_file.display(),
+        ca_file.display()
+    );
+    let config = AlertsConfig::parse(&text, "alerts.toml").unwrap();
+    let outcomes = Dispatcher::test_each(&config, &alerts::Message::test(&config)).await;
+    assert!(
+        outcomes[0].1.as_ref().is_err_and(|e| e.contains("TLS")),
+        "the certificate does not name 127.0.0.1: {outcomes:?}"
+    );
+    assert_eq!(outcomes[1].1, Ok(()), "{outcomes:?}");
+    assert!(
+        outcomes[2].1.as_ref().is_err_and(|e| e.contains("TLS")),
+        "the system does not trust the test CA: {outcomes:?}"
+    );
+    let received = bodies.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["alert"], "test");
+}
