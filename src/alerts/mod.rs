@@ -1,5 +1,25 @@
 //! Alerting with no other infrastructure: rules evaluated on every
 //! published snapshot, and notifications to webhooks, Slack or a command.
+//!
+//! ```
+//! use pgmigrator_metrics::alerts::AlertsConfig;
+//!
+//! let config = AlertsConfig::parse(
+//!     r#"
+//! [[rule]]
+//! name = "lag"
+//! when = "lag_bytes > 1MB"
+//! for = "30s"
+//! "#,
+//!     "alerts.toml",
+//! )
+//! .unwrap();
+//! assert_eq!(config.rules[0].condition.threshold(), "1MB");
+//!
+//! // A mistake names its line.
+//! let err = AlertsConfig::parse("[[rule]]\nname = \"x\"\nwhen = \"lag > 1MB\"\n", "alerts.toml");
+//! assert!(err.unwrap_err().to_string().starts_with("alerts.toml:3: unknown quantity"));
+//! ```
 
 mod config;
 mod engine;

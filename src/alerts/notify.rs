@@ -116,8 +116,9 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Starts delivering to `config`'s notifiers. A notifier whose address
-    /// does not parse is an error here, before anything runs.
+    /// Starts delivering to `config`'s notifiers, on a task of the current
+    /// Tokio runtime. A notifier whose address or CA file cannot be used is
+    /// an error here, before anything runs.
     pub fn start(config: &AlertsConfig, retry: RetryPolicy) -> Result<Dispatcher, String> {
         let receivers = config
             .notifiers
