@@ -145,6 +145,7 @@ mod backoff;
 mod collector;
 pub mod cutover;
 pub mod demo;
+pub mod history;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod lag;
@@ -175,6 +176,7 @@ pub use collector::{
     Collector, CollectorBuilder, DEFAULT_CHANNEL_CAPACITY, DEFAULT_LOG_CAPACITY,
     DEFAULT_RATE_WINDOW, DEFAULT_TICK,
 };
+pub use history::{History, HistoryPoint};
 pub use lag::LagTracker;
 pub use lsn::{Lsn, ParseLsnError, format_bytes, format_duration, format_lag, lag};
 pub use mirror::StateFileMirror;
@@ -184,8 +186,8 @@ pub use model::{
     TableProgress, TableStatus, WalStatus,
 };
 pub use persist::{
-    StateFileError, StateFileErrorKind, StatePersister, default_state_path, read_state_file,
-    write_state_file,
+    StateFileError, StateFileErrorKind, StatePersister, companion_path, default_state_path,
+    read_history_file, read_state_file, write_history_file, write_state_file,
 };
 pub use publish::{BROADCAST_CAPACITY, Snapshots};
 pub use rate::{Rate, RateWindow};

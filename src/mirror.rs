@@ -9,8 +9,9 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
 use crate::collector::DEFAULT_TICK;
+use crate::history::History;
 use crate::model::{ErrorEntry, Snapshot};
-use crate::persist::read_state_file;
+use crate::persist::{read_history_file, read_state_file};
 use crate::publish::{Publisher, Snapshots};
 
 /// How often a mirror looks at its file, and broadcasts: a collector's tick.
@@ -59,6 +60,9 @@ impl StateFileMirror {
         watch.reload();
         let first = Arc::new(watch.published());
         let publisher = Publisher::new(Arc::clone(&first));
+        if let Some(history) = watch.reload_history() {
+            publisher.publish_history(Arc::new(history));
+        }
         let snapshots = publisher.snapshots();
         let task = tokio::spawn(watch_file(watch, first, publisher));
         StateFileMirror {
@@ -119,11 +123,16 @@ struct FileWatch {
     current: Option<Snapshot>,
     /// Why the file cannot be read now.
     error: Option<String>,
+    /// The history file beside it, and its identity at the last attempt.
+    history_path: PathBuf,
+    history_seen: Option<Stamp>,
 }
 
 impl FileWatch {
     fn new(path: PathBuf) -> Self {
         FileWatch {
+            history_path: crate::persist::companion_path(&path, "history"),
+            history_seen: None,
             path,
             seen: None,
             modified: None,
@@ -157,6 +166,27 @@ impl FileWatch {
                 tracing::warn!("{error}; showing it as stale until it can be read");
                 self.error = Some(error);
                 true
+            }
+        }
+    }
+
+    /// The history file, when it changed since the last attempt and reads
+    /// well (a bad one keeps the history shown before, and says so once).
+    fn reload_history(&mut self) -> Option<History> {
+        let now = stamp(&self.history_path)?;
+        if self.history_seen == Some(now) {
+            return None;
+        }
+        self.history_seen = Some(now);
+        match read_history_file(&self.history_path) {
+            Ok(history) => Some(history),
+            Err(err) => {
+                tracing::warn!(
+                    path = %self.history_path.display(),
+                    error = %err,
+                    "cannot read the history file"
+                );
+                None
             }
         }
     }
@@ -195,16 +225,20 @@ async fn watch_file(mut watch: FileWatch, mut published: Arc<Snapshot>, publishe
     loop {
         poll.tick().await;
         // Reading may block on a slow disk: off the worker threads.
-        let changed;
-        (watch, changed) = match tokio::task::spawn_blocking(move || {
+        let (changed, history);
+        (watch, changed, history) = match tokio::task::spawn_blocking(move || {
             let changed = watch.reload();
-            (watch, changed)
+            let history = watch.reload_history();
+            (watch, changed, history)
         })
         .await
         {
             Ok(done) => done,
             Err(_) => return, // the runtime is shutting down
         };
+        if let Some(history) = history {
+            publisher.publish_history(Arc::new(history));
+        }
         if changed || watch.is_stale() != published.stale {
             published = Arc::new(watch.published());
             publisher.publish(Arc::clone(&published));

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch};
 
+use crate::history::History;
 use crate::model::{LogEntry, Snapshot};
 
 /// Snapshots a [`Snapshots::subscribe`] receiver holds before it lags.
@@ -24,6 +25,7 @@ pub const BROADCAST_CAPACITY: usize = 4;
 struct Latest {
     snapshot: ArcSwap<Snapshot>,
     logs: ArcSwap<Vec<LogEntry>>,
+    history: ArcSwap<History>,
 }
 
 /// The write side: only its owner publishes.
@@ -41,6 +43,7 @@ impl Publisher {
             latest: Arc::new(Latest {
                 snapshot: ArcSwap::new(Arc::clone(&first)),
                 logs: ArcSwap::from_pointee(Vec::new()),
+                history: ArcSwap::from_pointee(History::new()),
             }),
             watch: watch::channel(first).0,
             broadcast: broadcast::channel(BROADCAST_CAPACITY).0,
@@ -72,6 +75,11 @@ impl Publisher {
     /// Replaces the log lines readers see.
     pub(crate) fn publish_logs(&self, logs: Vec<LogEntry>) {
         self.latest.logs.store(Arc::new(logs));
+    }
+
+    /// Replaces the history readers see.
+    pub(crate) fn publish_history(&self, history: Arc<History>) {
+        self.latest.history.store(history);
     }
 }
 
@@ -120,6 +128,12 @@ impl Snapshots {
     /// The log viewer's entries as of the newest snapshot, oldest first.
     pub fn logs(&self) -> Vec<LogEntry> {
         self.latest.logs.load().as_ref().clone()
+    }
+
+    /// The history of the headline series (see [`History`]); it changes
+    /// when a point is finished (every 10 s).
+    pub fn history(&self) -> Arc<History> {
+        self.latest.history.load_full()
     }
 
     /// A receiver of one snapshot per tick. It holds at most

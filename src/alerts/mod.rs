@@ -47,10 +47,7 @@ const MAX_SAVED_BYTES: u64 = 1024 * 1024;
 /// Where the alert state of the migration persisted at `state_file` is
 /// kept: beside it, `state.json` → `state.alerts.json`.
 pub fn saved_path(state_file: &Path) -> PathBuf {
-    let stem = state_file
-        .file_stem()
-        .map_or_else(|| "state".into(), |s| s.to_string_lossy().into_owned());
-    state_file.with_file_name(format!("{stem}.alerts.json"))
+    crate::persist::companion_path(state_file, "alerts")
 }
 
 /// Evaluates `config`'s rules on every snapshot published to `snapshots`,

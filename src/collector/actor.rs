@@ -11,6 +11,7 @@ use super::clock::Moment;
 use super::event::Message;
 use super::inbox::Inbox;
 use super::state::State;
+use crate::history::History;
 use crate::publish::Publisher;
 
 /// Below this many messages in a round, the actor yields before waiting
@@ -37,6 +38,8 @@ pub(super) struct Actor {
     last_publish: Instant,
     /// The log ring's version at the last publication.
     logs_published: u64,
+    /// The headline series, one sample per tick.
+    history: History,
 }
 
 impl Actor {
@@ -45,8 +48,10 @@ impl Actor {
         publisher: Publisher,
         logs_dropped: Arc<AtomicU64>,
         tick: Duration,
+        history: History,
     ) -> Self {
         Actor {
+            history,
             logs_published: state.logs().version(),
             state,
             publisher,
@@ -143,6 +148,10 @@ impl Actor {
         }
         self.publisher.publish(Arc::clone(&snapshot));
         if broadcast {
+            if self.history.record(&snapshot) {
+                self.publisher
+                    .publish_history(Arc::new(self.history.clone()));
+            }
             self.publisher.broadcast(snapshot);
         }
         self.dirty = false;

@@ -32,6 +32,7 @@ use self::clock::Moment;
 use self::event::{Envelope, Message, Update};
 use self::inbox::Inbox;
 use self::state::{Settings, State};
+use crate::history::History;
 use crate::lsn::Lsn;
 use crate::model::{
     AlertStatus, ApplyHealth, Cutover, LogEntry, Phase, SlotHealth, Snapshot, TableName,
@@ -258,6 +259,11 @@ impl Collector {
         self.snapshots.logs()
     }
 
+    /// The history of the headline series, as last published.
+    pub fn history(&self) -> Arc<History> {
+        self.snapshots.history()
+    }
+
     /// A receiver of one snapshot per tick. It holds at most
     /// [`BROADCAST_CAPACITY`](crate::BROADCAST_CAPACITY) unread snapshots; a
     /// receiver that falls further behind skips to the newest
@@ -386,6 +392,7 @@ pub struct CollectorBuilder {
     log_capacity: usize,
     channel_capacity: usize,
     resume: Option<Snapshot>,
+    history: History,
 }
 
 impl Default for CollectorBuilder {
@@ -396,6 +403,7 @@ impl Default for CollectorBuilder {
             log_capacity: DEFAULT_LOG_CAPACITY,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             resume: None,
+            history: History::new(),
         }
     }
 }
@@ -437,6 +445,13 @@ impl CollectorBuilder {
         self
     }
 
+    /// Continue the history of the headline series from a previous run's
+    /// (see [`read_history_file`](crate::read_history_file)).
+    pub fn resume_history(mut self, history: History) -> Self {
+        self.history = history;
+        self
+    }
+
     /// Starts the collector's actor. Must be called inside a Tokio runtime.
     pub fn build(self) -> Collector {
         let settings = Settings {
@@ -449,6 +464,7 @@ impl CollectorBuilder {
         };
         let publisher = Publisher::new(Arc::new(state.snapshot(&Moment::now(), 0)));
         publisher.publish_logs(state.logs().to_vec());
+        publisher.publish_history(Arc::new(self.history.clone()));
         let snapshots = publisher.snapshots();
         let logs_dropped = Arc::new(AtomicU64::new(0));
         let per_shard = self.channel_capacity.div_ceil(SHARDS).max(1);
@@ -458,7 +474,13 @@ impl CollectorBuilder {
             shards: senders.into_boxed_slice(),
             next: AtomicUsize::new(0),
         });
-        let actor = Actor::new(state, publisher, Arc::clone(&logs_dropped), self.tick);
+        let actor = Actor::new(
+            state,
+            publisher,
+            Arc::clone(&logs_dropped),
+            self.tick,
+            self.history,
+        );
         tokio::spawn(actor.run(Inbox::new(receivers)));
         Collector {
             tx: senders.next(),

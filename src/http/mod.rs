@@ -8,6 +8,7 @@
 //! | `GET /api/v1/logs` | the log ring, oldest first |
 //! | `GET /api/v1/cutover` | the cutover verdict (404 until one is computed) |
 //! | `GET /api/v1/alerts` | the alerts pending, firing or recently resolved |
+//! | `GET /api/v1/history?since=…&step=…` | the headline series over time, oldest first |
 //! | `GET /api/v1/ws` | WebSocket: the snapshot at once, then one per tick |
 //! | `GET /metrics` | Prometheus / OpenMetrics text |
 //! | `GET /healthz` | 200, no auth |
@@ -205,6 +206,7 @@ fn build(snapshots: Snapshots, config: HttpConfig) -> (Router, Arc<AppState>) {
         .route("/api/v1/logs", get(logs))
         .route("/api/v1/cutover", get(cutover))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/history", get(history))
         .route("/api/v1/ws", get(ws::upgrade))
         .route("/metrics", get(prometheus))
         .route_layer(middleware::from_fn_with_state(
@@ -288,6 +290,59 @@ async fn cutover(State(state): State<Arc<AppState>>) -> Response {
 /// none, or when no rules run).
 async fn alerts(State(state): State<Arc<AppState>>) -> Response {
     Json(&state.snapshots.snapshot().alerts).into_response()
+}
+
+/// `{"points": […]}` from `since` (RFC 3339, or a duration ago such as
+/// `1h`; default: all) at least `step` apart (a duration; default: every
+/// point kept).
+async fn history(State(state): State<Arc<AppState>>, uri: axum::http::Uri) -> Response {
+    match history_query(uri.query().unwrap_or("")) {
+        Ok((since, step)) => {
+            let since = since.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let points = state.snapshots.history().points(since, step);
+            Json(serde_json::json!({ "points": points })).into_response()
+        }
+        Err(message) => error(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+/// `since` and `step` from a query string.
+fn history_query(query: &str) -> Result<(Option<time::OffsetDateTime>, Duration), String> {
+    let (mut since, mut step) = (None, Duration::ZERO);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .map_err(|_| "the query is not UTF-8".to_owned())?;
+        match key {
+            "since" => {
+                since = Some(
+                    match time::OffsetDateTime::parse(
+                        &value,
+                        &time::format_description::well_known::Rfc3339,
+                    ) {
+                        Ok(at) => at,
+                        Err(_) => {
+                            let ago = crate::units::parse_duration(&value).map_err(|_| {
+                                "since is an RFC 3339 time or a duration ago (e.g. 1h)".to_owned()
+                            })?;
+                            time::OffsetDateTime::now_utc()
+                                .checked_sub(
+                                    time::Duration::try_from(ago).unwrap_or(time::Duration::MAX),
+                                )
+                                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+                        }
+                    },
+                );
+            }
+            "step" => {
+                step = crate::units::parse_duration(&value)
+                    .map_err(|_| "step is a duration (e.g. 10s, 1m)".to_owned())?;
+            }
+            _ => {}
+        }
+    }
+    Ok((since, step))
 }
 
 async fn logs(State(state): State<Arc<AppState>>) -> Response {

@@ -16,12 +16,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use persister::StatePersister;
-#[cfg(feature = "alerts")]
 pub(crate) use read::read_small_file;
-pub use read::{StateFileError, StateFileErrorKind, read_state_file};
-#[cfg(feature = "alerts")]
+pub use read::{StateFileError, StateFileErrorKind, read_history_file, read_state_file};
 pub(crate) use write::write_atomically;
-pub use write::write_state_file;
+pub use write::{write_history_file, write_state_file};
 
 /// Time between two writes of the state file.
 pub const PERSIST_INTERVAL: Duration = Duration::from_secs(2);
@@ -37,6 +35,19 @@ pub const STATE_FILE_NAME: &str = "state.json";
 const FILE_MODE: u32 = 0o600;
 /// Mode of a directory the persister creates.
 const DIR_MODE: u32 = 0o700;
+
+/// Largest history file [`read_history_file`] reads (a full history is
+/// about 700 KB of JSON).
+pub const MAX_HISTORY_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A file kept beside the state file: `state.json` → `state.{what}.json`
+/// (`state.history.json`, `state.alerts.json`).
+pub fn companion_path(state_file: &std::path::Path, what: &str) -> PathBuf {
+    let stem = state_file
+        .file_stem()
+        .map_or_else(|| "state".into(), |s| s.to_string_lossy().into_owned());
+    state_file.with_file_name(format!("{stem}.{what}.json"))
+}
 
 /// Where the state file lives by default: `$PGMIGRATOR_HOME/state.json` when
 /// that variable is set and not empty, else `~/.pgmigrator/state.json`.

@@ -12,9 +12,12 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::write::{create_parent, remove_orphaned_temp_files, write_state_file};
+use super::write::{
+    create_parent, remove_orphaned_temp_files, write_history_file, write_state_file,
+};
 use super::{FILE_MODE, PERSIST_INTERVAL, not_regular};
 use crate::collector::Collector;
+use crate::history::History;
 
 /// Counts of a persister's writes.
 #[derive(Debug, Default)]
@@ -72,6 +75,8 @@ impl StatePersister {
         counters.writes.store(1, Ordering::Relaxed);
         let writer = Writer {
             collector,
+            history_path: super::companion_path(&path, "history"),
+            history_written: None,
             path: path.clone(),
             counters: Arc::clone(&counters),
             failing_since: None,
@@ -206,6 +211,10 @@ const REPORT_FAILURES_EVERY: Duration = Duration::from_secs(60);
 struct Writer {
     collector: Collector,
     path: PathBuf,
+    /// The history's file beside the state file, and the history last
+    /// written there (it is written again when a point is added).
+    history_path: PathBuf,
+    history_written: Option<Arc<History>>,
     counters: Arc<Counters>,
     /// Failed writes in a row, since the first of them.
     failing_since: Option<u64>,
@@ -238,19 +247,33 @@ impl Writer {
     async fn write_once(&mut self) -> io::Result<()> {
         let snapshot = self.collector.snapshot();
         let target = self.path.clone();
+        let history = self.collector.history();
+        let history_due = !history.is_empty()
+            && !self
+                .history_written
+                .as_ref()
+                .is_some_and(|written| Arc::ptr_eq(written, &history));
+        let (history_target, history_written) = (self.history_path.clone(), Arc::clone(&history));
         // One blocking job for serialising and the whole write sequence
         // keeps both off the runtime's worker threads (tokio::fs would hop
         // to the blocking pool once per call anyway).
         let result = tokio::task::spawn_blocking(move || {
             // The directory may have been removed since the last write.
             create_parent(&target)?;
-            write_state_file(&target, &snapshot)
+            write_state_file(&target, &snapshot)?;
+            if history_due {
+                write_history_file(&history_target, &history_written)?;
+            }
+            Ok(())
         })
         .await
         .unwrap_or_else(|join| Err(io::Error::other(join)));
         match &result {
             Ok(()) => {
                 self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                if history_due {
+                    self.history_written = Some(history);
+                }
                 if let Some(failed) = self.failing_since.take() {
                     self.reported_at = None;
                     tracing::info!(

@@ -7,6 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{MAX_STATE_FILE_BYTES, not_regular};
+use crate::history::History;
 use crate::model::Snapshot;
 
 /// Why a state file could not be read.
@@ -135,10 +136,20 @@ pub fn read_state_file(path: &Path) -> Result<Snapshot, StateFileError> {
     })
 }
 
+/// Reads a history file written by [`write_history_file`](crate::write_history_file)
+/// (or the persister, beside its state file), the way [`read_state_file`]
+/// reads: never blocking on a FIFO, at most
+/// [`MAX_HISTORY_FILE_BYTES`](super::MAX_HISTORY_FILE_BYTES); a hostile
+/// file cannot grow the history past its bounds.
+pub fn read_history_file(path: &Path) -> io::Result<History> {
+    let bytes = read_small_file(path, super::MAX_HISTORY_FILE_BYTES)?;
+    let history: History = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
+    Ok(history.sanitized())
+}
+
 /// The whole of a small file the way [`read_state_file`] reads: opened
 /// non-blocking (a FIFO cannot hang it), a regular file only, at most
 /// `max` bytes.
-#[cfg(feature = "alerts")]
 pub(crate) fn read_small_file(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     let mut file = OpenOptions::new()
         .read(true)

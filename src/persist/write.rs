@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{DIR_MODE, FILE_MODE};
+use crate::history::History;
 use crate::model::Snapshot;
 
 /// Writes `snapshot` to `path` atomically: pretty JSON into a new, uniquely
@@ -20,6 +21,12 @@ use crate::model::Snapshot;
 pub fn write_state_file(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
     let mut json = serde_json::to_vec_pretty(snapshot).map_err(io::Error::other)?;
     json.push(b'\n');
+    write_atomically(path, &json)
+}
+
+/// Writes `history` to `path` the way [`write_state_file`] writes.
+pub fn write_history_file(path: &Path, history: &History) -> io::Result<()> {
+    let json = serde_json::to_vec(history).map_err(io::Error::other)?;
     write_atomically(path, &json)
 }
 

@@ -453,3 +453,65 @@ async fn firing_alerts_put_a_banner_on_the_dashboard_and_all_are_listed() {
         "{card}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_are_full_the_moment_the_dashboard_opens() {
+    if !crate::tools::available(CHROMIUM) {
+        return;
+    }
+    use pgmigrator_metrics::{
+        History, Snapshot, companion_path, write_history_file, write_state_file,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let now = time::OffsetDateTime::now_utc();
+    let mut history = History::new();
+    for s in (0..2 * 3600u64).step_by(5) {
+        history.record(&Snapshot {
+            timestamp: now - Duration::from_secs(2 * 3600 - s),
+            lag_seconds: (s % 600) as f64,
+            ..Snapshot::default()
+        });
+    }
+    write_state_file(
+        &path,
+        &Snapshot {
+            timestamp: now,
+            ..Snapshot::default()
+        },
+    )
+    .unwrap();
+    write_history_file(&companion_path(&path, "history"), &history).unwrap();
+    let (_serve, url) =
+        start_pgmigrator(&["serve".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
+    let profile = dir.path().join("profile");
+    std::fs::create_dir(&profile).unwrap();
+    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
+    let five_minutes = loaded_points(&mut page).await;
+    assert!(
+        (25..=40).contains(&five_minutes),
+        "{five_minutes} points over 5 minutes"
+    );
+    page.eval("performance.clearMarks(); chooseRange('1h'); 0")
+        .await;
+    let hour = loaded_points(&mut page).await;
+    assert!((150..=310).contains(&hour), "{hour} points over an hour");
+}
+
+/// The points the charts hold once the page says the history loaded.
+async fn loaded_points(page: &mut Page) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = page
+            .eval("performance.getEntriesByName('history-loaded').length > 0 ? series.length : -1")
+            .await;
+        if let Some(n) = value.as_i64().filter(|n| *n > 0) {
+            return n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the history never loaded: {value}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -15,6 +15,7 @@ mod collector;
 mod contrib;
 #[cfg(all(feature = "postgres", feature = "cli", feature = "http"))]
 mod cutover;
+mod history;
 #[cfg(feature = "http")]
 mod http;
 #[cfg(feature = "http")]

@@ -78,13 +78,14 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
 }
 
 async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
-    let collector = live_collector(args.tui)?;
+    let state_file = state_path(args.state_file)?;
+    let collector = live_collector(args.tui, &state_file)?;
     let options = DemoOptions {
         tables: args.tables,
         speed: args.speed,
         ..DemoOptions::default()
     };
-    let surfaces = surfaces(&args.http, args.state_file, args.tui).await?;
+    let surfaces = surfaces(&args.http, state_file, args.tui).await?;
     start_alerts(
         args.alerts.file.as_deref(),
         collector.snapshots(),
@@ -103,7 +104,8 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
 }
 
 async fn monitor_command(args: MonitorArgs) -> Result<(), Failure> {
-    let collector = live_collector(args.tui)?;
+    let state_file = state_path(args.state_file)?;
+    let collector = live_collector(args.tui, &state_file)?;
     collector.set_phase(Phase::Connecting).await;
     let mut config = MonitorConfig {
         interval: args.interval,
@@ -114,7 +116,7 @@ async fn monitor_command(args: MonitorArgs) -> Result<(), Failure> {
     config.cutover.error_window = args.cutover_error_window;
     // Bad input fails here, before anything is served.
     let monitor = pg::Monitor::connect(config).await?;
-    let surfaces = surfaces(&args.http, args.state_file, args.tui).await?;
+    let surfaces = surfaces(&args.http, state_file, args.tui).await?;
     start_alerts(
         args.alerts.file.as_deref(),
         collector.snapshots(),

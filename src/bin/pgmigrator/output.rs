@@ -28,6 +28,11 @@ pub(crate) fn say(line: &str) {
     let _ = print(&format!("{}\n", printable(line)));
 }
 
+/// One warning line on stderr, its control characters escaped.
+pub(crate) fn warn(line: &str) {
+    eprintln!("pgmigrator: {}", printable(line));
+}
+
 /// Writes to stdout; `false` when the reader has gone (`status | head`),
 /// which is not an error.
 pub(crate) fn print(text: &str) -> io::Result<bool> {

@@ -16,8 +16,23 @@ use crate::output::say;
 
 /// A collector whose log ring also receives this process's `tracing` events;
 /// warnings also go to stderr unless the terminal dashboard owns the screen.
-pub(crate) fn live_collector(tui: bool) -> Result<Collector, Failure> {
-    let collector = Collector::new();
+/// The history kept beside `state_file` by an earlier run goes on.
+pub(crate) fn live_collector(tui: bool, state_file: &Path) -> Result<Collector, Failure> {
+    let history_path = pgmigrator_metrics::companion_path(state_file, "history");
+    let history = match pgmigrator_metrics::read_history_file(&history_path) {
+        Ok(history) => Some(history),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => {
+            crate::output::warn(&format!(
+                "{}: {err}; the history starts afresh",
+                history_path.display()
+            ));
+            None
+        }
+    };
+    let collector = Collector::builder()
+        .resume_history(history.unwrap_or_default())
+        .build();
     let stderr = (!tui).then(StderrLayer::default);
     tracing::subscriber::set_global_default(
         tracing_subscriber::registry()
@@ -30,10 +45,9 @@ pub(crate) fn live_collector(tui: bool) -> Result<Collector, Failure> {
 /// Where a live job is shown: the listener bound, the state file chosen.
 pub(crate) async fn surfaces(
     http: &HttpArgs,
-    state_file: Option<PathBuf>,
+    state_file: PathBuf,
     tui: bool,
 ) -> Result<Surfaces, Failure> {
-    let state_file = crate::state_path(state_file)?;
     let (listener, config) = listen(http, !tui).await?;
     if !tui {
         say(&format!("State file: {}", state_file.display()));
