@@ -28,6 +28,7 @@ pub use model::{HISTORY, Link, Mode, Model, POINT_SPACING, STALE_AFTER, SortMode
 pub use remote::RemoteError;
 pub use view::{draw, table_rows};
 
+use crate::history::{History, HistoryPoint};
 use crate::model::{LogEntry, Snapshot};
 use crate::publish::Snapshots;
 
@@ -40,6 +41,9 @@ pub struct Feed {
     pub link: watch::Receiver<Link>,
     /// The newest log lines, oldest first.
     pub logs: watch::Receiver<Arc<Vec<LogEntry>>>,
+    /// The source's history of the last minutes, for sparklines that are
+    /// full the moment the dashboard opens (empty until known).
+    pub history: watch::Receiver<Arc<Vec<HistoryPoint>>>,
 }
 
 impl Feed {
@@ -49,6 +53,7 @@ impl Feed {
         let source = source.into();
         let snapshots = source.watch();
         let (logs_tx, logs) = watch::channel(Arc::new(source.logs()));
+        let history = watch::channel(Arc::new(sparkline_history(&source.history()))).1;
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(Duration::from_secs(1));
             while !logs_tx.is_closed() {
@@ -60,6 +65,7 @@ impl Feed {
             snapshots,
             link: watch::channel(Link::Live).1,
             logs,
+            history,
         }
     }
 
@@ -84,6 +90,16 @@ impl Feed {
     }
 }
 
+/// The history points the sparklines start from: the newest
+/// [`HISTORY`] at 10 s.
+fn sparkline_history(history: &History) -> Vec<HistoryPoint> {
+    let span = SPARKLINE_STEP * HISTORY as u32;
+    history.points(time::OffsetDateTime::now_utc() - span, SPARKLINE_STEP)
+}
+
+/// The spacing of history points in the sparklines.
+const SPARKLINE_STEP: Duration = Duration::from_secs(10);
+
 /// Runs the dashboard on the terminal until a quit key, or `shutdown`.
 pub async fn run(mut feed: Feed, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let mut terminal = ratatui::try_init()?;
@@ -102,6 +118,7 @@ async fn event_loop(
     let mut model = Model::new();
     model.on_snapshot(feed.snapshots.borrow_and_update().clone(), Instant::now());
     model.on_link(feed.link.borrow_and_update().clone());
+    model.on_history(&feed.history.borrow_and_update());
     // Redraw at least every second, so elapsed time and staleness move.
     let mut second = tokio::time::interval(Duration::from_secs(1));
     let mut source_open = true;
@@ -127,6 +144,7 @@ async fn event_loop(
             }
             Ok(()) = feed.link.changed() => model.on_link(feed.link.borrow_and_update().clone()),
             Ok(()) = feed.logs.changed() => model.on_logs(feed.logs.borrow_and_update().clone()),
+            Ok(()) = feed.history.changed() => model.on_history(&feed.history.borrow_and_update()),
             _ = second.tick() => {}
             () = &mut shutdown => return Ok(()),
         }

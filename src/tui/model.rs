@@ -9,6 +9,7 @@ use std::time::Duration;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tokio::time::Instant;
 
+use crate::history::HistoryPoint;
 use crate::model::{LogEntry, Snapshot, TableProgress, TableStatus};
 
 /// Points kept for each sparkline.
@@ -156,6 +157,18 @@ impl Model {
         self.snapshot = snapshot;
         self.received_at = Some(now);
         self.clamp_offset();
+    }
+
+    /// The source's recent history: the sparklines start from it, the
+    /// points already shown staying the newest.
+    pub fn on_history(&mut self, points: &[HistoryPoint]) {
+        let room = HISTORY.saturating_sub(self.lag_history.len());
+        let older = &points[points.len().saturating_sub(room)..];
+        for point in older.iter().rev() {
+            self.lag_history.push_front(point.lag_bytes.max(0.0) as u64);
+            self.rate_history
+                .push_front(point.rows_per_sec.max(0.0) as u64);
+        }
     }
 
     /// The link to the source changed.
@@ -329,6 +342,40 @@ fn status_rank(status: TableStatus) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_fills_the_sparklines_behind_the_live_points() {
+        let point = |lag: f64| HistoryPoint {
+            timestamp: time::OffsetDateTime::UNIX_EPOCH,
+            lag_bytes: lag,
+            lag_seconds: 0.0,
+            rows_per_sec: 7.0,
+            bytes_per_sec: 0.0,
+            copy_bytes_per_sec: 0.0,
+            tables_copied: 0,
+        };
+        let mut model = Model::new();
+        let live = Snapshot {
+            lag_bytes: 999,
+            ..Snapshot::default()
+        };
+        model.on_snapshot(Arc::new(live), Instant::now());
+        let points: Vec<HistoryPoint> = (0..100).map(|i| point(f64::from(i))).collect();
+        model.on_history(&points);
+        assert_eq!(model.lag_history.len(), HISTORY);
+        assert_eq!(
+            model.lag_history.back(),
+            Some(&999),
+            "the live point stays newest"
+        );
+        assert_eq!(
+            model.lag_history[HISTORY - 2],
+            99,
+            "then the newest history"
+        );
+        assert_eq!(model.lag_history[0], 41);
+        assert_eq!(model.rate_history[0], 7);
+    }
 
     fn key(code: KeyCode) -> KeyEvent {
         KeyEvent::new(code, KeyModifiers::NONE)

@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{Feed, Link};
 use crate::backoff::Backoff;
+use crate::history::HistoryPoint;
 use crate::model::{LogEntry, Snapshot};
 use crate::tls_client::ConnectorError;
 
@@ -137,6 +138,8 @@ pub(super) fn connect(
     let (snapshots_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let (link_tx, link) = watch::channel(Link::Connecting);
     let (logs_tx, logs) = watch::channel(Arc::new(Vec::new()));
+    let (history_tx, history) = watch::channel(Arc::new(Vec::new()));
+    tokio::spawn(load_history(endpoint.clone(), token.clone(), history_tx));
     tokio::spawn(stream_snapshots(
         endpoint.clone(),
         endpoint.ws_url(&query),
@@ -148,6 +151,7 @@ pub(super) fn connect(
         snapshots,
         link,
         logs,
+        history,
     })
 }
 
@@ -211,25 +215,54 @@ async fn poll_logs(
     let mut ticks = tokio::time::interval(Duration::from_secs(2));
     while !logs.is_closed() {
         ticks.tick().await;
-        let fetch = get_logs(&endpoint, token.as_deref());
+        let fetch = get_json(&endpoint, token.as_deref(), "/api/v1/logs");
         if let Ok(Ok(entries)) = tokio::time::timeout(Duration::from_secs(5), fetch).await {
             logs.send_replace(Arc::new(entries));
         }
     }
 }
 
-/// Largest log response read.
-const MAX_LOGS_BYTES: usize = 16 * 1024 * 1024;
+/// Fetches the server's recent history once (trying every 2 s until it
+/// answers), for sparklines that are full at once.
+async fn load_history(
+    endpoint: Endpoint,
+    token: Option<String>,
+    history: watch::Sender<Arc<Vec<HistoryPoint>>>,
+) {
+    #[derive(serde::Deserialize)]
+    struct Points {
+        points: Vec<HistoryPoint>,
+    }
+    let path = format!(
+        "/api/v1/history?since={}s&step={}s",
+        super::SPARKLINE_STEP.as_secs() * super::HISTORY as u64,
+        super::SPARKLINE_STEP.as_secs()
+    );
+    while !history.is_closed() {
+        let fetch = get_json::<Points>(&endpoint, token.as_deref(), &path);
+        if let Ok(Ok(loaded)) = tokio::time::timeout(Duration::from_secs(5), fetch).await {
+            history.send_replace(Arc::new(loaded.points));
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
 
-/// One GET of the server's log ring, on a connection of its own.
-async fn get_logs(endpoint: &Endpoint, token: Option<&str>) -> Result<Vec<LogEntry>, String> {
+/// Largest response read.
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// One GET of `path` as JSON, on a connection of its own.
+async fn get_json<T: serde::de::DeserializeOwned>(
+    endpoint: &Endpoint,
+    token: Option<&str>,
+    path: &str,
+) -> Result<T, String> {
     let stream = endpoint.connect().await.map_err(|e| e.to_string())?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
-    let mut request =
-        hyper::Request::get("/api/v1/logs").header(hyper::header::HOST, &endpoint.authority);
+    let mut request = hyper::Request::get(path).header(hyper::header::HOST, &endpoint.authority);
     if let Some(token) = token {
         request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
     }
@@ -243,7 +276,7 @@ async fn get_logs(endpoint: &Endpoint, token: Option<&str>) -> Result<Vec<LogEnt
     if response.status() != hyper::StatusCode::OK {
         return Err(format!("HTTP {}", response.status()));
     }
-    let body = Limited::new(response.into_body(), MAX_LOGS_BYTES)
+    let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
         .collect()
         .await
         .map_err(|e| e.to_string())?

@@ -370,8 +370,18 @@ async fn demo_server(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
+    // The last 20 minutes kept, as a server that ran before would have.
+    let now = time::OffsetDateTime::now_utc();
+    let mut history = pgmigrator_metrics::History::new();
+    for s in (0..1200u64).step_by(2) {
+        history.record(&Snapshot {
+            timestamp: now - Duration::from_secs(1200 - s),
+            ..Snapshot::default()
+        });
+    }
     let collector = Collector::builder()
         .tick(Duration::from_millis(100))
+        .resume_history(history)
         .build();
     collector
         .add_log(LogEntry::new(LogLevel::Info, "demo server up"))
@@ -431,6 +441,11 @@ async fn the_remote_feed_follows_a_server_through_a_restart() {
     while feed.logs.borrow().is_empty() {
         assert!(Instant::now() < deadline, "no log lines fetched");
         let _ = timeout(Duration::from_millis(200), feed.logs.changed()).await;
+    }
+    // The history arrives once, for sparklines full at once.
+    while feed.history.borrow().len() < tui::HISTORY - 2 {
+        assert!(Instant::now() < deadline, "no history fetched");
+        let _ = timeout(Duration::from_millis(200), feed.history.changed()).await;
     }
 
     // The server goes away.
