@@ -82,7 +82,8 @@
 //!   its read handle [`Snapshots`].
 //! - [`mirror`]: [`StateFileMirror`], which republishes another process's
 //!   `state.json`.
-//! - [`rate`] and [`lag`](mod@lag): fixed-memory throughput and time-lag meters.
+//! - [`rate`] and [`lag`](mod@lag): fixed-memory throughput and time-lag meters;
+//!   [`history`]: the headline series over a week, in fixed memory.
 //! - [`redact`](mod@redact): masking passwords in errors and logs (the last
 //!   line of defence); [`printable`]: escaping untrusted text for terminals;
 //!   [`StderrLayer`]: warnings on stderr with both applied.
@@ -187,7 +188,7 @@ pub use model::{
 };
 pub use persist::{
     StateFileError, StateFileErrorKind, StatePersister, companion_path, default_state_path,
-    read_history_file, read_state_file, write_history_file, write_state_file,
+    read_history_file, read_logs_file, read_state_file, write_history_file, write_state_file,
 };
 pub use publish::{BROADCAST_CAPACITY, Snapshots};
 pub use rate::{Rate, RateWindow};

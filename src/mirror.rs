@@ -9,9 +9,8 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
 use crate::collector::DEFAULT_TICK;
-use crate::history::History;
 use crate::model::{ErrorEntry, Snapshot};
-use crate::persist::{read_history_file, read_state_file};
+use crate::persist::{read_history_file, read_logs_file, read_state_file};
 use crate::publish::{Publisher, Snapshots};
 
 /// How often a mirror looks at its file, and broadcasts: a collector's tick.
@@ -60,9 +59,7 @@ impl StateFileMirror {
         watch.reload();
         let first = Arc::new(watch.published());
         let publisher = Publisher::new(Arc::clone(&first));
-        if let Some(history) = watch.reload_history() {
-            publisher.publish_history(Arc::new(history));
-        }
+        publish_companions(&publisher, watch.reload_companions());
         let snapshots = publisher.snapshots();
         let task = tokio::spawn(watch_file(watch, first, publisher));
         StateFileMirror {
@@ -123,16 +120,47 @@ struct FileWatch {
     current: Option<Snapshot>,
     /// Why the file cannot be read now.
     error: Option<String>,
-    /// The history file beside it, and its identity at the last attempt.
-    history_path: PathBuf,
-    history_seen: Option<Stamp>,
+    /// The files the persister keeps beside it.
+    history: Companion,
+    logs: Companion,
+}
+
+/// A file kept beside the state file, and its identity at the last attempt
+/// to read it.
+struct Companion {
+    path: PathBuf,
+    seen: Option<Stamp>,
+}
+
+impl Companion {
+    fn new(state_file: &Path, what: &str) -> Companion {
+        Companion {
+            path: crate::persist::companion_path(state_file, what),
+            seen: None,
+        }
+    }
+
+    /// Its contents, when it changed since the last attempt and reads
+    /// well; a bad file keeps what was shown before, and says so once.
+    fn reload<T>(&mut self, read: fn(&Path) -> std::io::Result<T>) -> Option<T> {
+        let now = stamp(&self.path)?;
+        if self.seen == Some(now) {
+            return None;
+        }
+        self.seen = Some(now);
+        read(&self.path)
+            .inspect_err(|err| {
+                tracing::warn!(path = %self.path.display(), error = %err, "cannot read it");
+            })
+            .ok()
+    }
 }
 
 impl FileWatch {
     fn new(path: PathBuf) -> Self {
         FileWatch {
-            history_path: crate::persist::companion_path(&path, "history"),
-            history_seen: None,
+            history: Companion::new(&path, "history"),
+            logs: Companion::new(&path, "logs"),
             path,
             seen: None,
             modified: None,
@@ -170,25 +198,13 @@ impl FileWatch {
         }
     }
 
-    /// The history file, when it changed since the last attempt and reads
-    /// well (a bad one keeps the history shown before, and says so once).
-    fn reload_history(&mut self) -> Option<History> {
-        let now = stamp(&self.history_path)?;
-        if self.history_seen == Some(now) {
-            return None;
-        }
-        self.history_seen = Some(now);
-        match read_history_file(&self.history_path) {
-            Ok(history) => Some(history),
-            Err(err) => {
-                tracing::warn!(
-                    path = %self.history_path.display(),
-                    error = %err,
-                    "cannot read the history file"
-                );
-                None
-            }
-        }
+    /// The history and log files beside the state file, those that changed
+    /// (small files, read at most every 500 ms).
+    fn reload_companions(&mut self) -> Companions {
+        (
+            self.history.reload(read_history_file),
+            self.logs.reload(read_logs_file),
+        )
     }
 
     /// Whether the file has not been modified for a while (or was never
@@ -219,26 +235,38 @@ impl FileWatch {
     }
 }
 
+/// A new history and new log entries, when their files changed.
+type Companions = (
+    Option<crate::history::History>,
+    Option<Vec<crate::model::LogEntry>>,
+);
+
+fn publish_companions(publisher: &Publisher, (history, logs): Companions) {
+    if let Some(history) = history {
+        publisher.publish_history(Arc::new(history));
+    }
+    if let Some(logs) = logs {
+        publisher.publish_logs(logs);
+    }
+}
+
 /// Runs until the mirror is dropped (which aborts it).
 async fn watch_file(mut watch: FileWatch, mut published: Arc<Snapshot>, publisher: Publisher) {
     let mut poll = tokio::time::interval(MIRROR_POLL);
     loop {
         poll.tick().await;
         // Reading may block on a slow disk: off the worker threads.
-        let (changed, history);
-        (watch, changed, history) = match tokio::task::spawn_blocking(move || {
+        let changed;
+        (watch, changed) = match tokio::task::spawn_blocking(move || {
             let changed = watch.reload();
-            let history = watch.reload_history();
-            (watch, changed, history)
+            (watch, changed)
         })
         .await
         {
             Ok(done) => done,
             Err(_) => return, // the runtime is shutting down
         };
-        if let Some(history) = history {
-            publisher.publish_history(Arc::new(history));
-        }
+        publish_companions(&publisher, watch.reload_companions());
         if changed || watch.is_stale() != published.stale {
             published = Arc::new(watch.published());
             publisher.publish(Arc::clone(&published));

@@ -82,6 +82,7 @@ pub fn printable_json(json: String) -> String {
 /// A PostgreSQL string literal whose value is `text`, safe to print: a
 /// character a terminal would act on is written as a `U&'\+XXXXXX'`
 /// escape, which the server decodes back.
+#[cfg(feature = "postgres")]
 pub(crate) fn sql_literal(text: &str) -> String {
     let escaped = text.chars().any(needs_escape);
     let mut out = String::with_capacity(text.len() + 4);
@@ -157,6 +158,7 @@ mod tests {
         assert!(line.ends_with("… (900 more characters)"), "{line}");
     }
 
+    #[cfg(feature = "postgres")]
     #[test]
     fn sql_literals_quote_and_escape_what_a_terminal_would_act_on() {
         assert_eq!(sql_literal("public.orders"), "'public.orders'");

@@ -130,6 +130,11 @@ impl Snapshots {
         self.latest.logs.load().as_ref().clone()
     }
 
+    /// The same entries, shared: the same `Arc` until they change.
+    pub(crate) fn shared_logs(&self) -> Arc<Vec<LogEntry>> {
+        self.latest.logs.load_full()
+    }
+
     /// The history of the headline series (see [`History`]); it changes
     /// when a point is finished (every 10 s).
     pub fn history(&self) -> Arc<History> {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::lsn::{format_bytes, format_duration, seconds};
-use crate::model::{AlertState, AlertStatus, Cutover, Phase, SlotHealth, Snapshot, WalStatus};
+use crate::model::{
+    AlertState, AlertStatus, Cutover, LogEntry, Phase, SlotHealth, Snapshot, WalStatus,
+};
 use crate::printable::{printable, printable_line};
 
 /// Longest text from the state file (a name, an error) printed on one
@@ -133,6 +135,39 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
     }
     Ok(())
 }
+
+/// The newest `count` of `entries`, a line each (`12:04:05 WARN  message
+/// key=value`), under a `Log:` heading; control characters escaped.
+pub fn render_logs(entries: &[LogEntry], count: usize) -> String {
+    let mut out = String::from("\nLog:\n");
+    let newest = &entries[entries.len().saturating_sub(count)..];
+    if newest.is_empty() {
+        out.push_str("  (no log lines kept)\n");
+    }
+    for entry in newest {
+        let fields: Vec<String> = entry
+            .fields
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        let line = format!(
+            "{} {:<5} {}{}{}",
+            entry.time.format(&CLOCK_SHORT).unwrap_or_default(),
+            entry.level.as_str().to_uppercase(),
+            entry.message,
+            if fields.is_empty() { "" } else { "  " },
+            fields.join(" ")
+        );
+        out.push_str("  ");
+        out.push_str(&printable_line(&line, MAX_TEXT_CHARS));
+        out.push('\n');
+    }
+    out
+}
+
+/// `12:04:05`.
+const CLOCK_SHORT: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[hour]:[minute]:[second]");
 
 /// `Cutover:      NOT READY — 2 blockers (checked 12s ago)` and a line per
 /// blocker and warning, as `status` and `pgmigrator check` print them.
@@ -416,6 +451,27 @@ Tables:
         slot.wal_status = WalStatus::Reserved;
         slot.max_slot_wal_keep_size = None;
         assert!(render(&snapshot, now).contains("no WAL limit · reserved"));
+    }
+
+    #[test]
+    fn log_lines_are_the_newest_with_their_fields_and_escaped() {
+        use crate::model::{LogEntry, LogLevel};
+        let entries: Vec<LogEntry> = (0..5)
+            .map(|i| {
+                LogEntry::new(LogLevel::Warn, format!("line {i}\x1b[2J"))
+                    .with_field("table", "public.orders")
+            })
+            .collect();
+        let text = render_logs(&entries, 2);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "Log:");
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[2].ends_with("WARN  line 3\\e[2J  table=public.orders"),
+            "{text}"
+        );
+        assert!(lines[3].contains("line 4"));
+        assert!(render_logs(&[], 20).contains("(no log lines kept)"));
     }
 
     #[test]

@@ -16,8 +16,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use persister::StatePersister;
+#[cfg(feature = "alerts")]
 pub(crate) use read::read_small_file;
-pub use read::{StateFileError, StateFileErrorKind, read_history_file, read_state_file};
+pub use read::{
+    StateFileError, StateFileErrorKind, read_history_file, read_logs_file, read_state_file,
+};
+#[cfg(feature = "alerts")]
 pub(crate) use write::write_atomically;
 pub use write::{write_history_file, write_state_file};
 
@@ -39,6 +43,11 @@ const DIR_MODE: u32 = 0o700;
 /// Largest history file [`read_history_file`] reads (a full history is
 /// about 700 KB of JSON).
 pub const MAX_HISTORY_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Largest log file [`read_logs_file`] reads.
+pub const MAX_LOGS_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Most log entries [`read_logs_file`] returns (the newest).
+pub const MAX_LOG_ENTRIES: usize = 10_000;
 
 /// A file kept beside the state file: `state.json` → `state.{what}.json`
 /// (`state.history.json`, `state.alerts.json`).

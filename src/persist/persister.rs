@@ -13,11 +13,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::write::{
-    create_parent, remove_orphaned_temp_files, write_history_file, write_state_file,
+    create_parent, remove_orphaned_temp_files, write_history_file, write_logs_file,
+    write_state_file,
 };
 use super::{FILE_MODE, PERSIST_INTERVAL, not_regular};
 use crate::collector::Collector;
 use crate::history::History;
+use crate::model::LogEntry;
 
 /// Counts of a persister's writes.
 #[derive(Debug, Default)]
@@ -77,6 +79,8 @@ impl StatePersister {
             collector,
             history_path: super::companion_path(&path, "history"),
             history_written: None,
+            logs_path: super::companion_path(&path, "logs"),
+            logs_written: None,
             path: path.clone(),
             counters: Arc::clone(&counters),
             failing_since: None,
@@ -215,6 +219,9 @@ struct Writer {
     /// written there (it is written again when a point is added).
     history_path: PathBuf,
     history_written: Option<Arc<History>>,
+    /// The same for the log viewer's entries (written when they change).
+    logs_path: PathBuf,
+    logs_written: Option<Arc<Vec<LogEntry>>>,
     counters: Arc<Counters>,
     /// Failed writes in a row, since the first of them.
     failing_since: Option<u64>,
@@ -254,6 +261,13 @@ impl Writer {
                 .as_ref()
                 .is_some_and(|written| Arc::ptr_eq(written, &history));
         let (history_target, history_written) = (self.history_path.clone(), Arc::clone(&history));
+        let logs = self.collector.snapshots().shared_logs();
+        let logs_due = !logs.is_empty()
+            && !self
+                .logs_written
+                .as_ref()
+                .is_some_and(|written| Arc::ptr_eq(written, &logs));
+        let (logs_target, logs_written) = (self.logs_path.clone(), Arc::clone(&logs));
         // One blocking job for serialising and the whole write sequence
         // keeps both off the runtime's worker threads (tokio::fs would hop
         // to the blocking pool once per call anyway).
@@ -264,6 +278,9 @@ impl Writer {
             if history_due {
                 write_history_file(&history_target, &history_written)?;
             }
+            if logs_due {
+                write_logs_file(&logs_target, &logs_written)?;
+            }
             Ok(())
         })
         .await
@@ -273,6 +290,9 @@ impl Writer {
                 self.counters.writes.fetch_add(1, Ordering::Relaxed);
                 if history_due {
                     self.history_written = Some(history);
+                }
+                if logs_due {
+                    self.logs_written = Some(logs);
                 }
                 if let Some(failed) = self.failing_since.take() {
                     self.reported_at = None;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{MAX_STATE_FILE_BYTES, not_regular};
 use crate::history::History;
-use crate::model::Snapshot;
+use crate::model::{LogEntry, Snapshot};
 
 /// Why a state file could not be read.
 #[derive(Debug)]
@@ -145,6 +145,18 @@ pub fn read_history_file(path: &Path) -> io::Result<History> {
     let bytes = read_small_file(path, super::MAX_HISTORY_FILE_BYTES)?;
     let history: History = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
     Ok(history.sanitized())
+}
+
+/// Reads the log entries the persister keeps beside a state file
+/// (`state.logs.json`), the way [`read_state_file`] reads: at most
+/// [`MAX_LOGS_FILE_BYTES`](super::MAX_LOGS_FILE_BYTES), and the newest
+/// [`MAX_LOG_ENTRIES`](super::MAX_LOG_ENTRIES) of them.
+pub fn read_logs_file(path: &Path) -> io::Result<Vec<LogEntry>> {
+    let bytes = read_small_file(path, super::MAX_LOGS_FILE_BYTES)?;
+    let mut logs: Vec<LogEntry> = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
+    let skip = logs.len().saturating_sub(super::MAX_LOG_ENTRIES);
+    logs.drain(..skip);
+    Ok(logs)
 }
 
 /// The whole of a small file the way [`read_state_file`] reads: opened

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{DIR_MODE, FILE_MODE};
 use crate::history::History;
-use crate::model::Snapshot;
+use crate::model::{LogEntry, Snapshot};
 
 /// Writes `snapshot` to `path` atomically: pretty JSON into a new, uniquely
 /// named file in the same directory (created exclusively with mode 0600, so
@@ -27,6 +27,13 @@ pub fn write_state_file(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
 /// Writes `history` to `path` the way [`write_state_file`] writes.
 pub fn write_history_file(path: &Path, history: &History) -> io::Result<()> {
     let json = serde_json::to_vec(history).map_err(io::Error::other)?;
+    write_atomically(path, &json)
+}
+
+/// Writes the log viewer's entries to `path` the way [`write_state_file`]
+/// writes (the persister keeps them beside the state file).
+pub(crate) fn write_logs_file(path: &Path, logs: &[LogEntry]) -> io::Result<()> {
+    let json = serde_json::to_vec(logs).map_err(io::Error::other)?;
     write_atomically(path, &json)
 }
 

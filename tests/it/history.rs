@@ -136,3 +136,50 @@ async fn serve_serves_the_history_of_the_state_file_by_range_and_step() {
         assert_eq!(status, 400, "{bad}: {body}");
     }
 }
+
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_kept_beside_the_state_for_status_and_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            "50",
+            "--duration",
+            "3s",
+        ])
+        .env("PGMIGRATOR_HOME", dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(demo.wait().unwrap().success());
+    let logs_file = dir.path().join("state.logs.json");
+    let kept = pgmigrator_metrics::read_logs_file(&logs_file).unwrap();
+    assert!(kept.len() >= 3, "{} entries", kept.len());
+
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["status", "--logs", "3"])
+        .env("PGMIGRATOR_HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let text = String::from_utf8(status.stdout).unwrap();
+    let log = text
+        .split("\nLog:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(log.lines().count(), 3, "{text}");
+    let newest = kept.last().unwrap();
+    assert!(log.contains(&newest.message), "{log}");
+
+    let path = dir.path().join("state.json");
+    let (_serve, url) =
+        crate::start_pgmigrator(&["serve".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
+    let (status, _, body) = crate::http::get(&format!("{url}api/v1/logs"), &[]).await;
+    assert_eq!(status, 200);
+    let served: Vec<pgmigrator_metrics::LogEntry> = serde_json::from_str(&body).unwrap();
+    assert_eq!(served, kept, "serve shows the kept log");
+}

@@ -296,6 +296,11 @@ pub(crate) struct StatusArgs {
     /// Redraw every second until Ctrl-C (or the reader of a pipe goes).
     #[arg(long)]
     pub(crate) watch: bool,
+    /// Also print the newest N log lines kept beside the state file
+    /// (20 without N).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "20",
+          conflicts_with = "json")]
+    pub(crate) logs: Option<usize>,
 }
 
 impl HttpArgs {

@@ -205,7 +205,18 @@ fn status_once(args: &StatusArgs) -> Result<(), Failure> {
         json.push('\n');
         printable_json(json)
     } else {
-        status::render(&snapshot, OffsetDateTime::now_utc())
+        let mut text = status::render(&snapshot, OffsetDateTime::now_utc());
+        if let Some(count) = args.logs {
+            let logs = pgmigrator_metrics::companion_path(&path, "logs");
+            match pgmigrator_metrics::read_logs_file(&logs) {
+                Ok(entries) => text.push_str(&status::render_logs(&entries, count)),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    text.push_str(&status::render_logs(&[], count));
+                }
+                Err(err) => return Err(format!("{}: {err}", logs.display()).into()),
+            }
+        }
+        text
     };
     print(&text)?;
     Ok(())
