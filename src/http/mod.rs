@@ -32,6 +32,7 @@
 //!   seconds for requests in flight.
 
 mod auth;
+mod delta;
 pub mod metrics;
 mod server;
 mod tls;

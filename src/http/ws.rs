@@ -1,7 +1,9 @@
 //! The WebSocket hub: each snapshot is serialized once and the bytes shared
 //! by every client; each client has its own task and a small queue, so a
 //! client that stops reading is dropped after a bounded wait and never
-//! delays the others.
+//! delays the others. A client that asks for `?mode=delta` gets a full
+//! frame, then only what changed each tick, and the log (see
+//! [`delta`](super::delta)), computed once a tick for all of them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +13,7 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -21,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::delta::{Differ, Frames, full_frame, logs_frame};
 use super::server::ConnectionPermit;
 use super::{AppState, auth, error};
 use crate::model::Snapshot;
@@ -42,7 +45,9 @@ const CLIENT_MESSAGES_PER_SEC: f64 = 8.0;
 pub(super) struct Hub {
     /// Resubscribed per client; only the hub task holds the sender, so
     /// clients see the end when the source stops.
-    frames: broadcast::Receiver<Utf8Bytes>,
+    frames: broadcast::Receiver<Arc<Frames>>,
+    /// Clients in delta mode (deltas are computed only while there are).
+    delta_clients: Arc<AtomicUsize>,
     /// Places under the cap on clients; a client holds one while connected.
     places: Arc<Semaphore>,
     /// Every client's task, so shutdown can wait for their close frames.
@@ -68,9 +73,13 @@ impl Hub {
         let (tx, frames) = broadcast::channel(CLIENT_QUEUE);
         let places = Arc::new(Semaphore::new(max_clients));
         let encoded = Arc::<AtomicUsize>::default();
+        let delta_clients = Arc::<AtomicUsize>::default();
         let task = tokio::spawn({
             let places = Arc::clone(&places);
             let encoded = Arc::clone(&encoded);
+            let delta_clients = Arc::clone(&delta_clients);
+            let source = source.clone();
+            let mut differ = Differ::default();
             async move {
                 // The last snapshot serialized: a source that republishes
                 // the same one (a mirror of an unchanged file) costs nothing
@@ -87,22 +96,25 @@ impl Hub {
                     if places.available_permits() == max_clients {
                         continue;
                     }
-                    let frame = match &last {
+                    let plain = match &last {
                         Some((sent, frame)) if Arc::ptr_eq(sent, &snapshot) => frame.clone(),
                         _ => {
                             encoded.fetch_add(1, Ordering::Relaxed);
                             let frame = encode(&snapshot);
-                            last = Some((snapshot, frame.clone()));
+                            last = Some((Arc::clone(&snapshot), frame.clone()));
                             frame
                         }
                     };
+                    let for_deltas = delta_clients.load(Ordering::Relaxed) > 0;
+                    let frames = differ.next(&snapshot, plain, source.shared_logs(), for_deltas);
                     // Clients that just left are not an error.
-                    let _ = tx.send(frame);
+                    let _ = tx.send(Arc::new(frames));
                 }
             }
         });
         Hub {
             frames,
+            delta_clients,
             places,
             clients: TaskTracker::new(),
             closing: CancellationToken::new(),
@@ -128,10 +140,11 @@ fn encode(snapshot: &Snapshot) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(snapshot).unwrap_or_else(|_| String::from("{}")))
 }
 
-/// `GET /api/v1/ws`.
+/// `GET /api/v1/ws`, and `GET /api/v1/ws?mode=delta`.
 pub(super) async fn upgrade(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    uri: Uri,
     connection: Option<Extension<ConnectionPermit>>,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -144,8 +157,29 @@ pub(super) async fn upgrade(
             "too many WebSocket clients",
         );
     };
+    let deltas = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "mode=delta"));
+    let plain = encode(&state.snapshots.snapshot());
+    let (first, mode) = if deltas {
+        let first = vec![
+            full_frame(0, &plain),
+            logs_frame(&state.snapshots.shared_logs()),
+        ];
+        let counted = DeltaClient::new(&state.hub.delta_clients);
+        (
+            first,
+            Mode::Delta {
+                last: None,
+                _counted: counted,
+            },
+        )
+    } else {
+        (vec![plain], Mode::Plain)
+    };
     let client = Client {
-        first: encode(&state.snapshots.snapshot()),
+        first,
+        mode,
         frames: state.hub.frames.resubscribe(),
         closing: state.hub.closing.clone(),
         send_timeout: state.config.client_send_timeout,
@@ -158,9 +192,41 @@ pub(super) async fn upgrade(
         .on_upgrade(move |socket| state.hub.clients.track_future(client.run(socket)))
 }
 
+/// What a client is sent.
+enum Mode {
+    /// The snapshot, every tick.
+    Plain,
+    /// A delta after the frame it applies to, else a full frame; and the
+    /// log when it changes.
+    Delta {
+        /// The last frame sent; `None` until one was, or after a resync.
+        last: Option<u64>,
+        /// Held for the count of delta clients.
+        _counted: DeltaClient,
+    },
+}
+
+/// Counts a delta client while it lives.
+struct DeltaClient(Arc<AtomicUsize>);
+
+impl DeltaClient {
+    fn new(count: &Arc<AtomicUsize>) -> DeltaClient {
+        count.fetch_add(1, Ordering::Relaxed);
+        DeltaClient(Arc::clone(count))
+    }
+}
+
+impl Drop for DeltaClient {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 struct Client {
-    first: Utf8Bytes,
-    frames: broadcast::Receiver<Utf8Bytes>,
+    /// What the client gets before the first tick.
+    first: Vec<Utf8Bytes>,
+    mode: Mode,
+    frames: broadcast::Receiver<Arc<Frames>>,
     /// Cancelled when the server shuts down.
     closing: CancellationToken,
     send_timeout: Duration,
@@ -202,9 +268,10 @@ impl ClientRate {
 impl Client {
     async fn run(mut self, socket: WebSocket) {
         let (mut sink, mut incoming) = socket.split();
-        let first = Message::Text(self.first.clone());
-        if !self.send(&mut sink, first).await {
-            return;
+        for first in std::mem::take(&mut self.first) {
+            if !self.send(&mut sink, Message::Text(first)).await {
+                return;
+            }
         }
         let start = tokio::time::Instant::now() + self.ping_interval;
         let mut ping = tokio::time::interval_at(start, self.ping_interval);
@@ -212,9 +279,11 @@ impl Client {
         let close = loop {
             tokio::select! {
                 frame = self.frames.recv() => match frame {
-                    Ok(text) => {
-                        if !self.send(&mut sink, Message::Text(text)).await {
-                            return;
+                    Ok(frames) => {
+                        for text in self.mode.pick(&frames) {
+                            if !self.send(&mut sink, Message::Text(text)).await {
+                                return;
+                            }
                         }
                     }
                     // Fell behind: skip to the newest frame.
@@ -225,12 +294,17 @@ impl Client {
                     // Closed, or broke a limit (a message over the size
                     // cap is an error here): drop the connection.
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                    // Client messages are read and ignored; pongs to its
-                    // pings go out with the next frame.
-                    Some(Ok(_)) => {
+                    // Pongs to its pings go out with the next frame; a delta
+                    // client that missed a frame asks for a full one.
+                    Some(Ok(message)) => {
                         if !rate.allow() {
                             tracing::debug!("closing a WebSocket client that floods messages");
                             break TOO_MANY_MESSAGES;
+                        }
+                        if let (Message::Text(text), Mode::Delta { last, .. }) = (&message, &mut self.mode)
+                            && text.contains("\"resync\"")
+                        {
+                            *last = None;
                         }
                     }
                 },
@@ -258,6 +332,25 @@ impl Client {
             Err(_) => {
                 tracing::debug!(timeout = ?self.send_timeout, "dropping a WebSocket client that stopped reading");
                 false
+            }
+        }
+    }
+}
+
+impl Mode {
+    /// What to send of a tick's `frames`.
+    fn pick(&mut self, frames: &Frames) -> Vec<Utf8Bytes> {
+        match self {
+            Mode::Plain => vec![frames.plain.clone()],
+            Mode::Delta { last, .. } => {
+                let follows = *last == Some(frames.seq - 1);
+                let mut out = vec![match (&frames.delta, follows) {
+                    (Some(delta), true) => delta.clone(),
+                    _ => frames.full(),
+                }];
+                out.extend(frames.logs.clone());
+                *last = Some(frames.seq);
+                out
             }
         }
     }

@@ -946,3 +946,135 @@ async fn the_cutover_verdict_is_served_and_measured() {
     crate::tools::promtool_check(&metrics);
     server.shutdown().await;
 }
+
+/// The next text frame as JSON.
+async fn next_json(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> serde_json::Value {
+    loop {
+        let message = timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// Applies a delta frame to `state` the way the dashboard does.
+fn apply_delta(state: &mut serde_json::Value, delta: &serde_json::Value) {
+    let object = state.as_object_mut().unwrap();
+    for (key, value) in delta["fields"].as_object().unwrap() {
+        object.insert(key.clone(), value.clone());
+    }
+    for key in delta["removed"].as_array().unwrap() {
+        object.remove(key.as_str().unwrap());
+    }
+    for (index, row) in delta["tables"].as_object().unwrap() {
+        object["tables"][index.parse::<usize>().unwrap()] = row.clone();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_mode_rebuilds_every_snapshot_from_a_full_frame_and_what_changed() {
+    let collector = Collector::builder().tick(Duration::from_millis(50)).build();
+    collector
+        .set_tables(
+            (0..200)
+                .map(|i| TableProgress::new("public", &format!("t{i:03}"), 1000, 1 << 20))
+                .collect(),
+        )
+        .await;
+    collector
+        .add_log(LogEntry::new(LogLevel::Info, "kept"))
+        .await;
+    collector.flush().await;
+    let server = Server::start(collector.clone(), HttpConfig::default()).await;
+    let (mut plain, _) = tokio_tungstenite::connect_async(server.ws(""))
+        .await
+        .unwrap();
+    let (mut deltas, _) = tokio_tungstenite::connect_async(server.ws("?mode=delta"))
+        .await
+        .unwrap();
+    let first = next_json(&mut deltas).await;
+    assert_eq!(first["type"], "full");
+    let mut state = first["snapshot"].clone();
+    let logs = next_json(&mut deltas).await;
+    assert_eq!(logs["type"], "logs");
+    assert_eq!(logs["entries"][0]["message"], "kept");
+
+    // Two tables move each tick.
+    let writer = {
+        let collector = collector.clone();
+        tokio::spawn(async move {
+            for i in 0..40 {
+                collector
+                    .table_started("public", &format!("t{:03}", i % 200))
+                    .await;
+                collector
+                    .update_table_progress("public", &format!("t{:03}", (i * 7) % 200), i, i * 100)
+                    .await;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    let (mut delta_bytes, mut full_bytes, mut seen_deltas, mut last_seq) = (0, 0, 0, 0);
+    for _ in 0..20 {
+        let frame = next_json(&mut deltas).await;
+        if frame["type"] == "logs" {
+            continue;
+        }
+        let seq = frame["seq"].as_u64().unwrap();
+        match frame["type"].as_str().unwrap() {
+            "full" => state = frame["snapshot"].clone(),
+            "delta" => {
+                assert_eq!(seq, last_seq + 1, "a delta follows its frame");
+                apply_delta(&mut state, &frame);
+                seen_deltas += 1;
+                delta_bytes += frame.to_string().len();
+            }
+            other => panic!("{other}"),
+        }
+        last_seq = seq;
+    }
+    writer.await.unwrap();
+    assert!(seen_deltas >= 15, "{seen_deltas} deltas");
+    // The plain client's frame of the same tick is the same snapshot.
+    let target = state["timestamp"].clone();
+    let mut plain_frames = 0;
+    loop {
+        let snapshot = next_json(&mut plain).await;
+        full_bytes += snapshot.to_string().len();
+        plain_frames += 1;
+        if snapshot["timestamp"] == target {
+            assert_eq!(snapshot, state);
+            break;
+        }
+    }
+    // Copying tables change every tick (their rates and ETAs); the other
+    // rows are not sent again.
+    let (per_delta, per_plain) = (delta_bytes / seen_deltas, full_bytes / plain_frames);
+    assert!(
+        per_delta * 3 < per_plain,
+        "{per_delta} vs {per_plain} bytes a frame"
+    );
+
+    // A client that asks for a resync gets a full frame next.
+    deltas
+        .send(Message::text("{\"type\":\"resync\"}"))
+        .await
+        .unwrap();
+    let mut resynced = false;
+    for _ in 0..5 {
+        if next_json(&mut deltas).await["type"] == "full" {
+            resynced = true;
+            break;
+        }
+    }
+    assert!(resynced);
+    server.shutdown().await;
+}
