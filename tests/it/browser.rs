@@ -121,6 +121,7 @@ impl Page {
                 alertBanner: document.getElementById('alert-banner').textContent,
                 alerts: document.getElementById('alerts-card').innerText,
                 cutover: document.getElementById('cutover-card').innerText,
+                logs: document.getElementById('logs').innerText,
                 tables: document.getElementById('viewport').innerText})",
         )
         .await
@@ -198,10 +199,19 @@ async fn the_dashboard_shows_live_data_in_a_browser_and_says_when_disconnected()
         live["copied"].as_str().unwrap().ends_with("/ 24 tables"),
         "{live}"
     );
-    // It updates by itself.
+    // It updates by itself, from deltas after the first frame, and the
+    // log arrives over the same WebSocket.
     let first_elapsed = live["elapsed"].clone();
     page.wait_until("a new elapsed time", |v| v["elapsed"] != first_elapsed)
         .await;
+    page.wait_until("log lines", |v| {
+        v["logs"].as_str().is_some_and(|l| l.contains("INFO"))
+    })
+    .await;
+    let painted = page
+        .eval("performance.getEntriesByName('frame-to-paint').length")
+        .await;
+    assert!(painted.as_i64().unwrap_or(0) > 2, "{painted}");
 
     // Once the state file has the tables (it is written every 2 s), the
     // server goes away: the page says so plainly.
