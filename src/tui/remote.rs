@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -131,22 +131,24 @@ pub(super) fn connect(
     ca_cert: Option<&Path>,
 ) -> Result<Feed, RemoteError> {
     let endpoint = Endpoint::parse(api, ca_cert)?;
-    let query = token
-        .as_deref()
-        .map(|t| format!("?token={}", percent_encode(t)))
-        .unwrap_or_default();
+    let query = match token.as_deref() {
+        Some(t) => format!("?mode=delta&token={}", percent_encode(t)),
+        None => "?mode=delta".to_owned(),
+    };
     let (snapshots_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let (link_tx, link) = watch::channel(Link::Connecting);
     let (logs_tx, logs) = watch::channel(Arc::new(Vec::new()));
     let (history_tx, history) = watch::channel(Arc::new(Vec::new()));
-    tokio::spawn(load_history(endpoint.clone(), token.clone(), history_tx));
+    tokio::spawn(load_history(endpoint.clone(), token, history_tx));
     tokio::spawn(stream_snapshots(
         endpoint.clone(),
         endpoint.ws_url(&query),
-        snapshots_tx,
-        link_tx,
+        Outputs {
+            snapshots: snapshots_tx,
+            link: link_tx,
+            logs: logs_tx,
+        },
     ));
-    tokio::spawn(poll_logs(endpoint, token, logs_tx));
     Ok(Feed {
         snapshots,
         link,
@@ -155,14 +157,22 @@ pub(super) fn connect(
     })
 }
 
-/// Connects, forwards every snapshot, and reconnects with backoff; ends
-/// when nobody follows any more.
-async fn stream_snapshots(
-    endpoint: Endpoint,
-    url: String,
+/// Where a remote feed's frames go.
+struct Outputs {
     snapshots: watch::Sender<Arc<Snapshot>>,
     link: watch::Sender<Link>,
-) {
+    logs: watch::Sender<Arc<Vec<LogEntry>>>,
+}
+
+/// Connects in delta mode, rebuilds every snapshot from the frames,
+/// forwards it and the log, and reconnects with backoff; ends when nobody
+/// follows any more.
+async fn stream_snapshots(endpoint: Endpoint, url: String, out: Outputs) {
+    let Outputs {
+        snapshots,
+        link,
+        logs,
+    } = out;
     let mut backoff = Backoff::default();
     while !snapshots.is_closed() {
         let connected = match endpoint.connect().await {
@@ -181,13 +191,23 @@ async fn stream_snapshots(
             Ok((mut ws, _)) => {
                 link.send_replace(Link::Live);
                 backoff.reset();
+                let mut frames = FrameState::default();
                 loop {
                     match ws.next().await {
-                        Some(Ok(Message::Text(text))) => match serde_json::from_str(&text) {
-                            Ok(snapshot) => {
-                                snapshots.send_replace(Arc::new(snapshot));
+                        Some(Ok(Message::Text(text))) => match frames.apply(&text) {
+                            Ok(Applied::Snapshot(snapshot)) => {
+                                snapshots.send_replace(snapshot);
                             }
-                            Err(err) => break format!("bad snapshot: {err}"),
+                            Ok(Applied::Logs(entries)) => {
+                                logs.send_replace(Arc::new(entries));
+                            }
+                            Ok(Applied::Resync) => {
+                                let resync = Message::text("{\"type\":\"resync\"}");
+                                if ws.send(resync).await.is_err() {
+                                    break "server closed".to_owned();
+                                }
+                            }
+                            Err(err) => break format!("bad frame: {err}"),
                         },
                         Some(Ok(Message::Close(_))) | None => break "server closed".to_owned(),
                         Some(Ok(_)) => {}
@@ -206,19 +226,88 @@ async fn stream_snapshots(
     }
 }
 
-/// Fetches `/api/v1/logs` every 2 s while anyone follows.
-async fn poll_logs(
-    endpoint: Endpoint,
-    token: Option<String>,
-    logs: watch::Sender<Arc<Vec<LogEntry>>>,
-) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(2));
-    while !logs.is_closed() {
-        ticks.tick().await;
-        let fetch = get_json(&endpoint, token.as_deref(), "/api/v1/logs");
-        if let Ok(Ok(entries)) = tokio::time::timeout(Duration::from_secs(5), fetch).await {
-            logs.send_replace(Arc::new(entries));
+/// What a frame brought.
+enum Applied {
+    Snapshot(Arc<Snapshot>),
+    Logs(Vec<LogEntry>),
+    /// A delta that does not follow the last frame: ask for a full one.
+    Resync,
+}
+
+/// The snapshot being rebuilt from delta-mode frames.
+#[derive(Default)]
+struct FrameState {
+    /// The last frame applied, and the snapshot's top-level fields but
+    /// its tables, as JSON.
+    last: Option<(
+        u64,
+        serde_json::Map<String, serde_json::Value>,
+        Arc<Snapshot>,
+    )>,
+}
+
+impl FrameState {
+    fn apply(&mut self, text: &str) -> Result<Applied, String> {
+        use serde_json::Value;
+        #[derive(serde::Deserialize)]
+        #[serde(tag = "type", rename_all = "lowercase")]
+        enum Frame {
+            Full {
+                seq: u64,
+                snapshot: serde_json::Map<String, Value>,
+            },
+            Delta {
+                seq: u64,
+                fields: serde_json::Map<String, Value>,
+                removed: Vec<String>,
+                tables: serde_json::Map<String, Value>,
+            },
+            Logs {
+                entries: Vec<LogEntry>,
+            },
         }
+        let frame: Frame = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let (seq, head, snapshot) = match frame {
+            Frame::Logs { entries } => return Ok(Applied::Logs(entries)),
+            Frame::Full { seq, mut snapshot } => {
+                let parsed: Snapshot = serde_json::from_value(Value::Object(snapshot.clone()))
+                    .map_err(|e| e.to_string())?;
+                snapshot.remove("tables");
+                (seq, snapshot, parsed)
+            }
+            Frame::Delta {
+                seq,
+                fields,
+                removed,
+                tables,
+            } => {
+                let Some((last, mut head, previous)) = self.last.take() else {
+                    return Ok(Applied::Resync);
+                };
+                if seq != last + 1 {
+                    return Ok(Applied::Resync);
+                }
+                head.extend(fields);
+                for key in removed {
+                    head.remove(&key);
+                }
+                let mut next: Snapshot = serde_json::from_value(Value::Object(head.clone()))
+                    .map_err(|e| e.to_string())?;
+                next.tables = previous.tables.clone();
+                for (index, row) in tables {
+                    let row = serde_json::from_value(row).map_err(|e| e.to_string())?;
+                    let slot = index.parse::<usize>().ok();
+                    match slot.and_then(|i| next.tables.get_mut(i)) {
+                        Some(slot) => *slot = row,
+                        None => return Ok(Applied::Resync),
+                    }
+                }
+                (seq, head, next)
+            }
+        };
+        let snapshot = Arc::new(snapshot);
+        self.last = Some((seq, head, Arc::clone(&snapshot)));
+        Ok(Applied::Snapshot(snapshot))
     }
 }
 
@@ -298,6 +387,39 @@ fn percent_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delta_frames_rebuild_the_snapshot_and_a_gap_asks_for_a_full_one() {
+        let mut table = crate::model::TableProgress::new("public", "orders", 10, 100);
+        let snapshot = Snapshot {
+            tables: vec![table.clone()],
+            ..Snapshot::default()
+        };
+        let full = format!(
+            "{{\"type\":\"full\",\"seq\":4,\"snapshot\":{}}}",
+            serde_json::to_string(&snapshot).unwrap()
+        );
+        let mut frames = FrameState::default();
+        assert!(matches!(frames.apply(&full), Ok(Applied::Snapshot(_))));
+        table.rows_copied = 7;
+        let delta = serde_json::json!({
+            "type": "delta", "seq": 5, "fields": {"lag_bytes": 42}, "removed": [],
+            "tables": {"0": table},
+        });
+        let applied = frames.apply(&delta.to_string());
+        let Ok(Applied::Snapshot(next)) = applied else {
+            panic!("a delta that follows applies: {:?}", applied.err());
+        };
+        assert_eq!((next.lag_bytes, next.tables[0].rows_copied), (42, 7));
+        let gap = serde_json::json!({
+            "type": "delta", "seq": 9, "fields": {}, "removed": [], "tables": {},
+        });
+        assert!(matches!(
+            frames.apply(&gap.to_string()),
+            Ok(Applied::Resync)
+        ));
+        assert!(frames.apply("{\"type\":\"nonsense\"}").is_err());
+    }
 
     #[test]
     fn api_addresses_are_http_or_https_host_and_port() {

@@ -442,6 +442,14 @@ async fn the_remote_feed_follows_a_server_through_a_restart() {
         assert!(Instant::now() < deadline, "no log lines fetched");
         let _ = timeout(Duration::from_millis(200), feed.logs.changed()).await;
     }
+    // Deltas keep it live: the snapshot moves on without a reconnect.
+    let before = feed.snapshots.borrow().elapsed_sec;
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        assert_eq!(*feed.link.borrow(), Link::Live, "no reconnect");
+        let _ = timeout(Duration::from_millis(100), feed.snapshots.changed()).await;
+    }
+    assert!(feed.snapshots.borrow().elapsed_sec > before);
     // The history arrives once, for sparklines full at once.
     while feed.history.borrow().len() < tui::HISTORY - 2 {
         assert!(Instant::now() < deadline, "no history fetched");
