@@ -1,15 +1,19 @@
 //! WebSocket fan-out on loopback: N clients at 2 Hz with a 100-table
-//! snapshot. The server runs in a child process so that its CPU time is its
-//! own; every client must receive every snapshot. Bounded: each run lasts
-//! a few seconds and ends by itself.
+//! snapshot, every client receiving every snapshot; then full frames
+//! against delta frames (`?mode=delta`) at 10,000 tables with 1% of them
+//! changing per tick: bytes per client per second and server CPU. The
+//! server runs in a child process so that its CPU time is its own.
+//! Bounded: each run lasts a few seconds and ends by itself.
 //!
-//! `cargo bench --bench fanout`
+//! `cargo bench --bench fanout` (`-- modes` for the second part only)
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -31,9 +35,160 @@ fn main() {
         server();
         return;
     }
+    if args.iter().any(|a| a == "--big-server") {
+        big_server();
+        return;
+    }
     common::print_cores();
-    for clients in [1_000, 10_000] {
-        run(clients);
+    if !args.iter().any(|a| a == "modes") {
+        for clients in [1_000, 10_000] {
+            run(clients);
+        }
+    }
+    for clients in [100, 1_000] {
+        for mode in ["full", "delta"] {
+            run_mode(clients, mode);
+        }
+    }
+}
+
+/// Tables of the full-against-delta runs, and how many change per tick.
+const BIG_TABLES: usize = 10_000;
+const CHANGING: usize = BIG_TABLES / 100;
+const MODE_MEASURE: Duration = Duration::from_secs(6);
+
+/// A collector with 10,000 streaming tables, 1% of them taking changes
+/// each 500 ms tick, served until stdin closes.
+fn big_server() {
+    let rt = common::runtime(None);
+    rt.block_on(async {
+        let collector = Collector::new();
+        collector.set_phase(Phase::Streaming).await;
+        let tables: Vec<TableProgress> = (0..BIG_TABLES)
+            .map(|i| TableProgress::new("public", &format!("table_{i:05}"), 1_000_000, 1 << 28))
+            .collect();
+        collector.set_tables(tables).await;
+        for i in 0..BIG_TABLES {
+            let name = format!("table_{i:05}");
+            collector.table_done("public", &name, 1_000_000).await;
+            collector.table_streaming("public", &name).await;
+        }
+        let activity = collector.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_millis(500));
+            for round in 0usize.. {
+                ticks.tick().await;
+                for k in 0..CHANGING {
+                    let table = format!("table_{:05}", (round * CHANGING + k) % BIG_TABLES);
+                    activity.add_table_changes("public", &table, 10).await;
+                }
+                let lsn = round as u64 * 1000;
+                activity.record_latest_lsn(Lsn(lsn + 500)).await;
+                activity.record_applied(Lsn(lsn), 1000, 100_000).await;
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        let config = HttpConfig {
+            max_clients: 20_000,
+            max_connections: 20_000,
+            ..HttpConfig::default()
+        };
+        let stdin_closed = async {
+            let _ = tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await;
+        };
+        http::serve(listener, collector, config, stdin_closed)
+            .await
+            .unwrap();
+    });
+}
+
+/// `clients` clients of one mode against the big server: bytes each
+/// receives per second and the server's CPU.
+fn run_mode(clients: usize, mode: &str) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("--big-server")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let query = if mode == "delta" { "?mode=delta" } else { "" };
+    let url = format!("ws://{}/api/v1/ws{query}", line.trim());
+    let pid = child.id();
+    let rt = common::runtime(None);
+    let result = rt.block_on(async {
+        let mut sockets = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            match tokio_tungstenite::connect_async(url.as_str()).await {
+                Ok((ws, _)) => sockets.push(ws),
+                Err(err) => return Err(format!("connecting client {}: {err}", sockets.len())),
+            }
+        }
+        let counting = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let readers: Vec<_> = sockets
+            .into_iter()
+            .map(|mut ws| {
+                let mut stopped = stopped.clone();
+                let counting = Arc::clone(&counting);
+                tokio::spawn(async move {
+                    let (mut bytes, mut frames) = (0usize, 0usize);
+                    loop {
+                        tokio::select! {
+                            frame = ws.next() => match frame {
+                                Some(Ok(Message::Text(text))) => {
+                                    if counting.load(Ordering::Relaxed) {
+                                        bytes += text.len();
+                                        frames += 1;
+                                    }
+                                }
+                                Some(Ok(_)) => {}
+                                _ => return (bytes, frames),
+                            },
+                            _ = stopped.wait_for(|s| *s) => return (bytes, frames),
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Past every client's first (full) frame.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let cpu_before = cpu_seconds(pid);
+        let started = Instant::now();
+        counting.store(true, Ordering::Relaxed);
+        tokio::time::sleep(MODE_MEASURE).await;
+        counting.store(false, Ordering::Relaxed);
+        let cpu = cpu_seconds(pid) - cpu_before;
+        let wall = started.elapsed().as_secs_f64();
+        stop.send(true).unwrap();
+        let (mut bytes, mut frames, mut gone) = (0, 0, 0);
+        for reader in readers {
+            let (b, f) = timeout(Duration::from_secs(30), reader)
+                .await
+                .unwrap()
+                .unwrap();
+            bytes += b;
+            frames += f;
+            gone += usize::from(f == 0);
+        }
+        Ok((bytes, frames, gone, cpu, wall))
+    });
+    drop(child.stdin.take());
+    let _ = child.wait();
+    match result {
+        Ok((bytes, frames, gone, cpu, wall)) => println!(
+            "{mode:>5}: {clients} clients, {BIG_TABLES} tables, {CHANGING} changing per tick: \
+             {:.1} KB per client per second ({:.1} frames/s each), server CPU {:.1} % of one core; \
+             {gone} clients received nothing",
+            bytes as f64 / clients as f64 / wall / 1024.0,
+            frames as f64 / clients as f64 / wall,
+            cpu / wall * 100.0,
+        ),
+        Err(err) => println!("{mode}: {clients} clients: {err}"),
     }
 }
 

@@ -51,18 +51,25 @@ fn free_port() -> u16 {
 
 /// Runs `program args` as the `postgres` user; panics with its output on failure.
 fn as_postgres(program: &str, args: &[&str]) -> String {
+    try_as_postgres(program, args).unwrap_or_else(|failure| panic!("{failure}"))
+}
+
+/// Runs `program args` as the `postgres` user: its output, or what it said
+/// when it failed.
+fn try_as_postgres(program: &str, args: &[&str]) -> Result<String, String> {
     let output = Command::new("runuser")
         .args(["-u", "postgres", "--", program])
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    if !output.status.success() {
+        return Err(format!(
+            "{program} {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// What a cluster that only accepts TLS is given: its certificate and key,
@@ -189,7 +196,7 @@ impl Cluster {
             }
         };
         std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
-        cluster.ctl("start");
+        let cluster = cluster.start_on_a_free_port();
         cluster.sql(&format!(
             "CREATE ROLE monitor LOGIN PASSWORD '{}' IN ROLE pg_monitor",
             MONITOR_PASSWORD.replace('\'', "''")
@@ -201,10 +208,41 @@ impl Cluster {
         self.dir.path().join("data")
     }
 
+    /// Starts the server; a port another process took between choosing it
+    /// and binding it (tests run in parallel) means another port, at most
+    /// three times. Any other failure shows the server's log.
+    fn start_on_a_free_port(mut self) -> Cluster {
+        let log = self.dir.path().join("server.log");
+        for _ in 0..3 {
+            if self.try_ctl("start").is_ok() {
+                return self;
+            }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if !text.contains("could not bind") && !text.contains("already in use") {
+                panic!("PostgreSQL did not start:\n{text}");
+            }
+            self.port = free_port();
+            append(
+                &self.data().join("postgresql.conf"),
+                &format!("port = {}\n", self.port),
+            );
+        }
+        panic!(
+            "PostgreSQL did not start:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
     fn ctl(&self, action: &str) {
+        if let Err(failure) = self.try_ctl(action) {
+            panic!("{failure}");
+        }
+    }
+
+    fn try_ctl(&self, action: &str) -> Result<String, String> {
         let data = self.data();
         let log = self.dir.path().join("server.log");
-        as_postgres(
+        try_as_postgres(
             &format!("{}/pg_ctl", self.bin.display()),
             &[
                 "-D",
@@ -218,7 +256,7 @@ impl Cluster {
                 "fast",
                 action,
             ],
-        );
+        )
     }
 
     /// Stops the server (fast shutdown).
