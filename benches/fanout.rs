@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -129,64 +129,78 @@ fn run_mode(clients: usize, mode: &str) {
             }
         }
         let counting = Arc::new(AtomicBool::new(false));
+        let ready = Arc::new(AtomicUsize::new(0));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let readers: Vec<_> = sockets
             .into_iter()
             .map(|mut ws| {
                 let mut stopped = stopped.clone();
-                let counting = Arc::clone(&counting);
+                let (counting, ready) = (Arc::clone(&counting), Arc::clone(&ready));
                 tokio::spawn(async move {
-                    let (mut bytes, mut frames) = (0usize, 0usize);
+                    let (mut bytes, mut frames, mut first) = (0usize, 0usize, true);
                     loop {
                         tokio::select! {
                             frame = ws.next() => match frame {
                                 Some(Ok(Message::Text(text))) => {
+                                    if first {
+                                        first = false;
+                                        ready.fetch_add(1, Ordering::Relaxed);
+                                    }
                                     if counting.load(Ordering::Relaxed) {
                                         bytes += text.len();
                                         frames += 1;
                                     }
                                 }
                                 Some(Ok(_)) => {}
-                                _ => return (bytes, frames),
+                                // Closed by the server.
+                                _ => return (bytes, frames, true),
                             },
-                            _ = stopped.wait_for(|s| *s) => return (bytes, frames),
+                            _ = stopped.wait_for(|s| *s) => return (bytes, frames, false),
                         }
                     }
                 })
             })
             .collect();
-        // Past every client's first (full) frame.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Every client past its first (full) frame, then a tick more.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while ready.load(Ordering::Relaxed) < clients && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let synced = ready.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let cpu_before = cpu_seconds(pid);
+        let own_before = common::cpu_time(common::Who::Process);
         let started = Instant::now();
         counting.store(true, Ordering::Relaxed);
         tokio::time::sleep(MODE_MEASURE).await;
         counting.store(false, Ordering::Relaxed);
         let cpu = cpu_seconds(pid) - cpu_before;
+        let own = (common::cpu_time(common::Who::Process) - own_before).as_secs_f64();
         let wall = started.elapsed().as_secs_f64();
         stop.send(true).unwrap();
-        let (mut bytes, mut frames, mut gone) = (0, 0, 0);
+        let (mut bytes, mut frames, mut closed) = (0, 0, 0);
         for reader in readers {
-            let (b, f) = timeout(Duration::from_secs(30), reader)
+            let (b, f, c) = timeout(Duration::from_secs(30), reader)
                 .await
                 .unwrap()
                 .unwrap();
             bytes += b;
             frames += f;
-            gone += usize::from(f == 0);
+            closed += usize::from(c);
         }
-        Ok((bytes, frames, gone, cpu, wall))
+        Ok((bytes, frames, synced, closed, cpu, own, wall))
     });
     drop(child.stdin.take());
     let _ = child.wait();
     match result {
-        Ok((bytes, frames, gone, cpu, wall)) => println!(
+        Ok((bytes, frames, synced, closed, cpu, own, wall)) => println!(
             "{mode:>5}: {clients} clients, {BIG_TABLES} tables, {CHANGING} changing per tick: \
-             {:.1} KB per client per second ({:.1} frames/s each), server CPU {:.1} % of one core; \
-             {gone} clients received nothing",
+             {:.1} KB per client per second ({:.2} frames/s each); server CPU {:.1} % of one core, \
+             the clients' own {:.1} %; {synced} got their first frame, {closed} closed by the server",
             bytes as f64 / clients as f64 / wall / 1024.0,
             frames as f64 / clients as f64 / wall,
             cpu / wall * 100.0,
+            own / wall * 100.0,
         ),
         Err(err) => println!("{mode}: {clients} clients: {err}"),
     }

@@ -4,12 +4,14 @@
 //!
 //! ```text
 //! {"type":"full","seq":7,"snapshot":{…}}
-//! {"type":"delta","seq":8,"fields":{"lag_bytes":0,…},"removed":["cutover"],"tables":{"3":{…}}}
+//! {"type":"delta","seq":8,"from":7,"fields":{"lag_bytes":0,…},"removed":["cutover"],"tables":{"3":{…}}}
 //! {"type":"logs","entries":[…]}
 //! ```
 //!
-//! A delta holds the top-level fields whose value changed, the fields that
-//! disappeared, and the table rows that changed, by index. When the table
+//! A delta applies to the frame numbered `from` (the one before, or for a
+//! client that missed frames, the last one it got) and holds the top-level
+//! fields whose value changed, the fields that disappeared, and the table
+//! rows that changed, by index. When the table
 //! list changes (a table added, removed or moved) there is no delta: every
 //! delta client gets the full frame.
 
@@ -31,7 +33,26 @@ pub(super) struct Frames {
     pub(super) delta: Option<Utf8Bytes>,
     /// The log, when it changed since the tick before.
     pub(super) logs: Option<Utf8Bytes>,
+    /// The snapshot and its top-level fields, for a client that missed
+    /// frames to catch up from the last one it got (delta mode only).
+    pub(super) base: Option<Base>,
     full: OnceLock<Utf8Bytes>,
+}
+
+/// A snapshot as a delta starts from: the snapshot and its top-level
+/// fields but its tables, as JSON.
+#[derive(Debug, Clone)]
+pub(super) struct Base {
+    snapshot: Arc<Snapshot>,
+    head: Arc<Map<String, Value>>,
+}
+
+impl Base {
+    /// The delta from `self` (frame `from`) to `to` (frame `seq`);
+    /// `None` when the table list changed in between.
+    pub(super) fn delta_to(&self, from: u64, to: &Base, seq: u64) -> Option<Utf8Bytes> {
+        delta(seq, from, self, &to.snapshot, &to.head).map(Utf8Bytes::from)
+    }
 }
 
 impl Frames {
@@ -50,18 +71,11 @@ pub(super) fn full_frame(seq: u64, plain: &str) -> Utf8Bytes {
     ))
 }
 
-/// What the previous tick looked like.
-struct Previous {
-    snapshot: Arc<Snapshot>,
-    /// Its top-level fields but `tables`, as JSON.
-    head: Map<String, Value>,
-}
-
 /// Numbers the ticks and computes each one's frames from the one before.
 #[derive(Default)]
 pub(super) struct Differ {
     seq: u64,
-    previous: Option<Previous>,
+    previous: Option<Base>,
     logs: Option<Arc<Vec<LogEntry>>>,
 }
 
@@ -82,6 +96,7 @@ impl Differ {
             plain,
             delta: None,
             logs: None,
+            base: None,
             full: OnceLock::new(),
         };
         if !for_deltas {
@@ -89,14 +104,15 @@ impl Differ {
             self.logs = None;
             return frames;
         }
-        let head = head(snapshot);
-        if let Some(previous) = &self.previous {
-            frames.delta = delta(self.seq, previous, snapshot, &head).map(Utf8Bytes::from);
-        }
-        self.previous = Some(Previous {
+        let base = Base {
             snapshot: Arc::clone(snapshot),
-            head,
-        });
+            head: Arc::new(head(snapshot)),
+        };
+        if let Some(previous) = &self.previous {
+            frames.delta = previous.delta_to(self.seq - 1, &base, self.seq);
+        }
+        self.previous = Some(base.clone());
+        frames.base = Some(base);
         let changed = !self.logs.as_ref().is_some_and(|l| Arc::ptr_eq(l, &logs));
         if changed {
             frames.logs = Some(logs_frame(&logs));
@@ -129,7 +145,8 @@ fn head(snapshot: &Snapshot) -> Map<String, Value> {
 /// changed.
 fn delta(
     seq: u64,
-    previous: &Previous,
+    from: u64,
+    previous: &Base,
     snapshot: &Snapshot,
     head: &Map<String, Value>,
 ) -> Option<String> {
@@ -162,6 +179,7 @@ fn delta(
     serde_json::to_string(&serde_json::json!({
         "type": "delta",
         "seq": seq,
+        "from": from,
         "fields": fields,
         "removed": removed,
         "tables": tables,

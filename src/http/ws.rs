@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::delta::{Differ, Frames, full_frame, logs_frame};
+use super::delta::{Base, Differ, Frames, full_frame, logs_frame};
 use super::server::ConnectionPermit;
 use super::{AppState, auth, error};
 use crate::model::Snapshot;
@@ -199,8 +199,9 @@ enum Mode {
     /// A delta after the frame it applies to, else a full frame; and the
     /// log when it changes.
     Delta {
-        /// The last frame sent; `None` until one was, or after a resync.
-        last: Option<u64>,
+        /// The last frame sent and the snapshot it brought the client to;
+        /// `None` until one was, or after a resync.
+        last: Option<(u64, Option<Base>)>,
         /// Held for the count of delta clients.
         _counted: DeltaClient,
     },
@@ -343,13 +344,19 @@ impl Mode {
         match self {
             Mode::Plain => vec![frames.plain.clone()],
             Mode::Delta { last, .. } => {
-                let follows = *last == Some(frames.seq - 1);
-                let mut out = vec![match (&frames.delta, follows) {
-                    (Some(delta), true) => delta.clone(),
+                // The shared delta when the client got the frame before;
+                // after missed frames, a delta from the last one it got;
+                // a full frame when neither applies.
+                let frame = match (last.as_ref(), &frames.delta, &frames.base) {
+                    (Some((seq, _)), Some(delta), _) if *seq + 1 == frames.seq => delta.clone(),
+                    (Some((seq, Some(from))), _, Some(to)) => from
+                        .delta_to(*seq, to, frames.seq)
+                        .unwrap_or_else(|| frames.full()),
                     _ => frames.full(),
-                }];
+                };
+                let mut out = vec![frame];
                 out.extend(frames.logs.clone());
-                *last = Some(frames.seq);
+                *last = Some((frames.seq, frames.base.clone()));
                 out
             }
         }
@@ -369,6 +376,41 @@ mod tests {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
+    }
+
+    #[test]
+    fn a_delta_client_that_missed_frames_catches_up_from_the_last_it_got() {
+        let mut differ = Differ::default();
+        let tick = |differ: &mut Differ, lag: u64| {
+            let snapshot = Arc::new(Snapshot {
+                lag_bytes: lag,
+                ..Snapshot::default()
+            });
+            differ.next(&snapshot, encode(&snapshot), Arc::default(), true)
+        };
+        let count = Arc::<AtomicUsize>::default();
+        let mut mode = Mode::Delta {
+            last: None,
+            _counted: DeltaClient::new(&count),
+        };
+        let first = tick(&mut differ, 1);
+        let sent = mode.pick(&first);
+        assert!(sent[0].contains("\"type\":\"full\""), "{}", sent[0]);
+        let second = tick(&mut differ, 2);
+        assert!(mode.pick(&second)[0].contains("\"from\":1"));
+        let _missed = tick(&mut differ, 3);
+        let fourth = tick(&mut differ, 4);
+        let caught_up = &mode.pick(&fourth)[0];
+        assert!(caught_up.contains("\"type\":\"delta\""), "{caught_up}");
+        assert!(caught_up.contains("\"from\":2"), "{caught_up}");
+        assert!(caught_up.contains("\"lag_bytes\":4"), "{caught_up}");
+        assert_eq!(count.load(Ordering::Relaxed), 1);
+        drop(mode);
+        assert_eq!(
+            count.load(Ordering::Relaxed),
+            0,
+            "the count follows the client"
+        );
     }
 
     #[tokio::test]

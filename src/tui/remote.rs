@@ -258,6 +258,7 @@ impl FrameState {
             },
             Delta {
                 seq: u64,
+                from: u64,
                 fields: serde_json::Map<String, Value>,
                 removed: Vec<String>,
                 tables: serde_json::Map<String, Value>,
@@ -277,6 +278,7 @@ impl FrameState {
             }
             Frame::Delta {
                 seq,
+                from,
                 fields,
                 removed,
                 tables,
@@ -284,7 +286,7 @@ impl FrameState {
                 let Some((last, mut head, previous)) = self.last.take() else {
                     return Ok(Applied::Resync);
                 };
-                if seq != last + 1 {
+                if from != last {
                     return Ok(Applied::Resync);
                 }
                 head.extend(fields);
@@ -403,7 +405,7 @@ mod tests {
         assert!(matches!(frames.apply(&full), Ok(Applied::Snapshot(_))));
         table.rows_copied = 7;
         let delta = serde_json::json!({
-            "type": "delta", "seq": 5, "fields": {"lag_bytes": 42}, "removed": [],
+            "type": "delta", "seq": 5, "from": 4, "fields": {"lag_bytes": 42}, "removed": [],
             "tables": {"0": table},
         });
         let applied = frames.apply(&delta.to_string());
@@ -412,7 +414,7 @@ mod tests {
         };
         assert_eq!((next.lag_bytes, next.tables[0].rows_copied), (42, 7));
         let gap = serde_json::json!({
-            "type": "delta", "seq": 9, "fields": {}, "removed": [], "tables": {},
+            "type": "delta", "seq": 9, "from": 8, "fields": {}, "removed": [], "tables": {},
         });
         assert!(matches!(
             frames.apply(&gap.to_string()),
