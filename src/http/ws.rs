@@ -29,8 +29,15 @@ use super::{AppState, auth, error};
 use crate::model::Snapshot;
 use crate::publish::Snapshots;
 
-/// Frames a client may fall behind before it skips to the newest.
-const CLIENT_QUEUE: usize = 4;
+/// Frames a client may fall behind before it skips to the newest: 16 s of
+/// ticks, so that a client still reading is never skipped just because the
+/// runtime is slow to get to it under load, while one that stopped reading
+/// is closed at the send timeout (5 s) long before. Frames are shared, so
+/// the queue holds pointers, not copies. Measured with `cargo bench --bench
+/// fanout` on 2 cores, 10,000 clients of a 100-table snapshot: a queue of 4
+/// left 7,343 clients missing ticks at 34 % of a core, 16 left 963, 32
+/// none (44.5 %).
+const CLIENT_QUEUE: usize = 32;
 /// Largest message or frame a client may send. Clients send nothing but
 /// control frames (pongs, a close); without a cap the WebSocket library
 /// would buffer a 64 MiB message before we could ignore it.
