@@ -9,6 +9,8 @@
 //! | `GET /api/v1/cutover` | the cutover verdict (404 until one is computed) |
 //! | `GET /api/v1/alerts` | the alerts pending, firing or recently resolved |
 //! | `GET /api/v1/history?since=…&step=…` | the headline series over time, oldest first |
+//! | `GET /api/v1/migrations` | every migration served, as a summary |
+//! | `GET /api/v1/migrations/{id}/{status,tables,logs,cutover,alerts,history}` | one migration's |
 //! | `GET /api/v1/ws` | WebSocket: the snapshot at once, then one per tick |
 //! | `GET /metrics` | Prometheus / OpenMetrics text |
 //! | `GET /healthz` | 200, no auth |
@@ -34,6 +36,7 @@
 mod auth;
 mod delta;
 pub mod metrics;
+mod migrations;
 mod server;
 mod tls;
 mod ws;
@@ -56,6 +59,8 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::publish::Snapshots;
+
+pub use migrations::Migrations;
 
 /// The address `pgmigrator` listens on by default: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7654";
@@ -179,7 +184,11 @@ pub fn check_listen_address(addr: SocketAddr, config: &HttpConfig) -> io::Result
 
 /// What the handlers share.
 struct AppState {
+    /// The first migration's: the unprefixed endpoints, the WebSocket and
+    /// `/metrics` serve it.
     snapshots: Snapshots,
+    /// Every migration, by id, under `/api/v1/migrations`.
+    migrations: Migrations,
     config: HttpConfig,
     hub: ws::Hub,
 }
@@ -189,13 +198,15 @@ struct AppState {
 /// source stops (e.g. `Collector::close`); [`serve`] also closes them on its
 /// shutdown signal.
 pub fn router(source: impl Into<Snapshots>, config: HttpConfig) -> Router {
-    build(source.into(), config).0
+    build(Migrations::single(source.into()), config).0
 }
 
-fn build(snapshots: Snapshots, config: HttpConfig) -> (Router, Arc<AppState>) {
+fn build(migrations: Migrations, config: HttpConfig) -> (Router, Arc<AppState>) {
+    let snapshots = migrations.first().clone();
     let hub = ws::Hub::start(&snapshots, config.max_clients);
     let state = Arc::new(AppState {
         snapshots,
+        migrations,
         config,
         hub,
     });
@@ -208,6 +219,8 @@ fn build(snapshots: Snapshots, config: HttpConfig) -> (Router, Arc<AppState>) {
         .route("/api/v1/cutover", get(cutover))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/history", get(history))
+        .route("/api/v1/migrations", get(migrations::list))
+        .route("/api/v1/migrations/{id}/{what}", get(migrations::one))
         .route("/api/v1/ws", get(ws::upgrade))
         .route("/metrics", get(prometheus))
         .route_layer(middleware::from_fn_with_state(
@@ -240,6 +253,24 @@ pub async fn serve(
     config: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_migrations(
+        listener,
+        Migrations::single(source.into()),
+        config,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] for several migrations: each under
+/// `/api/v1/migrations/{id}/…`, listed at `/api/v1/migrations`; the
+/// unprefixed endpoints, the WebSocket and `/metrics` serve the first.
+pub async fn serve_migrations(
+    listener: TcpListener,
+    migrations: Migrations,
+    config: HttpConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let limits = server::ConnectionLimits {
         max_connections: config.max_connections.max(1),
         header_read_timeout: config.header_read_timeout,
@@ -251,7 +282,7 @@ pub async fn serve(
         ),
         None => None,
     };
-    let (router, state) = build(source.into(), config);
+    let (router, state) = build(migrations, config);
     let shutdown = async {
         shutdown.await;
         // WebSocket clients get their close frame while requests finish.
@@ -272,38 +303,64 @@ async fn not_found() -> Response {
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> Response {
-    Json(&*state.snapshots.snapshot()).into_response()
+    resource(&state.snapshots, Resource::Status)
 }
 
 async fn tables(State(state): State<Arc<AppState>>) -> Response {
-    Json(&state.snapshots.snapshot().tables).into_response()
+    resource(&state.snapshots, Resource::Tables)
 }
 
 /// The cutover verdict, or 404 while nothing has computed one.
 async fn cutover(State(state): State<Arc<AppState>>) -> Response {
-    match &state.snapshots.snapshot().cutover {
-        Some(cutover) => Json(cutover).into_response(),
-        None => error(StatusCode::NOT_FOUND, "no cutover verdict yet"),
-    }
+    resource(&state.snapshots, Resource::Cutover)
 }
 
 /// The alerts pending, firing or recently resolved (an empty list when
 /// none, or when no rules run).
 async fn alerts(State(state): State<Arc<AppState>>) -> Response {
-    Json(&state.snapshots.snapshot().alerts).into_response()
+    resource(&state.snapshots, Resource::Alerts)
 }
 
 /// `{"points": […]}` from `since` (RFC 3339, or a duration ago such as
 /// `1h`; default: all) at least `step` apart (a duration; default: every
 /// point kept).
 async fn history(State(state): State<Arc<AppState>>, uri: axum::http::Uri) -> Response {
-    match history_query(uri.query().unwrap_or("")) {
-        Ok((since, step)) => {
-            let since = since.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-            let points = state.snapshots.history().points(since, step);
-            Json(serde_json::json!({ "points": points })).into_response()
-        }
-        Err(message) => error(StatusCode::BAD_REQUEST, &message),
+    resource(&state.snapshots, Resource::History(uri.query()))
+}
+
+async fn logs(State(state): State<Arc<AppState>>) -> Response {
+    resource(&state.snapshots, Resource::Logs)
+}
+
+/// What one migration serves over REST.
+enum Resource<'a> {
+    Status,
+    Tables,
+    Logs,
+    Cutover,
+    Alerts,
+    /// With its query string.
+    History(Option<&'a str>),
+}
+
+fn resource(snapshots: &Snapshots, what: Resource<'_>) -> Response {
+    match what {
+        Resource::Status => Json(&*snapshots.snapshot()).into_response(),
+        Resource::Tables => Json(&snapshots.snapshot().tables).into_response(),
+        Resource::Logs => Json(snapshots.logs()).into_response(),
+        Resource::Cutover => match &snapshots.snapshot().cutover {
+            Some(cutover) => Json(cutover).into_response(),
+            None => error(StatusCode::NOT_FOUND, "no cutover verdict yet"),
+        },
+        Resource::Alerts => Json(&snapshots.snapshot().alerts).into_response(),
+        Resource::History(query) => match history_query(query.unwrap_or("")) {
+            Ok((since, step)) => {
+                let since = since.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                let points = snapshots.history().points(since, step);
+                Json(serde_json::json!({ "points": points })).into_response()
+            }
+            Err(message) => error(StatusCode::BAD_REQUEST, &message),
+        },
     }
 }
 
@@ -344,10 +401,6 @@ fn history_query(query: &str) -> Result<(Option<time::OffsetDateTime>, Duration)
         }
     }
     Ok((since, step))
-}
-
-async fn logs(State(state): State<Arc<AppState>>) -> Response {
-    Json(state.snapshots.logs()).into_response()
 }
 
 /// OpenMetrics when the scraper asks for it, the classic text format else.

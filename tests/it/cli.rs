@@ -794,3 +794,88 @@ fn a_token_served_without_tls_off_loopback_is_warned_about() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("crosses the network in clear"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_follows_several_state_files_each_under_its_id() {
+    use pgmigrator_metrics::{
+        AlertState, AlertStatus, Phase, Severity, Snapshot, write_state_file,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let shop = dir.path().join("shop");
+    let billing = dir.path().join("billing.json");
+    std::fs::create_dir(&shop).unwrap();
+    write_state_file(
+        &shop.join("state.json"),
+        &Snapshot {
+            phase: Phase::Copy,
+            timestamp: now,
+            tables_total: 3,
+            lag_bytes: 4096,
+            ..Snapshot::default()
+        },
+    )
+    .unwrap();
+    write_state_file(
+        &billing,
+        &Snapshot {
+            phase: Phase::Streaming,
+            timestamp: now,
+            alerts: vec![AlertStatus {
+                name: "lag".into(),
+                state: AlertState::Firing,
+                severity: Severity::Warning,
+                since: now,
+                value: String::new(),
+                summary: String::new(),
+            }],
+            ..Snapshot::default()
+        },
+    )
+    .unwrap();
+    let shop_state = shop.join("state.json");
+    let (_serve, url) = crate::start_pgmigrator(&[
+        "serve".as_ref(),
+        "--state-file".as_ref(),
+        shop_state.as_os_str(),
+        "--state-file".as_ref(),
+        billing.as_os_str(),
+    ]);
+    let get = |path: &str| {
+        let url = format!("{url}{path}");
+        async move { crate::http::get(&url, &[]).await }
+    };
+    let (status, _, body) = get("api/v1/migrations").await;
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list[0]["id"], "shop");
+    assert_eq!(list[0]["phase"], "copy");
+    assert_eq!(list[0]["lag_bytes"], 4096);
+    assert_eq!(list[1]["id"], "billing");
+    assert_eq!(list[1]["alerts_firing"], 1);
+    assert_eq!(list[1]["cutover_ready"], serde_json::Value::Null);
+    for key in [
+        "tables_total",
+        "tables_copied",
+        "lag_seconds",
+        "eta_sec",
+        "stale",
+    ] {
+        assert!(list[0].get(key).is_some(), "{key}: {body}");
+    }
+    let (_, _, billing_status) = get("api/v1/migrations/billing/status").await;
+    let billing_status: serde_json::Value = serde_json::from_str(&billing_status).unwrap();
+    assert_eq!(billing_status["phase"], "streaming");
+    let (_, _, first) = get("api/v1/status").await;
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        first["phase"], "copy",
+        "the unprefixed endpoints serve the first"
+    );
+    for missing in [
+        "api/v1/migrations/nope/status",
+        "api/v1/migrations/shop/nope",
+    ] {
+        assert_eq!(get(missing).await.0, 404, "{missing}");
+    }
+}

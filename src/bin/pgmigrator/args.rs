@@ -280,9 +280,12 @@ pub(crate) struct ServeArgs {
     pub(crate) http: HttpArgs,
     #[command(flatten)]
     pub(crate) alerts: AlertArgs,
-    /// The state file to follow [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
-    #[arg(long, value_name = "PATH")]
-    pub(crate) state_file: Option<PathBuf>,
+    /// The state file to follow; repeat it to serve several migrations,
+    /// each under /api/v1/migrations/ID (ID: the file's name, or its
+    /// directory's for a state.json) [default: $PGMIGRATOR_HOME/state.json,
+    /// else ~/.pgmigrator/state.json]
+    #[arg(long = "state-file", value_name = "PATH")]
+    pub(crate) state_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -20,7 +20,8 @@ use pgmigrator_metrics::http;
 use pgmigrator_metrics::pg::{self, MonitorConfig};
 use pgmigrator_metrics::printable::{printable, printable_json, printable_line};
 use pgmigrator_metrics::{
-    Phase, StateFileMirror, StderrLayer, default_state_path, read_state_file, status, tui,
+    Phase, Snapshots, StateFileMirror, StderrLayer, default_state_path, read_state_file, status,
+    tui,
 };
 use time::OffsetDateTime;
 use tracing_subscriber::layer::SubscriberExt;
@@ -138,22 +139,69 @@ async fn serve_command(args: ServeArgs) -> Result<(), Failure> {
     tracing::subscriber::set_global_default(
         tracing_subscriber::registry().with(StderrLayer::default()),
     )?;
-    let path = state_path(args.state_file)?;
-    let mirror = StateFileMirror::start(&path);
-    // Another process writes the state file (and its alerts); serve's own
-    // alert state is kept apart from that process's.
-    start_alerts(
-        args.alerts.file.as_deref(),
-        mirror.snapshots(),
-        None,
-        alerts::saved_path(&path.with_extension("serve.json")),
-    )?;
+    let paths = match args.state_files.as_slice() {
+        [] => vec![state_path(None)?],
+        paths => paths.to_vec(),
+    };
+    let mut followed = Vec::new();
+    for (id, path) in migration_ids(&paths).into_iter().zip(&paths) {
+        let mirror = StateFileMirror::start(path);
+        // Another process writes the state file (and its alerts); serve's
+        // own alert state is kept apart from that process's.
+        start_alerts(
+            args.alerts.file.as_deref(),
+            mirror.snapshots(),
+            None,
+            alerts::saved_path(&path.with_extension("serve.json")),
+        )?;
+        followed.push((id, Snapshots::from(mirror)));
+    }
+    let migrations = http::Migrations::new(followed)?;
     let (listener, config) = listen(&args.http, true).await?;
-    say(&format!("Following: {}", path.display()));
-    http::serve(listener, mirror, config, shutdown_signal(None))
+    for path in &paths {
+        say(&format!("Following: {}", path.display()));
+    }
+    http::serve_migrations(listener, migrations, config, shutdown_signal(None))
         .await
         .map_err(|err| format!("serving: {err}"))?;
     Ok(())
+}
+
+/// A stable id per state file: its name without `.json`, or its
+/// directory's name for a `state.json`; characters an id cannot hold
+/// become `-`, and a repeat gets `-2`, `-3`….
+fn migration_ids(paths: &[PathBuf]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for path in paths {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        let name = match stem.as_deref() {
+            Some("state") | None => path
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned()),
+            Some(stem) => Some(stem.to_owned()),
+        };
+        let base: String = name
+            .unwrap_or_else(|| "migration".to_owned())
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(100)
+            .collect();
+        let mut id = base.clone();
+        let mut n = 2;
+        while ids.contains(&id) {
+            id = format!("{base}-{n}");
+            n += 1;
+        }
+        ids.push(id);
+    }
+    ids
 }
 
 async fn tui_command(args: TuiArgs) -> Result<(), Failure> {
@@ -257,5 +305,28 @@ fn state_path(arg: Option<PathBuf>) -> Result<PathBuf, Failure> {
 fn stopped(tui: bool) {
     if !tui {
         say("Stopped; the final state is in the state file.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_ids_come_from_file_or_directory_names_and_stay_unique() {
+        let paths: Vec<PathBuf> = [
+            "/srv/shop/state.json",
+            "/srv/billing.json",
+            "/other/shop/state.json",
+            "/srv/we ird/state.json",
+            "state.json",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(
+            migration_ids(&paths),
+            ["shop", "billing", "shop-2", "we-ird", "migration"]
+        );
     }
 }
