@@ -90,37 +90,16 @@ fn big_server() {
                 activity.record_applied(Lsn(lsn), 1000, 100_000).await;
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("{}", listener.local_addr().unwrap());
-        let config = HttpConfig {
-            max_clients: 20_000,
-            max_connections: 20_000,
-            ..HttpConfig::default()
-        };
-        let stdin_closed = async {
-            let _ = tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await;
-        };
-        http::serve(listener, collector, config, stdin_closed)
-            .await
-            .unwrap();
+        serve_until_stdin_closes(collector).await;
     });
 }
 
 /// `clients` clients of one mode against the big server: bytes each
 /// receives per second and the server's CPU.
 fn run_mode(clients: usize, mode: &str) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--big-server")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, addr) = start_server("--big-server");
     let query = if mode == "delta" { "?mode=delta" } else { "" };
-    let url = format!("ws://{}/api/v1/ws{query}", line.trim());
+    let url = format!("ws://{addr}/api/v1/ws{query}");
     let pid = child.id();
     let rt = common::runtime(None);
     let result = rt.block_on(async {
@@ -242,20 +221,41 @@ fn server() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("{}", listener.local_addr().unwrap());
-        let config = HttpConfig {
-            max_clients: 20_000,
-            max_connections: 20_000,
-            ..HttpConfig::default()
-        };
-        let stdin_closed = async {
-            let _ = tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await;
-        };
-        http::serve(listener, collector, config, stdin_closed)
-            .await
-            .unwrap();
+        serve_until_stdin_closes(collector).await;
     });
+}
+
+/// This bench as a server (`--server` or `--big-server`), and the address
+/// it printed.
+fn start_server(kind: &str) -> (std::process::Child, String) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg(kind)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().to_owned())
+}
+
+/// Serves `collector` on an ephemeral port (printed) until stdin closes.
+async fn serve_until_stdin_closes(collector: Collector) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("{}", listener.local_addr().unwrap());
+    let config = HttpConfig {
+        max_clients: 20_000,
+        max_connections: 20_000,
+        ..HttpConfig::default()
+    };
+    let stdin_closed = async {
+        let _ = tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await;
+    };
+    http::serve(listener, collector, config, stdin_closed)
+        .await
+        .unwrap();
 }
 
 /// CPU seconds used so far by process `pid`.
@@ -288,17 +288,8 @@ fn timestamp(frame: &str) -> String {
 }
 
 fn run(clients: usize) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--server")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = format!("ws://{}/api/v1/ws", line.trim());
+    let (mut child, addr) = start_server("--server");
+    let url = format!("ws://{addr}/api/v1/ws");
     let pid = child.id();
 
     let rt = common::runtime(None);
@@ -327,9 +318,10 @@ fn run(clients: usize) {
                             frame = ws.next() => match frame {
                                 Some(Ok(Message::Text(text))) => seen.push(timestamp(&text)),
                                 Some(Ok(_)) => {}
-                                _ => return seen,
+                                // Closed by the server.
+                                _ => return (seen, true),
                             },
-                            _ = stopped.wait_for(|s| *s) => return seen,
+                            _ = stopped.wait_for(|s| *s) => return (seen, false),
                         }
                     }
                 })
@@ -337,21 +329,23 @@ fn run(clients: usize) {
             .collect();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let cpu_before = cpu_seconds(pid);
+        let own_before = common::cpu_time(common::Who::Process);
         let measure_started = Instant::now();
         tokio::time::sleep(MEASURE).await;
         let cpu = cpu_seconds(pid) - cpu_before;
+        let own = (common::cpu_time(common::Who::Process) - own_before).as_secs_f64();
         let wall = measure_started.elapsed().as_secs_f64();
         let until = utc_text(time::OffsetDateTime::now_utc() - Duration::from_secs(1));
         tokio::time::sleep(Duration::from_secs(1)).await;
         stop.send(true).unwrap();
-        let mut all = Vec::with_capacity(clients);
+        let (mut all, mut closed) = (Vec::with_capacity(clients), 0);
         for reader in readers {
-            all.push(
-                timeout(Duration::from_secs(30), reader)
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            );
+            let (seen, was_closed) = timeout(Duration::from_secs(30), reader)
+                .await
+                .unwrap()
+                .unwrap();
+            all.push(seen);
+            closed += usize::from(was_closed);
         }
         // Every client must have every tick sent while all were connected.
         let window = |seen: &Vec<String>| -> BTreeSet<String> {
@@ -369,21 +363,24 @@ fn run(clients: usize) {
         Ok((
             connect_time,
             cpu,
+            own,
             wall,
             reference.len(),
             missing,
             missed_ticks,
+            closed,
         ))
     });
     drop(child.stdin.take());
     let _ = child.wait();
     match result {
-        Ok((connect_time, cpu, wall, ticks, missing, missed_ticks)) => println!(
-            "{clients} clients ({TABLES} tables, 2 Hz): connected in {:.1} s; server CPU {:.1} % of one core \
-             over {wall:.0} s; {ticks} ticks checked, {missing} clients missed one \
-             ({missed_ticks} ticks missed in all)",
+        Ok((connect_time, cpu, own, wall, ticks, missing, missed_ticks, closed)) => println!(
+            "{clients} clients ({TABLES} tables, 2 Hz): connected in {:.1} s; server CPU {:.1} % of one core, \
+             the clients' own {:.1} %, over {wall:.0} s; {ticks} ticks checked, {missing} clients missed one \
+             ({missed_ticks} ticks missed in all), {closed} closed by the server",
             connect_time.as_secs_f64(),
             cpu / wall * 100.0,
+            own / wall * 100.0,
         ),
         Err(err) => println!("{clients} clients: {err}"),
     }

@@ -86,13 +86,7 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
         speed: args.speed,
         ..DemoOptions::default()
     };
-    let surfaces = surfaces(&args.http, state_file, args.tui).await?;
-    start_alerts(
-        args.alerts.file.as_deref(),
-        collector.snapshots(),
-        Some(collector.clone()),
-        alerts::saved_path(&surfaces.state_file),
-    )?;
+    let surfaces = surfaces(&args.http, &args.alerts, &collector, state_file, args.tui).await?;
     app::run(
         collector,
         surfaces,
@@ -117,13 +111,7 @@ async fn monitor_command(args: MonitorArgs) -> Result<(), Failure> {
     config.cutover.error_window = args.cutover_error_window;
     // Bad input fails here, before anything is served.
     let monitor = pg::Monitor::connect(config).await?;
-    let surfaces = surfaces(&args.http, state_file, args.tui).await?;
-    start_alerts(
-        args.alerts.file.as_deref(),
-        collector.snapshots(),
-        Some(collector.clone()),
-        alerts::saved_path(&surfaces.state_file),
-    )?;
+    let surfaces = surfaces(&args.http, &args.alerts, &collector, state_file, args.tui).await?;
     app::run(
         collector,
         surfaces,

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::Failure;
-use crate::args::HttpArgs;
+use crate::args::{AlertArgs, HttpArgs};
 use crate::output::say;
 
 /// A collector whose log ring also receives this process's `tracing` events;
@@ -42,12 +42,21 @@ pub(crate) fn live_collector(tui: bool, state_file: &Path) -> Result<Collector, 
     Ok(collector)
 }
 
-/// Where a live job is shown: the listener bound, the state file chosen.
+/// Where a live job is shown: the listener bound, the state file chosen,
+/// and alerts on the collector's snapshots when `--alerts` asks.
 pub(crate) async fn surfaces(
     http: &HttpArgs,
+    alerting: &AlertArgs,
+    collector: &Collector,
     state_file: PathBuf,
     tui: bool,
 ) -> Result<Surfaces, Failure> {
+    start_alerts(
+        alerting.file.as_deref(),
+        collector.snapshots(),
+        Some(collector.clone()),
+        alerts::saved_path(&state_file),
+    )?;
     let (listener, config) = listen(http, !tui).await?;
     if !tui {
         say(&format!("State file: {}", state_file.display()));
