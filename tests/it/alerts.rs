@@ -547,3 +547,38 @@ async fn https_webhooks_verify_the_receiver_against_the_system_roots_or_a_given_
     assert_eq!(received.len(), 1);
     assert_eq!(received[0]["alert"], "test");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_drops_and_counts_instead_of_blocking() {
+    // Accepts connections and never answers: every delivery waits its
+    // whole attempt.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let config = config("", &url);
+    let dispatcher = Dispatcher::start(
+        &config,
+        RetryPolicy {
+            waits: vec![],
+            attempt_timeout: Duration::from_secs(30),
+        },
+    )
+    .unwrap();
+    let sent = alerts::QUEUE_CAPACITY + 100;
+    let started = Instant::now();
+    for _ in 0..sent {
+        dispatcher.send(alerts::Message::test(&config));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "send never waits"
+    );
+    // At most the queue, the deliveries in flight and the one waiting for
+    // a place are kept; the rest are dropped and counted at once.
+    let kept = alerts::QUEUE_CAPACITY + 16 + 1;
+    let dropped = dispatcher.failed() as usize;
+    assert!(
+        dropped >= sent - kept && dropped <= 100,
+        "{dropped} dropped"
+    );
+    drop(silent);
+}

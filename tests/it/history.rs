@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pgmigrator_metrics::{
     Collector, History, Snapshot, StatePersister, companion_path, read_history_file,
-    write_history_file, write_state_file,
+    read_logs_file, write_history_file, write_state_file,
 };
 use time::OffsetDateTime;
 
@@ -182,4 +182,24 @@ async fn the_log_is_kept_beside_the_state_for_status_and_serve() {
     assert_eq!(status, 200);
     let served: Vec<pgmigrator_metrics::LogEntry> = serde_json::from_str(&body).unwrap();
     assert_eq!(served, kept, "serve shows the kept log");
+}
+
+#[test]
+fn a_log_file_is_read_up_to_its_newest_ten_thousand_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.logs.json");
+    let entries: Vec<pgmigrator_metrics::LogEntry> = (0..10_050)
+        .map(|i| {
+            pgmigrator_metrics::LogEntry::new(
+                pgmigrator_metrics::LogLevel::Info,
+                format!("line {i}"),
+            )
+        })
+        .collect();
+    std::fs::write(&path, serde_json::to_vec(&entries).unwrap()).unwrap();
+    let read = read_logs_file(&path).unwrap();
+    assert_eq!(read.len(), 10_000);
+    assert_eq!(read[0].message, "line 50");
+    std::fs::write(&path, "[{\"nonsense\": true}]").unwrap();
+    assert!(read_logs_file(&path).is_err());
 }
