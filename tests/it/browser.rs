@@ -147,6 +147,20 @@ impl Page {
     }
 }
 
+/// `pgmigrator serve` of the state file at `path`, and a page on it (its
+/// browser profile in `dir`).
+async fn serve_in_browser(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+) -> (Running, Running, Page) {
+    let (serve, url) =
+        start_pgmigrator(&["serve".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
+    let profile = dir.join("profile");
+    std::fs::create_dir(&profile).unwrap();
+    let (browser, page) = Page::open(&profile, &url, &[]).await;
+    (serve, browser, page)
+}
+
 /// A GET that returns JSON, with the test's hyper client.
 async fn reqwest_json(url: &str) -> Value {
     use http_body_util::{BodyExt, Empty};
@@ -326,11 +340,7 @@ async fn a_lost_slot_puts_a_banner_across_the_dashboard() {
         ..Snapshot::default()
     };
     write_state_file(&path, &snapshot(&slot)).unwrap();
-    let (_serve, url) =
-        start_pgmigrator(&["serve".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
-    let profile = dir.path().join("profile");
-    std::fs::create_dir(&profile).unwrap();
-    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
+    let (_serve, _browser, mut page) = serve_in_browser(dir.path(), &path).await;
     let shown = page
         .wait_until("the slot card", |v| {
             v["slot"]
@@ -382,11 +392,7 @@ async fn the_cutover_card_and_the_title_say_not_ready_with_the_blocker_then_read
         detail: "source 600, destination 100".into(),
     };
     write_state_file(&path, &snapshot(vec![blocker])).unwrap();
-    let (_serve, url) =
-        start_pgmigrator(&["serve".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
-    let profile = dir.path().join("profile");
-    std::fs::create_dir(&profile).unwrap();
-    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
+    let (_serve, _browser, mut page) = serve_in_browser(dir.path(), &path).await;
     let shown = page
         .wait_until("NOT READY", |v| v["title"] == "NOT READY · pgmigrator")
         .await;
@@ -447,11 +453,7 @@ async fn firing_alerts_put_a_banner_on_the_dashboard_and_all_are_listed() {
         ..Snapshot::default()
     };
     write_state_file(&path, &snapshot).unwrap();
-    let (_serve, url) =
-        start_pgmigrator(&["serve".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
-    let profile = dir.path().join("profile");
-    std::fs::create_dir(&profile).unwrap();
-    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
+    let (_serve, _browser, mut page) = serve_in_browser(dir.path(), &path).await;
     let shown = page
         .wait_until("the alert banner", |v| {
             v["alertBanner"] == "1 alert firing: slot_in_danger — the slot is unreserved"
@@ -492,11 +494,7 @@ async fn the_charts_are_full_the_moment_the_dashboard_opens() {
     )
     .unwrap();
     write_history_file(&companion_path(&path, "history"), &history).unwrap();
-    let (_serve, url) =
-        start_pgmigrator(&["serve".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
-    let profile = dir.path().join("profile");
-    std::fs::create_dir(&profile).unwrap();
-    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
+    let (_serve, _browser, mut page) = serve_in_browser(dir.path(), &path).await;
     let five_minutes = loaded_points(&mut page).await;
     assert!(
         (25..=40).contains(&five_minutes),
@@ -549,11 +547,7 @@ async fn ten_thousand_tables_render_and_the_page_measures_frame_to_paint() {
         ..Snapshot::default()
     };
     write_state_file(&path, &snapshot).unwrap();
-    let (_serve, url) =
-        start_pgmigrator(&["serve".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
-    let profile = dir.path().join("profile");
-    std::fs::create_dir(&profile).unwrap();
-    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
+    let (_serve, _browser, mut page) = serve_in_browser(dir.path(), &path).await;
     page.wait_until("the tables", |v| {
         v["tables"]
             .as_str()
