@@ -582,3 +582,13 @@ async fn a_full_queue_drops_and_counts_instead_of_blocking() {
     );
     drop(silent);
 }
+
+#[test]
+fn an_alerts_file_over_one_mebibyte_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.toml");
+    std::fs::write(&path, format!("# {}\n", "x".repeat(1024 * 1024))).unwrap();
+    let err = AlertsConfig::load(&path).unwrap_err().to_string();
+    assert!(err.contains("larger than"), "{err}");
+    assert!(err.starts_with(&path.display().to_string()), "{err}");
+}

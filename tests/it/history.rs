@@ -203,3 +203,13 @@ fn a_log_file_is_read_up_to_its_newest_ten_thousand_entries() {
     std::fs::write(&path, "[{\"nonsense\": true}]").unwrap();
     assert!(read_logs_file(&path).is_err());
 }
+
+#[test]
+fn an_oversized_history_file_is_refused_before_it_is_parsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.history.json");
+    let over = pgmigrator_metrics::persist::MAX_HISTORY_FILE_BYTES as usize + 1;
+    std::fs::write(&path, vec![b' '; over]).unwrap();
+    let err = read_history_file(&path).unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
+}
