@@ -178,7 +178,7 @@ impl Table {
 pub(crate) fn percent(progress: &TableProgress) -> f64 {
     match progress.status {
         TableStatus::Copied | TableStatus::Streaming => 100.0,
-        TableStatus::Pending | TableStatus::Copying => {
+        TableStatus::Pending | TableStatus::Copying | TableStatus::Other(_) => {
             let ratio = if progress.rows_total > 0 {
                 progress.rows_copied as f64 / progress.rows_total as f64
             } else if progress.size_bytes > 0 {

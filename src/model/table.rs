@@ -2,14 +2,17 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 
 use super::serde_util::timestamp;
 
-/// Where one table is in its lifecycle. In JSON a lower-case string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Where one table is in its lifecycle.
+///
+/// In JSON a lower-case string. A status this version does not know, say
+/// from a state file written by a newer pipeline, loads as
+/// [`TableStatus::Other`], is shown as it is and written back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum TableStatus {
     /// Queued for COPY, not started.
     #[default]
@@ -20,21 +23,33 @@ pub enum TableStatus {
     Copied,
     /// Receiving live changes.
     Streaming,
+    /// A status this version does not know, kept as it was written.
+    Other(String),
 }
 
 impl TableStatus {
+    /// Every status this version knows, in lifecycle order.
+    pub const KNOWN: [TableStatus; 4] = [
+        TableStatus::Pending,
+        TableStatus::Copying,
+        TableStatus::Copied,
+        TableStatus::Streaming,
+    ];
+
     /// The status's name as written in JSON.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             TableStatus::Pending => "pending",
             TableStatus::Copying => "copying",
             TableStatus::Copied => "copied",
             TableStatus::Streaming => "streaming",
+            TableStatus::Other(name) => name,
         }
     }
 
-    /// Whether the initial copy of the table is over (`copied` or `streaming`).
-    pub fn is_copied(self) -> bool {
+    /// Whether the initial copy of the table is over (`copied` or
+    /// `streaming`); an unknown status does not say so.
+    pub fn is_copied(&self) -> bool {
         matches!(self, TableStatus::Copied | TableStatus::Streaming)
     }
 }
@@ -42,6 +57,22 @@ impl TableStatus {
 impl fmt::Display for TableStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for TableStatus {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TableStatus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        Ok(TableStatus::KNOWN
+            .into_iter()
+            .find(|status| status.as_str() == name)
+            .unwrap_or_else(|| TableStatus::Other(name.into_owned())))
     }
 }
 
@@ -144,6 +175,19 @@ impl TableProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_names_round_trip_and_an_unknown_one_is_written_back_unchanged() {
+        for status in TableStatus::KNOWN {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+            assert_eq!(serde_json::from_str::<TableStatus>(&json).unwrap(), status);
+        }
+        let status: TableStatus = serde_json::from_str("\"validating\"").unwrap();
+        assert_eq!(status, TableStatus::Other("validating".into()));
+        assert!(!status.is_copied());
+        assert_eq!(serde_json::to_string(&status).unwrap(), "\"validating\"");
+    }
 
     #[test]
     fn table_progress_json_has_seed_names_and_no_started_at() {

@@ -240,7 +240,7 @@ impl Model {
         match self.sort {
             SortMode::Original => {}
             SortMode::Progress => rows.sort_by(|a, b| a.percent.total_cmp(&b.percent)),
-            SortMode::Status => rows.sort_by_key(|t| status_rank(t.status)),
+            SortMode::Status => rows.sort_by_key(|t| status_rank(&t.status)),
             SortMode::Size => rows.sort_by_key(|t| std::cmp::Reverse(t.size_bytes)),
         }
         rows
@@ -330,12 +330,13 @@ fn push(history: &mut VecDeque<u64>, value: u64) {
     history.push_back(value);
 }
 
-fn status_rank(status: TableStatus) -> u8 {
+fn status_rank(status: &TableStatus) -> u8 {
     match status {
         TableStatus::Copying => 0,
         TableStatus::Pending => 1,
         TableStatus::Copied => 2,
         TableStatus::Streaming => 3,
+        TableStatus::Other(_) => 4,
     }
 }
 
@@ -392,7 +393,8 @@ mod tests {
                     TableStatus::Pending,
                     TableStatus::Copying,
                     TableStatus::Copied,
-                ][i % 3];
+                ][i % 3]
+                    .clone();
                 t
             })
             .collect();

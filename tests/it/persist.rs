@@ -69,7 +69,7 @@ fn a_state_file_written_by_the_go_original_loads() {
 }
 
 #[test]
-fn unknown_phases_and_unknown_fields_still_load() {
+fn unknown_phases_table_statuses_and_fields_still_load() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
     let newer = GO_STATE
@@ -77,6 +77,7 @@ fn unknown_phases_and_unknown_fields_still_load() {
             "\"streaming\",\n  \"elapsed",
             "\"validating\",\n  \"elapsed",
         )
+        .replace("\"status\": \"copying\"", "\"status\": \"verifying\"")
         .replace(
             "\"error_count\": 0",
             "\"error_count\": 0, \"from_the_future\": {\"x\": [1]}",
@@ -85,6 +86,20 @@ fn unknown_phases_and_unknown_fields_still_load() {
     let s = read_state_file(&path).unwrap();
     assert_eq!(s.phase, Phase::Other("validating".into()));
     assert_eq!(s.phase.to_string(), "validating");
+    assert_eq!(s.tables[1].status, TableStatus::Other("verifying".into()));
+    let report = pgmigrator_metrics::status::render(&s, s.timestamp);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains("orders") && l.contains("verifying")),
+        "{report}"
+    );
+
+    // Written back, the names we do not know are kept.
+    write_state_file(&path, &s).unwrap();
+    let again = read_state_file(&path).unwrap();
+    assert_eq!(again.phase, s.phase);
+    assert_eq!(again.tables[1].status, s.tables[1].status);
 }
 
 #[test]

@@ -58,7 +58,7 @@ fn tables(count: usize, status: TableStatus) -> Vec<TableProgress> {
     (0..count)
         .map(|i| {
             let mut t = TableProgress::new("public", &format!("table_{i:03}"), 2_100_000, 1 << 30);
-            t.status = status;
+            t.status = status.clone();
             t.rows_copied = 890_000;
             t.percent = 42.4;
             t
@@ -589,4 +589,15 @@ fn the_header_shows_the_slot_and_says_when_it_is_lost() {
         lost.contains("LOST — its WAL is gone; the subscription must be re-created"),
         "{lost}"
     );
+}
+
+#[test]
+fn a_table_status_from_a_newer_pipeline_is_shown_as_written_and_escaped() {
+    let mut snapshot = Snapshot::default();
+    snapshot.tables = tables(2, TableStatus::Other("verifying".into()));
+    snapshot.tables[1].status = TableStatus::Other("x\x1b[2J".into());
+    let text = screen(&model_with(snapshot), 100, 20);
+    let line = |name: &str| text.lines().find(|l| l.contains(name)).unwrap().to_owned();
+    assert!(line("table_000").contains("verifying"), "{text}");
+    assert!(line("table_001").contains("x\\e[2J"), "{text}");
 }
