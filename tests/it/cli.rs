@@ -879,3 +879,42 @@ async fn serve_follows_several_state_files_each_under_its_id() {
         assert_eq!(get(missing).await.0, 404, "{missing}");
     }
 }
+
+/// `demo` for a moment with `args` and `RUST_LOG` as given: its stderr.
+fn demo_stderr(args: &[&str], rust_log: Option<&str>) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pgmigrator"));
+    command
+        .args(["demo", "--listen", "127.0.0.1:0", "--duration", "1s"])
+        .args(args)
+        .env("PGMIGRATOR_HOME", dir.path())
+        .env_remove("RUST_LOG");
+    if let Some(filter) = rust_log {
+        command.env("RUST_LOG", filter);
+    }
+    let out = command.output().unwrap();
+    (out.status, text(&out.stderr))
+}
+
+#[test]
+fn log_level_and_rust_log_choose_what_reaches_stderr() {
+    const INFO: &str = "pgmigrator: info: connecting";
+    let (status, quiet) = demo_stderr(&[], None);
+    assert!(status.success(), "{quiet}");
+    assert!(!quiet.contains(INFO), "warnings only by default: {quiet}");
+
+    let (_, flag) = demo_stderr(&["--log-level", "info"], None);
+    assert!(flag.contains(INFO), "{flag}");
+    let (_, env) = demo_stderr(&[], Some("info"));
+    assert!(env.contains(INFO), "{env}");
+    let (_, directive) = demo_stderr(&[], Some("warn,pgmigrator_metrics::demo=info"));
+    assert!(directive.contains(INFO), "{directive}");
+    let (_, other_target) = demo_stderr(&[], Some("warn,hyper=info"));
+    assert!(!other_target.contains(INFO), "{other_target}");
+    let (_, flag_wins) = demo_stderr(&["--log-level", "error"], Some("info"));
+    assert!(!flag_wins.contains(INFO), "{flag_wins}");
+
+    let (status, bad) = demo_stderr(&["--log-level", "loud"], None);
+    assert_eq!(status.code(), Some(2), "{bad}");
+    assert!(bad.contains("--log-level"), "{bad}");
+}

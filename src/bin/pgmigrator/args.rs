@@ -9,12 +9,40 @@ use pgmigrator_metrics::cutover::CutoverLimits;
 use pgmigrator_metrics::http::{DEFAULT_LISTEN, HttpConfig, TOKEN_ENV, TlsFiles};
 use pgmigrator_metrics::pg::{ConnInfo, CountOptions, DEFAULT_SEQUENCE_MARGIN, MonitorConfig};
 use pgmigrator_metrics::units;
+use tracing_subscriber::filter::Targets;
 
 #[derive(Debug, Parser)]
 #[command(name = "pgmigrator", version, about)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// What this process logs on stderr: a level (off, error, warn, info,
+    /// debug, trace) or directives such as `warn,pgmigrator_metrics=debug`.
+    /// Under the terminal dashboard nothing is printed: its log panel shows
+    /// the events.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILTER",
+        env = "RUST_LOG",
+        default_value = "warn",
+        value_parser = parse_log_filter
+    )]
+    pub(crate) log_level: Targets,
+}
+
+/// A level or `target=level` directives, separated by commas. A word
+/// alone must be a level: `RUST_LOG`'s bare target (all its levels) would
+/// turn a misspelt level into a filter that prints nothing.
+fn parse_log_filter(text: &str) -> Result<Targets, String> {
+    let hint = "a level such as warn or debug, or directives such as warn,hyper=info";
+    for part in text.split(',').filter(|p| !p.contains('=')) {
+        part.trim()
+            .parse::<tracing_subscriber::filter::LevelFilter>()
+            .map_err(|_| format!("{part:?} is not a level ({hint})"))?;
+    }
+    text.parse::<Targets>()
+        .map_err(|err| format!("{err} ({hint})"))
 }
 
 #[derive(Debug, Subcommand)]

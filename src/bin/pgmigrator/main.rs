@@ -20,17 +20,16 @@ use pgmigrator_metrics::http;
 use pgmigrator_metrics::pg::{self, MonitorConfig};
 use pgmigrator_metrics::printable::{printable, printable_json, printable_line};
 use pgmigrator_metrics::{
-    Phase, Snapshots, StateFileMirror, StderrLayer, default_state_path, read_state_file, status,
-    tui,
+    Phase, Snapshots, StateFileMirror, default_state_path, read_state_file, status, tui,
 };
 use time::OffsetDateTime;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::filter::Targets;
 
 use crate::args::{
     AlertsCommand, Cli, Command, DemoArgs, MonitorArgs, ServeArgs, StatusArgs, TuiArgs,
 };
 use crate::output::{one_line, print, say};
-use crate::serving::{listen, live_collector, start_alerts, surfaces};
+use crate::serving::{install_logging, listen, live_collector, start_alerts, surfaces};
 use crate::signals::{panics, shutdown_signal};
 
 type Failure = Box<dyn Error + Send + Sync>;
@@ -40,7 +39,7 @@ fn main() -> ExitCode {
     panics::install();
     let result = match cli.command {
         Command::Status(args) if !args.watch => status_once(&args).map(|()| ExitCode::SUCCESS),
-        command => runtime().and_then(|rt| rt.block_on(run(command))),
+        command => runtime().and_then(|rt| rt.block_on(run(command, cli.log_level))),
     };
     if let Some(panic) = panics::message() {
         eprintln!(
@@ -65,22 +64,25 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|err| format!("starting the runtime: {err}").into())
 }
 
-async fn run(command: Command) -> Result<ExitCode, Failure> {
+async fn run(command: Command, log_filter: Targets) -> Result<ExitCode, Failure> {
     match command {
-        Command::Demo(args) => demo_command(args).await,
-        Command::Serve(args) => serve_command(args).await,
+        Command::Demo(args) => demo_command(args, &log_filter).await,
+        Command::Serve(args) => serve_command(args, &log_filter).await,
         Command::Status(args) => status_watch(&args).await,
         Command::Tui(args) => tui_command(args).await,
-        Command::Monitor(args) => monitor_command(args).await,
-        Command::Check(args) => return check::run(args).await,
+        Command::Monitor(args) => monitor_command(args, &log_filter).await,
+        Command::Check(args) => {
+            install_logging(&log_filter, None, false)?;
+            return check::run(args).await;
+        }
         Command::Alerts(AlertsCommand::Test { file }) => return alerts_test(&file).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }
 
-async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
+async fn demo_command(args: DemoArgs, log_filter: &Targets) -> Result<(), Failure> {
     let state_file = state_path(args.state_file)?;
-    let collector = live_collector(args.tui, &state_file)?;
+    let collector = live_collector(args.tui, &state_file, log_filter)?;
     let options = DemoOptions {
         tables: args.tables,
         speed: args.speed,
@@ -98,9 +100,9 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn monitor_command(args: MonitorArgs) -> Result<(), Failure> {
+async fn monitor_command(args: MonitorArgs, log_filter: &Targets) -> Result<(), Failure> {
     let state_file = state_path(args.state_file)?;
-    let collector = live_collector(args.tui, &state_file)?;
+    let collector = live_collector(args.tui, &state_file, log_filter)?;
     collector.set_phase(Phase::Connecting).await;
     let mut config = MonitorConfig {
         interval: args.interval,
@@ -123,10 +125,8 @@ async fn monitor_command(args: MonitorArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn serve_command(args: ServeArgs) -> Result<(), Failure> {
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::registry().with(StderrLayer::default()),
-    )?;
+async fn serve_command(args: ServeArgs, log_filter: &Targets) -> Result<(), Failure> {
+    install_logging(log_filter, None, false)?;
     let paths = match args.state_files.as_slice() {
         [] => vec![state_path(None)?],
         paths => paths.to_vec(),

@@ -8,16 +8,22 @@ use pgmigrator_metrics::app::Surfaces;
 use pgmigrator_metrics::http::{self, HttpConfig};
 use pgmigrator_metrics::{Collector, Snapshots, StderrLayer};
 use tokio::net::TcpListener;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::Failure;
 use crate::args::{AlertArgs, HttpArgs};
 use crate::output::say;
 
-/// A collector whose log ring also receives this process's `tracing` events;
-/// warnings also go to stderr unless the terminal dashboard owns the screen.
-/// The history kept beside `state_file` by an earlier run goes on.
-pub(crate) fn live_collector(tui: bool, state_file: &Path) -> Result<Collector, Failure> {
+/// A collector whose log ring also receives this process's `tracing` events
+/// (see [`install_logging`]). The history kept beside `state_file` by an
+/// earlier run goes on.
+pub(crate) fn live_collector(
+    tui: bool,
+    state_file: &Path,
+    log_filter: &Targets,
+) -> Result<Collector, Failure> {
     let history_path = pgmigrator_metrics::companion_path(state_file, "history");
     let history = match pgmigrator_metrics::read_history_file(&history_path) {
         Ok(history) => Some(history),
@@ -33,13 +39,29 @@ pub(crate) fn live_collector(tui: bool, state_file: &Path) -> Result<Collector, 
     let collector = Collector::builder()
         .resume_history(history.unwrap_or_default())
         .build();
-    let stderr = (!tui).then(StderrLayer::default);
+    install_logging(log_filter, Some(&collector), tui)?;
+    Ok(collector)
+}
+
+/// Where this process's own `tracing` events go: into `collector`'s log
+/// ring when there is one, and on stderr through `filter` (`--log-level`)
+/// unless the terminal dashboard owns the screen.
+pub(crate) fn install_logging(
+    filter: &Targets,
+    collector: Option<&Collector>,
+    tui: bool,
+) -> Result<(), Failure> {
+    let stderr = (!tui).then(|| {
+        StderrLayer::default()
+            .with_max_level(tracing::Level::TRACE)
+            .with_filter(filter.clone())
+    });
     tracing::subscriber::set_global_default(
         tracing_subscriber::registry()
-            .with(collector.tracing_layer())
+            .with(collector.map(Collector::tracing_layer))
             .with(stderr),
     )?;
-    Ok(collector)
+    Ok(())
 }
 
 /// Where a live job is shown: the listener bound, the state file chosen,
