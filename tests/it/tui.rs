@@ -593,8 +593,10 @@ fn the_header_shows_the_slot_and_says_when_it_is_lost() {
 
 #[test]
 fn a_table_status_from_a_newer_pipeline_is_shown_as_written_and_escaped() {
-    let mut snapshot = Snapshot::default();
-    snapshot.tables = tables(2, TableStatus::Other("verifying".into()));
+    let mut snapshot = Snapshot {
+        tables: tables(2, TableStatus::Other("verifying".into())),
+        ..Snapshot::default()
+    };
     snapshot.tables[1].status = TableStatus::Other("x\x1b[2J".into());
     let text = screen(&model_with(snapshot), 100, 20);
     let line = |name: &str| text.lines().find(|l| l.contains(name)).unwrap().to_owned();
