@@ -24,12 +24,25 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The OpenMetrics exposition of `snapshot` (what Prometheus asks for),
 /// every name prefixed `pgmigrator_`.
 pub fn render_openmetrics(snapshot: Arc<Snapshot>) -> String {
-    let mut registry = Registry::with_prefix("pgmigrator");
-    registry.register_collector(Box::new(SnapshotMetrics(snapshot)));
-    let mut out = String::new();
-    // Encoding into a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-    out
+    encode(vec![Member {
+        labels: Vec::new(),
+        snapshot,
+    }])
+}
+
+/// The OpenMetrics exposition of several migrations in one scrape: every
+/// series of a migration carries its id as the `migration` label
+/// (`build_info`, which is the process's, does not).
+pub fn render_migrations_openmetrics(migrations: &[(&str, Arc<Snapshot>)]) -> String {
+    encode(
+        migrations
+            .iter()
+            .map(|(id, snapshot)| Member {
+                labels: vec![("migration", (*id).to_owned())],
+                snapshot: Arc::clone(snapshot),
+            })
+            .collect(),
+    )
 }
 
 /// The same exposition in the classic Prometheus text format (0.0.4), for
@@ -37,7 +50,24 @@ pub fn render_openmetrics(snapshot: Arc<Snapshot>) -> String {
 /// a counter's `HELP` and `TYPE` name its `_total` series, and there is no
 /// `# EOF`.
 pub fn render_text(snapshot: Arc<Snapshot>) -> String {
-    let openmetrics = render_openmetrics(snapshot);
+    to_text(&render_openmetrics(snapshot))
+}
+
+/// [`render_migrations_openmetrics`] in the classic text format.
+pub fn render_migrations_text(migrations: &[(&str, Arc<Snapshot>)]) -> String {
+    to_text(&render_migrations_openmetrics(migrations))
+}
+
+fn encode(members: Vec<Member>) -> String {
+    let mut registry = Registry::with_prefix("pgmigrator");
+    registry.register_collector(Box::new(FleetMetrics(members)));
+    let mut out = String::new();
+    // Encoding into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+fn to_text(openmetrics: &str) -> String {
     let counters: Vec<&str> = openmetrics
         .lines()
         .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
@@ -61,129 +91,231 @@ pub fn render_text(snapshot: Arc<Snapshot>) -> String {
     out
 }
 
+/// One migration of a scrape: its snapshot and the labels every one of
+/// its series carries (none when it is the only one).
 #[derive(Debug)]
-struct SnapshotMetrics(Arc<Snapshot>);
-
-/// A gauge or counter with no labels.
-fn single(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    metric: &impl EncodeMetric,
-) -> std::fmt::Result {
-    let metric_encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-    metric.encode(metric_encoder)
+struct Member {
+    labels: Vec<(&'static str, String)>,
+    snapshot: Arc<Snapshot>,
 }
 
-/// One gauge per label set.
-fn gauges<L: EncodeLabelSet>(
+/// Every migration of a scrape. Each metric is one family holding every
+/// migration's series, as the exposition format requires.
+#[derive(Debug)]
+struct FleetMetrics(Vec<Member>);
+
+/// The label set of a series with no labels of its own.
+const NO_LABELS: [(&str, &str); 0] = [];
+
+/// One family: for every migration, the series `series` gives for its
+/// snapshot, each value encoded by `value`.
+fn family<'m, L, V, I, M>(
     encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    series: impl IntoIterator<Item = (L, f64)>,
-) -> std::fmt::Result {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, value) in series {
-        ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
+    (name, help, kind): (&str, &str, MetricType),
+    members: &'m [Member],
+    series: impl Fn(&'m Snapshot) -> I,
+    value: impl Fn(V) -> M,
+) -> std::fmt::Result
+where
+    L: EncodeLabelSet,
+    I: IntoIterator<Item = (L, V)>,
+    M: EncodeMetric,
+{
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for member in members {
+        for (labels, v) in series(&member.snapshot) {
+            let labels = (member.labels.as_slice(), labels);
+            value(v).encode(metric.encode_family(&labels)?)?;
+        }
     }
     Ok(())
 }
 
-/// One counter per label set.
-fn counters<L: EncodeLabelSet>(
+/// Gauges: any number of series per migration.
+fn gauges<'m, L: EncodeLabelSet, I: IntoIterator<Item = (L, f64)>>(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
-    series: impl IntoIterator<Item = (L, u64)>,
+    members: &'m [Member],
+    series: impl Fn(&'m Snapshot) -> I,
 ) -> std::fmt::Result {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, value) in series {
-        ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
-    }
-    Ok(())
+    family(
+        encoder,
+        (name, help, MetricType::Gauge),
+        members,
+        series,
+        ConstGauge::new,
+    )
 }
 
-/// The slot's metrics, when a slot was reported.
-fn slot_metrics(e: &mut DescriptorEncoder<'_>, slot: &SlotHealth) -> std::fmt::Result {
-    single(
+/// Counters: any number of series per migration.
+fn counters<'m, L: EncodeLabelSet, I: IntoIterator<Item = (L, u64)>>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    members: &'m [Member],
+    series: impl Fn(&'m Snapshot) -> I,
+) -> std::fmt::Result {
+    family(
+        encoder,
+        (name, help, MetricType::Counter),
+        members,
+        series,
+        ConstCounter::new,
+    )
+}
+
+/// A gauge with no labels of its own, one series per migration; a
+/// migration for which `value` is `None` has none.
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    members: &[Member],
+    value: impl Fn(&Snapshot) -> Option<f64>,
+) -> std::fmt::Result {
+    gauges(encoder, name, help, members, |s| {
+        value(s).map(|v| (NO_LABELS, v))
+    })
+}
+
+/// A counter with no labels of its own, one series per migration.
+fn counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    members: &[Member],
+    value: impl Fn(&Snapshot) -> u64,
+) -> std::fmt::Result {
+    counters(encoder, name, help, members, |s| {
+        Some((NO_LABELS, value(s)))
+    })
+}
+
+fn flag(on: bool) -> f64 {
+    f64::from(u8::from(on))
+}
+
+/// The slot's metrics, for the migrations that reported a slot; none at
+/// all when none did.
+fn slot_metrics(e: &mut DescriptorEncoder<'_>, m: &[Member]) -> std::fmt::Result {
+    if m.iter().all(|member| member.snapshot.slot.is_none()) {
+        return Ok(());
+    }
+    gauge(
         e,
         "slot_retained_wal_bytes",
         "WAL the replication slot holds on the source",
-        &ConstGauge::new(slot.retained_bytes as f64),
+        m,
+        |s| Some(s.slot.as_ref()?.retained_bytes as f64),
     )?;
-    if let Some(safe) = slot.safe_wal_size {
-        single(
+    if m.iter().any(|member| {
+        member
+            .snapshot
+            .slot
+            .as_ref()
+            .is_some_and(|slot| slot.safe_wal_size.is_some())
+    }) {
+        gauge(
             e,
             "slot_safe_wal_size_bytes",
             "WAL that can still be written before the slot is in danger of being lost \
              (absent when max_slot_wal_keep_size is unlimited)",
-            &ConstGauge::new(safe as f64),
+            m,
+            |s| Some(s.slot.as_ref()?.safe_wal_size? as f64),
         )?;
     }
-    if let Some(limit) = slot.max_slot_wal_keep_size {
-        single(
+    if m.iter().any(|member| {
+        member
+            .snapshot
+            .slot
+            .as_ref()
+            .is_some_and(|slot| slot.max_slot_wal_keep_size.is_some())
+    }) {
+        gauge(
             e,
             "slot_max_wal_keep_size_bytes",
             "The source's max_slot_wal_keep_size (absent when unlimited)",
-            &ConstGauge::new(limit as f64),
+            m,
+            |s| Some(s.slot.as_ref()?.max_slot_wal_keep_size? as f64),
         )?;
     }
-    single(
+    gauge(
         e,
         "slot_active",
         "1 while a walsender streams from the slot",
-        &ConstGauge::new(f64::from(u8::from(slot.active))),
+        m,
+        |s| Some(flag(s.slot.as_ref()?.active)),
     )?;
-    let mut statuses: Vec<(String, f64)> = WalStatus::KNOWN
-        .iter()
-        .map(|status| {
-            let current = *status == slot.wal_status;
-            (status.as_str().to_owned(), f64::from(u8::from(current)))
-        })
-        .collect();
-    if let WalStatus::Other(name) = &slot.wal_status {
-        statuses.push((name.clone(), 1.0));
-    }
     gauges(
         e,
         "slot_wal_status",
         "1 for the slot's current wal_status (reserved, extended, unreserved, lost)",
-        statuses
-            .into_iter()
-            .map(|(status, value)| ([("status", status)], value)),
+        m,
+        |s| s.slot.as_ref().map(wal_status_series).into_iter().flatten(),
     )?;
-    single(
+    counters(
         e,
         "slot_spill_bytes",
         "Decoded changes spilled to disk by the slot's walsender",
-        &ConstCounter::new(slot.spill_bytes),
+        m,
+        |s| s.slot.as_ref().map(|slot| (NO_LABELS, slot.spill_bytes)),
     )
 }
 
-/// The cutover verdict: ready or not, and blockers by kind (every known
-/// kind, 0 when absent, and any other kind that occurs).
-fn cutover_metrics(e: &mut DescriptorEncoder<'_>, cutover: &Cutover) -> std::fmt::Result {
-    single(
+/// Every known wal_status, 1 for the slot's, and the slot's own when this
+/// version does not know it.
+fn wal_status_series(slot: &SlotHealth) -> Vec<([(&'static str, String); 1], f64)> {
+    let mut series: Vec<_> = WalStatus::KNOWN
+        .iter()
+        .map(|status| {
+            let current = *status == slot.wal_status;
+            ([("status", status.as_str().to_owned())], flag(current))
+        })
+        .collect();
+    if let WalStatus::Other(name) = &slot.wal_status {
+        series.push(([("status", name.clone())], 1.0));
+    }
+    series
+}
+
+/// The cutover verdict, for the migrations that computed one: ready or
+/// not, and blockers by kind (every known kind, 0 when absent, and any
+/// other kind that occurs).
+fn cutover_metrics(e: &mut DescriptorEncoder<'_>, m: &[Member]) -> std::fmt::Result {
+    if m.iter().all(|member| member.snapshot.cutover.is_none()) {
+        return Ok(());
+    }
+    gauge(
         e,
         "cutover_ready",
         "1 when the last check found nothing blocking the switch to the destination",
-        &ConstGauge::new(f64::from(u8::from(cutover.ready))),
+        m,
+        |s| Some(flag(s.cutover.as_ref()?.ready)),
     )?;
+    gauges(
+        e,
+        "cutover_blockers",
+        "Blockers of the switch to the destination, by kind",
+        m,
+        |s| s.cutover.as_ref().map(blocker_series).into_iter().flatten(),
+    )
+}
+
+fn blocker_series(cutover: &Cutover) -> Vec<([(&'static str, String); 1], f64)> {
     let mut kinds: Vec<CutoverKind> = CutoverKind::KNOWN.to_vec();
     for blocker in &cutover.blockers {
         if !kinds.contains(&blocker.kind) {
             kinds.push(blocker.kind.clone());
         }
     }
-    gauges(
-        e,
-        "cutover_blockers",
-        "Blockers of the switch to the destination, by kind",
-        kinds.into_iter().map(|kind| {
+    kinds
+        .into_iter()
+        .map(|kind| {
             let count = cutover.blockers.iter().filter(|b| b.kind == kind).count();
             ([("kind", kind.as_str().to_owned())], count as f64)
-        }),
-    )
+        })
+        .collect()
 }
 
 /// One gauge per table (labels `schema` and `table`); tables for which
@@ -192,206 +324,206 @@ fn per_table(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
-    tables: &[TableProgress],
+    members: &[Member],
     value: impl Fn(&TableProgress) -> Option<f64>,
 ) -> std::fmt::Result {
-    gauges(
-        encoder,
-        name,
-        help,
-        tables.iter().filter_map(|t| {
-            let labels = [("schema", t.schema.as_str()), ("table", t.name.as_str())];
-            Some((labels, value(t)?))
-        }),
-    )
+    gauges(encoder, name, help, members, |s| {
+        s.tables
+            .iter()
+            .filter_map(|t| Some((table_labels(t), value(t)?)))
+    })
 }
 
-impl PromCollector for SnapshotMetrics {
+fn table_labels(t: &TableProgress) -> [(&'static str, &str); 2] {
+    [("schema", t.schema.as_str()), ("table", t.name.as_str())]
+}
+
+impl PromCollector for FleetMetrics {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
-        let s = &*self.0;
-        let gauge = |v: f64| ConstGauge::new(v);
-        let counter = |v: u64| ConstCounter::new(v);
+        let m = self.0.as_slice();
+        let e = &mut e;
 
         gauges(
-            &mut e,
+            e,
             "phase",
             "1 for the pipeline's current phase, 0 for the others",
-            phase_series(&s.phase),
+            m,
+            |s| phase_series(&s.phase),
         )?;
-        single(
-            &mut e,
+        gauge(
+            e,
             "elapsed_seconds",
             "Seconds since the migration started",
-            &gauge(s.elapsed_sec),
+            m,
+            |s| Some(s.elapsed_sec),
         )?;
-        single(
-            &mut e,
+        gauge(
+            e,
             "applied_lsn_bytes",
             "Last WAL position applied to the destination",
-            &gauge(s.applied_lsn.0 as f64),
+            m,
+            |s| Some(s.applied_lsn.0 as f64),
         )?;
-        single(
-            &mut e,
+        gauge(
+            e,
             "confirmed_lsn_bytes",
             "Last WAL position confirmed to the source",
-            &gauge(s.confirmed_lsn.0 as f64),
+            m,
+            |s| Some(s.confirmed_lsn.0 as f64),
         )?;
-        single(
-            &mut e,
+        gauge(
+            e,
             "latest_lsn_bytes",
             "Newest WAL position reported by the source",
-            &gauge(s.latest_lsn.0 as f64),
+            m,
+            |s| Some(s.latest_lsn.0 as f64),
         )?;
-        single(
-            &mut e,
+        gauge(
+            e,
             "replication_lag_bytes",
             "WAL bytes not yet applied",
-            &gauge(s.lag_bytes as f64),
+            m,
+            |s| Some(s.lag_bytes as f64),
         )?;
-        single(
-            &mut e,
+        gauge(
+            e,
             "replication_lag_seconds",
             "How long the oldest unapplied WAL has waited",
-            &gauge(s.lag_seconds),
+            m,
+            |s| Some(s.lag_seconds),
         )?;
-        single(
-            &mut e,
+        gauge(
+            e,
             "caught_up",
             "1 when everything the source reported is applied",
-            &gauge(f64::from(u8::from(s.caught_up))),
+            m,
+            |s| Some(flag(s.caught_up)),
         )?;
-        single(
-            &mut e,
+        gauge(
+            e,
             "stalled_seconds",
             "The longest silence: a copying table without progress, or the apply worker \
              without a message from the source",
-            &gauge(s.stalled_seconds()),
+            m,
+            |s| Some(s.stalled_seconds()),
         )?;
-        single(
-            &mut e,
+        gauge(
+            e,
             "stale",
             "1 when the data comes from a state file that stopped changing",
-            &gauge(f64::from(u8::from(s.stale))),
+            m,
+            |s| Some(flag(s.stale)),
         )?;
 
         // A status this version does not know counts in `tables_total`
         // only: its name comes from a file, not from a bounded set.
-        let statuses = TableStatus::KNOWN;
-        gauges(
-            &mut e,
-            "tables",
-            "Tables by status",
-            statuses.iter().map(|status| {
-                let count = s.tables.iter().filter(|t| t.status == *status).count();
-                ([("status", status.as_str())], count as f64)
-            }),
-        )?;
+        gauges(e, "tables", "Tables by status", m, |s| {
+            TableStatus::KNOWN.map(|status| {
+                let count = s.tables.iter().filter(|t| t.status == status).count();
+                ([("status", status.as_str().to_owned())], count as f64)
+            })
+        })?;
         let known = |value: i64| (value > 0).then_some(value as f64);
+        per_table(e, "table_rows_copied", "Rows copied per table", m, |t| {
+            Some(t.rows_copied as f64)
+        })?;
         per_table(
-            &mut e,
-            "table_rows_copied",
-            "Rows copied per table",
-            &s.tables,
-            |t| Some(t.rows_copied as f64),
-        )?;
-        per_table(
-            &mut e,
+            e,
             "table_rows_estimated",
             "Estimated rows per table (absent while unknown)",
-            &s.tables,
+            m,
             |t| known(t.rows_total),
         )?;
+        per_table(e, "table_bytes_copied", "Bytes copied per table", m, |t| {
+            Some(t.bytes_copied as f64)
+        })?;
         per_table(
-            &mut e,
-            "table_bytes_copied",
-            "Bytes copied per table",
-            &s.tables,
-            |t| Some(t.bytes_copied as f64),
-        )?;
-        per_table(
-            &mut e,
+            e,
             "table_size_bytes",
             "Table size per table (absent while unknown)",
-            &s.tables,
+            m,
             |t| known(t.size_bytes),
         )?;
         counters(
-            &mut e,
+            e,
             "table_changes_applied",
             "Inserts, updates and deletes applied per table since it reached streaming",
-            s.tables.iter().map(|t| {
-                let labels = [("schema", t.schema.as_str()), ("table", t.name.as_str())];
-                (labels, t.changes_applied)
-            }),
+            m,
+            |s| {
+                s.tables
+                    .iter()
+                    .map(|t| (table_labels(t), t.changes_applied))
+            },
         )?;
-        if let Some(slot) = &s.slot {
-            slot_metrics(&mut e, slot)?;
-        }
-        if let Some(cutover) = &s.cutover {
-            cutover_metrics(&mut e, cutover)?;
-        }
-        gauges(
-            &mut e,
-            "alerts_firing",
-            "Alerts firing, by severity",
-            Severity::ALL.into_iter().map(|severity| {
+        slot_metrics(e, m)?;
+        cutover_metrics(e, m)?;
+        gauges(e, "alerts_firing", "Alerts firing, by severity", m, |s| {
+            Severity::ALL.map(|severity| {
                 let firing = s
                     .alerts
                     .iter()
                     .filter(|a| a.severity == severity && a.state == AlertState::Firing)
                     .count();
                 ([("severity", severity.as_str())], firing as f64)
-            }),
-        )?;
-        single(
-            &mut e,
+            })
+        })?;
+        counter(
+            e,
             "notifications_failed",
             "Alert notifications given up on after their retries, or dropped from a full queue",
-            &ConstCounter::new(s.notifications_failed),
+            m,
+            |s| s.notifications_failed,
         )?;
-        if let Some(eta) = s.eta_sec {
-            single(
-                &mut e,
+        if m.iter().any(|member| member.snapshot.eta_sec.is_some()) {
+            gauge(
+                e,
                 "copy_eta_seconds",
                 "Seconds until every table is copied, at the recent rate",
-                &gauge(eta),
+                m,
+                |s| s.eta_sec,
             )?;
         }
-        single(
-            &mut e,
+        gauge(
+            e,
             "rows_per_second",
             "Rows applied per second over the rate window",
-            &gauge(s.rows_per_sec),
+            m,
+            |s| Some(s.rows_per_sec),
         )?;
-        single(
-            &mut e,
+        gauge(
+            e,
             "bytes_per_second",
             "Bytes applied per second over the rate window",
-            &gauge(s.bytes_per_sec),
+            m,
+            |s| Some(s.bytes_per_sec),
         )?;
-        single(
-            &mut e,
+        counter(
+            e,
             "rows_applied",
             "Rows applied since the migration started",
-            &counter(s.total_rows.max(0) as u64),
+            m,
+            |s| s.total_rows.max(0) as u64,
         )?;
-        single(
-            &mut e,
+        counter(
+            e,
             "bytes_applied",
             "Bytes applied since the migration started",
-            &counter(s.total_bytes.max(0) as u64),
+            m,
+            |s| s.total_bytes.max(0) as u64,
         )?;
-        single(
-            &mut e,
+        counter(
+            e,
             "errors",
             "Errors recorded since the migration started",
-            &counter(s.error_count),
+            m,
+            |s| s.error_count,
         )?;
-        single(
-            &mut e,
+        counter(
+            e,
             "logs_dropped",
             "Log events dropped because the collector was busy",
-            &counter(s.logs_dropped),
+            m,
+            |s| s.logs_dropped,
         )?;
 
         let version = [("version", env!("CARGO_PKG_VERSION"))];
@@ -425,6 +557,46 @@ fn phase_series(current: &Phase) -> Vec<([(&'static str, String); 1], f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_migrations_share_each_family_and_label_every_series_but_build_info() {
+        let slot = SlotHealth {
+            name: "sub".into(),
+            retained_bytes: 7,
+            ..SlotHealth::default()
+        };
+        let shop = Arc::new(Snapshot {
+            lag_bytes: 10,
+            slot: Some(slot),
+            tables: vec![TableProgress::new("public", "users", 1, 1)],
+            ..Snapshot::default()
+        });
+        let billing = Arc::new(Snapshot {
+            lag_bytes: 20,
+            ..Snapshot::default()
+        });
+        let text = render_migrations_text(&[("shop", shop), ("billing", billing)]);
+        let families = text.lines().filter(|l| l.starts_with("# TYPE "));
+        let mut names: Vec<&str> = families.map(|l| l.split(' ').nth(2).unwrap()).collect();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "each family once: {text}");
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            if line.starts_with("pgmigrator_build_info") {
+                assert!(!line.contains("migration="), "{line}");
+            } else {
+                assert!(line.contains("{migration=\""), "{line}");
+            }
+        }
+        assert!(text.contains("pgmigrator_replication_lag_bytes{migration=\"shop\"} 10"));
+        assert!(text.contains("pgmigrator_replication_lag_bytes{migration=\"billing\"} 20"));
+        assert!(text.contains(
+            "pgmigrator_table_rows_copied{migration=\"shop\",schema=\"public\",table=\"users\"} 0"
+        ));
+        // Only the migration with a slot has slot series.
+        assert!(text.contains("pgmigrator_slot_retained_wal_bytes{migration=\"shop\"} 7"));
+        assert!(!text.contains("pgmigrator_slot_retained_wal_bytes{migration=\"billing\"}"));
+    }
 
     #[test]
     fn an_unlimited_slot_has_no_safe_wal_size_series_and_no_slot_no_slot_series() {

@@ -9,10 +9,10 @@
 //! | `GET /api/v1/cutover` | the cutover verdict (404 until one is computed) |
 //! | `GET /api/v1/alerts` | the alerts pending, firing or recently resolved |
 //! | `GET /api/v1/history?since=…&step=…` | the headline series over time, oldest first |
-//! | `GET /api/v1/migrations` | every migration served, as a summary |
-//! | `GET /api/v1/migrations/{id}/{status,tables,logs,cutover,alerts,history}` | one migration's |
-//! | `GET /api/v1/ws` | WebSocket: the snapshot at once, then one per tick |
-//! | `GET /metrics` | Prometheus / OpenMetrics text |
+//! | `GET /api/v1/migrations` | every migration served, as a summary, worst first |
+//! | `GET /api/v1/migrations/{id}/{status,tables,logs,cutover,alerts,history,ws}` | one migration's |
+//! | `GET /api/v1/ws` | WebSocket: the snapshot at once, then one per tick (`?mode=delta`: what changed) |
+//! | `GET /metrics` | Prometheus / OpenMetrics text (a `migration` label when there are several) |
 //! | `GET /healthz` | 200, no auth |
 //! | `GET /` | the dashboard |
 //!
@@ -58,6 +58,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::model::Snapshot;
 use crate::publish::Snapshots;
 
 pub use migrations::Migrations;
@@ -184,13 +185,11 @@ pub fn check_listen_address(addr: SocketAddr, config: &HttpConfig) -> io::Result
 
 /// What the handlers share.
 struct AppState {
-    /// The first migration's: the unprefixed endpoints, the WebSocket and
-    /// `/metrics` serve it.
-    snapshots: Snapshots,
-    /// Every migration, by id, under `/api/v1/migrations`.
+    /// Every migration, by id, under `/api/v1/migrations`; the unprefixed
+    /// endpoints serve the first.
     migrations: Migrations,
     config: HttpConfig,
-    hub: ws::Hub,
+    hubs: ws::Hubs,
 }
 
 /// The router over `source`. It spawns the WebSocket hub, so it must be
@@ -202,13 +201,10 @@ pub fn router(source: impl Into<Snapshots>, config: HttpConfig) -> Router {
 }
 
 fn build(migrations: Migrations, config: HttpConfig) -> (Router, Arc<AppState>) {
-    let snapshots = migrations.first().clone();
-    let hub = ws::Hub::start(&snapshots, config.max_clients);
     let state = Arc::new(AppState {
-        snapshots,
         migrations,
+        hubs: ws::Hubs::new(config.max_clients),
         config,
-        hub,
     });
     // Layers run outside in: the host check before the token check.
     let protected = Router::new()
@@ -220,8 +216,9 @@ fn build(migrations: Migrations, config: HttpConfig) -> (Router, Arc<AppState>) 
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/history", get(history))
         .route("/api/v1/migrations", get(migrations::list))
+        .route("/api/v1/migrations/{id}/ws", get(ws::upgrade_migration))
         .route("/api/v1/migrations/{id}/{what}", get(migrations::one))
-        .route("/api/v1/ws", get(ws::upgrade))
+        .route("/api/v1/ws", get(ws::upgrade_first))
         .route("/metrics", get(prometheus))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -263,8 +260,10 @@ pub async fn serve(
 }
 
 /// [`serve`] for several migrations: each under
-/// `/api/v1/migrations/{id}/…`, listed at `/api/v1/migrations`; the
-/// unprefixed endpoints, the WebSocket and `/metrics` serve the first.
+/// `/api/v1/migrations/{id}/…` (its WebSocket too), listed at
+/// `/api/v1/migrations`; `/metrics` shows them all, each series labelled
+/// `migration="id"` when there are several; the unprefixed endpoints and
+/// `/api/v1/ws` serve the first.
 pub async fn serve_migrations(
     listener: TcpListener,
     migrations: Migrations,
@@ -286,10 +285,10 @@ pub async fn serve_migrations(
     let shutdown = async {
         shutdown.await;
         // WebSocket clients get their close frame while requests finish.
-        state.hub.close_clients();
+        state.hubs.close_clients();
     };
     server::run(listener, router, limits, tls, shutdown).await?;
-    state.hub.clients_gone(Duration::from_secs(2)).await;
+    state.hubs.clients_gone(Duration::from_secs(2)).await;
     Ok(())
 }
 
@@ -303,33 +302,41 @@ async fn not_found() -> Response {
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> Response {
-    resource(&state.snapshots, Resource::Status)
+    first(&state, Resource::Status)
 }
 
 async fn tables(State(state): State<Arc<AppState>>) -> Response {
-    resource(&state.snapshots, Resource::Tables)
+    first(&state, Resource::Tables)
 }
 
 /// The cutover verdict, or 404 while nothing has computed one.
 async fn cutover(State(state): State<Arc<AppState>>) -> Response {
-    resource(&state.snapshots, Resource::Cutover)
+    first(&state, Resource::Cutover)
 }
 
 /// The alerts pending, firing or recently resolved (an empty list when
 /// none, or when no rules run).
 async fn alerts(State(state): State<Arc<AppState>>) -> Response {
-    resource(&state.snapshots, Resource::Alerts)
+    first(&state, Resource::Alerts)
 }
 
 /// `{"points": […]}` from `since` (RFC 3339, or a duration ago such as
 /// `1h`; default: all) at least `step` apart (a duration; default: every
 /// point kept).
 async fn history(State(state): State<Arc<AppState>>, uri: axum::http::Uri) -> Response {
-    resource(&state.snapshots, Resource::History(uri.query()))
+    first(&state, Resource::History(uri.query()))
 }
 
 async fn logs(State(state): State<Arc<AppState>>) -> Response {
-    resource(&state.snapshots, Resource::Logs)
+    first(&state, Resource::Logs)
+}
+
+/// The first migration's `what`; 404 before there is one.
+fn first(state: &AppState, what: Resource<'_>) -> Response {
+    match state.migrations.first() {
+        Some((_, snapshots)) => resource(&snapshots, what),
+        None => error(StatusCode::NOT_FOUND, "no migration yet"),
+    }
 }
 
 /// What one migration serves over REST.
@@ -404,23 +411,34 @@ fn history_query(query: &str) -> Result<(Option<time::OffsetDateTime>, Duration)
 }
 
 /// OpenMetrics when the scraper asks for it, the classic text format else.
+/// A single migration's series carry no `migration` label, so a scrape
+/// config written for one keeps working.
 async fn prometheus(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let snapshot = state.snapshots.snapshot();
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
         .is_some_and(|accept| accept.contains("application/openmetrics-text"));
-    if openmetrics {
-        let body = metrics::render_openmetrics(snapshot);
-        (
-            [(header::CONTENT_TYPE, metrics::OPENMETRICS_CONTENT_TYPE)],
-            body,
-        )
-            .into_response()
+    let body = match state.migrations.snapshots().as_slice() {
+        [(_, only)] if openmetrics => metrics::render_openmetrics(Arc::clone(only)),
+        [(_, only)] => metrics::render_text(Arc::clone(only)),
+        several => {
+            let labelled: Vec<(&str, Arc<Snapshot>)> = several
+                .iter()
+                .map(|(id, s)| (id.as_str(), Arc::clone(s)))
+                .collect();
+            if openmetrics {
+                metrics::render_migrations_openmetrics(&labelled)
+            } else {
+                metrics::render_migrations_text(&labelled)
+            }
+        }
+    };
+    let content_type = if openmetrics {
+        metrics::OPENMETRICS_CONTENT_TYPE
     } else {
-        let body = metrics::render_text(snapshot);
-        ([(header::CONTENT_TYPE, metrics::TEXT_CONTENT_TYPE)], body).into_response()
-    }
+        metrics::TEXT_CONTENT_TYPE
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn dashboard() -> Html<&'static str> {

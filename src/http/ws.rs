@@ -5,14 +5,15 @@
 //! frame, then only what changed each tick, and the log (see
 //! [`delta`](super::delta)), computed once a tick for all of them.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use futures_util::stream::SplitSink;
@@ -48,20 +49,62 @@ pub(super) const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 const CLIENT_BURST: f64 = 32.0;
 const CLIENT_MESSAGES_PER_SEC: f64 = 8.0;
 
-/// The hub: one subscription to the source, frames for every client, the
-/// cap on clients and their tasks.
-pub(super) struct Hub {
-    /// Resubscribed per client; only the hub task holds the sender, so
-    /// clients see the end when the source stops.
-    frames: broadcast::Receiver<Arc<Frames>>,
-    /// Clients in delta mode (deltas are computed only while there are).
-    delta_clients: Arc<AtomicUsize>,
+/// What every migration's clients share: the cap on clients, their tasks
+/// and the signal to close them; and a hub per migration, started when its
+/// first client comes.
+pub(super) struct Hubs {
     /// Places under the cap on clients; a client holds one while connected.
     places: Arc<Semaphore>,
     /// Every client's task, so shutdown can wait for their close frames.
     clients: TaskTracker,
     /// Cancelled to send every client a close frame.
     closing: CancellationToken,
+    /// By migration id.
+    hubs: Mutex<HashMap<String, Arc<Hub>>>,
+}
+
+impl Hubs {
+    /// Hubs for at most `max_clients` clients in all.
+    pub(super) fn new(max_clients: usize) -> Hubs {
+        Hubs {
+            places: Arc::new(Semaphore::new(max_clients)),
+            clients: TaskTracker::new(),
+            closing: CancellationToken::new(),
+            hubs: Mutex::default(),
+        }
+    }
+
+    /// The hub of migration `id`, started on `source` when it has none.
+    fn hub(&self, id: &str, source: &Snapshots) -> Arc<Hub> {
+        let mut hubs = self.hubs.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(
+            hubs.entry(id.to_owned())
+                .or_insert_with(|| Arc::new(Hub::start(source))),
+        )
+    }
+
+    /// Sends every client a close frame.
+    pub(super) fn close_clients(&self) {
+        self.closing.cancel();
+        self.clients.close();
+    }
+
+    /// Waits, at most `within`, for every client to be gone.
+    pub(super) async fn clients_gone(&self, within: Duration) {
+        let _ = tokio::time::timeout(within, self.clients.wait()).await;
+    }
+}
+
+/// One migration's hub: one subscription to its snapshots, and frames for
+/// each of its clients.
+struct Hub {
+    /// Resubscribed per client; only the hub task holds the sender, so
+    /// clients see the end when the source stops.
+    frames: broadcast::Receiver<Arc<Frames>>,
+    /// Its clients (frames are made only while there are).
+    viewers: Arc<AtomicUsize>,
+    /// Its clients in delta mode (deltas are computed only while there are).
+    delta_clients: Arc<AtomicUsize>,
     /// Snapshots serialized for broadcast so far (the tests read it).
     #[cfg_attr(not(test), allow(dead_code))]
     encoded: Arc<AtomicUsize>,
@@ -75,15 +118,14 @@ impl Drop for Hub {
 }
 
 impl Hub {
-    /// A hub for at most `max_clients` clients.
-    pub(super) fn start(source: &Snapshots, max_clients: usize) -> Hub {
+    fn start(source: &Snapshots) -> Hub {
         let mut snapshots = source.subscribe();
         let (tx, frames) = broadcast::channel(CLIENT_QUEUE);
-        let places = Arc::new(Semaphore::new(max_clients));
+        let viewers = Arc::<AtomicUsize>::default();
         let encoded = Arc::<AtomicUsize>::default();
         let delta_clients = Arc::<AtomicUsize>::default();
         let task = tokio::spawn({
-            let places = Arc::clone(&places);
+            let viewers = Arc::clone(&viewers);
             let encoded = Arc::clone(&encoded);
             let delta_clients = Arc::clone(&delta_clients);
             let source = source.clone();
@@ -101,7 +143,7 @@ impl Hub {
                     };
                     // Nobody to send to: a new client gets its first frame
                     // from the source itself.
-                    if places.available_permits() == max_clients {
+                    if viewers.load(Ordering::Relaxed) == 0 {
                         continue;
                     }
                     let plain = match &last {
@@ -122,24 +164,11 @@ impl Hub {
         });
         Hub {
             frames,
+            viewers,
             delta_clients,
-            places,
-            clients: TaskTracker::new(),
-            closing: CancellationToken::new(),
             encoded,
             task,
         }
-    }
-
-    /// Sends every client a close frame.
-    pub(super) fn close_clients(&self) {
-        self.closing.cancel();
-        self.clients.close();
-    }
-
-    /// Waits, at most `within`, for every client to be gone.
-    pub(super) async fn clients_gone(&self, within: Duration) {
-        let _ = tokio::time::timeout(within, self.clients.wait()).await;
     }
 }
 
@@ -148,38 +177,69 @@ fn encode(snapshot: &Snapshot) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(snapshot).unwrap_or_else(|_| String::from("{}")))
 }
 
-/// `GET /api/v1/ws`, and `GET /api/v1/ws?mode=delta`.
-pub(super) async fn upgrade(
+/// `GET /api/v1/ws` (the first migration; 404 before there is one).
+pub(super) async fn upgrade_first(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     uri: Uri,
     connection: Option<Extension<ConnectionPermit>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !auth::origin_allowed(&headers, &state.config) {
+    match state.migrations.first() {
+        Some((id, source)) => upgrade(state, (&id, &source), &headers, &uri, connection, ws),
+        None => error(StatusCode::NOT_FOUND, "no migration yet"),
+    }
+}
+
+/// `GET /api/v1/migrations/{id}/ws`.
+pub(super) async fn upgrade_migration(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    connection: Option<Extension<ConnectionPermit>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    match state.migrations.get(&id) {
+        Some(source) => upgrade(state, (&id, &source), &headers, &uri, connection, ws),
+        None => error(StatusCode::NOT_FOUND, "no such migration"),
+    }
+}
+
+/// A client of one migration's hub: its snapshot at once, then one per
+/// tick; with `?mode=delta`, a full frame and the log, then what changed.
+fn upgrade(
+    state: Arc<AppState>,
+    (id, source): (&str, &Snapshots),
+    headers: &HeaderMap,
+    uri: &Uri,
+    connection: Option<Extension<ConnectionPermit>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !auth::origin_allowed(headers, &state.config) {
         return error(StatusCode::FORBIDDEN, "WebSocket origin not allowed");
     }
-    let Ok(place) = Arc::clone(&state.hub.places).try_acquire_owned() else {
+    let Ok(place) = Arc::clone(&state.hubs.places).try_acquire_owned() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many WebSocket clients",
         );
     };
+    let hub = state.hubs.hub(id, source);
+    // Counted before the first frame is read, so no tick between the two
+    // goes unmade.
+    let viewer = Counted::new(&hub.viewers);
     let deltas = uri
         .query()
         .is_some_and(|q| q.split('&').any(|pair| pair == "mode=delta"));
-    let plain = encode(&state.snapshots.snapshot());
+    let plain = encode(&source.snapshot());
     let (first, mode) = if deltas {
-        let first = vec![
-            full_frame(0, &plain),
-            logs_frame(&state.snapshots.shared_logs()),
-        ];
-        let counted = DeltaClient::new(&state.hub.delta_clients);
+        let first = vec![full_frame(0, &plain), logs_frame(&source.shared_logs())];
         (
             first,
             Mode::Delta {
                 last: None,
-                _counted: counted,
+                _counted: Counted::new(&hub.delta_clients),
             },
         )
     } else {
@@ -188,16 +248,17 @@ pub(super) async fn upgrade(
     let client = Client {
         first,
         mode,
-        frames: state.hub.frames.resubscribe(),
-        closing: state.hub.closing.clone(),
+        frames: hub.frames.resubscribe(),
+        closing: state.hubs.closing.clone(),
         send_timeout: state.config.client_send_timeout,
         ping_interval: state.config.ping_interval,
         _place: place,
+        _viewer: viewer,
         _connection: connection.map(|Extension(permit)| permit),
     };
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| state.hub.clients.track_future(client.run(socket)))
+        .on_upgrade(move |socket| state.hubs.clients.track_future(client.run(socket)))
 }
 
 /// What a client is sent.
@@ -211,21 +272,21 @@ enum Mode {
         /// `None` until one was, or after a resync.
         last: Option<(u64, Option<Base>)>,
         /// Held for the count of delta clients.
-        _counted: DeltaClient,
+        _counted: Counted,
     },
 }
 
-/// Counts a delta client while it lives.
-struct DeltaClient(Arc<AtomicUsize>);
+/// Counts a client in `count` while it lives.
+struct Counted(Arc<AtomicUsize>);
 
-impl DeltaClient {
-    fn new(count: &Arc<AtomicUsize>) -> DeltaClient {
+impl Counted {
+    fn new(count: &Arc<AtomicUsize>) -> Counted {
         count.fetch_add(1, Ordering::Relaxed);
-        DeltaClient(Arc::clone(count))
+        Counted(Arc::clone(count))
     }
 }
 
-impl Drop for DeltaClient {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -242,6 +303,8 @@ struct Client {
     ping_interval: Duration,
     /// Held for the client's lifetime; frees its place when dropped.
     _place: OwnedSemaphorePermit,
+    /// Counts it among its hub's clients.
+    _viewer: Counted,
     /// Its connection's place under the server's connection cap.
     _connection: Option<ConnectionPermit>,
 }
@@ -399,7 +462,7 @@ mod tests {
         let count = Arc::<AtomicUsize>::default();
         let mut mode = Mode::Delta {
             last: None,
-            _counted: DeltaClient::new(&count),
+            _counted: Counted::new(&count),
         };
         let first = tick(&mut differ, 1);
         let sent = mode.pick(&first);
@@ -424,7 +487,7 @@ mod tests {
     #[tokio::test]
     async fn the_hub_serializes_nothing_without_clients_and_a_repeat_once() {
         let publisher = Publisher::new(Arc::default());
-        let hub = Hub::start(&publisher.snapshots(), 8);
+        let hub = Hub::start(&publisher.snapshots());
         let snapshot = Arc::new(Snapshot::default());
         for _ in 0..3 {
             publisher.broadcast(Arc::clone(&snapshot));
@@ -432,7 +495,7 @@ mod tests {
         }
         assert_eq!(hub.encoded.load(Ordering::Relaxed), 0, "no client, no work");
 
-        let _place = Arc::clone(&hub.places).try_acquire_owned().unwrap();
+        let _viewer = Counted::new(&hub.viewers);
         let mut frames = hub.frames.resubscribe();
         for _ in 0..3 {
             publisher.broadcast(Arc::clone(&snapshot));

@@ -796,9 +796,10 @@ fn a_token_served_without_tls_off_loopback_is_warned_about() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_follows_several_state_files_each_under_its_id() {
+async fn serve_follows_several_state_files_each_under_its_id_worst_first() {
+    use futures_util::StreamExt;
     use pgmigrator_metrics::{
-        AlertState, AlertStatus, Phase, Severity, Snapshot, write_state_file,
+        AlertState, AlertStatus, Phase, Severity, SlotHealth, Snapshot, WalStatus, write_state_file,
     };
     let dir = tempfile::tempdir().unwrap();
     let now = time::OffsetDateTime::now_utc();
@@ -833,6 +834,21 @@ async fn serve_follows_several_state_files_each_under_its_id() {
         },
     )
     .unwrap();
+    let crm = dir.path().join("crm.json");
+    write_state_file(
+        &crm,
+        &Snapshot {
+            phase: Phase::Streaming,
+            timestamp: now,
+            slot: Some(SlotHealth {
+                name: "crm_sub".into(),
+                wal_status: WalStatus::Lost,
+                ..SlotHealth::default()
+            }),
+            ..Snapshot::default()
+        },
+    )
+    .unwrap();
     let shop_state = shop.join("state.json");
     let (_serve, url) = crate::start_pgmigrator(&[
         "serve".as_ref(),
@@ -840,6 +856,8 @@ async fn serve_follows_several_state_files_each_under_its_id() {
         shop_state.as_os_str(),
         "--state-file".as_ref(),
         billing.as_os_str(),
+        "--state-file".as_ref(),
+        crm.as_os_str(),
     ]);
     let get = |path: &str| {
         let url = format!("{url}{path}");
@@ -848,12 +866,16 @@ async fn serve_follows_several_state_files_each_under_its_id() {
     let (status, _, body) = get("api/v1/migrations").await;
     assert_eq!(status, 200, "{body}");
     let list: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(list[0]["id"], "shop");
-    assert_eq!(list[0]["phase"], "copy");
-    assert_eq!(list[0]["lag_bytes"], 4096);
-    assert_eq!(list[1]["id"], "billing");
-    assert_eq!(list[1]["alerts_firing"], 1);
-    assert_eq!(list[1]["cutover_ready"], serde_json::Value::Null);
+    // Worst first: an alert firing, then a lost slot, then the rest.
+    assert_eq!(list[0]["id"], "billing");
+    assert_eq!(list[0]["alerts_firing"], 1);
+    assert_eq!(list[0]["alert_severity"], "warning");
+    assert_eq!(list[0]["cutover_ready"], serde_json::Value::Null);
+    assert_eq!(list[1]["id"], "crm");
+    assert_eq!(list[1]["slot_wal_status"], "lost");
+    assert_eq!(list[2]["id"], "shop");
+    assert_eq!(list[2]["phase"], "copy");
+    assert_eq!(list[2]["lag_bytes"], 4096);
     for key in [
         "tables_total",
         "tables_copied",
@@ -878,6 +900,29 @@ async fn serve_follows_several_state_files_each_under_its_id() {
     ] {
         assert_eq!(get(missing).await.0, 404, "{missing}");
     }
+
+    // One scrape for the fleet: a `migration` label on each series.
+    let (_, _, metrics) = get("metrics").await;
+    for id in ["shop", "billing", "crm"] {
+        let series = format!("pgmigrator_replication_lag_bytes{{migration=\"{id}\"}}");
+        assert!(metrics.contains(&series), "{series}: {metrics}");
+    }
+    assert!(metrics.contains("pgmigrator_slot_wal_status{migration=\"crm\",status=\"lost\"} 1"));
+    crate::tools::promtool_check(&metrics);
+
+    // Each migration's own WebSocket.
+    let ws_url = |id: &str| format!("{}api/v1/migrations/{id}/ws", url.replacen("http", "ws", 1));
+    assert!(
+        tokio_tungstenite::connect_async(ws_url("nope"))
+            .await
+            .is_err()
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url("crm"))
+        .await
+        .unwrap();
+    let first = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    let first: Snapshot = serde_json::from_str(&first).unwrap();
+    assert_eq!(first.slot.unwrap().name, "crm_sub");
 }
 
 /// `demo` for a moment with `args` and `RUST_LOG` as given: its stderr.
