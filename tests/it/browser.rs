@@ -122,6 +122,10 @@ impl Page {
                 alerts: document.getElementById('alerts-card').innerText,
                 cutover: document.getElementById('cutover-card').innerText,
                 logs: document.getElementById('logs').innerText,
+                fleet: document.body.classList.contains('fleet'),
+                fleetRows: [...document.querySelectorAll('.fleet-row')].map((r) => r.dataset.id),
+                fleetText: document.getElementById('fleet').innerText,
+                name: document.getElementById('migration-name').textContent,
                 tables: document.getElementById('viewport').innerText})",
         )
         .await
@@ -580,4 +584,98 @@ async fn ten_thousand_tables_render_and_the_page_measures_frame_to_paint() {
         sorted[sorted.len() / 2],
         sorted[sorted.len() - 1]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_migrations_open_on_a_fleet_view_worst_first_and_a_click_opens_one() {
+    if !crate::tools::available(CHROMIUM) {
+        return;
+    }
+    use pgmigrator_metrics::{
+        AlertState, AlertStatus, Phase, Severity, SlotHealth, Snapshot, WalStatus, write_state_file,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let state = |phase, lag_bytes, alerts, slot| Snapshot {
+        phase,
+        timestamp: now,
+        lag_bytes,
+        alerts,
+        slot,
+        tables_total: 4,
+        tables_copied: 2,
+        ..Snapshot::default()
+    };
+    let firing = vec![AlertStatus {
+        name: "lag".into(),
+        state: AlertState::Firing,
+        severity: Severity::Critical,
+        since: now,
+        value: "5m".into(),
+        summary: "replication is 5m behind".into(),
+    }];
+    let lost = Some(SlotHealth {
+        name: "crm_sub".into(),
+        wal_status: WalStatus::Lost,
+        ..SlotHealth::default()
+    });
+    let files = [
+        ("shop.json", state(Phase::Copy, 4096, vec![], None)),
+        ("billing.json", state(Phase::Streaming, 0, firing, None)),
+        ("crm.json", state(Phase::Streaming, 0, vec![], lost)),
+    ];
+    let mut args: Vec<std::ffi::OsString> = vec!["serve".into()];
+    for (name, snapshot) in &files {
+        let path = dir.path().join(name);
+        write_state_file(&path, snapshot).unwrap();
+        args.extend(["--state-file".into(), path.into_os_string()]);
+    }
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (_serve, url) = start_pgmigrator(&args);
+    let profile = dir.path().join("profile");
+    std::fs::create_dir(&profile).unwrap();
+    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
+
+    let fleet = page
+        .wait_until("the fleet view", |v| {
+            v["fleetRows"].as_array().is_some_and(|r| r.len() == 3)
+        })
+        .await;
+    assert_eq!(fleet["fleet"], true, "{fleet}");
+    assert_eq!(
+        fleet["fleetRows"],
+        serde_json::json!(["billing", "crm", "shop"])
+    );
+    assert_eq!(
+        fleet["title"],
+        "3 migrations · 1 need attention · pgmigrator"
+    );
+    let text = fleet["fleetText"].as_str().unwrap();
+    assert!(text.contains("1 firing (critical)"), "{text}");
+    assert!(text.contains("lost"), "{text}");
+    assert!(text.contains("4.00 KB"), "{text}");
+
+    page.eval("document.querySelector('.fleet-row[data-id=crm]').click()")
+        .await;
+    let detail = page
+        .wait_until("crm's detail view", |v| {
+            v["fleet"] == false && v["name"] == "crm" && v["phase"] == "streaming"
+        })
+        .await;
+    assert!(
+        detail["slotBanner"].as_str().unwrap().contains("slot lost"),
+        "crm's own snapshot: {detail}"
+    );
+    assert_eq!(detail["alertBanner"], "", "not billing's alert: {detail}");
+
+    page.eval("document.getElementById('fleet-link').click()")
+        .await;
+    page.wait_until("the fleet view again", |v| v["fleet"] == true)
+        .await;
+    page.eval("document.querySelector('.fleet-row[data-id=shop]').click()")
+        .await;
+    page.wait_until("shop's detail view", |v| {
+        v["name"] == "shop" && v["phase"] == "copy" && v["slotBanner"] == ""
+    })
+    .await;
 }
