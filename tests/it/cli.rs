@@ -963,3 +963,72 @@ fn log_level_and_rust_log_choose_what_reaches_stderr() {
     assert_eq!(status.code(), Some(2), "{bad}");
     assert!(bad.contains("--log-level"), "{bad}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_watches_a_directory_and_serves_each_migration_that_appears() {
+    use pgmigrator_metrics::{Phase, Snapshot, write_state_file};
+    let dir = tempfile::tempdir().unwrap();
+    let (_serve, url) = crate::start_pgmigrator(&[
+        "serve".as_ref(),
+        "--state-dir".as_ref(),
+        dir.path().as_os_str(),
+    ]);
+    let get = |path: &str| {
+        let url = format!("{url}{path}");
+        async move { crate::http::get(&url, &[]).await }
+    };
+    let (status, _, body) = get("api/v1/migrations").await;
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    let (status, _, body) = get("api/v1/status").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no migration yet"), "{body}");
+
+    let ids = || async {
+        let (_, _, body) = get("api/v1/migrations").await;
+        let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        let mut ids: Vec<String> = list
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let appear = |name: &str, phase: Phase| {
+        let folder = dir.path().join(name);
+        std::fs::create_dir(&folder).unwrap();
+        let snapshot = Snapshot {
+            phase,
+            timestamp: time::OffsetDateTime::now_utc(),
+            ..Snapshot::default()
+        };
+        write_state_file(&folder.join("state.json"), &snapshot).unwrap();
+    };
+    let wait_for = |want: Vec<&'static str>| {
+        let ids = &ids;
+        async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+            loop {
+                let now = ids().await;
+                if now == want {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{now:?}, not {want:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
+    appear("shop", Phase::Copy);
+    wait_for(vec!["shop"]).await;
+    let (status, _, body) = get("api/v1/status").await;
+    assert_eq!(status, 200, "the first that appeared is the unprefixed one");
+    assert!(body.contains("\"phase\":\"copy\""), "{body}");
+    appear("billing", Phase::Streaming);
+    // A folder without a state file is not a migration.
+    std::fs::create_dir(dir.path().join("scratch")).unwrap();
+    wait_for(vec!["billing", "shop"]).await;
+    let (_, _, body) = get("api/v1/migrations/billing/status").await;
+    assert!(body.contains("\"phase\":\"streaming\""), "{body}");
+}

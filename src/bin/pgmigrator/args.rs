@@ -314,6 +314,11 @@ pub(crate) struct ServeArgs {
     /// else ~/.pgmigrator/state.json]
     #[arg(long = "state-file", value_name = "PATH")]
     pub(crate) state_files: Vec<PathBuf>,
+    /// A directory whose folders each hold a migration's state.json
+    /// (DIR/shop/state.json is migration shop), watched for migrations that
+    /// start later; may be repeated, and mixed with --state-file.
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub(crate) state_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

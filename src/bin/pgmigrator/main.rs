@@ -3,6 +3,7 @@
 
 mod args;
 mod check;
+mod fleet;
 mod output;
 mod serving;
 mod signals;
@@ -20,7 +21,7 @@ use pgmigrator_metrics::http;
 use pgmigrator_metrics::pg::{self, MonitorConfig};
 use pgmigrator_metrics::printable::{printable, printable_json, printable_line};
 use pgmigrator_metrics::{
-    Phase, Snapshots, StateFileMirror, default_state_path, read_state_file, status, tui,
+    Phase, StateFileMirror, default_state_path, read_state_file, status, tui,
 };
 use time::OffsetDateTime;
 use tracing_subscriber::filter::Targets;
@@ -29,7 +30,7 @@ use crate::args::{
     AlertsCommand, Cli, Command, DemoArgs, MonitorArgs, ServeArgs, StatusArgs, TuiArgs,
 };
 use crate::output::{one_line, print, say};
-use crate::serving::{install_logging, listen, live_collector, start_alerts, surfaces};
+use crate::serving::{install_logging, listen, live_collector, surfaces};
 use crate::signals::{panics, shutdown_signal};
 
 type Failure = Box<dyn Error + Send + Sync>;
@@ -127,69 +128,38 @@ async fn monitor_command(args: MonitorArgs, log_filter: &Targets) -> Result<(), 
 
 async fn serve_command(args: ServeArgs, log_filter: &Targets) -> Result<(), Failure> {
     install_logging(log_filter, None, false)?;
-    let paths = match args.state_files.as_slice() {
-        [] => vec![state_path(None)?],
-        paths => paths.to_vec(),
+    let files = match (args.state_files.as_slice(), args.state_dirs.as_slice()) {
+        ([], []) => vec![state_path(None)?],
+        (files, _) => files.to_vec(),
     };
-    let mut followed = Vec::new();
-    for (id, path) in migration_ids(&paths).into_iter().zip(&paths) {
-        let mirror = StateFileMirror::start(path);
-        // Another process writes the state file (and its alerts); serve's
-        // own alert state is kept apart from that process's.
-        start_alerts(
-            args.alerts.file.as_deref(),
-            mirror.snapshots(),
-            None,
-            alerts::saved_path(&path.with_extension("serve.json")),
-        )?;
-        followed.push((id, Snapshots::from(mirror)));
+    let follow = fleet::Follow {
+        alerts: args.alerts.file.clone(),
+    };
+    let migrations = http::Migrations::empty();
+    let mut taken = Vec::new();
+    for path in &files {
+        follow.add(&migrations, &mut taken, path)?;
     }
-    let migrations = http::Migrations::new(followed)?;
+    let watches = args
+        .state_dirs
+        .into_iter()
+        .map(fleet::Watch::new)
+        .collect::<Result<Vec<_>, _>>()?;
     let (listener, config) = listen(&args.http, true).await?;
-    for path in &paths {
-        say(&format!("Following: {}", path.display()));
+    for (path, id) in files.iter().zip(&taken) {
+        say(&format!(
+            "Following: {} as {id}",
+            printable(&path.display().to_string())
+        ));
+    }
+    for mut watch in watches {
+        watch.look(&follow, &migrations, &mut taken);
+        tokio::spawn(watch.run(follow.clone(), migrations.clone(), taken.clone()));
     }
     http::serve_migrations(listener, migrations, config, shutdown_signal(None))
         .await
         .map_err(|err| format!("serving: {err}"))?;
     Ok(())
-}
-
-/// A stable id per state file: its name without `.json`, or its
-/// directory's name for a `state.json`; characters an id cannot hold
-/// become `-`, and a repeat gets `-2`, `-3`….
-fn migration_ids(paths: &[PathBuf]) -> Vec<String> {
-    let mut ids: Vec<String> = Vec::new();
-    for path in paths {
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-        let name = match stem.as_deref() {
-            Some("state") | None => path
-                .parent()
-                .and_then(|p| p.file_name())
-                .map(|n| n.to_string_lossy().into_owned()),
-            Some(stem) => Some(stem.to_owned()),
-        };
-        let base: String = name
-            .unwrap_or_else(|| "migration".to_owned())
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .take(100)
-            .collect();
-        let mut id = base.clone();
-        let mut n = 2;
-        while ids.contains(&id) {
-            id = format!("{base}-{n}");
-            n += 1;
-        }
-        ids.push(id);
-    }
-    ids
 }
 
 async fn tui_command(args: TuiArgs) -> Result<(), Failure> {
@@ -293,28 +263,5 @@ fn state_path(arg: Option<PathBuf>) -> Result<PathBuf, Failure> {
 fn stopped(tui: bool) {
     if !tui {
         say("Stopped; the final state is in the state file.");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn migration_ids_come_from_file_or_directory_names_and_stay_unique() {
-        let paths: Vec<PathBuf> = [
-            "/srv/shop/state.json",
-            "/srv/billing.json",
-            "/other/shop/state.json",
-            "/srv/we ird/state.json",
-            "state.json",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-        assert_eq!(
-            migration_ids(&paths),
-            ["shop", "billing", "shop-2", "we-ird", "migration"]
-        );
     }
 }

@@ -1,0 +1,228 @@
+//! `serve` of many migrations: their ids, and directories watched for the
+//! migrations that appear in them.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pgmigrator_metrics::alerts;
+use pgmigrator_metrics::http::Migrations;
+use pgmigrator_metrics::printable::printable;
+use pgmigrator_metrics::{Snapshots, StateFileMirror};
+
+use crate::Failure;
+use crate::output::{say, warn};
+use crate::serving::start_alerts;
+
+/// How often a watched directory is listed again.
+const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+/// Most migrations one server follows: a directory someone fills with
+/// thousands of folders must not take every descriptor and task.
+pub(crate) const MAX_MIGRATIONS: usize = 1000;
+
+/// A stable id per state file: its name without `.json`, or its
+/// directory's name for a `state.json`; characters an id cannot hold
+/// become `-`, and an id already in `taken` gets `-2`, `-3`….
+pub(crate) fn migration_id(path: &Path, taken: &[String]) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let name = match stem.as_deref() {
+        Some("state") | None => path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned()),
+        Some(stem) => Some(stem.to_owned()),
+    };
+    let base: String = name
+        .unwrap_or_else(|| "migration".to_owned())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(100)
+        .collect();
+    let mut id = base.clone();
+    let mut n = 2;
+    while taken.contains(&id) {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    id
+}
+
+/// What serving one more state file takes: the alerts file, if any.
+#[derive(Clone)]
+pub(crate) struct Follow {
+    pub(crate) alerts: Option<PathBuf>,
+}
+
+impl Follow {
+    /// Follows the state file at `path` under a fresh id in `migrations`.
+    pub(crate) fn add(
+        &self,
+        migrations: &Migrations,
+        taken: &mut Vec<String>,
+        path: &Path,
+    ) -> Result<String, Failure> {
+        let id = migration_id(path, taken);
+        let mirror = StateFileMirror::start(path);
+        // Another process writes the state file (and its alerts); serve's
+        // own alert state is kept apart from that process's.
+        start_alerts(
+            self.alerts.as_deref(),
+            mirror.snapshots(),
+            None,
+            alerts::saved_path(&path.with_extension("serve.json")),
+        )?;
+        migrations.add(id.clone(), Snapshots::from(mirror))?;
+        taken.push(id.clone());
+        Ok(id)
+    }
+}
+
+/// The `state.json` of each folder directly in `dir` (real folders and
+/// files, not links), in name order.
+fn state_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let state = entry.path().join("state.json");
+        if std::fs::symlink_metadata(&state).is_ok_and(|m| m.file_type().is_file()) {
+            found.push(state);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// A directory whose folders each hold one migration's `state.json`
+/// (`DIR/shop/state.json` is migration `shop`), listed now and every 2 s
+/// after, so a migration that starts later is served as soon as its state
+/// file appears.
+pub(crate) struct Watch {
+    dir: PathBuf,
+    seen: HashSet<PathBuf>,
+}
+
+impl Watch {
+    /// Checks `dir` is a directory that can be listed.
+    pub(crate) fn new(dir: PathBuf) -> Result<Watch, Failure> {
+        state_files_in(&dir)
+            .map_err(|err| format!("{}: {err}", printable(&dir.display().to_string())))?;
+        Ok(Watch {
+            dir,
+            seen: HashSet::new(),
+        })
+    }
+
+    /// Serves the state files that appeared since the last look; `false`
+    /// once the cap on migrations is reached.
+    pub(crate) fn look(
+        &mut self,
+        follow: &Follow,
+        migrations: &Migrations,
+        taken: &mut Vec<String>,
+    ) -> bool {
+        let found = match state_files_in(&self.dir) {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::warn!(dir = %self.dir.display(), error = %err, "cannot list the watched directory");
+                return true;
+            }
+        };
+        for path in found {
+            if self.seen.contains(&path) {
+                continue;
+            }
+            if migrations.len() >= MAX_MIGRATIONS {
+                warn(&format!(
+                    "{}: already following {MAX_MIGRATIONS} migrations; no more are added",
+                    printable(&self.dir.display().to_string())
+                ));
+                return false;
+            }
+            self.seen.insert(path.clone());
+            match follow.add(migrations, taken, &path) {
+                Ok(id) => say(&format!(
+                    "Following: {} as {id}",
+                    printable(&path.display().to_string())
+                )),
+                Err(err) => warn(&format!(
+                    "{}: {err}",
+                    printable(&path.display().to_string())
+                )),
+            }
+        }
+        true
+    }
+
+    /// Looks again every 2 s until the cap is reached.
+    pub(crate) async fn run(
+        mut self,
+        follow: Follow,
+        migrations: Migrations,
+        mut taken: Vec<String>,
+    ) {
+        let mut ticks = tokio::time::interval(WATCH_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if !self.look(&follow, &migrations, &mut taken) {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_ids_come_from_file_or_directory_names_and_stay_unique() {
+        let mut taken = Vec::new();
+        for path in [
+            "/srv/shop/state.json",
+            "/srv/billing.json",
+            "/other/shop/state.json",
+            "/srv/we ird/state.json",
+            "state.json",
+        ] {
+            let id = migration_id(Path::new(path), &taken);
+            taken.push(id);
+        }
+        assert_eq!(taken, ["shop", "billing", "shop-2", "we-ird", "migration"]);
+    }
+
+    #[test]
+    fn a_watched_directory_yields_the_state_json_of_real_folders_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir(&path).unwrap();
+            path
+        };
+        std::fs::write(folder("shop").join("state.json"), "{}").unwrap();
+        folder("empty");
+        std::fs::create_dir(folder("nested").join("state.json")).unwrap();
+        std::fs::write(dir.path().join("loose.json"), "{}").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("shop"), dir.path().join("link")).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("secret"), "{}").unwrap();
+        std::os::unix::fs::symlink(
+            elsewhere.path().join("secret"),
+            folder("planted").join("state.json"),
+        )
+        .unwrap();
+        assert_eq!(
+            state_files_in(dir.path()).unwrap(),
+            [dir.path().join("shop").join("state.json")]
+        );
+    }
+}
