@@ -9,6 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
+use std::pin::Pin;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -108,15 +109,122 @@ pub async fn run<J, F>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError>
 where
-    J: FnOnce(Collector, Stop) -> F,
+    J: FnOnce(Collector, Stop) -> F + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    let path = surfaces.state_file;
-    let persister =
-        StatePersister::start(collector.clone(), &path).map_err(|source| AppError::StateFile {
-            path: path.clone(),
+    let migration = Migration::new("default", collector, surfaces.state_file, job);
+    #[cfg(feature = "tui")]
+    let tui = surfaces.tui;
+    #[cfg(not(feature = "tui"))]
+    let tui = false;
+    run_all(
+        vec![migration],
+        Served::Single,
+        (surfaces.listener, surfaces.http, tui),
+        shutdown,
+    )
+    .await
+}
+
+/// A job started with its collector and the stop signal.
+type BoxedJob = Box<dyn FnOnce(Collector, Stop) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// One migration of [`run_migrations`]: its id, collector, state file and
+/// job.
+pub struct Migration {
+    id: String,
+    collector: Collector,
+    state_file: PathBuf,
+    job: BoxedJob,
+}
+
+impl fmt::Debug for Migration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Migration")
+            .field("id", &self.id)
+            .field("state_file", &self.state_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Migration {
+    /// `job` on `collector`, persisted to `state_file`, served under
+    /// `/api/v1/migrations/{id}` (an id as [`http::Migrations`] accepts).
+    pub fn new<J, F>(
+        id: impl Into<String>,
+        collector: Collector,
+        state_file: impl Into<PathBuf>,
+        job: J,
+    ) -> Migration
+    where
+        J: FnOnce(Collector, Stop) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        Migration {
+            id: id.into(),
+            collector,
+            state_file: state_file.into(),
+            job: Box::new(move |collector, stop| Box::pin(job(collector, stop))),
+        }
+    }
+}
+
+/// How the server lists what it serves.
+enum Served {
+    /// One migration, as [`http::serve`] does.
+    Single,
+    /// Each under its id.
+    Each,
+}
+
+/// [`run`] for several migrations in one process: each persisted to its
+/// own state file, all served by one server (see
+/// [`http::serve_migrations`]); the terminal dashboard, when `tui` is set
+/// and the `tui` feature is on, shows the first. Everything stops when
+/// `shutdown` completes, any job ends or panics, or the dashboard's quit
+/// key is pressed; then every final state is written.
+///
+/// Every state file is checked before anything starts.
+pub async fn run_migrations(
+    migrations: Vec<Migration>,
+    listener: TcpListener,
+    http: HttpConfig,
+    tui: bool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    run_all(migrations, Served::Each, (listener, http, tui), shutdown).await
+}
+
+async fn run_all(
+    migrations: Vec<Migration>,
+    served: Served,
+    (listener, http_config, tui): (TcpListener, HttpConfig, bool),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let mut persisters = Vec::with_capacity(migrations.len());
+    for migration in &migrations {
+        let persister = StatePersister::start(migration.collector.clone(), &migration.state_file)
+            .map_err(|source| AppError::StateFile {
+            path: migration.state_file.clone(),
             source,
         })?;
+        persisters.push((persister, migration.state_file.clone()));
+    }
+    let Some(first) = migrations.first().map(|m| m.collector.clone()) else {
+        return Ok(());
+    };
+    let listed = match served {
+        Served::Single => None,
+        Served::Each => Some(
+            http::Migrations::new(
+                migrations
+                    .iter()
+                    .map(|m| (m.id.clone(), m.collector.snapshots()))
+                    .collect(),
+            )
+            .map_err(|err| AppError::Serve(io::Error::new(io::ErrorKind::InvalidInput, err)))?,
+        ),
+    };
     let stop = CancellationToken::new();
     // The shutdown signal, or any part ending, stops every part.
     let _on_shutdown = tokio::spawn(stop.clone().run_until_cancelled_owned({
@@ -127,12 +235,15 @@ where
         }
     }));
     let server = tokio::spawn({
-        let serving = http::serve(
-            surfaces.listener,
-            collector.snapshots(),
-            surfaces.http,
-            stop.clone().cancelled_owned(),
-        );
+        let stopped = stop.clone().cancelled_owned();
+        let serving = async move {
+            match listed {
+                Some(listed) => {
+                    http::serve_migrations(listener, listed, http_config, stopped).await
+                }
+                None => http::serve(listener, first.snapshots(), http_config, stopped).await,
+            }
+        };
         let stop = stop.clone();
         async move {
             let served = serving.await;
@@ -143,8 +254,8 @@ where
         }
     });
     #[cfg(feature = "tui")]
-    let dashboard = surfaces.tui.then(|| {
-        let feed = crate::tui::Feed::local(collector.snapshots());
+    let dashboard = tui.then(|| {
+        let feed = crate::tui::Feed::local(migrations[0].collector.snapshots());
         let stop = stop.clone();
         tokio::spawn(async move {
             let shown = crate::tui::run(feed, stop.clone().cancelled_owned()).await;
@@ -152,12 +263,33 @@ where
             shown
         })
     });
-    let mut work = tokio::spawn(job(collector.clone(), stop.clone().cancelled_owned()));
-    let worked = tokio::select! {
-        worked = &mut work => worked,
-        () = stop.cancelled() => work.await,
-    };
+    #[cfg(not(feature = "tui"))]
+    let _ = tui;
+    let mut collectors = Vec::with_capacity(migrations.len());
+    let mut work = tokio::task::JoinSet::new();
+    for migration in migrations {
+        collectors.push(migration.collector.clone());
+        work.spawn((migration.job)(
+            migration.collector,
+            stop.clone().cancelled_owned(),
+        ));
+    }
+    // The first job to end stops the others.
+    let mut panicked = None;
+    tokio::select! {
+        Some(worked) = work.join_next() => {
+            if let Err(join) = worked {
+                panicked = Some(panic_message(join));
+            }
+        }
+        () = stop.cancelled() => {}
+    }
     stop.cancel();
+    while let Some(worked) = work.join_next().await {
+        if let (Err(join), None) = (worked, &panicked) {
+            panicked = Some(panic_message(join));
+        }
+    }
 
     let served = server.await;
     #[cfg(feature = "tui")]
@@ -165,11 +297,18 @@ where
         Some(dashboard) => dashboard.await.map_err(io::Error::other).and_then(|r| r),
         None => Ok(()),
     };
-    let saved = persister.stop().await;
-    collector.close().await;
+    let mut saved = Ok(());
+    for (persister, path) in persisters {
+        if let (Err(source), Ok(())) = (persister.stop().await, &saved) {
+            saved = Err(AppError::FinalWrite { path, source });
+        }
+    }
+    for collector in collectors {
+        collector.close().await;
+    }
 
-    if let Err(join) = worked {
-        return Err(AppError::JobPanicked(panic_message(join)));
+    if let Some(message) = panicked {
+        return Err(AppError::JobPanicked(message));
     }
     served
         .map_err(io::Error::other)
@@ -177,7 +316,7 @@ where
         .map_err(AppError::Serve)?;
     #[cfg(feature = "tui")]
     shown.map_err(AppError::Terminal)?;
-    saved.map_err(|source| AppError::FinalWrite { path, source })
+    saved
 }
 
 fn panic_message(join: tokio::task::JoinError) -> String {

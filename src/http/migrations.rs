@@ -15,7 +15,8 @@ use crate::model::{AlertState, Phase, Severity, Snapshot, WalStatus};
 use crate::publish::Snapshots;
 
 /// The migrations a server serves, each under its id (letters, digits,
-/// `.`, `_` and `-`; unique), in the order they were given or added. A
+/// `.`, `_` and `-`, not starting with `.`; unique), in the order they
+/// were given or added. A
 /// handle: clones share the list, so a migration added through one (a
 /// state file appearing in a watched directory) is served at once.
 #[derive(Debug, Clone, Default)]
@@ -103,6 +104,7 @@ impl Migrations {
 
 fn check_id(id: &str) -> Result<(), String> {
     let valid = !id.is_empty()
+        && !id.starts_with('.')
         && id.len() <= 128
         && id
             .bytes()
@@ -111,7 +113,7 @@ fn check_id(id: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{:?} is not a migration id (letters, digits, '.', '_' and '-')",
+            "{:?} is not a migration id (letters, digits, '.', '_' and '-', not first '.')",
             id.chars().take(128).collect::<String>()
         ))
     }
@@ -322,7 +324,7 @@ mod tests {
         let snapshots = || Publisher::new(Arc::default()).snapshots();
         assert!(Migrations::new(vec![]).is_err());
         assert!(Migrations::new(vec![("shop-eu_1.a".into(), snapshots())]).is_ok());
-        for bad in ["", "a b", "../x", "é", "a/b"] {
+        for bad in ["", "a b", "../x", "..", ".hidden", "é", "a/b"] {
             assert!(
                 Migrations::new(vec![(bad.into(), snapshots())]).is_err(),
                 "{bad}"

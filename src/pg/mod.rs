@@ -322,24 +322,37 @@ async fn query_one(client: &Client, sql: &str, which: &str) -> Result<String, Mo
     Ok(row.get(0))
 }
 
-async fn find_subscription(
-    dest: &Client,
-    wanted: Option<&str>,
-) -> Result<Subscription, MonitorError> {
+/// The names of the subscriptions in the destination's database, in name
+/// order: what `pgmigrator monitor --all-subscriptions` follows, each as a
+/// migration of its own.
+pub async fn subscriptions(dest: &ConnInfo) -> Result<Vec<String>, MonitorError> {
+    let client = connect("destination", dest).await?;
+    let found = list_subscriptions(&client).await?;
+    Ok(found.into_iter().map(|s| s.name).collect())
+}
+
+async fn list_subscriptions(dest: &Client) -> Result<Vec<Subscription>, MonitorError> {
     let rows = dest.query(sql::SUBSCRIPTIONS, &[]).await.map_err(|err| {
         MonitorError::new(
             MonitorErrorKind::Lost,
             format!("querying the destination: {}", describe(&err)),
         )
     })?;
-    let mut found: Vec<Subscription> = rows
+    Ok(rows
         .iter()
         .map(|row| Subscription {
             oid: row.get::<_, tokio_postgres::types::Oid>(0),
             name: row.get(1),
             slot: row.get(2),
         })
-        .collect();
+        .collect())
+}
+
+async fn find_subscription(
+    dest: &Client,
+    wanted: Option<&str>,
+) -> Result<Subscription, MonitorError> {
+    let mut found = list_subscriptions(dest).await?;
     match wanted {
         Some(name) => found.into_iter().find(|s| s.name == name).ok_or_else(|| {
             MonitorError::new(

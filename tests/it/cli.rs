@@ -1032,3 +1032,38 @@ async fn serve_watches_a_directory_and_serves_each_migration_that_appears() {
     let (_, _, body) = get("api/v1/migrations/billing/status").await;
     assert!(body.contains("\"phase\":\"streaming\""), "{body}");
 }
+
+#[test]
+fn monitor_refuses_contradictory_subscription_and_state_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = [
+        "--source",
+        "postgres://a@127.0.0.1/x",
+        "--dest",
+        "postgres://a@127.0.0.1/y",
+    ];
+    for extra in [
+        &["--subscription", "a", "--all-subscriptions"][..],
+        &["--state-file", "s.json", "--state-dir", "d"][..],
+        &["--state-file", "s.json", "--all-subscriptions"][..],
+    ] {
+        let args: Vec<&str> = ["monitor"]
+            .iter()
+            .chain(&servers)
+            .chain(extra)
+            .copied()
+            .collect();
+        let out = pgmigrator(&args, dir.path());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("cannot be used with"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -606,3 +606,93 @@ fn the_password_can_come_from_pgpassword_or_a_private_pgpass_and_never_from_argv
     assert!(stderr.contains("has group or world access"), "{stderr}");
     assert!(!stderr.contains("pw9f3"), "{stderr}");
 }
+
+/// Two subscriptions on one pair of clusters, each a migration of its own:
+/// `monitor --all-subscriptions` follows both, each with its tables and
+/// its state file, and one scrape labels them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_follows_every_subscription_as_a_migration_of_its_own() {
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest) = (Cluster::start(true), Cluster::start(false));
+    for cluster in [&source, &dest] {
+        for table in ["orders", "users", "items"] {
+            cluster.sql(&format!("CREATE TABLE {table} (id bigint PRIMARY KEY)"));
+        }
+    }
+    source.sql("INSERT INTO orders SELECT g FROM generate_series(1, 100) g");
+    source.sql("CREATE PUBLICATION pub_shop FOR TABLE orders");
+    source.sql("CREATE PUBLICATION pub_crm FOR TABLE users, items");
+    for (sub, publication) in [("shop", "pub_shop"), ("crm", "pub_crm")] {
+        dest.sql(&format!(
+            "CREATE SUBSCRIPTION {sub} CONNECTION '{}' PUBLICATION {publication}",
+            source.conninfo()
+        ));
+    }
+    let state_dir = tempfile::tempdir().unwrap();
+    let (_monitor, url) = crate::start_pgmigrator(&[
+        "monitor".as_ref(),
+        "--all-subscriptions".as_ref(),
+        "--interval".as_ref(),
+        "200ms".as_ref(),
+        "--source".as_ref(),
+        source.monitor_uri().as_ref(),
+        "--dest".as_ref(),
+        dest.monitor_uri().as_ref(),
+        "--state-dir".as_ref(),
+        state_dir.path().as_os_str(),
+    ]);
+    let get = |path: String| async move { crate::http::get(&path, &[]).await.2 };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let tables = |list: &serde_json::Value, id: &str| {
+        list.as_array()
+            .and_then(|all| all.iter().find(|m| m["id"] == id))
+            .map(|m| (m["tables_total"].clone(), m["tables_copied"].clone()))
+    };
+    loop {
+        let list: serde_json::Value =
+            serde_json::from_str(&get(format!("{url}api/v1/migrations")).await).unwrap();
+        let copied = |id, total: u64| tables(&list, id) == Some((total.into(), total.into()));
+        if copied("shop", 1) && copied("crm", 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never saw both copied: {list}");
+        sleep(Duration::from_millis(200)).await;
+    }
+    let names = |body: String| {
+        let tables: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        let mut names: Vec<String> = tables
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(get(format!("{url}api/v1/migrations/shop/tables")).await),
+        ["orders"]
+    );
+    assert_eq!(
+        names(get(format!("{url}api/v1/migrations/crm/tables")).await),
+        ["items", "users"]
+    );
+    let shop: Snapshot =
+        serde_json::from_str(&get(format!("{url}api/v1/migrations/shop/status")).await).unwrap();
+    assert_eq!(shop.slot.as_ref().map(|s| s.name.as_str()), Some("shop"));
+    let metrics = get(format!("{url}metrics")).await;
+    for id in ["shop", "crm"] {
+        let series = format!("pgmigrator_tables{{migration=\"{id}\",status=\"streaming\"}}");
+        assert!(metrics.contains(&series), "{series}: {metrics}");
+    }
+    crate::tools::promtool_check(&metrics);
+    // Each in its own folder, where `serve --state-dir` finds them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in ["shop", "crm"] {
+        let state = state_dir.path().join(id).join("state.json");
+        while !state.exists() {
+            assert!(Instant::now() < deadline, "no {}", state.display());
+            sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

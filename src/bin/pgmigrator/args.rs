@@ -100,23 +100,24 @@ pub(crate) struct ServerArgs {
         hide_env_values = true
     )]
     pub(crate) dest: String,
-    /// The subscription [default: the destination database's only one]
-    #[arg(long, value_name = "NAME")]
-    pub(crate) subscription: Option<String>,
 }
 
 impl ServerArgs {
     /// The monitor's settings for these servers. libpq's environment and
     /// password file fill what the strings leave out, so no password needs
     /// to be on the command line.
-    pub(crate) fn config(&self, cutover: &CutoverArgs) -> Result<MonitorConfig, String> {
+    pub(crate) fn config(
+        &self,
+        subscription: Option<String>,
+        cutover: &CutoverArgs,
+    ) -> Result<MonitorConfig, String> {
         let parse = |which: &str, text: &str| {
             text.parse::<ConnInfo>()
                 .and_then(ConnInfo::with_libpq_environment)
                 .map_err(|err| format!("--{which}: {err}"))
         };
         Ok(MonitorConfig {
-            subscription: self.subscription.clone(),
+            subscription,
             cutover: cutover.limits(),
             ..MonitorConfig::new(parse("source", &self.source)?, parse("dest", &self.dest)?)
         })
@@ -152,6 +153,14 @@ pub(crate) struct MonitorArgs {
     pub(crate) alerts: AlertArgs,
     #[command(flatten)]
     pub(crate) servers: ServerArgs,
+    /// The subscription to follow; repeat it to follow several, each a
+    /// migration of its own [default: the destination database's only one]
+    #[arg(long = "subscription", value_name = "NAME")]
+    pub(crate) subscriptions: Vec<String>,
+    /// Follow every subscription of the destination's database, each a
+    /// migration of its own.
+    #[arg(long, conflicts_with = "subscriptions")]
+    pub(crate) all_subscriptions: bool,
     #[command(flatten)]
     pub(crate) cutover: CutoverArgs,
     #[command(flatten)]
@@ -167,9 +176,15 @@ pub(crate) struct MonitorArgs {
     /// (publications, replica identity, columns, sequences), from 10ms to 1h.
     #[arg(long, value_parser = parse_interval, default_value = "30s")]
     pub(crate) check_interval: Duration,
-    /// The state file [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
-    #[arg(long, value_name = "PATH")]
+    /// The state file of a single subscription [default: $PGMIGRATOR_HOME/state.json,
+    /// else ~/.pgmigrator/state.json]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["state_dir", "all_subscriptions"])]
     pub(crate) state_file: Option<PathBuf>,
+    /// Where each subscription keeps its state, as DIR/NAME/state.json,
+    /// when several are followed (`serve --state-dir DIR` serves them all)
+    /// [default: $PGMIGRATOR_HOME, else ~/.pgmigrator]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
     /// Show the terminal dashboard in the foreground (q quits).
     #[arg(long)]
     pub(crate) tui: bool,
@@ -179,6 +194,9 @@ pub(crate) struct MonitorArgs {
 pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub(crate) servers: ServerArgs,
+    /// The subscription [default: the destination database's only one]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) subscription: Option<String>,
     #[command(flatten)]
     pub(crate) cutover: CutoverArgs,
     #[command(flatten)]

@@ -23,7 +23,10 @@ const NOT_READY: u8 = 3;
 /// Runs the checks and prints the verdict; a server that cannot be
 /// reached or checked is an error (exit status 1).
 pub(crate) async fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
-    let config = match args.servers.config(&args.cutover) {
+    let config = match args
+        .servers
+        .config(args.subscription.clone(), &args.cutover)
+    {
         Ok(config) => config,
         Err(message) => {
             eprintln!("pgmigrator: {message}");

@@ -21,8 +21,7 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 pub(crate) const MAX_MIGRATIONS: usize = 1000;
 
 /// A stable id per state file: its name without `.json`, or its
-/// directory's name for a `state.json`; characters an id cannot hold
-/// become `-`, and an id already in `taken` gets `-2`, `-3`….
+/// directory's name for a `state.json` (see [`unique_id`]).
 pub(crate) fn migration_id(path: &Path, taken: &[String]) -> String {
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
     let name = match stem.as_deref() {
@@ -32,11 +31,18 @@ pub(crate) fn migration_id(path: &Path, taken: &[String]) -> String {
             .map(|n| n.to_string_lossy().into_owned()),
         Some(stem) => Some(stem.to_owned()),
     };
+    unique_id(name.as_deref().unwrap_or("migration"), taken)
+}
+
+/// `name` as a migration id that is also a safe folder name: characters
+/// an id cannot hold, and a leading `.` (`..`, hidden folders), become
+/// `-`; at most 100 characters; one already in `taken` gets `-2`, `-3`….
+pub(crate) fn unique_id(name: &str, taken: &[String]) -> String {
     let base: String = name
-        .unwrap_or_else(|| "migration".to_owned())
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+        .enumerate()
+        .map(|(i, c)| {
+            if c.is_ascii_alphanumeric() || "_-".contains(c) || (c == '.' && i > 0) {
                 c
             } else {
                 '-'
@@ -44,6 +50,11 @@ pub(crate) fn migration_id(path: &Path, taken: &[String]) -> String {
         })
         .take(100)
         .collect();
+    let base = if base.is_empty() {
+        "migration".to_owned()
+    } else {
+        base
+    };
     let mut id = base.clone();
     let mut n = 2;
     while taken.contains(&id) {
@@ -53,10 +64,12 @@ pub(crate) fn migration_id(path: &Path, taken: &[String]) -> String {
     id
 }
 
-/// What serving one more state file takes: the alerts file, if any.
+/// What serving one more state file takes: the alerts file, if any, and
+/// whether its notifications must say which of several migrations fires.
 #[derive(Clone)]
 pub(crate) struct Follow {
     pub(crate) alerts: Option<PathBuf>,
+    pub(crate) several: bool,
 }
 
 impl Follow {
@@ -75,7 +88,10 @@ impl Follow {
             self.alerts.as_deref(),
             mirror.snapshots(),
             None,
-            alerts::saved_path(&path.with_extension("serve.json")),
+            (
+                alerts::saved_path(&path.with_extension("serve.json")),
+                self.several.then_some(id.as_str()),
+            ),
         )?;
         migrations.add(id.clone(), Snapshots::from(mirror))?;
         taken.push(id.clone());
@@ -198,6 +214,17 @@ mod tests {
             taken.push(id);
         }
         assert_eq!(taken, ["shop", "billing", "shop-2", "we-ird", "migration"]);
+    }
+
+    #[test]
+    fn subscription_names_become_safe_folder_names() {
+        let taken = vec!["sub".to_owned()];
+        assert_eq!(unique_id("sub", &taken), "sub-2");
+        assert_eq!(unique_id("..", &taken), "-.");
+        assert_eq!(unique_id("../../etc", &taken), "-.--.--etc");
+        assert_eq!(unique_id(".hidden", &taken), "-hidden");
+        assert_eq!(unique_id("", &taken), "migration");
+        assert_eq!(unique_id("Schön/sub", &taken), "Sch-n-sub");
     }
 
     #[test]

@@ -24,6 +24,14 @@ pub(crate) fn live_collector(
     state_file: &Path,
     log_filter: &Targets,
 ) -> Result<Collector, Failure> {
+    let collector = resumed_collector(state_file);
+    install_logging(log_filter, Some(&collector), tui)?;
+    Ok(collector)
+}
+
+/// A collector that goes on with the history kept beside `state_file` by
+/// an earlier run (a history that cannot be read is a warning).
+pub(crate) fn resumed_collector(state_file: &Path) -> Collector {
     let history_path = pgmigrator_metrics::companion_path(state_file, "history");
     let history = match pgmigrator_metrics::read_history_file(&history_path) {
         Ok(history) => Some(history),
@@ -36,11 +44,9 @@ pub(crate) fn live_collector(
             None
         }
     };
-    let collector = Collector::builder()
+    Collector::builder()
         .resume_history(history.unwrap_or_default())
-        .build();
-    install_logging(log_filter, Some(&collector), tui)?;
-    Ok(collector)
+        .build()
 }
 
 /// Where this process's own `tracing` events go: into `collector`'s log
@@ -51,17 +57,25 @@ pub(crate) fn install_logging(
     collector: Option<&Collector>,
     tui: bool,
 ) -> Result<(), Failure> {
+    tracing::subscriber::set_global_default(logging(filter, collector, tui))?;
+    Ok(())
+}
+
+/// The subscriber [`install_logging`] installs; also one migration's own,
+/// when one process follows several (each job's events reach its own log).
+pub(crate) fn logging(
+    filter: &Targets,
+    collector: Option<&Collector>,
+    tui: bool,
+) -> impl tracing::Subscriber + Send + Sync + 'static {
     let stderr = (!tui).then(|| {
         StderrLayer::default()
             .with_max_level(tracing::Level::TRACE)
             .with_filter(filter.clone())
     });
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::registry()
-            .with(collector.map(Collector::tracing_layer))
-            .with(stderr),
-    )?;
-    Ok(())
+    tracing_subscriber::registry()
+        .with(collector.map(Collector::tracing_layer))
+        .with(stderr)
 }
 
 /// Where a live job is shown: the listener bound, the state file chosen,
@@ -77,7 +91,7 @@ pub(crate) async fn surfaces(
         alerting.file.as_deref(),
         collector.snapshots(),
         Some(collector.clone()),
-        alerts::saved_path(&state_file),
+        (alerts::saved_path(&state_file), None),
     )?;
     let (listener, config) = listen(http, !tui).await?;
     if !tui {
@@ -131,17 +145,21 @@ pub(crate) async fn listen(
 /// With `--alerts`: checks the file (a mistake stops the command here, with
 /// the line named) and evaluates its rules on every snapshot of
 /// `snapshots`, recording the alerts into `record` when there is one. The
-/// firing alerts are kept in `saved`.
+/// firing alerts are kept in `saved`. One of several migrations is named
+/// `NAME/id` in notifications (`NAME`: the file's `migration`).
 pub(crate) fn start_alerts(
     file: Option<&Path>,
     snapshots: Snapshots,
     record: Option<Collector>,
-    saved: PathBuf,
+    (saved, one_of_several): (PathBuf, Option<&str>),
 ) -> Result<(), Failure> {
     let Some(file) = file else {
         return Ok(());
     };
-    let config = AlertsConfig::load(file)?;
+    let mut config = AlertsConfig::load(file)?;
+    if let Some(id) = one_of_several {
+        config.migration = format!("{}/{id}", config.migration);
+    }
     let dispatcher = Dispatcher::start(&config, RetryPolicy::default())?;
     tokio::spawn(alerts::run(
         snapshots,
