@@ -180,7 +180,7 @@ enum Served {
 /// [`run`] for several migrations in one process: each persisted to its
 /// own state file, all served by one server (see
 /// [`http::serve_migrations`]); the terminal dashboard, when `tui` is set
-/// and the `tui` feature is on, shows the first. Everything stops when
+/// and the `tui` feature is on, opens on their list. Everything stops when
 /// `shutdown` completes, any job ends or panics, or the dashboard's quit
 /// key is pressed; then every final state is written.
 ///
@@ -255,10 +255,25 @@ async fn run_all(
     });
     #[cfg(feature = "tui")]
     let dashboard = tui.then(|| {
-        let feed = crate::tui::Feed::local(migrations[0].collector.snapshots());
+        let stopped = stop.clone().cancelled_owned();
+        let shown: Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match served {
+            Served::Single => Box::pin(crate::tui::run(
+                crate::tui::Feed::local(migrations[0].collector.snapshots()),
+                stopped,
+            )),
+            Served::Each => Box::pin(crate::tui::run_fleet(
+                crate::tui::Fleet::local(
+                    migrations
+                        .iter()
+                        .map(|m| (m.id.clone(), m.collector.snapshots()))
+                        .collect(),
+                ),
+                stopped,
+            )),
+        };
         let stop = stop.clone();
         tokio::spawn(async move {
-            let shown = crate::tui::run(feed, stop.clone().cancelled_owned()).await;
+            let shown = shown.await;
             stop.cancel();
             shown
         })

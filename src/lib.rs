@@ -183,8 +183,8 @@ pub use lsn::{Lsn, ParseLsnError, format_bytes, format_duration, format_lag, lag
 pub use mirror::StateFileMirror;
 pub use model::{
     AlertState, AlertStatus, ApplyHealth, Cutover, CutoverItem, CutoverKind, ErrorEntry, LogEntry,
-    LogLevel, Phase, PhaseSpan, STALE_AFTER, Severity, SlotHealth, Snapshot, TableName,
-    TableProgress, TableStatus, WalStatus,
+    LogLevel, MigrationSummary, Phase, PhaseSpan, STALE_AFTER, Severity, SlotHealth, Snapshot,
+    TableName, TableProgress, TableStatus, WalStatus, sort_worst_first,
 };
 pub use persist::{
     StateFileError, StateFileErrorKind, StatePersister, companion_path, default_state_path,

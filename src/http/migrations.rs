@@ -7,11 +7,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::{AppState, Resource, error, resource};
-use crate::model::{AlertState, Phase, Severity, Snapshot, WalStatus};
+use crate::model::{MigrationSummary, Snapshot, sort_worst_first};
 use crate::publish::Snapshots;
 
 /// The migrations a server serves, each under its id (letters, digits,
@@ -93,6 +92,17 @@ impl Migrations {
             .map(|(_, s)| s.clone())
     }
 
+    /// Every migration's summary at `now`, worst first.
+    pub fn summaries(&self, now: OffsetDateTime) -> Vec<MigrationSummary> {
+        let mut summaries: Vec<MigrationSummary> = self
+            .read()
+            .iter()
+            .map(|(id, s)| MigrationSummary::of(id, &s.snapshot(), now))
+            .collect();
+        sort_worst_first(&mut summaries);
+        summaries
+    }
+
     /// Every migration's id and newest snapshot, in order.
     pub(super) fn snapshots(&self) -> Vec<(String, Arc<Snapshot>)> {
         self.read()
@@ -119,95 +129,9 @@ fn check_id(id: &str) -> Result<(), String> {
     }
 }
 
-/// One line of the fleet view.
-#[derive(Debug, Serialize)]
-struct Summary<'a> {
-    id: &'a str,
-    phase: &'a Phase,
-    tables_total: usize,
-    tables_copied: usize,
-    lag_bytes: u64,
-    lag_seconds: f64,
-    eta_sec: Option<f64>,
-    alerts_firing: usize,
-    /// The worst severity firing; absent when none is.
-    alert_severity: Option<Severity>,
-    /// The slot's `wal_status`; absent when no slot is reported.
-    slot_wal_status: Option<&'a WalStatus>,
-    /// Absent while nothing computed a verdict.
-    cutover_ready: Option<bool>,
-    stale: bool,
-    /// Warning and critical alerts firing.
-    #[serde(skip)]
-    troubling: usize,
-}
-
-impl<'a> Summary<'a> {
-    fn of(id: &'a str, s: &'a Snapshot, now: OffsetDateTime) -> Summary<'a> {
-        let firing = || s.alerts.iter().filter(|a| a.state == AlertState::Firing);
-        Summary {
-            id,
-            phase: &s.phase,
-            tables_total: s.tables_total,
-            tables_copied: s.tables_copied,
-            lag_bytes: s.lag_bytes,
-            lag_seconds: s.lag_seconds,
-            eta_sec: s.eta_sec,
-            alerts_firing: firing().count(),
-            alert_severity: firing().map(|a| a.severity).max(),
-            slot_wal_status: s.slot.as_ref().map(|slot| &slot.wal_status),
-            cutover_ready: s.cutover.as_ref().map(|c| c.ready),
-            stale: s.is_stale(now),
-            troubling: firing().filter(|a| a.severity > Severity::Info).count(),
-        }
-    }
-
-    /// Larger is worse: a critical or warning alert firing, then a slot
-    /// whose WAL is in danger, then the lag (time, then bytes). Info alerts
-    /// ("ready to cut over") are no trouble.
-    fn trouble(&self) -> (u8, usize, u8, f64, u64) {
-        let alerts = match self.alert_severity {
-            Some(Severity::Critical) => 2,
-            Some(Severity::Warning) => 1,
-            Some(Severity::Info) | None => 0,
-        };
-        let slot = match self.slot_wal_status {
-            Some(WalStatus::Lost) => 3,
-            Some(WalStatus::Unreserved | WalStatus::Other(_)) => 2,
-            Some(WalStatus::Extended) => 1,
-            Some(WalStatus::Reserved) | None => 0,
-        };
-        let lag_seconds = if self.lag_seconds.is_finite() {
-            self.lag_seconds
-        } else {
-            0.0
-        };
-        (alerts, self.troubling, slot, lag_seconds, self.lag_bytes)
-    }
-}
-
 /// `GET /api/v1/migrations`: a summary per migration, worst first.
 pub(super) async fn list(State(state): State<Arc<AppState>>) -> Response {
-    let now = OffsetDateTime::now_utc();
-    let snapshots = state.migrations.snapshots();
-    let mut summaries: Vec<Summary<'_>> = snapshots
-        .iter()
-        .map(|(id, s)| Summary::of(id, s, now))
-        .collect();
-    sort_worst_first(&mut summaries);
-    Json(summaries).into_response()
-}
-
-/// Worst first (see [`Summary::trouble`]); equals keep their order.
-fn sort_worst_first(summaries: &mut [Summary<'_>]) {
-    summaries.sort_by(|a, b| {
-        let (a, b) = (a.trouble(), b.trouble());
-        b.0.cmp(&a.0)
-            .then(b.1.cmp(&a.1))
-            .then(b.2.cmp(&a.2))
-            .then(b.3.total_cmp(&a.3))
-            .then(b.4.cmp(&a.4))
-    });
+    Json(state.migrations.summaries(OffsetDateTime::now_utc())).into_response()
 }
 
 /// `GET /api/v1/migrations/{id}/{what}`.
@@ -235,89 +159,6 @@ pub(super) async fn one(
 mod tests {
     use super::*;
     use crate::publish::Publisher;
-
-    #[test]
-    fn trouble_orders_alerts_then_slot_danger_then_lag() {
-        use crate::model::{AlertStatus, SlotHealth};
-        let now = OffsetDateTime::now_utc();
-        let alert = |severity| AlertStatus {
-            name: "a".into(),
-            state: AlertState::Firing,
-            severity,
-            since: now,
-            value: String::new(),
-            summary: String::new(),
-        };
-        let slot = |wal_status| SlotHealth {
-            wal_status,
-            ..SlotHealth::default()
-        };
-        let cases = [
-            ("calm", Snapshot::default()),
-            (
-                "ready",
-                Snapshot {
-                    alerts: vec![alert(Severity::Info)],
-                    ..Snapshot::default()
-                },
-            ),
-            (
-                "lagging",
-                Snapshot {
-                    lag_seconds: 30.0,
-                    ..Snapshot::default()
-                },
-            ),
-            (
-                "nan",
-                Snapshot {
-                    lag_seconds: f64::NAN,
-                    lag_bytes: 1,
-                    ..Snapshot::default()
-                },
-            ),
-            (
-                "extended",
-                Snapshot {
-                    slot: Some(slot(WalStatus::Extended)),
-                    ..Snapshot::default()
-                },
-            ),
-            (
-                "lost",
-                Snapshot {
-                    slot: Some(slot(WalStatus::Lost)),
-                    ..Snapshot::default()
-                },
-            ),
-            (
-                "warned",
-                Snapshot {
-                    alerts: vec![alert(Severity::Warning)],
-                    ..Snapshot::default()
-                },
-            ),
-            (
-                "critical",
-                Snapshot {
-                    alerts: vec![alert(Severity::Critical)],
-                    ..Snapshot::default()
-                },
-            ),
-        ];
-        let mut summaries: Vec<Summary<'_>> = cases
-            .iter()
-            .map(|(id, s)| Summary::of(id, s, now))
-            .collect();
-        sort_worst_first(&mut summaries);
-        let order: Vec<&str> = summaries.iter().map(|s| s.id).collect();
-        assert_eq!(
-            order,
-            [
-                "critical", "warned", "lost", "extended", "lagging", "nan", "calm", "ready"
-            ]
-        );
-    }
 
     #[test]
     fn ids_are_checked() {

@@ -12,6 +12,7 @@ mod phase;
 pub(crate) mod serde_util;
 mod slot;
 mod snapshot;
+mod summary;
 mod table;
 
 pub use alert::{AlertState, AlertStatus, Severity};
@@ -20,4 +21,5 @@ pub use log::{LogEntry, LogLevel};
 pub use phase::Phase;
 pub use slot::{ApplyHealth, SlotHealth, WalStatus};
 pub use snapshot::{ErrorEntry, PhaseSpan, STALE_AFTER, Snapshot};
+pub use summary::{MigrationSummary, sort_worst_first};
 pub use table::{TableName, TableProgress, TableStatus};

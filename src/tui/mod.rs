@@ -9,10 +9,12 @@
 //! The dashboard only ever holds the latest snapshot, so a terminal that
 //! stops drawing never slows the collector.
 
+mod fleet;
 mod model;
 mod remote;
 mod view;
 
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
@@ -24,12 +26,13 @@ use ratatui::layout::Rect;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+pub use fleet::{FleetModel, draw_fleet};
 pub use model::{HISTORY, Link, Mode, Model, POINT_SPACING, STALE_AFTER, SortMode};
 pub use remote::RemoteError;
 pub use view::{draw, table_rows};
 
 use crate::history::{History, HistoryPoint};
-use crate::model::{LogEntry, Snapshot};
+use crate::model::{LogEntry, MigrationSummary, Snapshot, sort_worst_first};
 use crate::publish::Snapshots;
 
 /// What the dashboard follows.
@@ -90,6 +93,77 @@ impl Feed {
     }
 }
 
+/// Several migrations: their summaries, worst first, and a [`Feed`] for
+/// the one opened.
+pub struct Fleet {
+    /// Every migration, worst first.
+    pub migrations: watch::Receiver<Arc<Vec<MigrationSummary>>>,
+    open: Opener,
+}
+
+/// Makes the feed of a migration by id.
+type Opener = Box<dyn Fn(&str) -> Option<Feed> + Send>;
+
+impl fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fleet")
+            .field("migrations", &self.migrations.borrow().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fleet {
+    /// Migrations in this process, summed up once a second. Must be called
+    /// inside a Tokio runtime.
+    pub fn local(list: Vec<(String, Snapshots)>) -> Fleet {
+        let summaries = |list: &[(String, Snapshots)]| {
+            let now = time::OffsetDateTime::now_utc();
+            let mut all: Vec<MigrationSummary> = list
+                .iter()
+                .map(|(id, s)| MigrationSummary::of(id, &s.snapshot(), now))
+                .collect();
+            sort_worst_first(&mut all);
+            Arc::new(all)
+        };
+        let (tx, migrations) = watch::channel(summaries(&list));
+        let list = Arc::new(list);
+        tokio::spawn({
+            let list = Arc::clone(&list);
+            async move {
+                let mut ticks = tokio::time::interval(Duration::from_secs(1));
+                while !tx.is_closed() {
+                    ticks.tick().await;
+                    tx.send_replace(summaries(&list));
+                }
+            }
+        });
+        Fleet {
+            migrations,
+            open: Box::new(move |id| {
+                let (_, source) = list.iter().find(|(i, _)| i == id)?;
+                Some(Feed::local(source.clone()))
+            }),
+        }
+    }
+
+    /// The migrations of a server (`api` as for [`Feed::remote`]): the
+    /// list every 2 s, and each opened over its own WebSocket. Must be
+    /// called inside a Tokio runtime.
+    pub fn remote(
+        api: &str,
+        token: Option<String>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Fleet, RemoteError> {
+        remote::fleet(api, token, ca_cert)
+    }
+
+    /// A feed of migration `id`; `None` when there is no such migration.
+    /// Dropping it stops following.
+    pub fn open(&self, id: &str) -> Option<Feed> {
+        (self.open)(id)
+    }
+}
+
 /// The history points the sparklines start from: the newest
 /// [`HISTORY`] at 10 s.
 fn sparkline_history(history: &History) -> Vec<HistoryPoint> {
@@ -101,21 +175,96 @@ fn sparkline_history(history: &History) -> Vec<HistoryPoint> {
 const SPARKLINE_STEP: Duration = Duration::from_secs(10);
 
 /// Runs the dashboard on the terminal until a quit key, or `shutdown`.
-pub async fn run(mut feed: Feed, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+pub async fn run(feed: Feed, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let mut terminal = ratatui::try_init()?;
-    let result = event_loop(&mut terminal, &mut feed, shutdown).await;
+    let mut events = EventStream::new();
+    tokio::pin!(shutdown);
+    let screen = Screen {
+        terminal: &mut terminal,
+        events: &mut events,
+    };
+    let result = follow(screen, feed, Model::new(), &mut shutdown).await;
+    ratatui::restore();
+    result.map(|_| ())
+}
+
+/// Runs the dashboard of several migrations: their list first; Enter opens
+/// one, whose Esc comes back to the list. Until a quit key, or `shutdown`.
+pub async fn run_fleet(fleet: Fleet, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    let mut terminal = ratatui::try_init()?;
+    let mut events = EventStream::new();
+    tokio::pin!(shutdown);
+    let screen = Screen {
+        terminal: &mut terminal,
+        events: &mut events,
+    };
+    let result = list(screen, fleet, &mut shutdown).await;
     ratatui::restore();
     result
 }
 
-async fn event_loop(
-    terminal: &mut ratatui::DefaultTerminal,
-    feed: &mut Feed,
-    shutdown: impl Future<Output = ()>,
+/// The terminal and its key presses.
+struct Screen<'a> {
+    terminal: &'a mut ratatui::DefaultTerminal,
+    events: &'a mut EventStream,
+}
+
+/// How following one migration ended.
+enum Ended {
+    Quit,
+    Back,
+}
+
+async fn list<S: Future<Output = ()> + Unpin>(
+    screen: Screen<'_>,
+    mut fleet: Fleet,
+    shutdown: &mut S,
 ) -> io::Result<()> {
-    tokio::pin!(shutdown);
-    let mut events = EventStream::new();
-    let mut model = Model::new();
+    let Screen { terminal, events } = screen;
+    let mut model = FleetModel::new();
+    model.on_migrations(fleet.migrations.borrow_and_update().clone());
+    loop {
+        terminal.draw(|frame| draw_fleet(frame, &model))?;
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(Event::Key(key))) => model.handle_key(key),
+                Some(Ok(_)) => {} // a resize: the next draw uses the new size
+                Some(Err(err)) => return Err(err),
+                None => return Ok(()), // the terminal is gone
+            },
+            Ok(()) = fleet.migrations.changed() => {
+                model.on_migrations(fleet.migrations.borrow_and_update().clone());
+            }
+            () = &mut *shutdown => return Ok(()),
+        }
+        if model.should_quit() {
+            return Ok(());
+        }
+        let Some(feed) = model
+            .take_open()
+            .and_then(|id| Some((fleet.open(&id)?, id)))
+        else {
+            continue;
+        };
+        let (feed, id) = feed;
+        let screen = Screen {
+            terminal: &mut *terminal,
+            events: &mut *events,
+        };
+        match follow(screen, feed, Model::of_migration(&id), shutdown).await? {
+            Ended::Back => {}
+            Ended::Quit => return Ok(()),
+        }
+    }
+}
+
+async fn follow<S: Future<Output = ()> + Unpin>(
+    screen: Screen<'_>,
+    mut feed: Feed,
+    mut model: Model,
+    shutdown: &mut S,
+) -> io::Result<Ended> {
+    let Screen { terminal, events } = screen;
     model.on_snapshot(feed.snapshots.borrow_and_update().clone(), Instant::now());
     model.on_link(feed.link.borrow_and_update().clone());
     model.on_history(&feed.history.borrow_and_update());
@@ -131,7 +280,7 @@ async fn event_loop(
                 Some(Ok(Event::Key(key))) => model.handle_key(key),
                 Some(Ok(_)) => {} // a resize: the next draw uses the new size
                 Some(Err(err)) => return Err(err),
-                None => return Ok(()), // the terminal is gone
+                None => return Ok(Ended::Quit), // the terminal is gone
             },
             changed = feed.snapshots.changed(), if source_open => {
                 if changed.is_err() {
@@ -146,10 +295,13 @@ async fn event_loop(
             Ok(()) = feed.logs.changed() => model.on_logs(feed.logs.borrow_and_update().clone()),
             Ok(()) = feed.history.changed() => model.on_history(&feed.history.borrow_and_update()),
             _ = second.tick() => {}
-            () = &mut shutdown => return Ok(()),
+            () = &mut *shutdown => return Ok(Ended::Quit),
         }
         if model.should_quit() {
-            return Ok(());
+            return Ok(Ended::Quit);
+        }
+        if model.should_go_back() {
+            return Ok(Ended::Back);
         }
     }
 }

@@ -93,6 +93,9 @@ pub struct Model {
     /// Table rows that fit on the screen (for paging); the event loop sets
     /// it from the layout before handing keys over.
     page: usize,
+    /// The migration shown, when it is one of several (Esc goes back to
+    /// their list instead of quitting).
+    pub(crate) migration: Option<String>,
 }
 
 /// What the keys do and the screen shows.
@@ -113,6 +116,8 @@ pub enum Mode {
     },
     /// A quit key was pressed.
     Quit,
+    /// Esc in one of several migrations: back to the migration list.
+    Back,
 }
 
 impl Default for Model {
@@ -137,7 +142,22 @@ impl Model {
             filter: String::new(),
             mode: Mode::Tables,
             page: 10,
+            migration: None,
         }
+    }
+
+    /// An empty model of migration `id`, one of several: its name is in
+    /// the header, and Esc goes back to their list.
+    pub fn of_migration(id: &str) -> Self {
+        Model {
+            migration: Some(id.to_owned()),
+            ..Model::new()
+        }
+    }
+
+    /// Whether Esc asked to go back to the migration list.
+    pub fn should_go_back(&self) -> bool {
+        self.mode == Mode::Back
     }
 
     /// A snapshot arrived at `now`: shown, and a point on each sparkline
@@ -280,6 +300,7 @@ impl Model {
         }
         let page = self.page;
         match key.code {
+            KeyCode::Esc if self.migration.is_some() => self.mode = Mode::Back,
             KeyCode::Char('q') | KeyCode::Esc => self.mode = Mode::Quit,
             KeyCode::Up => self.offset = self.offset.saturating_sub(1),
             KeyCode::Down => self.offset += 1,

@@ -20,10 +20,10 @@ use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Feed, Link};
+use super::{Feed, Fleet, Link};
 use crate::backoff::Backoff;
 use crate::history::HistoryPoint;
-use crate::model::{LogEntry, Snapshot};
+use crate::model::{LogEntry, MigrationSummary, Snapshot};
 use crate::tls_client::ConnectorError;
 
 /// Why a server cannot be followed.
@@ -100,9 +100,10 @@ impl Endpoint {
         })
     }
 
-    fn ws_url(&self, query: &str) -> String {
+    /// The WebSocket under `base` (`/api/v1/`, or a migration's).
+    fn ws_url(&self, base: &str, query: &str) -> String {
         let scheme = if self.tls.is_some() { "wss" } else { "ws" };
-        format!("{scheme}://{}/api/v1/ws{query}", self.authority)
+        format!("{scheme}://{}{base}ws{query}", self.authority)
     }
 
     async fn connect(&self) -> io::Result<Pin<Box<dyn Io>>> {
@@ -130,7 +131,50 @@ pub(super) fn connect(
     token: Option<String>,
     ca_cert: Option<&Path>,
 ) -> Result<Feed, RemoteError> {
+    Ok(follow(
+        Endpoint::parse(api, ca_cert)?,
+        token,
+        "/api/v1/".to_owned(),
+    ))
+}
+
+/// The migrations of a server, listed every 2 s; each opened under
+/// `/api/v1/migrations/{id}/`.
+pub(super) fn fleet(
+    api: &str,
+    token: Option<String>,
+    ca_cert: Option<&Path>,
+) -> Result<Fleet, RemoteError> {
     let endpoint = Endpoint::parse(api, ca_cert)?;
+    let (tx, migrations) = watch::channel(Arc::new(Vec::new()));
+    tokio::spawn(list_migrations(endpoint.clone(), token.clone(), tx));
+    Ok(Fleet {
+        migrations,
+        open: Box::new(move |id| {
+            let base = format!("/api/v1/migrations/{}/", percent_encode(id));
+            Some(follow(endpoint.clone(), token.clone(), base))
+        }),
+    })
+}
+
+async fn list_migrations(
+    endpoint: Endpoint,
+    token: Option<String>,
+    migrations: watch::Sender<Arc<Vec<MigrationSummary>>>,
+) {
+    while !migrations.is_closed() {
+        let fetch =
+            get_json::<Vec<MigrationSummary>>(&endpoint, token.as_deref(), "/api/v1/migrations");
+        if let Ok(Ok(list)) = tokio::time::timeout(Duration::from_secs(5), fetch).await {
+            migrations.send_replace(Arc::new(list));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// One migration's snapshots (the WebSocket under `base`, in delta mode)
+/// and its history.
+fn follow(endpoint: Endpoint, token: Option<String>, base: String) -> Feed {
     let query = match token.as_deref() {
         Some(t) => format!("?mode=delta&token={}", percent_encode(t)),
         None => "?mode=delta".to_owned(),
@@ -139,22 +183,23 @@ pub(super) fn connect(
     let (link_tx, link) = watch::channel(Link::Connecting);
     let (logs_tx, logs) = watch::channel(Arc::new(Vec::new()));
     let (history_tx, history) = watch::channel(Arc::new(Vec::new()));
-    tokio::spawn(load_history(endpoint.clone(), token, history_tx));
+    let url = endpoint.ws_url(&base, &query);
+    tokio::spawn(load_history(endpoint.clone(), token, base, history_tx));
     tokio::spawn(stream_snapshots(
-        endpoint.clone(),
-        endpoint.ws_url(&query),
+        endpoint,
+        url,
         Outputs {
             snapshots: snapshots_tx,
             link: link_tx,
             logs: logs_tx,
         },
     ));
-    Ok(Feed {
+    Feed {
         snapshots,
         link,
         logs,
         history,
-    })
+    }
 }
 
 /// Where a remote feed's frames go.
@@ -318,6 +363,7 @@ impl FrameState {
 async fn load_history(
     endpoint: Endpoint,
     token: Option<String>,
+    base: String,
     history: watch::Sender<Arc<Vec<HistoryPoint>>>,
 ) {
     #[derive(serde::Deserialize)]
@@ -325,7 +371,7 @@ async fn load_history(
         points: Vec<HistoryPoint>,
     }
     let path = format!(
-        "/api/v1/history?since={}s&step={}s",
+        "{base}history?since={}s&step={}s",
         super::SPARKLINE_STEP.as_secs() * super::HISTORY as u64,
         super::SPARKLINE_STEP.as_secs()
     );
@@ -428,11 +474,18 @@ mod tests {
         let plain = Endpoint::parse("http://127.0.0.1:7654/", None).unwrap();
         assert_eq!(plain.authority, "127.0.0.1:7654");
         assert_eq!(
-            plain.ws_url("?token=x"),
+            plain.ws_url("/api/v1/", "?token=x"),
             "ws://127.0.0.1:7654/api/v1/ws?token=x"
         );
         let secure = Endpoint::parse("https://metrics.internal:7654", None).unwrap();
-        assert_eq!(secure.ws_url(""), "wss://metrics.internal:7654/api/v1/ws");
+        assert_eq!(
+            secure.ws_url("/api/v1/", ""),
+            "wss://metrics.internal:7654/api/v1/ws"
+        );
+        assert_eq!(
+            secure.ws_url("/api/v1/migrations/shop/", ""),
+            "wss://metrics.internal:7654/api/v1/migrations/shop/ws"
+        );
         for bad in ["ftp://x:1", "http://x:1/api", "127.0.0.1:7654", "http://"] {
             let err = Endpoint::parse(bad, None).err().unwrap();
             assert!(

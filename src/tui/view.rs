@@ -147,7 +147,14 @@ fn draw_header(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
             Style::new().fg(Color::Red),
         ),
     };
-    let first = Line::from(vec![
+    let mut first = Vec::new();
+    if let Some(id) = &model.migration {
+        first.push(Span::styled(
+            format!(" {} ", printable(id)),
+            Style::new().add_modifier(Modifier::BOLD),
+        ));
+    }
+    first.extend([
         Span::styled(
             format!(" {} ", s.phase.as_str().to_uppercase()),
             Style::new()
@@ -158,6 +165,7 @@ fn draw_header(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
         Span::raw(format!("  elapsed {}   ", elapsed(s.elapsed_sec))),
         link,
     ]);
+    let first = Line::from(first);
     let lag_color = match s.lag_bytes {
         b if b < MIB => Color::Green,
         b if b <= 10 * MIB => Color::Yellow,
@@ -536,8 +544,13 @@ fn draw_help_line(frame: &mut Frame, area: Rect, model: &Model) {
         } else {
             format!(" [filter: {}]", model.filter)
         };
+        let back = if model.migration.is_some() {
+            " · Esc list"
+        } else {
+            ""
+        };
         format!(
-            " q quit · ↑↓ PgUp PgDn Home End · s sort: {}{filter} · / filter · l log · ? help",
+            " q quit{back} · ↑↓ PgUp PgDn Home End · s sort: {}{filter} · / filter · l log · ? help",
             model.sort.label()
         )
     };
@@ -549,7 +562,7 @@ fn draw_help_line(frame: &mut Frame, area: Rect, model: &Model) {
 
 fn draw_help(frame: &mut Frame, area: Rect) {
     let lines = [
-        "q, Esc, Ctrl-C   quit",
+        "q, Esc, Ctrl-C   quit (Esc: back to the list, with several migrations)",
         "↑ ↓              scroll one table",
         "PgUp PgDn        scroll one page",
         "Home End         first / last table",

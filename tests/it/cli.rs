@@ -1067,3 +1067,75 @@ fn monitor_refuses_contradictory_subscription_and_state_flags() {
         );
     }
 }
+
+#[test]
+fn the_tui_of_a_server_with_several_migrations_lists_them_and_opens_one() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let mut args: Vec<std::ffi::OsString> = vec!["serve".into()];
+    for (name, phase) in [("shop", Phase::Copy), ("billing", Phase::Streaming)] {
+        let path = dir.path().join(format!("{name}.json"));
+        let snapshot = Snapshot {
+            phase,
+            timestamp: now,
+            ..Snapshot::default()
+        };
+        write_state_file(&path, &snapshot).unwrap();
+        args.extend(["--state-file".into(), path.into_os_string()]);
+    }
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (_serve, url) = crate::start_pgmigrator(&args);
+    let command = format!(
+        "stty rows 30 cols 120; exec {} tui --api-addr {}",
+        env!("CARGO_BIN_EXE_pgmigrator"),
+        url.trim_end_matches('/')
+    );
+    let mut script = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let drawn = Arc::new(Mutex::new(Vec::new()));
+    let mut screen = script.stdout.take().unwrap();
+    let reader = std::thread::spawn({
+        let drawn = Arc::clone(&drawn);
+        move || {
+            let mut buffer = [0; 4096];
+            while let Ok(n @ 1..) = screen.read(&mut buffer) {
+                drawn.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        }
+    });
+    // Waits until the terminal has been drawn `text` since byte `from`;
+    // returns where the drawing is now.
+    let wait_for = |text: &str, from: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let now = drawn.lock().unwrap().clone();
+            if String::from_utf8_lossy(&now[from.min(now.len())..]).contains(text) {
+                return now.len();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never drew {text:?}: {}",
+                String::from_utf8_lossy(&now)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let at = wait_for("2 migrations", 0);
+    let mut keys = script.stdin.take().unwrap();
+    keys.write_all(b"\r").unwrap();
+    let at = wait_for("COPY", at);
+    keys.write_all(b"\x1b").unwrap();
+    wait_for("2 migrations", at);
+    keys.write_all(b"q").unwrap();
+    let status = exits_within(&mut script, 10, "the TUI, told q,");
+    assert!(status.success(), "{status:?}");
+    drop(keys);
+    reader.join().unwrap();
+}

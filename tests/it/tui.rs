@@ -603,3 +603,151 @@ fn a_table_status_from_a_newer_pipeline_is_shown_as_written_and_escaped() {
     assert!(line("table_000").contains("verifying"), "{text}");
     assert!(line("table_001").contains("x\\e[2J"), "{text}");
 }
+
+/// Three migrations' snapshots: `billing` with a critical alert firing,
+/// `crm` with a lost slot, `shop` calm.
+fn three_migrations() -> Vec<(String, Snapshot)> {
+    use pgmigrator_metrics::{AlertState, AlertStatus, Severity, SlotHealth, WalStatus};
+    let now = time::OffsetDateTime::now_utc();
+    let alert = AlertStatus {
+        name: "lag".into(),
+        state: AlertState::Firing,
+        severity: Severity::Critical,
+        since: now,
+        value: String::new(),
+        summary: String::new(),
+    };
+    let slot = SlotHealth {
+        name: "crm_sub".into(),
+        wal_status: WalStatus::Lost,
+        ..SlotHealth::default()
+    };
+    [
+        ("shop", Snapshot::default()),
+        (
+            "billing",
+            Snapshot {
+                alerts: vec![alert],
+                ..Snapshot::default()
+            },
+        ),
+        (
+            "crm",
+            Snapshot {
+                slot: Some(slot),
+                ..Snapshot::default()
+            },
+        ),
+    ]
+    .into_iter()
+    .map(|(id, snapshot)| (id.to_owned(), snapshot))
+    .collect::<Vec<_>>()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_lists_migrations_worst_first_and_opens_each_local_or_remote() {
+    let mut migrations = Vec::new();
+    for (id, snapshot) in three_migrations() {
+        let collector = Collector::new();
+        collector.record_alerts(snapshot.alerts, 0).await;
+        if let Some(slot) = snapshot.slot {
+            collector.record_slot(slot).await;
+        }
+        collector.flush().await;
+        migrations.push((id, collector));
+    }
+    let list: Vec<(String, pgmigrator_metrics::Snapshots)> = migrations
+        .iter()
+        .map(|(id, c)| (id.clone(), c.snapshots()))
+        .collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve_migrations(
+        listener,
+        http::Migrations::new(list.clone()).unwrap(),
+        HttpConfig::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let local = tui::Fleet::local(list);
+    let mut remote = tui::Fleet::remote(&format!("http://{addr}"), None, None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while remote.migrations.borrow().len() < 3 {
+        assert!(Instant::now() < deadline, "no list from the server");
+        let _ = timeout(Duration::from_millis(200), remote.migrations.changed()).await;
+    }
+    assert!(local.open("nope").is_none());
+    for fleet in [&local, &remote] {
+        let ids: Vec<String> = fleet
+            .migrations
+            .borrow()
+            .iter()
+            .map(|m| m.id.clone())
+            .collect();
+        assert_eq!(ids, ["billing", "crm", "shop"]);
+        let mut feed = fleet.open("crm").unwrap();
+        wait_for(&mut feed, "crm's snapshot", |link, s| {
+            *link == Link::Live && s.slot.as_ref().is_some_and(|slot| slot.name == "crm_sub")
+        })
+        .await;
+    }
+
+    // The list on screen: the selected row reversed, the worst on top.
+    let mut model = tui::FleetModel::new();
+    model.on_migrations(remote.migrations.borrow().clone());
+    model.handle_key(key(KeyCode::Down));
+    let mut terminal = Terminal::new(TestBackend::new(110, 8)).unwrap();
+    terminal
+        .draw(|frame| tui::draw_fleet(frame, &model))
+        .unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    let lines: Vec<String> = buffer
+        .content
+        .chunks(110)
+        .map(|row| row.iter().map(|c| c.symbol()).collect())
+        .collect();
+    assert!(
+        lines[0].contains("3 migrations · 1 need attention"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[2].contains("billing") && lines[2].contains("1 critical"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[3].contains("crm") && lines[3].contains("lost"),
+        "{lines:#?}"
+    );
+    assert!(lines[4].contains("shop"), "{lines:#?}");
+    let crm_row = buffer.cell((1, 3)).unwrap();
+    assert!(
+        crm_row
+            .modifier
+            .contains(ratatui::style::Modifier::REVERSED),
+        "the selected row is reversed"
+    );
+    assert!(lines[7].contains("Enter open"), "{lines:#?}");
+    model.handle_key(key(KeyCode::Enter));
+    assert_eq!(model.take_open().as_deref(), Some("crm"));
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[test]
+fn esc_in_one_of_several_migrations_goes_back_and_its_name_is_in_the_header() {
+    let mut model = Model::of_migration("crm");
+    model.on_link(Link::Live);
+    let text = screen(&model, 100, 20);
+    assert!(text.lines().next().unwrap().contains("crm"), "{text}");
+    assert!(text.contains("Esc list"), "{text}");
+    model.handle_key(key(KeyCode::Esc));
+    assert!(model.should_go_back() && !model.should_quit());
+
+    let mut alone = Model::new();
+    alone.handle_key(key(KeyCode::Esc));
+    assert!(alone.should_quit() && !alone.should_go_back());
+}

@@ -258,19 +258,30 @@ async fn serve_command(args: ServeArgs, log_filter: &Targets) -> Result<(), Fail
 }
 
 async fn tui_command(args: TuiArgs) -> Result<(), Failure> {
-    let feed = match args.api_addr {
+    let shown = match args.api_addr {
         Some(api) => {
             let token = args.token.filter(|t| !t.is_empty());
-            match &args.ca_cert {
-                Some(ca) => tui::Feed::remote_trusting(&api, token, ca)?,
-                None => tui::Feed::remote(&api, token)?,
+            // A server with several migrations opens on their list; one
+            // that does not answer within 2 s is followed as a single one
+            // (its screen says it is reconnecting).
+            let mut fleet = tui::Fleet::remote(&api, token.clone(), args.ca_cert.as_deref())?;
+            let listed = tokio::time::timeout(Duration::from_secs(2), fleet.migrations.changed());
+            if matches!(listed.await, Ok(Ok(()))) && fleet.migrations.borrow().len() > 1 {
+                tui::run_fleet(fleet, shutdown_signal(None)).await
+            } else {
+                let feed = match &args.ca_cert {
+                    Some(ca) => tui::Feed::remote_trusting(&api, token, ca)?,
+                    None => tui::Feed::remote(&api, token)?,
+                };
+                tui::run(feed, shutdown_signal(None)).await
             }
         }
-        None => tui::Feed::local(StateFileMirror::start(state_path(args.state_file)?)),
+        None => {
+            let mirror = StateFileMirror::start(state_path(args.state_file)?);
+            tui::run(tui::Feed::local(mirror), shutdown_signal(None)).await
+        }
     };
-    tui::run(feed, shutdown_signal(None))
-        .await
-        .map_err(|err| format!("terminal: {err}"))?;
+    shown.map_err(|err| format!("terminal: {err}"))?;
     Ok(())
 }
 
