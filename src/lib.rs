@@ -73,7 +73,8 @@
 //!
 //! - [`lsn`]: [`Lsn`], [`lag()`], byte and duration formatting.
 //! - [`model`]: the plain data: [`Phase`], [`TableName`], [`TableProgress`],
-//!   [`Snapshot`] (with its one staleness rule), [`LogEntry`].
+//!   [`Snapshot`] (with its one staleness rule), [`LogEntry`], and
+//!   [`MigrationSummary`] (one line per migration, worst first).
 //! - `collector`: the [`Collector`] handle and builder; `inbox` (the writers'
 //!   channels, in send order), `actor` (the loop), `state` (a plain,
 //!   synchronously tested `State`), `table`, `clock`, the log ring and
@@ -99,9 +100,10 @@
 //! - [`units`]: sizes and durations as people write them.
 //! - `http` (feature `http`): `server` (the accept loop and its connection
 //!   limits), `tls` (HTTPS with certificates re-read when they change),
-//!   `auth` (Host, token, origin), `ws` (the WebSocket hub),
-//!   `metrics` (Prometheus), the dashboard; `app` runs a job with every
-//!   surface and one stop.
+//!   `auth` (Host, token, origin), `ws` (a WebSocket hub per migration),
+//!   `delta` (frames that follow change), `migrations` (the migrations
+//!   served, by id), `metrics` (Prometheus), the dashboard; `app` runs a
+//!   job, or one per migration, with every surface and one stop.
 //! - [`demo`]: a simulated migration driving a collector like the pipeline.
 //! - `pg` (feature `postgres`): following a native logical-replication
 //!   migration: `conninfo` (a connection string parsed once, shown masked;
@@ -114,10 +116,13 @@
 //!   `verdict` (combining them with [`cutover`]'s, for `pgmigrator check`
 //!   and after every poll).
 //! - `tui` (feature `tui`): the terminal dashboard: `model` (state and
-//!   keys), `view` (drawing), `remote` (following a server).
+//!   keys), `view` (drawing), `fleet` (the migration list), `remote`
+//!   (following a server).
 //! - The `pgmigrator` binary (`src/bin/pgmigrator/`): `args` (flags and their
-//!   checks), `signals` (what stops a command), `output`, `check` (the
-//!   verdict and its exit status), and `main`, one call per command.
+//!   checks), `signals` (what stops a command), `output`, `serving` (logging,
+//!   listening, alerts), `fleet` (migration ids and watched directories),
+//!   `check` (the verdict and its exit status), and `main`, one call per
+//!   command.
 //!
 //! # Features
 //!
