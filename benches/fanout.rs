@@ -103,19 +103,19 @@ fn run_mode(clients: usize, mode: &str) {
     let pid = child.id();
     let rt = common::runtime(None);
     let result = rt.block_on(async {
-        let mut sockets = Vec::with_capacity(clients);
-        for _ in 0..clients {
-            match tokio_tungstenite::connect_async(url.as_str()).await {
-                Ok((ws, _)) => sockets.push(ws),
-                Err(err) => return Err(format!("connecting client {}: {err}", sockets.len())),
-            }
-        }
         let counting = Arc::new(AtomicBool::new(false));
         let ready = Arc::new(AtomicUsize::new(0));
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let readers: Vec<_> = sockets
-            .into_iter()
-            .map(|mut ws| {
+        // Each client reads from the moment it is connected, as a browser
+        // does: one that waited for the others would be a client that
+        // stopped reading.
+        let mut readers = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            let mut ws = match tokio_tungstenite::connect_async(url.as_str()).await {
+                Ok((ws, _)) => ws,
+                Err(err) => return Err(format!("connecting client {}: {err}", readers.len())),
+            };
+            readers.push({
                 let mut stopped = stopped.clone();
                 let (counting, ready) = (Arc::clone(&counting), Arc::clone(&ready));
                 tokio::spawn(async move {
@@ -141,8 +141,8 @@ fn run_mode(clients: usize, mode: &str) {
                         }
                     }
                 })
-            })
-            .collect();
+            });
+        }
         // Every client past its first (full) frame, then a tick more.
         let deadline = Instant::now() + Duration::from_secs(120);
         while ready.load(Ordering::Relaxed) < clients && Instant::now() < deadline {

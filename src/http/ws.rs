@@ -48,6 +48,10 @@ pub(super) const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// over the rate is disconnected (close code 1008).
 const CLIENT_BURST: f64 = 32.0;
 const CLIENT_MESSAGES_PER_SEC: f64 = 8.0;
+/// The slowest reading a client is allowed on top of the send timeout: a
+/// 2.4 MB first frame (10,000 tables) over a slow link takes 37 s more, a
+/// delta of a few kilobytes nothing more.
+const MIN_CLIENT_BYTES_PER_SEC: f64 = 64.0 * 1024.0;
 
 /// What every migration's clients share: the cap on clients, their tasks
 /// and the signal to close them; and a hub per migration, started when its
@@ -105,9 +109,10 @@ struct Hub {
     viewers: Arc<AtomicUsize>,
     /// Its clients in delta mode (deltas are computed only while there are).
     delta_clients: Arc<AtomicUsize>,
-    /// Snapshots serialized for broadcast so far (the tests read it).
-    #[cfg_attr(not(test), allow(dead_code))]
-    encoded: Arc<AtomicUsize>,
+    /// The newest snapshot's frame: shared by the ticks and the first
+    /// frame of every client that comes, so a thousand clients arriving at
+    /// once cost one serialization, not a thousand.
+    frame_of: FrameOf,
     task: JoinHandle<()>,
 }
 
@@ -122,19 +127,15 @@ impl Hub {
         let mut snapshots = source.subscribe();
         let (tx, frames) = broadcast::channel(CLIENT_QUEUE);
         let viewers = Arc::<AtomicUsize>::default();
-        let encoded = Arc::<AtomicUsize>::default();
         let delta_clients = Arc::<AtomicUsize>::default();
+        let frame_of = FrameOf::default();
         let task = tokio::spawn({
             let viewers = Arc::clone(&viewers);
-            let encoded = Arc::clone(&encoded);
             let delta_clients = Arc::clone(&delta_clients);
             let source = source.clone();
             let mut differ = Differ::default();
+            let frame_of = frame_of.clone();
             async move {
-                // The last snapshot serialized: a source that republishes
-                // the same one (a mirror of an unchanged file) costs nothing
-                // more.
-                let mut last: Option<(Arc<Snapshot>, Utf8Bytes)> = None;
                 loop {
                     let snapshot = match snapshots.recv().await {
                         Ok(snapshot) => snapshot,
@@ -146,15 +147,9 @@ impl Hub {
                     if viewers.load(Ordering::Relaxed) == 0 {
                         continue;
                     }
-                    let plain = match &last {
-                        Some((sent, frame)) if Arc::ptr_eq(sent, &snapshot) => frame.clone(),
-                        _ => {
-                            encoded.fetch_add(1, Ordering::Relaxed);
-                            let frame = encode(&snapshot);
-                            last = Some((Arc::clone(&snapshot), frame.clone()));
-                            frame
-                        }
-                    };
+                    // A source that republishes the same snapshot (a
+                    // mirror of an unchanged file) costs nothing more.
+                    let plain = frame_of.get(&snapshot);
                     let for_deltas = delta_clients.load(Ordering::Relaxed) > 0;
                     let frames = differ.next(&snapshot, plain, source.shared_logs(), for_deltas);
                     // Clients that just left are not an error.
@@ -166,9 +161,39 @@ impl Hub {
             frames,
             viewers,
             delta_clients,
-            encoded,
+            frame_of,
             task,
         }
+    }
+}
+
+/// A snapshot and its frame.
+type Encoded = (Arc<Snapshot>, Utf8Bytes);
+
+/// The newest snapshot's frame, serialized once whoever asks first.
+#[derive(Clone, Default)]
+struct FrameOf {
+    cache: Arc<Mutex<Option<Encoded>>>,
+    /// Snapshots serialized so far (the tests read it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    encoded: Arc<AtomicUsize>,
+}
+
+impl FrameOf {
+    fn get(&self, snapshot: &Arc<Snapshot>) -> Utf8Bytes {
+        let cached = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((sent, frame)) = cached.as_ref()
+            && Arc::ptr_eq(sent, snapshot)
+        {
+            return frame.clone();
+        }
+        drop(cached);
+        // Serialized outside the lock; two that race both serialize once.
+        self.encoded.fetch_add(1, Ordering::Relaxed);
+        let frame = encode(snapshot);
+        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Arc::clone(snapshot), frame.clone()));
+        frame
     }
 }
 
@@ -232,7 +257,7 @@ fn upgrade(
     let deltas = uri
         .query()
         .is_some_and(|q| q.split('&').any(|pair| pair == "mode=delta"));
-    let plain = encode(&source.snapshot());
+    let plain = hub.frame_of.get(&source.snapshot());
     let (first, mode) = if deltas {
         let first = vec![full_frame(0, &plain), logs_frame(&source.shared_logs())];
         (
@@ -396,9 +421,16 @@ impl Client {
     }
 
     /// Sends one message; `false` when the client is gone or did not take
-    /// it within the send timeout.
+    /// it within the send timeout (longer for a large frame, see
+    /// [`MIN_CLIENT_BYTES_PER_SEC`]).
     async fn send(&self, sink: &mut SplitSink<WebSocket, Message>, message: Message) -> bool {
-        match tokio::time::timeout(self.send_timeout, sink.send(message)).await {
+        let len = match &message {
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) | Message::Ping(bytes) | Message::Pong(bytes) => bytes.len(),
+            Message::Close(_) => 0,
+        };
+        let allowed = send_allowance(self.send_timeout, len);
+        match tokio::time::timeout(allowed, sink.send(message)).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
@@ -432,6 +464,12 @@ impl Mode {
             }
         }
     }
+}
+
+/// The time a client has to take a message of `len` bytes: `base`, plus
+/// the time to read it at [`MIN_CLIENT_BYTES_PER_SEC`].
+fn send_allowance(base: Duration, len: usize) -> Duration {
+    base + Duration::from_secs_f64(len as f64 / MIN_CLIENT_BYTES_PER_SEC)
 }
 
 /// Close codes and reasons.
@@ -493,7 +531,11 @@ mod tests {
             publisher.broadcast(Arc::clone(&snapshot));
             settle().await;
         }
-        assert_eq!(hub.encoded.load(Ordering::Relaxed), 0, "no client, no work");
+        assert_eq!(
+            hub.frame_of.encoded.load(Ordering::Relaxed),
+            0,
+            "no client, no work"
+        );
 
         let _viewer = Counted::new(&hub.viewers);
         let mut frames = hub.frames.resubscribe();
@@ -502,13 +544,34 @@ mod tests {
             settle().await;
         }
         assert_eq!(
-            hub.encoded.load(Ordering::Relaxed),
+            hub.frame_of.encoded.load(Ordering::Relaxed),
             1,
             "the same snapshot is serialized once"
         );
-        publisher.broadcast(Arc::new(Snapshot::default()));
+        let newest = Arc::new(Snapshot::default());
+        publisher.broadcast(Arc::clone(&newest));
         settle().await;
-        assert_eq!(hub.encoded.load(Ordering::Relaxed), 2);
+        assert_eq!(hub.frame_of.encoded.load(Ordering::Relaxed), 2);
         assert!(frames.try_recv().is_ok());
+        // A client that comes now gets the same bytes as its first frame.
+        let first = hub.frame_of.get(&newest);
+        assert_eq!(
+            hub.frame_of.encoded.load(Ordering::Relaxed),
+            2,
+            "not serialized again"
+        );
+        assert_eq!(first, encode(&newest));
+    }
+
+    #[test]
+    fn a_large_frame_gets_the_time_a_slow_link_needs_to_carry_it() {
+        let base = Duration::from_secs(5);
+        assert_eq!(send_allowance(base, 0), base);
+        assert_eq!(send_allowance(base, 64 * 1024), Duration::from_secs(6));
+        let first_of_ten_thousand_tables = send_allowance(base, 2_400_000);
+        assert!(
+            first_of_ten_thousand_tables > Duration::from_secs(40),
+            "{first_of_ten_thousand_tables:?}"
+        );
     }
 }
