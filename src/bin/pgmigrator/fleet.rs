@@ -1,18 +1,21 @@
-//! `serve` of many migrations: their ids, and directories watched for the
-//! migrations that appear in them.
+//! Many migrations in one process: their ids, the directories `serve`
+//! watches for migrations that appear, and `monitor` of several
+//! subscriptions.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pgmigrator_metrics::alerts;
 use pgmigrator_metrics::http::Migrations;
 use pgmigrator_metrics::printable::printable;
-use pgmigrator_metrics::{Snapshots, StateFileMirror};
+use pgmigrator_metrics::{Phase, Snapshots, StateFileMirror, alerts, app, default_state_path, pg};
+use tracing_subscriber::filter::Targets;
 
-use crate::Failure;
+use crate::args::MonitorArgs;
 use crate::output::{say, warn};
-use crate::serving::start_alerts;
+use crate::serving::{install_logging, listen, logging, resumed_collector, start_alerts};
+use crate::signals::shutdown_signal;
+use crate::{Failure, monitor_config, stopped};
 
 /// How often a watched directory is listed again.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -196,6 +199,87 @@ impl Watch {
     }
 }
 
+/// Several subscriptions, each a migration of its own: its monitor, its
+/// collector (whose log gets that monitor's events) and its state file
+/// `DIR/NAME/state.json`; one server for all of them.
+pub(crate) async fn monitor_several(
+    args: MonitorArgs,
+    log_filter: &Targets,
+) -> Result<(), Failure> {
+    use tracing::instrument::WithSubscriber;
+    install_logging(log_filter, None, args.tui)?;
+    let dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => default_state_path()?
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .ok_or("no directory for the state files: pass --state-dir")?,
+    };
+    let names = if args.all_subscriptions {
+        let dest = args.servers.config(None, &args.cutover)?.dest;
+        let names = pg::subscriptions(&dest).await?;
+        if names.is_empty() {
+            return Err("no subscription in the destination database".into());
+        }
+        names
+    } else {
+        args.subscriptions.clone()
+    };
+    if names.len() > MAX_MIGRATIONS {
+        return Err(format!(
+            "{} subscriptions: one process follows at most {}",
+            names.len(),
+            MAX_MIGRATIONS
+        )
+        .into());
+    }
+    let (mut taken, mut migrations, mut following) = (Vec::new(), Vec::new(), Vec::new());
+    for name in names {
+        // Bad input fails here, before anything is served.
+        let monitor = pg::Monitor::connect(monitor_config(&args, Some(name.clone()))?).await?;
+        let id = unique_id(&name, &taken);
+        let state_file = dir.join(&id).join("state.json");
+        let collector = resumed_collector(&state_file);
+        collector.set_phase(Phase::Connecting).await;
+        start_alerts(
+            args.alerts.file.as_deref(),
+            collector.snapshots(),
+            Some(collector.clone()),
+            (alerts::saved_path(&state_file), Some(&id)),
+        )?;
+        let (filter, tui) = (log_filter.clone(), args.tui);
+        following.push(format!(
+            "Following subscription {} as {id}: {}",
+            printable(&name),
+            printable(&state_file.display().to_string())
+        ));
+        migrations.push(app::Migration::new(
+            id.clone(),
+            collector,
+            state_file,
+            move |collector, stop| {
+                let own = logging(&filter, Some(&collector), tui);
+                pg::run(collector, monitor, stop).with_subscriber(own)
+            },
+        ));
+        taken.push(id);
+    }
+    let (listener, config) = listen(&args.http, !args.tui).await?;
+    if !args.tui {
+        following.iter().for_each(|line| say(line));
+    }
+    app::run_migrations(
+        migrations,
+        listener,
+        config,
+        args.tui,
+        shutdown_signal(None),
+    )
+    .await?;
+    stopped(args.tui);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,7 +305,7 @@ mod tests {
         let taken = vec!["sub".to_owned()];
         assert_eq!(unique_id("sub", &taken), "sub-2");
         assert_eq!(unique_id("..", &taken), "-.");
-        assert_eq!(unique_id("../../etc", &taken), "-.--.--etc");
+        assert_eq!(unique_id("../../etc", &taken), "-.-..-etc");
         assert_eq!(unique_id(".hidden", &taken), "-hidden");
         assert_eq!(unique_id("", &taken), "migration");
         assert_eq!(unique_id("Schön/sub", &taken), "Sch-n-sub");

@@ -30,9 +30,7 @@ use crate::args::{
     AlertsCommand, Cli, Command, DemoArgs, MonitorArgs, ServeArgs, StatusArgs, TuiArgs,
 };
 use crate::output::{one_line, print, say};
-use crate::serving::{
-    install_logging, listen, live_collector, logging, resumed_collector, start_alerts, surfaces,
-};
+use crate::serving::{install_logging, listen, live_collector, surfaces};
 use crate::signals::{panics, shutdown_signal};
 
 type Failure = Box<dyn Error + Send + Sync>;
@@ -107,7 +105,7 @@ async fn monitor_command(args: MonitorArgs, log_filter: &Targets) -> Result<(), 
     let several =
         args.all_subscriptions || args.subscriptions.len() > 1 || args.state_dir.is_some();
     if several {
-        return monitor_several(args, log_filter).await;
+        return fleet::monitor_several(args, log_filter).await;
     }
     let state_file = state_path(args.state_file.clone())?;
     let collector = live_collector(args.tui, &state_file, log_filter)?;
@@ -128,7 +126,7 @@ async fn monitor_command(args: MonitorArgs, log_filter: &Targets) -> Result<(), 
 }
 
 /// The monitor's settings for one subscription.
-fn monitor_config(
+pub(crate) fn monitor_config(
     args: &MonitorArgs,
     subscription: Option<String>,
 ) -> Result<MonitorConfig, Failure> {
@@ -140,84 +138,6 @@ fn monitor_config(
     };
     config.cutover.error_window = args.cutover_error_window;
     Ok(config)
-}
-
-/// Several subscriptions, each a migration of its own: its monitor, its
-/// collector (whose log gets that monitor's events) and its state file
-/// `DIR/NAME/state.json`; one server for all of them.
-async fn monitor_several(args: MonitorArgs, log_filter: &Targets) -> Result<(), Failure> {
-    use tracing::instrument::WithSubscriber;
-    install_logging(log_filter, None, args.tui)?;
-    let dir = match &args.state_dir {
-        Some(dir) => dir.clone(),
-        None => default_state_path()?
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .ok_or("no directory for the state files: pass --state-dir")?,
-    };
-    let names = if args.all_subscriptions {
-        let dest = args.servers.config(None, &args.cutover)?.dest;
-        let names = pg::subscriptions(&dest).await?;
-        if names.is_empty() {
-            return Err("no subscription in the destination database".into());
-        }
-        names
-    } else {
-        args.subscriptions.clone()
-    };
-    if names.len() > fleet::MAX_MIGRATIONS {
-        return Err(format!(
-            "{} subscriptions: one process follows at most {}",
-            names.len(),
-            fleet::MAX_MIGRATIONS
-        )
-        .into());
-    }
-    let (mut taken, mut migrations, mut following) = (Vec::new(), Vec::new(), Vec::new());
-    for name in names {
-        // Bad input fails here, before anything is served.
-        let monitor = pg::Monitor::connect(monitor_config(&args, Some(name.clone()))?).await?;
-        let id = fleet::unique_id(&name, &taken);
-        let state_file = dir.join(&id).join("state.json");
-        let collector = resumed_collector(&state_file);
-        collector.set_phase(Phase::Connecting).await;
-        start_alerts(
-            args.alerts.file.as_deref(),
-            collector.snapshots(),
-            Some(collector.clone()),
-            (alerts::saved_path(&state_file), Some(&id)),
-        )?;
-        let (filter, tui) = (log_filter.clone(), args.tui);
-        following.push(format!(
-            "Following subscription {} as {id}: {}",
-            printable(&name),
-            printable(&state_file.display().to_string())
-        ));
-        migrations.push(app::Migration::new(
-            id.clone(),
-            collector,
-            state_file,
-            move |collector, stop| {
-                let own = logging(&filter, Some(&collector), tui);
-                pg::run(collector, monitor, stop).with_subscriber(own)
-            },
-        ));
-        taken.push(id);
-    }
-    let (listener, config) = listen(&args.http, !args.tui).await?;
-    if !args.tui {
-        following.iter().for_each(|line| say(line));
-    }
-    app::run_migrations(
-        migrations,
-        listener,
-        config,
-        args.tui,
-        shutdown_signal(None),
-    )
-    .await?;
-    stopped(args.tui);
-    Ok(())
 }
 
 async fn serve_command(args: ServeArgs, log_filter: &Targets) -> Result<(), Failure> {
