@@ -180,7 +180,7 @@ async fn rest_endpoints_serve_status_tables_logs_and_health() {
     let (status, content_type, body) = get(&server.url("/"), &[]).await;
     assert_eq!(status, 200);
     assert!(content_type.starts_with("text/html"));
-    assert!(body.contains("api/v1/ws") && !body.contains("https://cdn"));
+    assert!(body.contains("new WebSocket(") && !body.contains("https://cdn"));
     server.shutdown().await;
 }
 
