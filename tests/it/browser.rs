@@ -679,3 +679,49 @@ async fn several_migrations_open_on_a_fleet_view_worst_first_and_a_click_opens_o
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_directory_starts_as_an_empty_fleet_and_rows_appear() {
+    if !crate::tools::available(CHROMIUM) {
+        return;
+    }
+    use pgmigrator_metrics::{Phase, Snapshot, write_state_file};
+    let dir = tempfile::tempdir().unwrap();
+    let watched = dir.path().join("migrations");
+    std::fs::create_dir(&watched).unwrap();
+    let (_serve, url) = start_pgmigrator(&[
+        "serve".as_ref(),
+        "--state-dir".as_ref(),
+        watched.as_os_str(),
+    ]);
+    let profile = dir.path().join("profile");
+    std::fs::create_dir(&profile).unwrap();
+    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
+    let empty = page
+        .wait_until("an empty fleet", |v| v["fleet"] == true)
+        .await;
+    assert_eq!(empty["title"], "no migration yet · pgmigrator", "{empty}");
+    assert!(
+        empty["fleetText"]
+            .as_str()
+            .unwrap()
+            .contains("No migration yet"),
+        "{empty}"
+    );
+    for name in ["shop", "billing"] {
+        let folder = watched.join(name);
+        std::fs::create_dir(&folder).unwrap();
+        let snapshot = Snapshot {
+            phase: Phase::Copy,
+            timestamp: time::OffsetDateTime::now_utc(),
+            ..Snapshot::default()
+        };
+        write_state_file(&folder.join("state.json"), &snapshot).unwrap();
+    }
+    page.wait_until("both rows", |v| {
+        v["fleetRows"]
+            .as_array()
+            .is_some_and(|rows| rows.len() == 2)
+    })
+    .await;
+}
