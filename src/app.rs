@@ -184,7 +184,9 @@ enum Served {
 /// `shutdown` completes, any job ends or panics, or the dashboard's quit
 /// key is pressed; then every final state is written.
 ///
-/// Every state file is checked before anything starts.
+/// Every id and state file is checked before anything starts (a repeated
+/// or invalid id is [`AppError::Serve`]); with no migration it returns at
+/// once.
 pub async fn run_migrations(
     migrations: Vec<Migration>,
     listener: TcpListener,
@@ -201,18 +203,10 @@ async fn run_all(
     (listener, http_config, tui): (TcpListener, HttpConfig, bool),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
-    let mut persisters = Vec::with_capacity(migrations.len());
-    for migration in &migrations {
-        let persister = StatePersister::start(migration.collector.clone(), &migration.state_file)
-            .map_err(|source| AppError::StateFile {
-            path: migration.state_file.clone(),
-            source,
-        })?;
-        persisters.push((persister, migration.state_file.clone()));
-    }
     let Some(first) = migrations.first().map(|m| m.collector.clone()) else {
         return Ok(());
     };
+    // Ids are checked before anything starts.
     let listed = match served {
         Served::Single => None,
         Served::Each => Some(
@@ -225,6 +219,15 @@ async fn run_all(
             .map_err(|err| AppError::Serve(io::Error::new(io::ErrorKind::InvalidInput, err)))?,
         ),
     };
+    let mut persisters = Vec::with_capacity(migrations.len());
+    for migration in &migrations {
+        let persister = StatePersister::start(migration.collector.clone(), &migration.state_file)
+            .map_err(|source| AppError::StateFile {
+            path: migration.state_file.clone(),
+            source,
+        })?;
+        persisters.push((persister, migration.state_file.clone()));
+    }
     let stop = CancellationToken::new();
     // The shutdown signal, or any part ending, stops every part.
     let _on_shutdown = tokio::spawn(stop.clone().run_until_cancelled_owned({

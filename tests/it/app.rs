@@ -133,3 +133,68 @@ async fn a_final_write_that_fails_is_the_error() {
     .unwrap_err();
     assert!(matches!(err, AppError::FinalWrite { .. }), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_migrations_run_each_to_its_state_file_behind_one_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (trigger, shutdown) = tokio::sync::oneshot::channel::<()>();
+    let migration = |id: &str, phase: Phase| {
+        app::Migration::new(
+            id,
+            Collector::new(),
+            dir.path().join(id).join("state.json"),
+            move |collector: Collector, stop| async move {
+                collector.set_phase(phase).await;
+                stop.await;
+            },
+        )
+    };
+    let running = tokio::spawn(app::run_migrations(
+        vec![
+            migration("shop", Phase::Copy),
+            migration("crm", Phase::Streaming),
+        ],
+        listener,
+        HttpConfig::default(),
+        false,
+        async {
+            let _ = shutdown.await;
+        },
+    ));
+    let url = format!("http://{addr}/api/v1/migrations/crm/status");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) = crate::http::get(&url, &[]).await;
+        if status == 200 && body.contains("\"phase\":\"streaming\"") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    trigger.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // Each final state in its own file.
+    for (id, phase) in [("shop", Phase::Copy), ("crm", Phase::Streaming)] {
+        let state = read_state_file(&dir.path().join(id).join("state.json")).unwrap();
+        assert_eq!(state.phase, phase, "{id}");
+    }
+
+    // A repeated id fails before anything starts: no state file appears.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let twice = app::run_migrations(
+        vec![migration("dup", Phase::Copy), migration("dup", Phase::Copy)],
+        listener,
+        HttpConfig::default(),
+        false,
+        std::future::pending(),
+    )
+    .await;
+    assert!(matches!(twice, Err(AppError::Serve(_))), "{twice:?}");
+    assert!(!dir.path().join("dup").exists());
+}
