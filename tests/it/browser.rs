@@ -672,6 +672,12 @@ async fn several_migrations_open_on_a_fleet_view_worst_first_and_a_click_opens_o
         .await;
     page.wait_until("the fleet view again", |v| v["fleet"] == true)
         .await;
+    // An address that names no migration, or is not even an id, is the fleet.
+    for hash in ["#crm", "#%E0%A4%A", "#crm", "#nope"] {
+        page.eval(&format!("location.hash = '{hash}'")).await;
+        let want_fleet = hash != "#crm";
+        page.wait_until(hash, |v| v["fleet"] == want_fleet).await;
+    }
     page.eval("document.querySelector('.fleet-row[data-id=shop]').click()")
         .await;
     page.wait_until("shop's detail view", |v| {
