@@ -240,13 +240,12 @@ async fn list<S: Future<Output = ()> + Unpin>(
         if model.should_quit() {
             return Ok(());
         }
-        let Some(feed) = model
-            .take_open()
-            .and_then(|id| Some((fleet.open(&id)?, id)))
-        else {
+        let Some(id) = model.take_open() else {
             continue;
         };
-        let (feed, id) = feed;
+        let Some(feed) = fleet.open(&id) else {
+            continue;
+        };
         let screen = Screen {
             terminal: &mut *terminal,
             events: &mut *events,
