@@ -420,7 +420,7 @@ impl PromCollector for FleetMetrics {
         gauges(e, "tables", "Tables by status", m, |s| {
             TableStatus::KNOWN.map(|status| {
                 let count = s.tables.iter().filter(|t| t.status == status).count();
-                ([("status", status.as_str().to_owned())], count as f64)
+                ([("status", status.as_str())], count as f64)
             })
         })?;
         let known = |value: i64| (value > 0).then_some(value as f64);

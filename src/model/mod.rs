@@ -22,4 +22,4 @@ pub use phase::Phase;
 pub use slot::{ApplyHealth, SlotHealth, WalStatus};
 pub use snapshot::{ErrorEntry, PhaseSpan, STALE_AFTER, Snapshot};
 pub use summary::{MigrationSummary, sort_worst_first};
-pub use table::{TableName, TableProgress, TableStatus};
+pub use table::{TableName, TableProgress, TableStatus, UnknownStatus};

@@ -12,7 +12,9 @@ use super::serde_util::timestamp;
 /// In JSON a lower-case string. A status this version does not know, say
 /// from a state file written by a newer pipeline, loads as
 /// [`TableStatus::Other`], is shown as it is and written back unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+/// `Copy`, like the four it always had: an unknown name is interned (see
+/// [`UnknownStatus`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TableStatus {
     /// Queued for COPY, not started.
     #[default]
@@ -24,7 +26,7 @@ pub enum TableStatus {
     /// Receiving live changes.
     Streaming,
     /// A status this version does not know, kept as it was written.
-    Other(String),
+    Other(UnknownStatus),
 }
 
 impl TableStatus {
@@ -37,19 +39,19 @@ impl TableStatus {
     ];
 
     /// The status's name as written in JSON.
-    pub fn as_str(&self) -> &str {
+    pub fn as_str(self) -> &'static str {
         match self {
             TableStatus::Pending => "pending",
             TableStatus::Copying => "copying",
             TableStatus::Copied => "copied",
             TableStatus::Streaming => "streaming",
-            TableStatus::Other(name) => name,
+            TableStatus::Other(name) => name.as_str(),
         }
     }
 
     /// Whether the initial copy of the table is over (`copied` or
     /// `streaming`); an unknown status does not say so.
-    pub fn is_copied(&self) -> bool {
+    pub fn is_copied(self) -> bool {
         matches!(self, TableStatus::Copied | TableStatus::Streaming)
     }
 }
@@ -72,7 +74,66 @@ impl<'de> Deserialize<'de> for TableStatus {
         Ok(TableStatus::KNOWN
             .into_iter()
             .find(|status| status.as_str() == name)
-            .unwrap_or_else(|| TableStatus::Other(name.into_owned())))
+            .unwrap_or_else(|| TableStatus::Other(UnknownStatus::from(name.as_ref()))))
+    }
+}
+
+/// The name of a table status this version does not know, interned once
+/// per process so that [`TableStatus`] stays `Copy`.
+///
+/// The names come from files, so the memory is bounded: at most
+/// [`UnknownStatus::MAX_NAMES`] names of at most
+/// [`UnknownStatus::MAX_LEN`] bytes are kept; any other unknown name (only
+/// a hostile file has one) is `unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnknownStatus(&'static str);
+
+impl UnknownStatus {
+    /// Distinct unknown names kept per process.
+    pub const MAX_NAMES: usize = 64;
+    /// Longest unknown name kept, in bytes.
+    pub const MAX_LEN: usize = 64;
+
+    /// The name.
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl From<&str> for UnknownStatus {
+    fn from(name: &str) -> UnknownStatus {
+        static NAMES: std::sync::Mutex<Interner> = std::sync::Mutex::new(Interner {
+            names: Vec::new(),
+            max_names: UnknownStatus::MAX_NAMES,
+            max_len: UnknownStatus::MAX_LEN,
+        });
+        let mut names = NAMES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        UnknownStatus(names.intern(name))
+    }
+}
+
+/// Names kept for the life of the process, within bounds.
+struct Interner {
+    names: Vec<&'static str>,
+    max_names: usize,
+    max_len: usize,
+}
+
+impl Interner {
+    /// `name`'s one kept copy; `unknown` once the bounds are reached.
+    fn intern(&mut self, name: &str) -> &'static str {
+        if let Some(kept) = self.names.iter().find(|kept| **kept == name) {
+            return kept;
+        }
+        if name.len() > self.max_len || self.names.len() >= self.max_names {
+            return "unknown";
+        }
+        // Bounded: at most max_names × max_len bytes per process.
+        let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        self.names.push(kept);
+        kept
     }
 }
 
@@ -187,6 +248,26 @@ mod tests {
         assert_eq!(status, TableStatus::Other("validating".into()));
         assert!(!status.is_copied());
         assert_eq!(serde_json::to_string(&status).unwrap(), "\"validating\"");
+    }
+
+    #[test]
+    fn unknown_names_are_interned_within_bounds() {
+        let once = UnknownStatus::from("interned-twice");
+        let again = UnknownStatus::from(String::from("interned-twice").as_str());
+        assert!(std::ptr::eq(once.as_str(), again.as_str()), "one copy kept");
+
+        let mut names = Interner {
+            names: Vec::new(),
+            max_names: 3,
+            max_len: 8,
+        };
+        assert_eq!(names.intern("too-long-a-name"), "unknown");
+        for name in ["a", "b", "c"] {
+            assert_eq!(names.intern(name), name);
+        }
+        assert_eq!(names.intern("d"), "unknown", "past the cap");
+        assert_eq!(names.intern("b"), "b", "kept names stay");
+        assert_eq!(names.names.len(), 3);
     }
 
     #[test]

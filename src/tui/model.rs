@@ -260,7 +260,7 @@ impl Model {
         match self.sort {
             SortMode::Original => {}
             SortMode::Progress => rows.sort_by(|a, b| a.percent.total_cmp(&b.percent)),
-            SortMode::Status => rows.sort_by_key(|t| status_rank(&t.status)),
+            SortMode::Status => rows.sort_by_key(|t| status_rank(t.status)),
             SortMode::Size => rows.sort_by_key(|t| std::cmp::Reverse(t.size_bytes)),
         }
         rows
@@ -351,7 +351,7 @@ fn push(history: &mut VecDeque<u64>, value: u64) {
     history.push_back(value);
 }
 
-fn status_rank(status: &TableStatus) -> u8 {
+fn status_rank(status: TableStatus) -> u8 {
     match status {
         TableStatus::Copying => 0,
         TableStatus::Pending => 1,
@@ -414,8 +414,7 @@ mod tests {
                     TableStatus::Pending,
                     TableStatus::Copying,
                     TableStatus::Copied,
-                ][i % 3]
-                    .clone();
+                ][i % 3];
                 t
             })
             .collect();

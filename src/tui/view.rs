@@ -413,13 +413,13 @@ fn draw_tables(frame: &mut Frame, area: Rect, model: &Model) {
         let stalled = t.status == TableStatus::Copying
             && t.last_progress_at
                 .is_some_and(|at| now - at > STALLED_AFTER);
-        let (status, color) = match &t.status {
+        let (status, color) = match t.status {
             _ if stalled => ("stalled".into(), Color::Yellow),
             TableStatus::Streaming => ("⟳ live".into(), Color::Green),
             TableStatus::Copying => ("copying".into(), Color::Cyan),
             TableStatus::Copied => ("copied".into(), Color::Magenta),
             TableStatus::Pending => ("pending".into(), Color::DarkGray),
-            TableStatus::Other(name) => (printable(name), Color::Gray),
+            TableStatus::Other(name) => (printable(name.as_str()), Color::Gray),
         };
         Row::new(vec![
             Cell::from(fit(&t.qualified_name(), name_width)),

@@ -104,7 +104,7 @@ async fn the_monitor_follows_copy_streaming_lag_and_a_source_restart() {
             for t in &snapshot.tables {
                 let statuses = seen.entry(t.name.clone()).or_default();
                 if statuses.last() != Some(&t.status) {
-                    statuses.push(t.status.clone());
+                    statuses.push(t.status);
                 }
             }
         }

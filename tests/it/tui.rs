@@ -58,7 +58,7 @@ fn tables(count: usize, status: TableStatus) -> Vec<TableProgress> {
     (0..count)
         .map(|i| {
             let mut t = TableProgress::new("public", &format!("table_{i:03}"), 2_100_000, 1 << 30);
-            t.status = status.clone();
+            t.status = status;
             t.rows_copied = 890_000;
             t.percent = 42.4;
             t
