@@ -189,7 +189,7 @@ pub use mirror::StateFileMirror;
 pub use model::{
     AlertState, AlertStatus, ApplyHealth, Cutover, CutoverItem, CutoverKind, ErrorEntry, LogEntry,
     LogLevel, MigrationSummary, Phase, PhaseSpan, STALE_AFTER, Severity, SlotHealth, Snapshot,
-    TableName, TableProgress, TableStatus, UnknownStatus, WalStatus, sort_worst_first,
+    TableName, TableProgress, TableStatus, UnknownStatus, WalStatus, sort_worst_first, summarize,
 };
 pub use persist::{
     StateFileError, StateFileErrorKind, StatePersister, companion_path, default_state_path,

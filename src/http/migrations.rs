@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 
 use super::{AppState, Resource, error, resource};
-use crate::model::{MigrationSummary, Snapshot, sort_worst_first};
+use crate::model::{MigrationSummary, Snapshot, summarize};
 use crate::publish::Snapshots;
 
 /// The migrations a server serves, each under its id (letters, digits,
@@ -94,13 +94,12 @@ impl Migrations {
 
     /// Every migration's summary at `now`, worst first.
     pub fn summaries(&self, now: OffsetDateTime) -> Vec<MigrationSummary> {
-        let mut summaries: Vec<MigrationSummary> = self
-            .read()
-            .iter()
-            .map(|(id, s)| MigrationSummary::of(id, &s.snapshot(), now))
-            .collect();
-        sort_worst_first(&mut summaries);
-        summaries
+        summarize(
+            self.read()
+                .iter()
+                .map(|(id, s)| (id.as_str(), s.snapshot())),
+            now,
+        )
     }
 
     /// Every migration's id and newest snapshot, in order.

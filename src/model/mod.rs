@@ -21,5 +21,5 @@ pub use log::{LogEntry, LogLevel};
 pub use phase::Phase;
 pub use slot::{ApplyHealth, SlotHealth, WalStatus};
 pub use snapshot::{ErrorEntry, PhaseSpan, STALE_AFTER, Snapshot};
-pub use summary::{MigrationSummary, sort_worst_first};
+pub use summary::{MigrationSummary, sort_worst_first, summarize};
 pub use table::{TableName, TableProgress, TableStatus, UnknownStatus};

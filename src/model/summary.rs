@@ -1,6 +1,7 @@
 //! One line per migration, for the screens that show many at once.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -102,6 +103,20 @@ impl MigrationSummary {
 /// then slot danger, then lag; equals keep their order.
 pub fn sort_worst_first(summaries: &mut [MigrationSummary]) {
     summaries.sort_by(MigrationSummary::worse_first);
+}
+
+/// The summaries of `migrations` (id and newest snapshot) at `now`,
+/// worst first.
+pub fn summarize<'a>(
+    migrations: impl IntoIterator<Item = (&'a str, Arc<Snapshot>)>,
+    now: OffsetDateTime,
+) -> Vec<MigrationSummary> {
+    let mut summaries: Vec<MigrationSummary> = migrations
+        .into_iter()
+        .map(|(id, snapshot)| MigrationSummary::of(id, &snapshot, now))
+        .collect();
+    sort_worst_first(&mut summaries);
+    summaries
 }
 
 #[cfg(test)]

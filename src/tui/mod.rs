@@ -32,7 +32,7 @@ pub use remote::RemoteError;
 pub use view::{draw, table_rows};
 
 use crate::history::{History, HistoryPoint};
-use crate::model::{LogEntry, MigrationSummary, Snapshot, sort_worst_first};
+use crate::model::{LogEntry, MigrationSummary, Snapshot, summarize};
 use crate::publish::Snapshots;
 
 /// What the dashboard follows.
@@ -118,12 +118,10 @@ impl Fleet {
     pub fn local(list: Vec<(String, Snapshots)>) -> Fleet {
         let summaries = |list: &[(String, Snapshots)]| {
             let now = time::OffsetDateTime::now_utc();
-            let mut all: Vec<MigrationSummary> = list
-                .iter()
-                .map(|(id, s)| MigrationSummary::of(id, &s.snapshot(), now))
-                .collect();
-            sort_worst_first(&mut all);
-            Arc::new(all)
+            Arc::new(summarize(
+                list.iter().map(|(id, s)| (id.as_str(), s.snapshot())),
+                now,
+            ))
         };
         let (tx, migrations) = watch::channel(summaries(&list));
         let list = Arc::new(list);
