@@ -127,6 +127,8 @@ fn state_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 pub(crate) struct Watch {
     dir: PathBuf,
     seen: HashSet<PathBuf>,
+    /// Migrations at most, all sources together: [`MAX_MIGRATIONS`].
+    cap: usize,
 }
 
 impl Watch {
@@ -137,6 +139,7 @@ impl Watch {
         Ok(Watch {
             dir,
             seen: HashSet::new(),
+            cap: MAX_MIGRATIONS,
         })
     }
 
@@ -159,10 +162,11 @@ impl Watch {
             if self.seen.contains(&path) {
                 continue;
             }
-            if migrations.len() >= MAX_MIGRATIONS {
+            if migrations.len() >= self.cap {
                 warn(&format!(
-                    "{}: already following {MAX_MIGRATIONS} migrations; no more are added",
-                    printable(&self.dir.display().to_string())
+                    "{}: already following {} migrations; no more are added",
+                    printable(&self.dir.display().to_string()),
+                    self.cap
                 ));
                 return false;
             }
@@ -309,6 +313,28 @@ mod tests {
         assert_eq!(unique_id(".hidden", &taken), "-hidden");
         assert_eq!(unique_id("", &taken), "migration");
         assert_eq!(unique_id("Schön/sub", &taken), "Sch-n-sub");
+    }
+
+    #[tokio::test]
+    async fn a_watched_directory_stops_adding_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a", "b", "c"] {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+            std::fs::write(dir.path().join(name).join("state.json"), "{}").unwrap();
+        }
+        let mut watch = Watch::new(dir.path().to_owned()).unwrap();
+        watch.cap = 2;
+        let follow = Follow {
+            alerts: None,
+            several: true,
+        };
+        let (migrations, mut taken) = (Migrations::empty(), Vec::new());
+        assert!(
+            !watch.look(&follow, &migrations, &mut taken),
+            "the cap ends the watch"
+        );
+        assert_eq!(taken, ["a", "b"]);
+        assert_eq!(migrations.len(), 2);
     }
 
     #[test]
