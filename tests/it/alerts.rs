@@ -592,3 +592,41 @@ fn an_alerts_file_over_one_mebibyte_is_refused() {
     assert!(err.contains("larger than"), "{err}");
     assert!(err.starts_with(&path.display().to_string()), "{err}");
 }
+
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_of_several_migrations_names_each_in_its_notifications() {
+    use pgmigrator_metrics::{Phase, Snapshot, write_state_file};
+    let hook = receiver(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alerts.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[rule]]\nname = \"running\"\nwhen = \"rows_per_sec >= 0\"\nseverity = \"info\"\n\
+             [[notifier]]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            hook.url
+        ),
+    )
+    .unwrap();
+    let mut args: Vec<std::ffi::OsString> = vec!["serve".into(), "--alerts".into(), file.into()];
+    for name in ["shop", "billing"] {
+        let path = dir.path().join(format!("{name}.json"));
+        let snapshot = Snapshot {
+            phase: Phase::Streaming,
+            timestamp: time::OffsetDateTime::now_utc(),
+            ..Snapshot::default()
+        };
+        write_state_file(&path, &snapshot).unwrap();
+        args.extend(["--state-file".into(), path.into_os_string()]);
+    }
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (_serve, _url) = crate::start_pgmigrator(&args);
+    let fired = hook.wait_for(2).await;
+    let mut named: Vec<&str> = fired
+        .iter()
+        .map(|body| body["migration"].as_str().unwrap())
+        .collect();
+    named.sort();
+    assert_eq!(named, ["pgmigrator/billing", "pgmigrator/shop"]);
+}
