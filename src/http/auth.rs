@@ -1,39 +1,75 @@
-//! Access checks: the `Host` header, the token, and the origin of
-//! WebSocket upgrades.
+//! Access checks: the `Host` and `Origin` headers and the token, as one
+//! layer over every route.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{MatchedPath, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum_extra::headers::authorization::Bearer;
-use axum_extra::headers::{Authorization, HeaderMapExt};
-use percent_encoding::percent_decode_str;
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::{AppState, HttpConfig, error};
+use super::{AppState, HttpConfig, RouteKind, error};
 
-/// Paths a browser opens itself, without a way to set a header: only these
-/// take the token from the query string.
-const QUERY_TOKEN_PATHS: [&str; 2] = ["/", "/api/v1/ws"];
-
-/// Lets a request through when its `Host` names this server (see
-/// [`host_allowed`]); otherwise 403, before anything else is looked at.
-pub(super) async fn require_allowed_host(
+/// The one access rule, over every route, decided by the route's
+/// [`RouteKind`]: `/healthz` is open; everything else needs a `Host` that
+/// names this server (else 403), no foreign `Origin` (else 403), and the
+/// token when one is configured (else 401): `Authorization: Bearer …`
+/// everywhere, `?token=…` only where a browser opens the route itself. A
+/// route missing from the table is treated as an API route, the strictest.
+pub(super) async fn guard(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if host_allowed(request.headers(), &state.config) {
-        next.run(request).await
-    } else {
-        error(
+    let kind = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|matched| state.kinds.get(matched.as_str()).copied())
+        .unwrap_or(RouteKind::Api);
+    if !kind.is_guarded() {
+        return next.run(request).await;
+    }
+    let config = &state.config;
+    if !host_allowed(request.headers(), config) {
+        return error(
             StatusCode::FORBIDDEN,
             "this Host is not allowed; start the server with --allow-host NAME to serve under it",
-        )
+        );
     }
+    if !origin_allowed(request.headers(), config) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "this Origin is not allowed; start the server with --allow-origin ORIGIN to serve it",
+        );
+    }
+    if token_presented(&request, kind, config) {
+        next.run(request).await
+    } else {
+        let mut response = error(StatusCode::UNAUTHORIZED, "a valid token is required");
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+/// Whether no token is configured, or the request presents it where its
+/// kind of route may.
+fn token_presented(request: &Request, kind: RouteKind, config: &HttpConfig) -> bool {
+    let Some(expected) = config.token.as_deref().filter(|t| !t.is_empty()) else {
+        return true;
+    };
+    let from_query = || {
+        kind.takes_query_token()
+            .then(|| query_token(request.uri()))
+            .flatten()
+    };
+    bearer(request.headers())
+        .or_else(from_query)
+        .is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes()))
 }
 
 /// Whether the `Host` header names this server: an IP address (a browser
@@ -41,7 +77,7 @@ pub(super) async fn require_allowed_host(
 /// name the configuration allows. A DNS name an attacker's page rebinds to
 /// 127.0.0.1 is none of these. No `Host` (not HTTP/1.1, not a browser) is
 /// allowed.
-pub(super) fn host_allowed(headers: &HeaderMap, config: &HttpConfig) -> bool {
+fn host_allowed(headers: &HeaderMap, config: &HttpConfig) -> bool {
     let Some(host) = headers.get(header::HOST) else {
         return true;
     };
@@ -74,43 +110,22 @@ fn name_allowed(name: &str, config: &HttpConfig) -> bool {
         })
 }
 
-/// Lets a request through when no token is configured or it presents the
-/// token (`Authorization: Bearer …`, or `?token=…` on the page and the
-/// WebSocket); otherwise 401.
-pub(super) async fn require_token(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(expected) = state.config.token.as_deref().filter(|t| !t.is_empty()) else {
-        return next.run(request).await;
-    };
-    let query = request
-        .uri()
-        .query()
-        .filter(|_| QUERY_TOKEN_PATHS.contains(&request.uri().path()));
-    let presented = bearer(request.headers()).or_else(|| query_token(query));
-    if presented.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes())) {
-        return next.run(request).await;
-    }
-    let mut response = error(StatusCode::UNAUTHORIZED, "a valid token is required");
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
-}
-
+/// The token of an `Authorization: Bearer …` header (the scheme in any
+/// case, as RFC 9110 has it).
 fn bearer(headers: &HeaderMap) -> Option<String> {
-    headers
-        .typed_get::<Authorization<Bearer>>()
-        .map(|authorization| authorization.token().to_owned())
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
-fn query_token(query: Option<&str>) -> Option<String> {
-    query?
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
-        .map(|value| percent_decode_str(value).decode_utf8_lossy().into_owned())
+/// The `token` of the query string, decoded.
+fn query_token(uri: &Uri) -> Option<String> {
+    #[derive(Deserialize)]
+    struct TokenQuery {
+        token: Option<String>,
+    }
+    Query::<TokenQuery>::try_from_uri(uri).ok()?.0.token
 }
 
 /// Compares without an early exit on content, so the time taken does not
@@ -119,9 +134,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
-/// Whether a WebSocket upgrade may proceed: no `Origin` (not a browser),
-/// the server's own origin, or one the configuration allows.
-pub(super) fn origin_allowed(headers: &HeaderMap, config: &HttpConfig) -> bool {
+/// Whether a request comes from no page (no `Origin`: an address bar, a
+/// program), the server's own, or one the configuration allows.
+fn origin_allowed(headers: &HeaderMap, config: &HttpConfig) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -169,15 +184,26 @@ mod tests {
         assert_eq!(bearer(&headers).as_deref(), Some("abc"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&headers), None);
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer   spaced"),
+        );
+        assert_eq!(bearer(&headers).as_deref(), Some("spaced"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer(&headers), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearerabc"));
+        assert_eq!(bearer(&headers), None);
+        let uri = |text: &'static str| Uri::from_static(text);
         assert_eq!(
-            query_token(Some("a=1&token=x%2By%20z")).as_deref(),
+            query_token(&uri("/?a=1&token=x%2By%20z")).as_deref(),
             Some("x+y z")
         );
         assert_eq!(
-            query_token(Some("token=bad%zz%")).as_deref(),
+            query_token(&uri("/?token=bad%zz%")).as_deref(),
             Some("bad%zz%")
         );
-        assert_eq!(query_token(Some("tokens=x")), None);
+        assert_eq!(query_token(&uri("/?tokens=x")), None);
+        assert_eq!(query_token(&uri("/")), None);
     }
 
     fn host_is_allowed(host: &'static str, config: &HttpConfig) -> bool {

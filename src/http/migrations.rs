@@ -3,13 +3,8 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 
-use super::{AppState, Resource, error, resource};
 use crate::model::{MigrationSummary, Snapshot, summarize};
 use crate::publish::Snapshots;
 
@@ -126,32 +121,6 @@ fn check_id(id: &str) -> Result<(), String> {
             id.chars().take(128).collect::<String>()
         ))
     }
-}
-
-/// `GET /api/v1/migrations`: a summary per migration, worst first.
-pub(super) async fn list(State(state): State<Arc<AppState>>) -> Response {
-    Json(state.migrations.summaries(OffsetDateTime::now_utc())).into_response()
-}
-
-/// `GET /api/v1/migrations/{id}/{what}`.
-pub(super) async fn one(
-    State(state): State<Arc<AppState>>,
-    Path((id, what)): Path<(String, String)>,
-    uri: Uri,
-) -> Response {
-    let Some(snapshots) = state.migrations.get(&id) else {
-        return error(StatusCode::NOT_FOUND, "no such migration");
-    };
-    let what = match what.as_str() {
-        "status" => Resource::Status,
-        "tables" => Resource::Tables,
-        "logs" => Resource::Logs,
-        "cutover" => Resource::Cutover,
-        "alerts" => Resource::Alerts,
-        "history" => Resource::History(uri.query()),
-        _ => return error(StatusCode::NOT_FOUND, "not found"),
-    };
-    resource(&snapshots, what)
 }
 
 #[cfg(test)]

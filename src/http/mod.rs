@@ -10,7 +10,7 @@
 //! | `GET /api/v1/alerts` | the alerts pending, firing or recently resolved |
 //! | `GET /api/v1/history?since=…&step=…` | the headline series over time, oldest first |
 //! | `GET /api/v1/migrations` | every migration served, as a summary, worst first |
-//! | `GET /api/v1/migrations/{id}/{status,tables,logs,cutover,alerts,history,ws}` | one migration's |
+//! | `GET /api/v1/migrations/{id}/…` | one migration's: each path above under `/api/v1` |
 //! | `GET /api/v1/ws` | WebSocket: the snapshot at once, then one per tick (`?mode=delta`: what changed) |
 //! | `GET /metrics` | Prometheus / OpenMetrics text (a `migration` label when there are several) |
 //! | `GET /healthz` | 200, no auth |
@@ -20,13 +20,14 @@
 //! - [`check_listen_address`] refuses a non-loopback address without a
 //!   token of at least 16 characters, and any token with white space.
 //! - With a token, everything but `/healthz` requires it: `Authorization:
-//!   Bearer …` everywhere, and `?token=` only for the page and the
-//!   WebSocket, where browsers cannot set headers.
+//!   Bearer …` everywhere, and `?token=` only for the page and every
+//!   WebSocket, where browsers cannot set headers ([`RouteKind`]).
 //! - The `Host` header must be an IP address, `localhost`, or a name the
 //!   configuration allows, so a web page cannot reach a loopback server
 //!   through a DNS name it rebinds to 127.0.0.1.
-//! - WebSocket upgrades from a foreign `Origin` are refused unless allowed.
-//!   No CORS headers at all.
+//! - Requests from a foreign `Origin` (a WebSocket opened or a fetch made
+//!   by another site's page) are refused unless allowed. No CORS headers
+//!   at all.
 //! - Every connection is bounded before authentication: a cap on open
 //!   connections, a deadline for request headers (idle connections are
 //!   closed too), a request timeout, small WebSocket messages from clients
@@ -37,28 +38,29 @@ mod auth;
 mod delta;
 pub mod metrics;
 mod migrations;
+mod rest;
+mod routes;
 mod server;
 mod tls;
 mod ws;
 
+pub use routes::{Route, RouteKind, routes};
 pub use tls::TlsFiles;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware;
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::model::Snapshot;
 use crate::publish::Snapshots;
 
 pub use migrations::Migrations;
@@ -190,6 +192,8 @@ struct AppState {
     migrations: Migrations,
     config: HttpConfig,
     hubs: ws::Hubs,
+    /// Every route's kind, by the path the router matches.
+    kinds: HashMap<String, RouteKind>,
 }
 
 /// The router over `source`. It spawns the WebSocket hub, so it must be
@@ -205,32 +209,16 @@ fn build(migrations: Migrations, config: HttpConfig) -> (Router, Arc<AppState>) 
         migrations,
         hubs: ws::Hubs::new(config.max_clients),
         config,
+        kinds: routes()
+            .into_iter()
+            .map(|route| (route.path, route.kind))
+            .collect(),
     });
-    // Layers run outside in: the host check before the token check.
-    let protected = Router::new()
-        .route("/", get(dashboard))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/tables", get(tables))
-        .route("/api/v1/logs", get(logs))
-        .route("/api/v1/cutover", get(cutover))
-        .route("/api/v1/alerts", get(alerts))
-        .route("/api/v1/history", get(history))
-        .route("/api/v1/migrations", get(migrations::list))
-        .route("/api/v1/migrations/{id}/ws", get(ws::upgrade_migration))
-        .route("/api/v1/migrations/{id}/{what}", get(migrations::one))
-        .route("/api/v1/ws", get(ws::upgrade_first))
-        .route("/metrics", get(prometheus))
+    let router = routes::router()
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
-            auth::require_token,
+            auth::guard,
         ))
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            auth::require_allowed_host,
-        ));
-    let router = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .merge(protected)
         .fallback(not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -299,148 +287,4 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not found")
-}
-
-async fn status(State(state): State<Arc<AppState>>) -> Response {
-    first(&state, Resource::Status)
-}
-
-async fn tables(State(state): State<Arc<AppState>>) -> Response {
-    first(&state, Resource::Tables)
-}
-
-/// The cutover verdict, or 404 while nothing has computed one.
-async fn cutover(State(state): State<Arc<AppState>>) -> Response {
-    first(&state, Resource::Cutover)
-}
-
-/// The alerts pending, firing or recently resolved (an empty list when
-/// none, or when no rules run).
-async fn alerts(State(state): State<Arc<AppState>>) -> Response {
-    first(&state, Resource::Alerts)
-}
-
-/// `{"points": […]}` from `since` (RFC 3339, or a duration ago such as
-/// `1h`; default: all) at least `step` apart (a duration; default: every
-/// point kept).
-async fn history(State(state): State<Arc<AppState>>, uri: axum::http::Uri) -> Response {
-    first(&state, Resource::History(uri.query()))
-}
-
-async fn logs(State(state): State<Arc<AppState>>) -> Response {
-    first(&state, Resource::Logs)
-}
-
-/// The first migration's `what`; 404 before there is one.
-fn first(state: &AppState, what: Resource<'_>) -> Response {
-    match state.migrations.first() {
-        Some((_, snapshots)) => resource(&snapshots, what),
-        None => error(StatusCode::NOT_FOUND, "no migration yet"),
-    }
-}
-
-/// What one migration serves over REST.
-enum Resource<'a> {
-    Status,
-    Tables,
-    Logs,
-    Cutover,
-    Alerts,
-    /// With its query string.
-    History(Option<&'a str>),
-}
-
-fn resource(snapshots: &Snapshots, what: Resource<'_>) -> Response {
-    match what {
-        Resource::Status => Json(&*snapshots.snapshot()).into_response(),
-        Resource::Tables => Json(&snapshots.snapshot().tables).into_response(),
-        Resource::Logs => Json(snapshots.logs()).into_response(),
-        Resource::Cutover => match &snapshots.snapshot().cutover {
-            Some(cutover) => Json(cutover).into_response(),
-            None => error(StatusCode::NOT_FOUND, "no cutover verdict yet"),
-        },
-        Resource::Alerts => Json(&snapshots.snapshot().alerts).into_response(),
-        Resource::History(query) => match history_query(query.unwrap_or("")) {
-            Ok((since, step)) => {
-                let since = since.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-                let points = snapshots.history().points(since, step);
-                Json(serde_json::json!({ "points": points })).into_response()
-            }
-            Err(message) => error(StatusCode::BAD_REQUEST, &message),
-        },
-    }
-}
-
-/// `since` and `step` from a query string.
-fn history_query(query: &str) -> Result<(Option<time::OffsetDateTime>, Duration), String> {
-    let (mut since, mut step) = (None, Duration::ZERO);
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_encoding::percent_decode_str(value)
-            .decode_utf8()
-            .map_err(|_| "the query is not UTF-8".to_owned())?;
-        match key {
-            "since" => {
-                since = Some(
-                    match time::OffsetDateTime::parse(
-                        &value,
-                        &time::format_description::well_known::Rfc3339,
-                    ) {
-                        Ok(at) => at,
-                        Err(_) => {
-                            let ago = crate::units::parse_duration(&value).map_err(|_| {
-                                "since is an RFC 3339 time or a duration ago (e.g. 1h)".to_owned()
-                            })?;
-                            time::OffsetDateTime::now_utc()
-                                .checked_sub(
-                                    time::Duration::try_from(ago).unwrap_or(time::Duration::MAX),
-                                )
-                                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-                        }
-                    },
-                );
-            }
-            "step" => {
-                step = crate::units::parse_duration(&value)
-                    .map_err(|_| "step is a duration (e.g. 10s, 1m)".to_owned())?;
-            }
-            _ => {}
-        }
-    }
-    Ok((since, step))
-}
-
-/// OpenMetrics when the scraper asks for it, the classic text format else.
-/// A single migration's series carry no `migration` label, so a scrape
-/// config written for one keeps working.
-async fn prometheus(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let openmetrics = headers
-        .get(header::ACCEPT)
-        .and_then(|accept| accept.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
-    let body = match state.migrations.snapshots().as_slice() {
-        [(_, only)] if openmetrics => metrics::render_openmetrics(Arc::clone(only)),
-        [(_, only)] => metrics::render_text(Arc::clone(only)),
-        several => {
-            let labelled: Vec<(&str, Arc<Snapshot>)> = several
-                .iter()
-                .map(|(id, s)| (id.as_str(), Arc::clone(s)))
-                .collect();
-            if openmetrics {
-                metrics::render_migrations_openmetrics(&labelled)
-            } else {
-                metrics::render_migrations_text(&labelled)
-            }
-        }
-    };
-    let content_type = if openmetrics {
-        metrics::OPENMETRICS_CONTENT_TYPE
-    } else {
-        metrics::TEXT_CONTENT_TYPE
-    };
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
-}
-
-async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
 }

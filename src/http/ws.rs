@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio::task::JoinHandle;
@@ -25,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::delta::{Base, Differ, Frames, full_frame, logs_frame};
+use super::rest::Migration;
 use super::server::ConnectionPermit;
-use super::{AppState, auth, error};
+use super::{AppState, error};
 use crate::model::Snapshot;
 use crate::publish::Snapshots;
 
@@ -202,48 +205,39 @@ fn encode(snapshot: &Snapshot) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(snapshot).unwrap_or_else(|_| String::from("{}")))
 }
 
-/// `GET /api/v1/ws` (the first migration; 404 before there is one).
-pub(super) async fn upgrade_first(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    uri: Uri,
-    connection: Option<Extension<ConnectionPermit>>,
-    ws: WebSocketUpgrade,
-) -> Response {
-    match state.migrations.first() {
-        Some((id, source)) => upgrade(state, (&id, &source), &headers, &uri, connection, ws),
-        None => error(StatusCode::NOT_FOUND, "no migration yet"),
-    }
+/// What a client asks for in the query string of its WebSocket.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct WsQuery {
+    /// How frames follow the first.
+    #[serde(default)]
+    mode: WsMode,
 }
 
-/// `GET /api/v1/migrations/{id}/ws`.
-pub(super) async fn upgrade_migration(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    connection: Option<Extension<ConnectionPermit>>,
-    ws: WebSocketUpgrade,
-) -> Response {
-    match state.migrations.get(&id) {
-        Some(source) => upgrade(state, (&id, &source), &headers, &uri, connection, ws),
-        None => error(StatusCode::NOT_FOUND, "no such migration"),
-    }
+/// How frames follow the first.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum WsMode {
+    /// The whole snapshot every tick.
+    #[default]
+    Full,
+    /// A full frame and the log, then what changed.
+    Delta,
 }
 
-/// A client of one migration's hub: its snapshot at once, then one per
-/// tick; with `?mode=delta`, a full frame and the log, then what changed.
-fn upgrade(
-    state: Arc<AppState>,
-    (id, source): (&str, &Snapshots),
-    headers: &HeaderMap,
-    uri: &Uri,
+/// `GET …/ws`: a client of one migration's hub; its snapshot at once,
+/// then one per tick; with `?mode=delta`, a full frame and the log, then
+/// what changed. An unknown mode is answered 400.
+pub(super) async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    migration: Migration,
+    query: Result<Query<WsQuery>, QueryRejection>,
     connection: Option<Extension<ConnectionPermit>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !auth::origin_allowed(headers, &state.config) {
-        return error(StatusCode::FORBIDDEN, "WebSocket origin not allowed");
-    }
+    let Ok(Query(query)) = query else {
+        return error(StatusCode::BAD_REQUEST, "mode is full or delta");
+    };
+    let (id, source) = (&migration.id, &migration.snapshots);
     let Ok(place) = Arc::clone(&state.hubs.places).try_acquire_owned() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -254,9 +248,7 @@ fn upgrade(
     // Counted before the first frame is read, so no tick between the two
     // goes unmade.
     let viewer = Counted::new(&hub.viewers);
-    let deltas = uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|pair| pair == "mode=delta"));
+    let deltas = query.mode == WsMode::Delta;
     let plain = hub.frame_of.get(&source.snapshot());
     let (first, mode) = if deltas {
         let first = vec![full_frame(0, &plain), logs_frame(&source.shared_logs())];

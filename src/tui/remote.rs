@@ -19,6 +19,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 
 use super::{Feed, Fleet, Link};
 use crate::backoff::Backoff;
@@ -175,19 +179,20 @@ async fn list_migrations(
 /// One migration's snapshots (the WebSocket under `base`, in delta mode)
 /// and its history.
 fn follow(endpoint: Endpoint, token: Option<String>, base: String) -> Feed {
-    let query = match token.as_deref() {
-        Some(t) => format!("?mode=delta&token={}", percent_encode(t)),
-        None => "?mode=delta".to_owned(),
-    };
     let (snapshots_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let (link_tx, link) = watch::channel(Link::Connecting);
     let (logs_tx, logs) = watch::channel(Arc::new(Vec::new()));
     let (history_tx, history) = watch::channel(Arc::new(Vec::new()));
-    let url = endpoint.ws_url(&base, &query);
-    tokio::spawn(load_history(endpoint.clone(), token, base, history_tx));
+    let url = endpoint.ws_url(&base, "?mode=delta");
+    tokio::spawn(load_history(
+        endpoint.clone(),
+        token.clone(),
+        base,
+        history_tx,
+    ));
     tokio::spawn(stream_snapshots(
         endpoint,
-        url,
+        ws_request(&url, token.as_deref()),
         Outputs {
             snapshots: snapshots_tx,
             link: link_tx,
@@ -209,10 +214,22 @@ struct Outputs {
     logs: watch::Sender<Arc<Vec<LogEntry>>>,
 }
 
+/// The WebSocket request to `url`, with the token in an `Authorization`
+/// header: the address carries none, so it is in no server's log.
+fn ws_request(url: &str, token: Option<&str>) -> Result<Request, String> {
+    let mut request = url.into_client_request().map_err(|err| err.to_string())?;
+    if let Some(token) = token {
+        let value = HeaderValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| "the token is not a valid header value".to_owned())?;
+        request.headers_mut().insert(AUTHORIZATION, value);
+    }
+    Ok(request)
+}
+
 /// Connects in delta mode, rebuilds every snapshot from the frames,
 /// forwards it and the log, and reconnects with backoff; ends when nobody
 /// follows any more.
-async fn stream_snapshots(endpoint: Endpoint, url: String, out: Outputs) {
+async fn stream_snapshots(endpoint: Endpoint, request: Result<Request, String>, out: Outputs) {
     let Outputs {
         snapshots,
         link,
@@ -223,14 +240,17 @@ async fn stream_snapshots(endpoint: Endpoint, url: String, out: Outputs) {
         let connected = match endpoint.connect().await {
             // A certificate that does not verify shows here, by name.
             Err(err) => Err(err.to_string()),
-            Ok(stream) => tokio_tungstenite::client_async(url.as_str(), stream)
-                .await
-                .map_err(|err| match err {
-                    tokio_tungstenite::tungstenite::Error::Http(response) => {
-                        format!("HTTP {}", response.status())
-                    }
-                    err => err.to_string(),
-                }),
+            Ok(stream) => match &request {
+                Ok(request) => tokio_tungstenite::client_async(request.clone(), stream)
+                    .await
+                    .map_err(|err| match err {
+                        tokio_tungstenite::tungstenite::Error::Http(response) => {
+                            format!("HTTP {}", response.status())
+                        }
+                        err => err.to_string(),
+                    }),
+                Err(err) => Err(err.clone()),
+            },
         };
         let reason = match connected {
             Ok((mut ws, _)) => {
@@ -500,8 +520,19 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_percent_encoded_in_the_query() {
+    fn ids_are_percent_encoded_in_the_path() {
         assert_eq!(percent_encode("a b&c=d"), "a%20b%26c%3Dd");
         assert_eq!(percent_encode("Az09-_.~"), "Az09-_.~");
+    }
+
+    #[test]
+    fn the_websocket_carries_the_token_in_a_header_not_the_address() {
+        let request =
+            ws_request("ws://127.0.0.1:7654/api/v1/ws?mode=delta", Some("s3cret")).unwrap();
+        assert_eq!(request.uri().query(), Some("mode=delta"));
+        assert_eq!(request.headers()[AUTHORIZATION], "Bearer s3cret");
+        let err = ws_request("ws://127.0.0.1:7654/api/v1/ws", Some("bad\nline")).unwrap_err();
+        assert!(err.contains("not a valid header"), "{err}");
+        assert!(!err.contains("bad"), "{err}");
     }
 }

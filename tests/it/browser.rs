@@ -587,7 +587,8 @@ async fn ten_thousand_tables_render_and_the_page_measures_frame_to_paint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_migrations_open_on_a_fleet_view_worst_first_and_a_click_opens_one() {
+async fn several_migrations_behind_a_token_open_on_a_fleet_view_worst_first_and_a_click_opens_one()
+{
     if !crate::tools::available(CHROMIUM) {
         return;
     }
@@ -624,7 +625,10 @@ async fn several_migrations_open_on_a_fleet_view_worst_first_and_a_click_opens_o
         ("billing.json", state(Phase::Streaming, 0, firing, None)),
         ("crm.json", state(Phase::Streaming, 0, vec![], lost)),
     ];
-    let mut args: Vec<std::ffi::OsString> = vec!["serve".into()];
+    // Behind a token, as every server off loopback is: the page takes it
+    // from its address, and each migration's WebSocket from the query.
+    let token = "a-fleet-token-0123456789";
+    let mut args: Vec<std::ffi::OsString> = vec!["serve".into(), "--token".into(), token.into()];
     for (name, snapshot) in &files {
         let path = dir.path().join(name);
         write_state_file(&path, snapshot).unwrap();
@@ -632,6 +636,7 @@ async fn several_migrations_open_on_a_fleet_view_worst_first_and_a_click_opens_o
     }
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     let (_serve, url) = start_pgmigrator(&args);
+    let url = url.replace("?token=…", &format!("?token={token}"));
     let profile = dir.path().join("profile");
     std::fs::create_dir(&profile).unwrap();
     let (_browser, mut page) = Page::open(&profile, &url, &[]).await;

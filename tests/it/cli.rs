@@ -1069,12 +1069,14 @@ fn monitor_refuses_contradictory_subscription_and_state_flags() {
 }
 
 #[test]
-fn the_tui_of_a_server_with_several_migrations_lists_them_and_opens_one() {
+fn the_tui_of_a_server_with_several_migrations_behind_a_token_lists_them_and_opens_one() {
     use std::io::{Read, Write};
     use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let mut args: Vec<std::ffi::OsString> = vec!["serve".into()];
+    // Behind a token, as every server off loopback is.
+    let token = "a-fleet-token-0123456789";
+    let mut args: Vec<std::ffi::OsString> = vec!["serve".into(), "--token".into(), token.into()];
     for (name, phase) in [("shop", Phase::Copy), ("billing", Phase::Streaming)] {
         let path = dir.path().join(format!("{name}.json"));
         let snapshot = Snapshot {
@@ -1088,9 +1090,9 @@ fn the_tui_of_a_server_with_several_migrations_lists_them_and_opens_one() {
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     let (_serve, url) = crate::start_pgmigrator(&args);
     let command = format!(
-        "stty rows 30 cols 120; exec {} tui --api-addr {}",
+        "stty rows 30 cols 120; exec {} tui --api-addr {} --token {token}",
         env!("CARGO_BIN_EXE_pgmigrator"),
-        url.trim_end_matches('/')
+        url.trim_end_matches("/?token=…")
     );
     let mut script = Command::new("script")
         .args(["-q", "-e", "-c", &command, "/dev/null"])

@@ -1,5 +1,7 @@
 //! Integration tests through the public API only.
 
+#[cfg(feature = "http")]
+mod access;
 #[cfg(all(feature = "alerts", feature = "http"))]
 mod alerts;
 #[cfg(all(feature = "http", feature = "tui"))]
