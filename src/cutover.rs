@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::lsn::format_bytes;
 use crate::model::{CutoverItem, CutoverKind, Snapshot, TableStatus, WalStatus};
+use crate::units::format_bytes;
 
 /// How much is tolerated at cutover.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +119,7 @@ pub fn snapshot_blockers(
             None,
             format!(
                 "{recent} in the last {}; newest: {newest}",
-                crate::lsn::format_duration(limits.error_window)
+                crate::units::format_duration(limits.error_window)
             ),
         );
     }

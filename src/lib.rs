@@ -71,7 +71,7 @@
 //! readers. Only a [`Collector`]'s actor and a [`StateFileMirror`]'s task
 //! publish; every reader holds a read-only [`Snapshots`] handle.
 //!
-//! - [`lsn`]: [`Lsn`], [`lag()`], byte and duration formatting.
+//! - [`lsn`]: [`Lsn`], [`lag()`], [`format_lag`].
 //! - [`model`]: the plain data: [`Phase`], [`TableName`], [`TableProgress`],
 //!   [`Snapshot`] (with its one staleness rule), [`LogEntry`], and
 //!   [`MigrationSummary`] (one line per migration, worst first).
@@ -97,7 +97,7 @@
 //!   queue, retries, webhook, Slack and command notifiers over `post`);
 //!   `config` reads the alerts file; `run` evaluates every published
 //!   snapshot.
-//! - [`units`]: sizes and durations as people write them.
+//! - [`units`]: sizes (printed in IEC units) and durations, printed and parsed in one grammar.
 //! - `http` (feature `http`): `server` (the accept loop and its connection
 //!   limits), `tls` (HTTPS with certificates re-read when they change),
 //!   `auth` (Host, token, origin), `ws` (a WebSocket hub per migration),
@@ -184,7 +184,7 @@ pub use collector::{
 };
 pub use history::{History, HistoryPoint};
 pub use lag::LagTracker;
-pub use lsn::{Lsn, ParseLsnError, format_bytes, format_duration, format_lag, lag};
+pub use lsn::{Lsn, ParseLsnError, format_lag, lag};
 pub use mirror::StateFileMirror;
 pub use model::{
     AlertState, AlertStatus, ApplyHealth, Cutover, CutoverItem, CutoverKind, ErrorEntry, LogEntry,
@@ -200,11 +200,7 @@ pub use rate::{Rate, RateWindow};
 pub use redact::redact;
 #[cfg(feature = "tracing-layer")]
 pub use stderr::StderrLayer;
-
-/// The readers' handle was once a trait over collectors and mirrors; both
-/// now convert into [`Snapshots`].
-#[deprecated(note = "take `Snapshots` (any `Collector` or `StateFileMirror` converts into it)")]
-pub type SnapshotSource = Snapshots;
+pub use units::{format_bytes, format_duration};
 
 /// The README's examples compile as doc tests.
 #[cfg(doctest)]

@@ -103,31 +103,7 @@ pub fn lag(current: Lsn, latest: Lsn) -> u64 {
     latest.0.saturating_sub(current.0)
 }
 
-/// A byte count in binary units with two decimals: `"512 B"`, `"1.25 KB"`,
-/// `"12.50 MB"`, `"1.50 GB"`.
-///
-/// ```
-/// use pgmigrator_metrics::format_bytes;
-///
-/// assert_eq!(format_bytes(512), "512 B");
-/// assert_eq!(format_bytes(1280), "1.25 KB");
-/// assert_eq!(format_bytes(3 << 29), "1.50 GB");
-/// ```
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [char; 6] = ['K', 'M', 'G', 'T', 'P', 'E'];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut divisor = 1024u64;
-    let mut unit = 0;
-    while bytes / divisor >= 1024 && unit + 1 < UNITS.len() {
-        divisor *= 1024;
-        unit += 1;
-    }
-    format!("{:.2} {}B", bytes as f64 / divisor as f64, UNITS[unit])
-}
-
-/// Byte lag and time lag together: `"1.20 MB (latency: 150ms)"`.
+/// Byte lag and time lag together: `"1.20 MiB (latency: 150ms)"`.
 ///
 /// The latency is truncated to milliseconds and written the way Go writes a
 /// duration (`0s`, `5ms`, `1.5s`, `1m30s`, `1h2m3.5s`), as the original did.
@@ -136,56 +112,16 @@ pub fn format_bytes(bytes: u64) -> String {
 /// use std::time::Duration;
 /// use pgmigrator_metrics::format_lag;
 ///
-/// assert_eq!(format_lag(1_258_291, Duration::from_millis(150)), "1.20 MB (latency: 150ms)");
+/// assert_eq!(format_lag(1_258_291, Duration::from_millis(150)), "1.20 MiB (latency: 150ms)");
 /// assert_eq!(format_lag(0, Duration::from_secs(90)), "0 B (latency: 1m30s)");
 /// ```
 pub fn format_lag(bytes: u64, latency: Duration) -> String {
+    use crate::units::{format_bytes, format_duration};
     format!(
         "{} (latency: {})",
         format_bytes(bytes),
         format_duration(latency)
     )
-}
-
-/// A duration from a count of seconds that may come from a hand-edited
-/// file: negative, NaN, infinite or unrepresentable counts give zero.
-pub(crate) fn seconds(value: f64) -> Duration {
-    Duration::try_from_secs_f64(value).unwrap_or_default()
-}
-
-/// A duration truncated to milliseconds, written like Go's `Duration.String`:
-/// `0s`, `5ms`, `1.5s`, `1m30s`, `2h0m0s`.
-///
-/// ```
-/// use std::time::Duration;
-/// use pgmigrator_metrics::format_duration;
-///
-/// assert_eq!(format_duration(Duration::from_micros(1500)), "1ms");
-/// assert_eq!(format_duration(Duration::from_millis(3_723_500)), "1h2m3.5s");
-/// ```
-pub fn format_duration(duration: Duration) -> String {
-    let ms = duration.as_millis();
-    if ms == 0 {
-        return "0s".to_owned();
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let hours = ms / 3_600_000;
-    let minutes = ms / 60_000 % 60;
-    let seconds = ms / 1000 % 60;
-    let fraction = ms % 1000;
-    let mut secs = seconds.to_string();
-    if fraction > 0 {
-        let digits = format!("{fraction:03}");
-        secs.push('.');
-        secs.push_str(digits.trim_end_matches('0'));
-    }
-    match (hours, minutes) {
-        (0, 0) => format!("{secs}s"),
-        (0, m) => format!("{m}m{secs}s"),
-        (h, m) => format!("{h}h{m}m{secs}s"),
-    }
 }
 
 #[cfg(test)]
@@ -266,44 +202,11 @@ mod tests {
     }
 
     #[test]
-    fn format_bytes_uses_binary_units_with_two_decimals() {
-        assert_eq!(format_bytes(0), "0 B");
-        assert_eq!(format_bytes(512), "512 B");
-        assert_eq!(format_bytes(1023), "1023 B");
-        assert_eq!(format_bytes(1024), "1.00 KB");
-        assert_eq!(format_bytes(1280), "1.25 KB");
-        assert_eq!(format_bytes(1_258_291), "1.20 MB");
-        assert_eq!(format_bytes(12 * 1024 * 1024 + 512 * 1024), "12.50 MB");
-        assert_eq!(format_bytes(3 << 29), "1.50 GB");
-        assert_eq!(format_bytes(5_368_709_120), "5.00 GB");
-        assert_eq!(format_bytes(1 << 40), "1.00 TB");
-        assert_eq!(format_bytes(u64::MAX), "16.00 EB");
-    }
-
-    #[test]
-    fn format_duration_matches_go_duration_string() {
-        let ms = Duration::from_millis;
-        assert_eq!(format_duration(Duration::ZERO), "0s");
-        assert_eq!(format_duration(Duration::from_micros(999)), "0s");
-        assert_eq!(format_duration(ms(5)), "5ms");
-        assert_eq!(format_duration(ms(150)), "150ms");
-        assert_eq!(format_duration(ms(1000)), "1s");
-        assert_eq!(format_duration(ms(1500)), "1.5s");
-        assert_eq!(format_duration(ms(1050)), "1.05s");
-        assert_eq!(format_duration(ms(1001)), "1.001s");
-        assert_eq!(format_duration(ms(60_000)), "1m0s");
-        assert_eq!(format_duration(ms(90_000)), "1m30s");
-        assert_eq!(format_duration(ms(3_723_500)), "1h2m3.5s");
-        assert_eq!(format_duration(ms(7_200_000)), "2h0m0s");
-        assert_eq!(format_duration(Duration::from_secs(100 * 3600)), "100h0m0s");
-    }
-
-    #[test]
     fn format_lag_combines_bytes_and_latency() {
         assert_eq!(format_lag(0, Duration::ZERO), "0 B (latency: 0s)");
         assert_eq!(
             format_lag(1_258_291, Duration::from_micros(150_900)),
-            "1.20 MB (latency: 150ms)"
+            "1.20 MiB (latency: 150ms)"
         );
     }
 }

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::lsn::{format_bytes, format_duration, seconds};
 use crate::model::{
     AlertState, AlertStatus, Cutover, LogEntry, Phase, SlotHealth, Snapshot, WalStatus,
 };
 use crate::printable::{printable, printable_line};
+use crate::units::{format_bytes, format_duration, seconds};
 
 /// Longest text from the state file (a name, an error) printed on one
 /// line; a longer one is cut with a note of how much was left out.
@@ -244,7 +244,7 @@ fn write_alerts(out: &mut String, alerts: &[AlertStatus]) -> std::fmt::Result {
     Ok(())
 }
 
-/// `sub1 active · 1.20 GB retained · 3.10 GB until unreserved · reserved`,
+/// `sub1 active · 1.20 GiB retained · 3.10 GiB until unreserved · reserved`,
 /// as `status` and the terminal dashboard show it.
 pub(crate) fn slot_line(slot: &SlotHealth, now: OffsetDateTime) -> String {
     let activity = match (slot.active, slot.inactive_since) {
@@ -434,7 +434,7 @@ Tables:
         });
         let report = render(&snapshot, now);
         assert!(
-            report.contains("Slot:         sub1 active · 1.20 GB retained · 3.10 GB until unreserved · reserved\n"),
+            report.contains("Slot:         sub1 active · 1.20 GiB retained · 3.10 GiB until unreserved · reserved\n"),
             "{report}"
         );
         let slot = snapshot.slot.as_mut().unwrap();
@@ -444,7 +444,7 @@ Tables:
         slot.safe_wal_size = None;
         let report = render(&snapshot, now);
         assert!(
-            report.contains("sub1 inactive for 5m0s · 1.20 GB retained · LOST — its WAL is gone; the subscription must be re-created"),
+            report.contains("sub1 inactive for 5m0s · 1.20 GiB retained · LOST — its WAL is gone; the subscription must be re-created"),
             "{report}"
         );
         let slot = snapshot.slot.as_mut().unwrap();
@@ -527,7 +527,7 @@ Tables:
                 item(CutoverKind::Other("new\x1b[2J".into()), None, "kept"),
             ],
             vec![item(
-                CutoverKind::EstimateOnly,
+                CutoverKind::Other("estimate_only".into()),
                 Some("public.events"),
                 "never analysed",
             )],

@@ -37,7 +37,7 @@ fn an_alert_fires_after_its_for_reminds_and_resolves_once() {
     assert!(engine.evaluate(&lag(2_000_000), at(29)).is_empty());
     let fired = engine.evaluate(&lag(2_000_000), at(30));
     assert_eq!(states(&fired), [(AlertState::Firing, false)]);
-    assert_eq!(fired[0].summary, "lag is 1.91 MB (over 1MB)");
+    assert_eq!(fired[0].summary, "lag is 1.91 MiB (over 1MB)");
     assert_eq!(fired[0].threshold, "1MB");
     assert_eq!(engine.alerts()[0].state, AlertState::Firing);
     assert!(

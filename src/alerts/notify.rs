@@ -80,7 +80,7 @@ impl Message {
         }
     }
 
-    /// The Slack text: `[FIRING] critical · shop · lag: lag is 1.2 GB (over 1MB)`.
+    /// The Slack text: `[FIRING] critical · shop · lag: lag is 1.20 GiB (over 1GB)`.
     fn slack_text(&self) -> String {
         let n = &self.notification;
         let state = match (n.state, n.reminder) {

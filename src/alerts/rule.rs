@@ -6,8 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::lsn::{format_bytes, format_duration};
 use crate::model::Snapshot;
+use crate::units::{format_bytes, format_duration};
 use crate::units::{parse_bytes, parse_seconds};
 
 /// What a condition measures.

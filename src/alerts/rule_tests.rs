@@ -31,7 +31,7 @@ fn conditions_parse_with_the_units_people_write() {
         .unwrap()
         .measure(&lagging, 0)
         .unwrap();
-    assert_eq!(measured.value, "1.91 MB");
+    assert_eq!(measured.value, "1.91 MiB");
 }
 
 #[test]

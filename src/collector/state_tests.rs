@@ -229,7 +229,7 @@ fn time_lag_is_the_wait_of_the_oldest_unapplied_wal() {
     state.apply(Update::LatestLsn(Lsn(2000)), &clock.at(1.0));
     let snap = state.snapshot(&clock.at(1.5), 0);
     assert_eq!(snap.lag_seconds, 1.5);
-    assert_eq!(snap.lag_formatted, "1.95 KB (latency: 1.5s)");
+    assert_eq!(snap.lag_formatted, "1.95 KiB (latency: 1.5s)");
     state.apply(
         Update::Applied {
             lsn: Lsn(1000),

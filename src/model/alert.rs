@@ -20,7 +20,7 @@ pub struct AlertStatus {
     /// When it entered its state.
     #[serde(with = "timestamp")]
     pub since: OffsetDateTime,
-    /// The value its condition saw, for people (`1.20 GB`, `5m 3s`).
+    /// The value its condition saw, for people (`1.20 GiB`, `5m 3s`).
     #[serde(default)]
     pub value: String,
     /// The rule's summary with the values filled in.

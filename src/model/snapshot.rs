@@ -64,7 +64,7 @@ pub struct Snapshot {
     /// Bytes of WAL between the applied LSN and the latest source LSN.
     #[serde(default)]
     pub lag_bytes: u64,
-    /// Byte lag and time lag for people: `"1.20 MB (latency: 150ms)"`.
+    /// Byte lag and time lag for people: `"1.20 MiB (latency: 150ms)"`.
     #[serde(default)]
     pub lag_formatted: String,
     /// Number of tables in the migration.

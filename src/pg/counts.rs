@@ -10,8 +10,8 @@ use tokio_postgres::error::SqlState;
 use super::checks::Findings;
 use super::sql::quote_ident;
 use super::{ConnInfo, MonitorError, connect, describe};
-use crate::lsn::format_duration;
 use crate::model::{CutoverItem, CutoverKind, TableName};
+use crate::units::format_duration;
 
 /// How `--counts` counts rows.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,9 +12,9 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
-use crate::lsn::{format_bytes, format_duration};
 use crate::model::{MigrationSummary, Severity, WalStatus};
 use crate::printable::printable;
+use crate::units::{format_bytes, format_duration};
 
 /// The list's state: the migrations, the one selected, and what the keys
 /// asked for. Pure, so every key is unit-tested without a terminal.

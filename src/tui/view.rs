@@ -14,12 +14,12 @@ use tokio::time::Instant;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::model::{Link, Mode, Model};
-use crate::lsn::{self, format_bytes, format_duration};
 use crate::model::{
     AlertState, AlertStatus, Cutover, LogLevel, Phase, Severity, SlotHealth, TableProgress,
     TableStatus, WalStatus,
 };
 use crate::printable::printable;
+use crate::units::{self, format_bytes, format_duration};
 
 /// A copying table without progress for this long is marked stalled.
 const STALLED_AFTER: Duration = Duration::from_secs(60);
@@ -604,7 +604,7 @@ fn fit(text: &str, width: usize) -> String {
 
 /// Whole seconds, as everywhere else: `1h23m45s`, `4m2s`, `9s`.
 fn elapsed(seconds: f64) -> String {
-    format_duration(lsn::seconds(seconds.round()))
+    format_duration(units::seconds(seconds.round()))
 }
 
 /// `890K`, `2.1M`, `3.4G`.

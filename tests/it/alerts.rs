@@ -137,9 +137,9 @@ async fn a_rule_fires_once_reminds_resolves_once_and_a_restart_does_not_tell_aga
     assert_eq!(firing["state"], "firing");
     assert_eq!(firing["reminder"], false);
     assert_eq!(firing["severity"], "critical");
-    assert_eq!(firing["value"], "1.91 MB");
+    assert_eq!(firing["value"], "1.91 MiB");
     assert_eq!(firing["threshold"], "1MB");
-    assert_eq!(firing["summary"], "lag is 1.91 MB (over 1MB)");
+    assert_eq!(firing["summary"], "lag is 1.91 MiB (over 1MB)");
     assert_eq!(firing["migration"], "shop");
     assert_eq!(firing["dashboard_url"], "http://127.0.0.1:7654/");
     assert!(firing["since"].as_str().unwrap().ends_with('Z'));
@@ -246,7 +246,7 @@ async fn slack_gets_a_readable_message_and_a_command_gets_the_json() {
     let message = slack.wait_for(1).await;
     assert_eq!(
         message[0]["text"],
-        "[FIRING] critical · shop · lag: lag is 1.91 MB (over 1MB) (value 1.91 MB, threshold 1MB)"
+        "[FIRING] critical · shop · lag: lag is 1.91 MiB (over 1MB) (value 1.91 MiB, threshold 1MB)"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let written = loop {

@@ -233,13 +233,13 @@ async fn time_lag_is_how_long_unapplied_wal_has_waited() {
     collector.flush().await;
     let s = collector.snapshot();
     assert_eq!(s.lag_seconds, 3.15);
-    assert_eq!(s.lag_formatted, "7.81 KB (latency: 3.15s)");
+    assert_eq!(s.lag_formatted, "7.81 KiB (latency: 3.15s)");
 
     collector.record_applied(Lsn(5000), 1, 1).await;
     collector.flush().await;
     let s = collector.snapshot();
     assert_eq!(s.lag_seconds, 0.15);
-    assert_eq!(s.lag_formatted, "3.91 KB (latency: 150ms)");
+    assert_eq!(s.lag_formatted, "3.91 KiB (latency: 150ms)");
 
     collector.record_applied(Lsn(9000), 1, 1).await;
     collector.flush().await;

@@ -144,9 +144,9 @@ fn streaming_shows_lag_live_tables_and_logs() {
     ]));
     let text = screen(&model, 80, 24);
     assert!(text.contains("STREAMING"), "{text}");
-    assert!(text.contains("lag 1.20 MB · 0.4s"), "{text}");
+    assert!(text.contains("lag 1.20 MiB · 0.4s"), "{text}");
     assert!(
-        text.contains("4.5K rows/s · 1.00 MB/s") || text.contains("4521 rows/s"),
+        text.contains("4.5K rows/s · 1.00 MiB/s") || text.contains("4521 rows/s"),
         "{text}"
     );
     assert!(text.contains("⟳ live"), "{text}");
@@ -577,8 +577,9 @@ fn the_header_shows_the_slot_and_says_when_it_is_lost() {
     });
     let shown = screen(&model_with(snapshot.clone()), 100, 24);
     assert!(
-        shown
-            .contains(" slot sub1 active · 1.20 GB retained · 3.10 GB until unreserved · reserved"),
+        shown.contains(
+            " slot sub1 active · 1.20 GiB retained · 3.10 GiB until unreserved · reserved"
+        ),
         "{shown}"
     );
     let slot = snapshot.slot.as_mut().unwrap();

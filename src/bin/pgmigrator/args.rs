@@ -131,7 +131,7 @@ pub(crate) struct CutoverArgs {
     #[arg(long, value_name = "BYTES", default_value = "0", value_parser = units::parse_bytes)]
     pub(crate) cutover_max_lag: u64,
     /// Most time lag for a ready verdict, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_lag_seconds)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_lag_seconds)]
     pub(crate) cutover_max_lag_seconds: f64,
 }
 
@@ -407,20 +407,15 @@ fn read_token_file(path: &Path) -> Result<String, String> {
     Ok(token.to_owned())
 }
 
-/// A duration as `30s`, `5m`, `1h30m`, `500ms` (humantime), or plain
-/// seconds, within `min..=max`.
+/// A duration in the one grammar of `units::parse_duration` (`30s`, `5m`,
+/// `1h30m`, `1.5s`, `500ms`, or plain seconds), within `min..=max`.
 fn parse_duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
-    let text = text.trim();
-    let duration = match text.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => humantime::parse_duration(text)
-            .map_err(|err| format!("{err} (e.g. 30s, 5m, 1h30m, 500ms)"))?,
-    };
+    let duration = units::parse_duration(text)?;
     if duration < min || duration > max {
         return Err(format!(
             "must be from {} to {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
+            units::format_duration(min),
+            units::format_duration(max)
         ));
     }
     Ok(duration)
@@ -451,12 +446,8 @@ fn parse_count_timeout(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_lag_seconds(text: &str) -> Result<f64, String> {
-    let seconds: f64 = text.trim().parse().map_err(|_| "not a number".to_owned())?;
-    if (0.0..=86_400.0).contains(&seconds) {
-        Ok(seconds)
-    } else {
-        Err("must be from 0 to 86400".to_owned())
-    }
+    parse_duration_within(text, Duration::ZERO, Duration::from_secs(86_400))
+        .map(|d| d.as_secs_f64())
 }
 
 fn parse_speed(text: &str) -> Result<f64, String> {
