@@ -349,12 +349,12 @@ async fn a_lost_slot_puts_a_banner_across_the_dashboard() {
         .wait_until("the slot card", |v| {
             v["slot"]
                 .as_str()
-                .is_some_and(|t| t.contains("96.00 MB held · extended"))
+                .is_some_and(|t| t.contains("96.00 MiB held · extended"))
         })
         .await;
     let card = shown["slot"].as_str().unwrap();
     assert!(card.contains("inactive for 5m"), "{card}");
-    assert!(card.contains("16.00 MB until unreserved"), "{card}");
+    assert!(card.contains("16.00 MiB until unreserved"), "{card}");
     assert_eq!(shown["slotBanner"], "");
 
     slot.wal_status = WalStatus::Lost;
@@ -625,6 +625,10 @@ async fn several_migrations_behind_a_token_open_on_a_fleet_view_worst_first_and_
         ("billing.json", state(Phase::Streaming, 0, firing, None)),
         ("crm.json", state(Phase::Streaming, 0, vec![], lost)),
     ];
+    // crm's file is an hour old: its badge reads "streaming (stale)", the
+    // longest a phase column shows.
+    let mut files = files;
+    files[2].1.timestamp = now - std::time::Duration::from_secs(3600);
     // Behind a token, as every server off loopback is: the page takes it
     // from its address, and each migration's WebSocket from the query.
     let token = "a-fleet-token-0123456789";
@@ -658,7 +662,32 @@ async fn several_migrations_behind_a_token_open_on_a_fleet_view_worst_first_and_
     let text = fleet["fleetText"].as_str().unwrap();
     assert!(text.contains("1 firing (critical)"), "{text}");
     assert!(text.contains("lost"), "{text}");
-    assert!(text.contains("4.00 KB"), "{text}");
+    assert!(text.contains("4.00 KiB"), "{text}");
+
+    // Every badge stays inside its column, however wide the view.
+    let spills = page
+        .eval(
+            "(() => { const spills = []; \
+               for (const width of [720, 1000, 1400, 1920]) { \
+                 document.getElementById('fleet').style.width = width + 'px'; \
+                 for (const badge of document.querySelectorAll('.fleet-row .badge')) { \
+                   const next = badge.nextElementSibling.getBoundingClientRect(); \
+                   if (badge.getBoundingClientRect().right > next.left) \
+                     spills.push(width + ': ' + badge.textContent); \
+                 } \
+               } \
+               document.getElementById('fleet').style.width = ''; \
+               return spills; })()",
+        )
+        .await;
+    assert_eq!(spills, serde_json::json!([]), "badges spill over");
+    assert!(
+        fleet["fleetText"]
+            .as_str()
+            .unwrap()
+            .contains("streaming (stale)"),
+        "{fleet}"
+    );
 
     page.eval("document.querySelector('.fleet-row[data-id=crm]').click()")
         .await;
