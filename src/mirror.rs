@@ -9,14 +9,12 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
 use crate::collector::DEFAULT_TICK;
-use crate::model::{ErrorEntry, Snapshot};
+use crate::model::{ErrorEntry, STALE_AFTER, Snapshot};
 use crate::persist::{read_history_file, read_logs_file, read_state_file};
 use crate::publish::{Publisher, Snapshots};
 
 /// How often a mirror looks at its file, and broadcasts: a collector's tick.
 pub const MIRROR_POLL: Duration = DEFAULT_TICK;
-/// A mirrored file that has not changed for this long is marked stale.
-pub const MIRROR_STALE_AFTER: Duration = crate::model::STALE_AFTER;
 
 /// Republishes a state file written by a pipeline in another process, as if
 /// it were a live collector: re-read when it changes (checked every 500 ms),
@@ -214,7 +212,7 @@ impl FileWatch {
             || self
                 .modified
                 .and_then(|modified| modified.elapsed().ok())
-                .is_none_or(|age| age >= MIRROR_STALE_AFTER)
+                .is_none_or(|age| age >= STALE_AFTER)
     }
 
     /// The snapshot to publish.

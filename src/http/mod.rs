@@ -141,7 +141,6 @@ impl HttpConfig {
 }
 
 /// The soft limit on open files, when there is one.
-#[cfg(unix)]
 fn open_file_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -150,11 +149,6 @@ fn open_file_limit() -> Option<u64> {
     // SAFETY: getrlimit writes into the struct we pass and nothing else.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
     (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
-}
-
-#[cfg(not(unix))]
-fn open_file_limit() -> Option<u64> {
-    None
 }
 
 /// Shortest token accepted on a non-loopback address.

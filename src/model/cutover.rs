@@ -83,15 +83,13 @@ pub enum CutoverKind {
     SequenceBehind,
     /// Row counts differ (only when counted).
     RowCountMismatch,
-    /// A figure rests on an estimate only.
-    EstimateOnly,
     /// A kind this version does not know.
     Other(String),
 }
 
 impl CutoverKind {
     /// Every kind this version knows.
-    pub const KNOWN: [CutoverKind; 12] = [
+    pub const KNOWN: [CutoverKind; 11] = [
         CutoverKind::TableNotReady,
         CutoverKind::Lag,
         CutoverKind::SubscriptionDisabled,
@@ -103,7 +101,6 @@ impl CutoverKind {
         CutoverKind::SchemaMismatch,
         CutoverKind::SequenceBehind,
         CutoverKind::RowCountMismatch,
-        CutoverKind::EstimateOnly,
     ];
 
     /// The kind's name, as in JSON.
@@ -120,7 +117,6 @@ impl CutoverKind {
             CutoverKind::SchemaMismatch => "schema_mismatch",
             CutoverKind::SequenceBehind => "sequence_behind",
             CutoverKind::RowCountMismatch => "row_count_mismatch",
-            CutoverKind::EstimateOnly => "estimate_only",
             CutoverKind::Other(name) => name,
         }
     }
@@ -183,7 +179,7 @@ mod tests {
     fn ready_is_exactly_no_blockers() {
         let at = OffsetDateTime::UNIX_EPOCH;
         let warning = CutoverItem {
-            kind: CutoverKind::EstimateOnly,
+            kind: CutoverKind::NoReplicaIdentity,
             table: None,
             detail: String::new(),
         };

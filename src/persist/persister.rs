@@ -3,7 +3,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -179,10 +178,9 @@ impl WriterLock {
                 format!("{} is not a regular file", lock_path.display()),
             ));
         }
-        // SAFETY: flock on a descriptor we own; it only takes a lock.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+        // `flock` on Unix, so older writers and this one exclude each other.
+        if let Err(busy) = file.try_lock() {
+            if let std::fs::TryLockError::Error(err) = busy {
                 return Err(err);
             }
             let mut holder = String::new();

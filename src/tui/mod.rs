@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use fleet::{FleetModel, draw_fleet};
-pub use model::{HISTORY, Link, Mode, Model, POINT_SPACING, STALE_AFTER, SortMode};
+pub use model::{HISTORY, Link, Mode, Model, POINT_SPACING, SortMode};
 pub use remote::RemoteError;
 pub use view::{draw, table_rows};
 

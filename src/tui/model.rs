@@ -20,7 +20,7 @@ pub const HISTORY: usize = 60;
 /// whatever the source.
 pub const POINT_SPACING: Duration = Duration::from_millis(450);
 /// No snapshot for this long from a live source means the data is stale.
-pub use crate::model::STALE_AFTER;
+use crate::model::STALE_AFTER;
 
 /// The state of the connection to the snapshot source.
 #[derive(Debug, Clone, PartialEq, Eq)]
