@@ -82,6 +82,22 @@ impl Target {
         })
     }
 
+    /// The `Host` header: the host, and its port unless it is the
+    /// scheme's default (RFC 9110, 7.2).
+    fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default = if self.https { 443 } else { 80 };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
     /// `hooks.example.com:443`, for messages.
     pub(crate) fn shown(&self) -> String {
         format!("{}:{}", self.host, self.port)
@@ -106,7 +122,7 @@ async fn exchange(target: &Target, body: Vec<u8>, tls: &TlsConnector) -> Result<
         .await
         .map_err(|err| format!("connecting: {err}"))?;
     let request = hyper::Request::post(&target.path)
-        .header(hyper::header::HOST, &target.host)
+        .header(hyper::header::HOST, target.host_header())
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .header(hyper::header::USER_AGENT, "pgmigrator")
         .body(Full::new(Bytes::from(body)))
@@ -157,6 +173,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_host_header_keeps_a_port_that_is_not_the_default() {
+        let host = |url: &str| Target::parse(url).unwrap().host_header();
+        assert_eq!(host("http://127.0.0.1:8080/hook"), "127.0.0.1:8080");
+        assert_eq!(host("https://hooks.example.com/x"), "hooks.example.com");
+        assert_eq!(host("https://hooks.example.com:443/x"), "hooks.example.com");
+        assert_eq!(
+            host("http://hooks.example.com:443/x"),
+            "hooks.example.com:443"
+        );
+        assert_eq!(host("http://[::1]/x"), "[::1]");
+    }
+
+    #[test]
     fn urls_give_host_port_and_path() {
         let t = Target::parse("https://hooks.example.com/services/T/B/X?a=1").unwrap();
         assert_eq!(
@@ -180,6 +209,7 @@ mod tests {
         );
         let t = Target::parse("http://[::1]:9000/hook").unwrap();
         assert_eq!((t.address.as_str(), t.host.as_str()), ("[::1]:9000", "::1"));
+        assert_eq!(t.host_header(), "[::1]:9000");
         for bad in ["ftp://x", "https://", "http://h/a b", "http://h/\x1b"] {
             let err = Target::parse(bad).unwrap_err();
             assert!(!err.contains(bad), "{err}");
