@@ -69,28 +69,31 @@ pub(crate) struct Sequence {
     pub(crate) last_value: Option<i64>,
 }
 
-/// Reads both catalogs: three queries on each server.
+/// Reads both catalogs (three queries on each server), counting each
+/// query sent in `queries`.
 pub(crate) async fn read(monitor: &Monitor, queries: &mut u32) -> Result<Catalog, MonitorError> {
     let sub = &monitor.subscription;
     let lost_dest = |err: tokio_postgres::Error| monitor.lost_dest(&err);
     let lost_source = |err: tokio_postgres::Error| monitor.lost_source(&err);
-    let state = monitor
-        .dest
-        .query_one(sql::SUBSCRIPTION_STATE, &[&sub.oid])
+    let state = sent(
+        queries,
+        monitor.dest.query_one(sql::SUBSCRIPTION_STATE, &[&sub.oid]),
+    )
+    .await
+    .map_err(lost_dest)?;
+    let subscribed = sent(
+        queries,
+        monitor.dest.query(sql::SUBSCRIBED_COLUMNS, &[&sub.oid]),
+    )
+    .await
+    .map_err(lost_dest)?
+    .iter()
+    .map(|row| (name(row, 0), columns(row.get(2))))
+    .collect();
+    let dest_sequences = sent(queries, sequences(&monitor.dest))
         .await
         .map_err(lost_dest)?;
-    let subscribed = monitor
-        .dest
-        .query(sql::SUBSCRIBED_COLUMNS, &[&sub.oid])
-        .await
-        .map_err(lost_dest)?
-        .iter()
-        .map(|row| (name(row, 0), columns(row.get(2))))
-        .collect();
-    let dest_sequences = sequences(&monitor.dest).await.map_err(lost_dest)?;
-    let publications = monitor
-        .source
-        .query(sql::PUBLICATIONS, &[])
+    let publications = sent(queries, monitor.source.query(sql::PUBLICATIONS, &[]))
         .await
         .map_err(lost_source)?
         .iter()
@@ -100,9 +103,7 @@ pub(crate) async fn read(monitor: &Monitor, queries: &mut u32) -> Result<Catalog
             updates_or_deletes: row.get(2),
         })
         .collect();
-    let source_tables = monitor
-        .source
-        .query(sql::SOURCE_TABLES, &[])
+    let source_tables = sent(queries, monitor.source.query(sql::SOURCE_TABLES, &[]))
         .await
         .map_err(lost_source)?
         .iter()
@@ -117,8 +118,9 @@ pub(crate) async fn read(monitor: &Monitor, queries: &mut u32) -> Result<Catalog
             columns: columns(row.get(8)),
         })
         .collect();
-    let source_sequences = sequences(&monitor.source).await.map_err(lost_source)?;
-    *queries += 6;
+    let source_sequences = sent(queries, sequences(&monitor.source))
+        .await
+        .map_err(lost_source)?;
     Ok(Catalog {
         subscription: sub.name.clone(),
         enabled: state.get(0),
@@ -129,6 +131,12 @@ pub(crate) async fn read(monitor: &Monitor, queries: &mut u32) -> Result<Catalog
         source_sequences,
         dest_sequences,
     })
+}
+
+/// `query`, counted in `queries` as one query sent.
+fn sent<F: std::future::Future>(queries: &mut u32, query: F) -> F {
+    *queries += 1;
+    query
 }
 
 async fn sequences(client: &Client) -> Result<Vec<Sequence>, tokio_postgres::Error> {
