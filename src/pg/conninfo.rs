@@ -7,7 +7,7 @@ use std::str::FromStr;
 use percent_encoding::percent_decode_str;
 use tokio_postgres::config::Host;
 
-use super::libpq_env::{pgpass_password, pgpass_path};
+use super::libpq_env::{home_dir, pgpass_password, pgpass_path};
 use super::tls::{RootCert, SslMode, TlsSettings};
 
 /// A parsed connection string (a `postgres://` URI or libpq `key=value`
@@ -107,7 +107,7 @@ impl ConnInfo {
         config.ssl_mode(tls.mode.negotiation());
         if config.get_password().is_none() {
             let password = var("PGPASSWORD").or_else(|| {
-                let path = pgpass_path(env)?;
+                let path = pgpass_path(env, home_dir().as_deref())?;
                 let host = match config.get_hosts().first() {
                     Some(Host::Tcp(name)) => name.clone(),
                     // libpq matches a socket connection as `localhost`.

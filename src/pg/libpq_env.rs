@@ -62,14 +62,21 @@ fn parse_line(line: &str) -> Option<PassEntry> {
     })
 }
 
-/// The password file: `PGPASSFILE`, else `~/.pgpass`.
-pub(crate) fn pgpass_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+/// The password file: `PGPASSFILE`, else `.pgpass` in `home`.
+pub(crate) fn pgpass_path(
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Option<PathBuf> {
     if let Some(path) = env("PGPASSFILE").filter(|p| !p.is_empty()) {
         return Some(path.into());
     }
-    env("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|home| Path::new(&home).join(".pgpass"))
+    home.map(|home| home.join(".pgpass"))
+}
+
+/// The user's home folder, as `directories` finds it (`$HOME`, else the
+/// password database).
+pub(crate) fn home_dir() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_owned())
 }
 
 #[cfg(test)]
@@ -115,13 +122,14 @@ mod tests {
 
     #[test]
     fn pgpassfile_overrides_home() {
-        let env = |key: &str| match key {
-            "PGPASSFILE" => Some("/etc/pg/pass".to_owned()),
-            "HOME" => Some("/home/op".to_owned()),
-            _ => None,
-        };
-        assert_eq!(pgpass_path(&env), Some(PathBuf::from("/etc/pg/pass")));
-        let env = |key: &str| (key == "HOME").then(|| "/home/op".to_owned());
-        assert_eq!(pgpass_path(&env), Some(PathBuf::from("/home/op/.pgpass")));
+        let home = Some(Path::new("/home/op"));
+        let env = |key: &str| (key == "PGPASSFILE").then(|| "/etc/pg/pass".to_owned());
+        assert_eq!(pgpass_path(&env, home), Some(PathBuf::from("/etc/pg/pass")));
+        let env = |_: &str| None;
+        assert_eq!(
+            pgpass_path(&env, home),
+            Some(PathBuf::from("/home/op/.pgpass"))
+        );
+        assert_eq!(pgpass_path(&env, None), None);
     }
 }
