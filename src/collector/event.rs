@@ -1,4 +1,6 @@
-//! The messages writers send to the collector's actor.
+//! The messages writers send to the collector's actor. [`Update`] is the
+//! one vocabulary of change: the public methods wrap it, and the monitor's
+//! diff produces it directly.
 
 use tokio::sync::oneshot;
 
@@ -8,7 +10,7 @@ use crate::model::{
 };
 
 /// A change to the migration's state; applied by [`super::state::State::apply`].
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Update {
     SetPhase(Phase),
     SetTables(Vec<TableProgress>),

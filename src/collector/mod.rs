@@ -29,7 +29,8 @@ pub use self::layer::CollectorLayer;
 
 use self::actor::Actor;
 use self::clock::Moment;
-use self::event::{Envelope, Message, Update};
+pub(crate) use self::event::Update;
+use self::event::{Envelope, Message};
 use self::inbox::Inbox;
 use self::state::{Settings, State};
 use crate::history::History;
@@ -339,7 +340,9 @@ impl Collector {
         })
     }
 
-    async fn send(&self, update: Update) {
+    /// Sends one update; the monitor's diff speaks this vocabulary
+    /// directly instead of going through the public methods one by one.
+    pub(crate) async fn send(&self, update: Update) {
         // After close the actor is gone; writes are ignored by design.
         let _ = self.tx.send(Envelope::new(Message::Update(update))).await;
     }

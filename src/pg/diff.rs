@@ -4,82 +4,12 @@
 
 use std::collections::HashMap;
 
-use super::observe::{Estimate, Observation};
-use crate::lsn::Lsn;
 use time::OffsetDateTime;
 
+use super::observe::{Estimate, Observation, SyncState};
+use crate::collector::Update;
+use crate::lsn::Lsn;
 use crate::model::{ApplyHealth, Phase, SlotHealth, TableName, TableProgress, WalStatus};
-
-/// A table's synchronization state in a subscription (`srsubstate`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SyncState {
-    /// `i`: waiting for its tablesync worker.
-    Init,
-    /// `d`: its initial COPY runs.
-    DataCopy,
-    /// `f`: copied; indexes being built.
-    FinishedCopy,
-    /// `s`: synchronized with the apply worker.
-    SyncDone,
-    /// `r`: ready; changes stream into it.
-    Ready,
-    /// A state this version does not know.
-    Other,
-}
-
-impl SyncState {
-    pub(crate) fn from_code(code: &str) -> Self {
-        match code {
-            "i" => SyncState::Init,
-            "d" => SyncState::DataCopy,
-            "f" => SyncState::FinishedCopy,
-            "s" => SyncState::SyncDone,
-            "r" => SyncState::Ready,
-            _ => SyncState::Other,
-        }
-    }
-
-    /// Whether the initial copy is over.
-    fn is_copied(self) -> bool {
-        matches!(
-            self,
-            SyncState::FinishedCopy | SyncState::SyncDone | SyncState::Ready
-        )
-    }
-}
-
-/// One collector update.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Change {
-    Phase(Phase),
-    Tables(Vec<TableProgress>),
-    Started(TableName),
-    Progress {
-        table: TableName,
-        rows: i64,
-        bytes: i64,
-    },
-    Done {
-        table: TableName,
-        rows: i64,
-    },
-    Streaming(TableName),
-    Latest(Lsn),
-    Applied {
-        lsn: Lsn,
-        rows: i64,
-        bytes: i64,
-    },
-    Confirmed(Lsn),
-    /// Changes applied to a streaming table since the last observation.
-    TableChanges {
-        table: TableName,
-        changes: u64,
-    },
-    Slot(SlotHealth),
-    Apply(ApplyHealth),
-    Error(String),
-}
 
 /// What the monitor has told the collector so far.
 #[derive(Debug, Default)]
@@ -119,7 +49,7 @@ impl Tracker {
         estimates: Option<Vec<Estimate>>,
         subscription: &str,
         now: OffsetDateTime,
-    ) -> Vec<Change> {
+    ) -> Vec<Update> {
         let mut changes = Vec::new();
         let phase = if observation
             .tables
@@ -131,19 +61,19 @@ impl Tracker {
             Phase::Copy
         };
         if self.phase.as_ref() != Some(&phase) {
-            changes.push(Change::Phase(phase.clone()));
+            changes.push(Update::SetPhase(phase.clone()));
             self.phase = Some(phase);
         }
         if let Some(estimates) = estimates {
-            changes.push(Change::Tables(self.list(observation, estimates)));
+            changes.push(Update::SetTables(self.list(observation, estimates)));
         }
         let applied_rows = self.tables(observation, &mut changes);
         self.positions(observation, applied_rows, &mut changes);
         if let Some(slot) = self.slot(observation, now) {
-            changes.push(Change::Slot(slot));
+            changes.push(Update::Slot(Box::new(slot)));
         }
         if let Some(apply) = &observation.apply {
-            changes.push(Change::Apply(ApplyHealth {
+            changes.push(Update::Apply(ApplyHealth {
                 last_msg_receipt: apply.time("last_msg_receipt_time"),
                 latest_end_time: apply.time("latest_end_time"),
             }));
@@ -151,7 +81,7 @@ impl Tracker {
         if let Some(total) = observation.error_total {
             let before = self.errors_seen.unwrap_or(total);
             if total > before {
-                changes.push(Change::Error(format!(
+                changes.push(Update::Error(format!(
                     "subscription {subscription}: {} new apply or sync errors on the destination \
                      ({total} in all); see its server log",
                     total - before
@@ -198,7 +128,7 @@ impl Tracker {
 
     /// Per-table updates; returns the rows applied to ready tables since
     /// the last observation.
-    fn tables(&mut self, observation: &Observation, changes: &mut Vec<Change>) -> i64 {
+    fn tables(&mut self, observation: &Observation, changes: &mut Vec<Update>) -> i64 {
         let mut applied_rows = 0i64;
         for table in &observation.tables {
             let name = &table.name;
@@ -210,7 +140,7 @@ impl Tracker {
             // After the COPY ends its progress row is gone; the table's
             // statistics still count what it inserted.
             let rows = seen_rows.max(table.inserted);
-            let progress = |rows: i64, bytes: i64| Change::Progress {
+            let progress = |rows: i64, bytes: i64| Update::TableProgress {
                 table: name.clone(),
                 rows,
                 bytes,
@@ -218,7 +148,7 @@ impl Tracker {
             match table.state {
                 SyncState::DataCopy => {
                     if before != SyncState::DataCopy {
-                        changes.push(Change::Started(name.clone()));
+                        changes.push(Update::TableStarted(name.clone()));
                     }
                     if let Some((rows, bytes)) = table.copy {
                         changes.push(progress(rows, bytes));
@@ -227,10 +157,10 @@ impl Tracker {
                 state if state.is_copied() => {
                     if !before.is_copied() {
                         if before != SyncState::DataCopy {
-                            changes.push(Change::Started(name.clone()));
+                            changes.push(Update::TableStarted(name.clone()));
                         }
                         changes.push(progress(rows, bytes));
-                        changes.push(Change::Done {
+                        changes.push(Update::TableDone {
                             table: name.clone(),
                             rows,
                         });
@@ -240,7 +170,7 @@ impl Tracker {
                             // The tablesync worker has exited: its counts
                             // are final.
                             changes.push(progress(rows, bytes));
-                            changes.push(Change::Streaming(name.clone()));
+                            changes.push(Update::TableStreaming(name.clone()));
                             self.counters.insert(name.clone(), table.changes);
                         }
                         let baseline = self.counters.entry(name.clone()).or_insert(table.changes);
@@ -250,7 +180,7 @@ impl Tracker {
                         *baseline = table.changes;
                         applied_rows += grown;
                         if grown > 0 {
-                            changes.push(Change::TableChanges {
+                            changes.push(Update::TableChanges {
                                 table: name.clone(),
                                 changes: grown as u64,
                             });
@@ -302,24 +232,24 @@ impl Tracker {
         &mut self,
         observation: &Observation,
         applied_rows: i64,
-        changes: &mut Vec<Change>,
+        changes: &mut Vec<Update>,
     ) {
         if let Some(latest) = observation.latest {
-            changes.push(Change::Latest(latest));
+            changes.push(Update::LatestLsn(latest));
         }
         match observation.replay.or(observation.confirmed) {
             Some(applied) => {
                 let bytes = self
                     .last_applied
                     .map_or(0, |before| applied.0.saturating_sub(before.0));
-                changes.push(Change::Applied {
+                changes.push(Update::Applied {
                     lsn: applied,
                     rows: applied_rows,
                     bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
                 });
                 self.last_applied = Some(self.last_applied.map_or(applied, |b| b.max(applied)));
             }
-            None if applied_rows > 0 => changes.push(Change::Applied {
+            None if applied_rows > 0 => changes.push(Update::Applied {
                 lsn: Lsn(0),
                 rows: applied_rows,
                 bytes: 0,
@@ -327,7 +257,7 @@ impl Tracker {
             None => {}
         }
         if let Some(confirmed) = observation.confirmed {
-            changes.push(Change::Confirmed(confirmed));
+            changes.push(Update::ConfirmedLsn(confirmed));
         }
     }
 }

@@ -31,22 +31,22 @@ fn estimate(table: &str, rows: i64, bytes: i64) -> Estimate {
 }
 
 /// The changes of one poll, reading estimates as the poll loop does.
-fn poll(tracker: &mut Tracker, observation: &Observation, estimates: &[Estimate]) -> Vec<Change> {
+fn poll(tracker: &mut Tracker, observation: &Observation, estimates: &[Estimate]) -> Vec<Update> {
     let listing = tracker.unlisted(observation).map(|_| estimates.to_vec());
     tracker.changes(observation, listing, "sub", OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Only the per-table changes of a poll.
-fn table_changes(changes: Vec<Change>) -> Vec<Change> {
+fn table_changes(changes: Vec<Update>) -> Vec<Update> {
     changes
         .into_iter()
         .filter(|c| {
             matches!(
                 c,
-                Change::Started(_)
-                    | Change::Progress { .. }
-                    | Change::Done { .. }
-                    | Change::Streaming(_)
+                Update::TableStarted(_)
+                    | Update::TableProgress { .. }
+                    | Update::TableDone { .. }
+                    | Update::TableStreaming(_)
             )
         })
         .collect()
@@ -86,8 +86,8 @@ fn the_first_poll_sets_the_phase_then_lists_largest_first_with_unknown_estimates
             estimate("fresh", -1, 50_000),
         ],
     );
-    assert_eq!(changes[0], Change::Phase(Phase::Copy));
-    let Change::Tables(listing) = &changes[1] else {
+    assert_eq!(changes[0], Update::SetPhase(Phase::Copy));
+    let Update::SetTables(listing) = &changes[1] else {
         panic!("{changes:?}");
     };
     let order: Vec<_> = listing.iter().map(|t| t.name.as_str()).collect();
@@ -114,8 +114,8 @@ fn every_state_transition_sends_what_the_collector_needs() {
     assert_eq!(
         table_changes(poll(&mut tracker, &seen(vec![t.clone()]), &[])),
         [
-            Change::Started(name("t")),
-            Change::Progress {
+            Update::TableStarted(name("t")),
+            Update::TableProgress {
                 table: name("t"),
                 rows: 40,
                 bytes: 4096
@@ -125,7 +125,7 @@ fn every_state_transition_sends_what_the_collector_needs() {
     t.copy = Some((90, 7000));
     assert_eq!(
         table_changes(poll(&mut tracker, &seen(vec![t.clone()]), &[])),
-        [Change::Progress {
+        [Update::TableProgress {
             table: name("t"),
             rows: 90,
             bytes: 7000
@@ -139,12 +139,12 @@ fn every_state_transition_sends_what_the_collector_needs() {
     assert_eq!(
         table_changes(poll(&mut tracker, &seen(vec![t.clone()]), &[])),
         [
-            Change::Progress {
+            Update::TableProgress {
                 table: name("t"),
                 rows: 100,
                 bytes: 7000
             },
-            Change::Done {
+            Update::TableDone {
                 table: name("t"),
                 rows: 100
             }
@@ -156,16 +156,16 @@ fn every_state_transition_sends_what_the_collector_needs() {
     t.state = SyncState::Ready;
     t.changes = 100;
     let changes = poll(&mut tracker, &seen(vec![t.clone()]), &[]);
-    assert_eq!(changes[0], Change::Phase(Phase::Streaming));
+    assert_eq!(changes[0], Update::SetPhase(Phase::Streaming));
     assert_eq!(
         table_changes(changes),
         [
-            Change::Progress {
+            Update::TableProgress {
                 table: name("t"),
                 rows: 100,
                 bytes: 7000
             },
-            Change::Streaming(name("t"))
+            Update::TableStreaming(name("t"))
         ]
     );
 }
@@ -184,29 +184,29 @@ fn a_table_seen_only_once_copied_still_starts_and_finishes() {
     assert_eq!(
         changes,
         [
-            Change::Started(name("quick")),
-            Change::Progress {
+            Update::TableStarted(name("quick")),
+            Update::TableProgress {
                 table: name("quick"),
                 rows: 5,
                 bytes: 0
             },
-            Change::Done {
+            Update::TableDone {
                 table: name("quick"),
                 rows: 5
             },
-            Change::Progress {
+            Update::TableProgress {
                 table: name("quick"),
                 rows: 5,
                 bytes: 0
             },
-            Change::Streaming(name("quick")),
+            Update::TableStreaming(name("quick")),
         ]
     );
 }
 
-fn applied_rows(changes: &[Change]) -> Option<i64> {
+fn applied_rows(changes: &[Update]) -> Option<i64> {
     changes.iter().find_map(|c| match c {
-        Change::Applied { rows, .. } => Some(*rows),
+        Update::Applied { rows, .. } => Some(*rows),
         _ => None,
     })
 }
@@ -237,17 +237,17 @@ fn applied_bytes_follow_the_replay_position_and_never_go_negative() {
     observation.confirmed = Some(Lsn(0x100));
     let changes = poll(&mut tracker, &observation, &[estimate("t", 1, 1)]);
     // No walsender: the slot's confirmed position counts as applied.
-    assert!(changes.contains(&Change::Latest(Lsn(0x500))));
-    assert!(changes.contains(&Change::Applied {
+    assert!(changes.contains(&Update::LatestLsn(Lsn(0x500))));
+    assert!(changes.contains(&Update::Applied {
         lsn: Lsn(0x100),
         rows: 0,
         bytes: 0
     }));
-    assert!(changes.contains(&Change::Confirmed(Lsn(0x100))));
+    assert!(changes.contains(&Update::ConfirmedLsn(Lsn(0x100))));
 
     observation.replay = Some(Lsn(0x400));
     let changes = poll(&mut tracker, &observation, &[]);
-    assert!(changes.contains(&Change::Applied {
+    assert!(changes.contains(&Update::Applied {
         lsn: Lsn(0x400),
         rows: 0,
         bytes: 0x300
@@ -256,14 +256,14 @@ fn applied_bytes_follow_the_replay_position_and_never_go_negative() {
     // A reconnecting walsender reports an older position: no negative bytes.
     observation.replay = Some(Lsn(0x200));
     let changes = poll(&mut tracker, &observation, &[]);
-    assert!(changes.contains(&Change::Applied {
+    assert!(changes.contains(&Update::Applied {
         lsn: Lsn(0x200),
         rows: 0,
         bytes: 0
     }));
     observation.replay = Some(Lsn(0x480));
     let changes = poll(&mut tracker, &observation, &[]);
-    assert!(changes.contains(&Change::Applied {
+    assert!(changes.contains(&Update::Applied {
         lsn: Lsn(0x480),
         rows: 0,
         bytes: 0x80
@@ -281,7 +281,8 @@ fn a_table_that_disappears_is_unlisted_and_starts_afresh_if_it_returns() {
 
     // `a` left the publication.
     let changes = poll(&mut tracker, &seen(vec![b.clone()]), &estimates);
-    let Some(Change::Tables(listing)) = changes.iter().find(|c| matches!(c, Change::Tables(_)))
+    let Some(Update::SetTables(listing)) =
+        changes.iter().find(|c| matches!(c, Update::SetTables(_)))
     else {
         panic!("{changes:?}");
     };
@@ -290,7 +291,7 @@ fn a_table_that_disappears_is_unlisted_and_starts_afresh_if_it_returns() {
 
     // It comes back copying: it is started again, not continued.
     let changes = table_changes(poll(&mut tracker, &seen(vec![a, b]), &estimates));
-    assert_eq!(changes[0], Change::Started(name("a")));
+    assert_eq!(changes[0], Update::TableStarted(name("a")));
 }
 
 #[test]
@@ -298,11 +299,11 @@ fn new_subscription_errors_are_reported_once_with_their_count() {
     let mut tracker = Tracker::default();
     let mut observation = seen(vec![]);
     observation.error_total = Some(3);
-    let errors = |changes: Vec<Change>| -> Vec<String> {
+    let errors = |changes: Vec<Update>| -> Vec<String> {
         changes
             .into_iter()
             .filter_map(|c| match c {
-                Change::Error(message) => Some(message),
+                Update::Error(message) => Some(message),
                 _ => None,
             })
             .collect()
@@ -331,11 +332,11 @@ fn per_table_changes_are_the_growth_of_ready_tables_only() {
     let changes = poll(&mut tracker, &seen(vec![a, b]), &estimates);
     let per_table: Vec<_> = changes
         .iter()
-        .filter(|c| matches!(c, Change::TableChanges { .. }))
+        .filter(|c| matches!(c, Update::TableChanges { .. }))
         .collect();
     assert_eq!(
         per_table,
-        [&Change::TableChanges {
+        [&Update::TableChanges {
             table: name("a"),
             changes: 1000
         }]
@@ -356,9 +357,9 @@ fn slot_health_reads_what_the_server_has_and_remembers_when_it_went_idle() {
     observation.retained = Some(100 << 20);
     observation.max_slot_wal_keep_size = Some(64 << 20);
     let at = |secs: u64| OffsetDateTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    let slot = |changes: Vec<Change>| {
+    let slot = |changes: Vec<Update>| {
         changes.into_iter().find_map(|c| match c {
-            Change::Slot(slot) => Some(slot),
+            Update::Slot(slot) => Some(slot),
             _ => None,
         })
     };

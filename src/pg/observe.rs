@@ -4,10 +4,47 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::diff::SyncState;
 use super::{Monitor, MonitorError, MonitorErrorKind, describe, sql};
 use crate::lsn::Lsn;
 use crate::model::TableName;
+
+/// A table's synchronization state in a subscription (`srsubstate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SyncState {
+    /// `i`: waiting for its tablesync worker.
+    Init,
+    /// `d`: its initial COPY runs.
+    DataCopy,
+    /// `f`: copied; indexes being built.
+    FinishedCopy,
+    /// `s`: synchronized with the apply worker.
+    SyncDone,
+    /// `r`: ready; changes stream into it.
+    Ready,
+    /// A state this version does not know.
+    Other,
+}
+
+impl SyncState {
+    pub(crate) fn from_code(code: &str) -> Self {
+        match code {
+            "i" => SyncState::Init,
+            "d" => SyncState::DataCopy,
+            "f" => SyncState::FinishedCopy,
+            "s" => SyncState::SyncDone,
+            "r" => SyncState::Ready,
+            _ => SyncState::Other,
+        }
+    }
+
+    /// Whether the initial copy is over.
+    pub(crate) fn is_copied(self) -> bool {
+        matches!(
+            self,
+            SyncState::FinishedCopy | SyncState::SyncDone | SyncState::Ready
+        )
+    }
+}
 
 /// Everything one poll reads (but the estimates, which are read only when
 /// the table set changes).
