@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::model::{CutoverItem, CutoverKind, Snapshot, TableStatus, WalStatus};
+use crate::model::{Cutover, CutoverItem, CutoverKind, Snapshot, TableStatus, WalStatus};
 use crate::units::format_bytes;
 
 /// How much is tolerated at cutover.
@@ -124,6 +124,20 @@ pub fn snapshot_blockers(
         );
     }
     blockers
+}
+
+/// The verdict: `snapshot`'s blockers at `now`, then those of `checks`
+/// (the catalog checks, read at `checks.checked_at`), and `checks`'
+/// warnings.
+pub(crate) fn verdict(
+    snapshot: &Snapshot,
+    limits: &CutoverLimits,
+    checks: &Cutover,
+    now: OffsetDateTime,
+) -> Cutover {
+    let mut blockers = snapshot_blockers(snapshot, limits, now);
+    blockers.extend(checks.blockers.iter().cloned());
+    Cutover::new(checks.checked_at, blockers, checks.warnings.clone())
 }
 
 #[cfg(test)]

@@ -97,6 +97,11 @@ pub async fn run(
             });
         }
         let current = (engine.alerts(), dispatcher.failed());
+        // A reader writing back, by design: an alert's state depends on how
+        // long a condition held (its `for` window, its hysteresis) and on
+        // deliveries, which no single snapshot holds, so the engine keeps it
+        // and the collector only publishes it. Only a change is sent, and
+        // the engine ignores its own field, so the loop settles.
         if let Some(collector) = record.as_ref().filter(|_| current != shown) {
             collector.record_alerts(current.0.clone(), current.1).await;
             shown = current;

@@ -4,6 +4,7 @@
 
 use tokio::sync::oneshot;
 
+use crate::cutover::CutoverLimits;
 use crate::lsn::Lsn;
 use crate::model::{
     AlertStatus, ApplyHealth, Cutover, LogEntry, Phase, SlotHealth, TableName, TableProgress,
@@ -41,8 +42,11 @@ pub(crate) enum Update {
     /// Boxed: reported once a poll, and larger than the other updates.
     Slot(Box<SlotHealth>),
     Apply(ApplyHealth),
-    /// Boxed, like the slot: large and rare.
+    /// A verdict as given; boxed, like the slot: large and rare.
     Cutover(Box<Cutover>),
+    /// The catalog checks' verdict; the snapshot's own blockers (tables,
+    /// lag, slot, errors) are added under `limits` at every publication.
+    Checks(Box<(Cutover, CutoverLimits)>),
     /// The alerts and the notifications given up on; boxed, like the slot.
     Alerts(Box<(Vec<AlertStatus>, u64)>),
     /// Boxed: log entries are rare and large; this keeps every message small.

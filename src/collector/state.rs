@@ -11,6 +11,7 @@ use super::clock::{Moment, Stopwatch, known, non_negative};
 use super::event::Update;
 use super::log_ring::LogRing;
 use super::table::Table;
+use crate::cutover::{self, CutoverLimits};
 use crate::lag::LagTracker;
 use crate::lsn::{Lsn, format_lag, lag};
 use crate::model::{
@@ -64,11 +65,25 @@ pub(crate) struct State {
     slot: Option<SlotHealth>,
     /// The newest report of the destination's apply worker.
     apply: Option<ApplyHealth>,
-    /// The newest cutover verdict.
-    cutover: Option<Cutover>,
+    /// The newest cutover verdict, or the checks to derive it from.
+    cutover: Option<Verdict>,
     /// The newest alerts, and notifications given up on.
     alerts: Vec<AlertStatus>,
     notifications_failed: u64,
+}
+
+/// Where the published cutover verdict comes from.
+#[derive(Debug)]
+enum Verdict {
+    /// Recorded whole by a writer ([`Collector::record_cutover`](super::Collector::record_cutover)).
+    Given(Cutover),
+    /// The monitor's catalog checks; the snapshot's own blockers are
+    /// derived at each publication, so the verdict follows the lag, the
+    /// tables and the slot as they change rather than a poll later.
+    Derived {
+        checks: Cutover,
+        limits: CutoverLimits,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -194,7 +209,11 @@ impl State {
             Update::Cutover(mut cutover) => {
                 // Ready means no blocker, whatever the writer said.
                 cutover.ready = cutover.blockers.is_empty();
-                self.cutover = Some(*cutover);
+                self.cutover = Some(Verdict::Given(*cutover));
+            }
+            Update::Checks(checks) => {
+                let (checks, limits) = *checks;
+                self.cutover = Some(Verdict::Derived { checks, limits });
             }
             Update::Alerts(alerts) => {
                 (self.alerts, self.notifications_failed) = *alerts;
@@ -213,7 +232,7 @@ impl State {
         let latency = self.lag.latency(now);
         let applied = self.applied_rate.rate(now);
         let copy = self.copy_rate.rate(now);
-        Snapshot {
+        let mut snapshot = Snapshot {
             timestamp: at.wall,
             phase: self.phase.clone(),
             elapsed_sec: self.elapsed.seconds(now),
@@ -242,10 +261,18 @@ impl State {
             stale: false,
             slot: self.slot.clone(),
             apply: self.apply.clone(),
-            cutover: self.cutover.clone(),
+            cutover: None,
             alerts: self.alerts.clone(),
             notifications_failed: self.notifications_failed,
-        }
+        };
+        snapshot.cutover = match &self.cutover {
+            None => None,
+            Some(Verdict::Given(cutover)) => Some(cutover.clone()),
+            Some(Verdict::Derived { checks, limits }) => {
+                Some(cutover::verdict(&snapshot, limits, checks, at.wall))
+            }
+        };
+        snapshot
     }
 
     /// The log ring, oldest first.

@@ -1,7 +1,7 @@
 //! Unit tests of `State`: events in, snapshots out, on a hand-driven clock.
 
 use super::*;
-use crate::model::LogLevel;
+use crate::model::{CutoverItem, CutoverKind, LogLevel, TableStatus};
 use time::OffsetDateTime;
 
 const SETTINGS: Settings = Settings {
@@ -513,4 +513,51 @@ fn window_memory_is_constant_under_millions_of_events() {
     }
     assert_eq!(state.window_memory_bytes(), before);
     assert!(before <= 64 * 1024, "{before}");
+}
+
+#[test]
+fn a_derived_verdict_follows_the_lag_at_every_publication() {
+    let clock = Clock::new();
+    let mut state = State::new(SETTINGS);
+    let mut table = TableProgress::new("public", "users", 10, 10);
+    table.status = TableStatus::Streaming;
+    state.apply(Update::SetTables(vec![table]), &clock.at(0.0));
+    let warning = CutoverItem {
+        kind: CutoverKind::SequenceBehind,
+        table: None,
+        detail: "users_id_seq behind".into(),
+    };
+    let checks = Cutover::new(clock.at(0.0).wall, Vec::new(), vec![warning.clone()]);
+    state.apply(
+        Update::Checks(Box::new((checks, CutoverLimits::default()))),
+        &clock.at(0.0),
+    );
+    state.apply(Update::LatestLsn(Lsn(200)), &clock.at(1.0));
+    let behind = state.snapshot(&clock.at(1.0), 0).cutover.unwrap();
+    assert!(!behind.ready);
+    assert_eq!(behind.blockers[0].kind, CutoverKind::Lag);
+    assert_eq!(behind.warnings, vec![warning.clone()]);
+
+    // No new checks: the next publication alone sees the lag gone.
+    state.apply(
+        Update::Applied {
+            lsn: Lsn(200),
+            rows: 1,
+            bytes: 1,
+        },
+        &clock.at(2.0),
+    );
+    let caught_up = state.snapshot(&clock.at(2.0), 0).cutover.unwrap();
+    assert!(caught_up.ready, "{:?}", caught_up.blockers);
+    assert_eq!(caught_up.warnings, vec![warning]);
+}
+
+#[test]
+fn a_given_verdict_is_published_as_given() {
+    let clock = Clock::new();
+    let mut state = State::new(SETTINGS);
+    state.apply(Update::LatestLsn(Lsn(200)), &clock.at(0.0));
+    let given = Cutover::new(clock.at(0.0).wall, Vec::new(), Vec::new());
+    state.apply(Update::Cutover(Box::new(given.clone())), &clock.at(0.0));
+    assert_eq!(state.snapshot(&clock.at(1.0), 0).cutover, Some(given));
 }

@@ -317,6 +317,11 @@ impl Writer {
                         self.path.display()
                     );
                     tracing::warn!("{message}");
+                    // A reader writing back, by design: a state file that
+                    // cannot be written is an error of this migration, and
+                    // the snapshot is where the dashboard, `/metrics` and
+                    // the cutover verdict look for errors. Rate-limited
+                    // above, so a failing disk cannot flood the collector.
                     self.collector.record_error(message).await;
                 }
             }

@@ -12,9 +12,9 @@ use super::counts::{self, CountOptions, CountProgress};
 use tokio::sync::watch;
 
 use super::{Monitor, MonitorConfig, MonitorError, catalog};
-use crate::collector::Collector;
-use crate::cutover::{CutoverLimits, snapshot_blockers};
-use crate::model::{Cutover, CutoverItem, CutoverKind, Snapshot, TableName, TableProgress};
+use crate::collector::{Collector, Update};
+use crate::cutover;
+use crate::model::{Cutover, CutoverItem, CutoverKind, TableName, TableProgress};
 
 /// How [`Monitor::check`] runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,12 +86,9 @@ impl Monitor {
             findings.extend(counted);
         }
         collector.flush().await;
-        let cutover = verdict(
-            &collector.snapshot(),
-            &findings,
-            &self.config.cutover,
-            OffsetDateTime::now_utc(),
-        );
+        let now = OffsetDateTime::now_utc();
+        let checks = Cutover::new(now, findings.blockers, findings.warnings);
+        let cutover = cutover::verdict(&collector.snapshot(), &self.config.cutover, &checks, now);
         Ok(CheckReport {
             cutover,
             sequence_fixes: findings.sequence_fixes,
@@ -126,14 +123,17 @@ impl Monitor {
         if let Some(counted) = counted {
             findings.extend(counted.clone());
         }
-        collector.flush().await;
-        let cutover = verdict(
-            &collector.snapshot(),
-            &findings,
-            &self.config.cutover,
+        let checks = Cutover::new(
             OffsetDateTime::now_utc(),
+            findings.blockers,
+            findings.warnings,
         );
-        collector.record_cutover(cutover).await;
+        collector
+            .send(Update::Checks(Box::new((
+                checks,
+                self.config.cutover.clone(),
+            ))))
+            .await;
         Ok(())
     }
 }
@@ -186,16 +186,4 @@ pub(super) fn count_periodically(
         }
     });
     rx
-}
-
-/// The snapshot's blockers, then the catalogs'.
-fn verdict(
-    snapshot: &Snapshot,
-    findings: &Findings,
-    limits: &CutoverLimits,
-    now: OffsetDateTime,
-) -> Cutover {
-    let mut blockers = snapshot_blockers(snapshot, limits, now);
-    blockers.extend(findings.blockers.iter().cloned());
-    Cutover::new(now, blockers, findings.warnings.clone())
 }
