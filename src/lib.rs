@@ -151,6 +151,7 @@ mod backoff;
 mod collector;
 pub mod cutover;
 pub mod demo;
+pub mod fleet;
 pub mod history;
 #[cfg(feature = "http")]
 pub mod http;

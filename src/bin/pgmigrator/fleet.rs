@@ -1,89 +1,82 @@
-//! Many migrations in one process: their ids, the directories `serve`
-//! watches for migrations that appear, and `monitor` of several
-//! subscriptions.
+//! Many migrations in one process: `serve` of several state files and
+//! watched directories, and `monitor` of several subscriptions. What a
+//! fleet is (ids, watched directories, the cap) is the library's
+//! [`fleet`] module; this file wires it to flags and output.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pgmigrator_metrics::http::Migrations;
+use pgmigrator_metrics::fleet::{self, MAX_MIGRATIONS, WatchedDir};
+use pgmigrator_metrics::http::{self, Migrations};
 use pgmigrator_metrics::printable::printable;
 use pgmigrator_metrics::{Phase, Snapshots, StateFileMirror, alerts, app, default_state_path, pg};
 use tracing_subscriber::filter::Targets;
 
-use crate::args::MonitorArgs;
+use crate::args::{MonitorArgs, ServeArgs};
 use crate::output::{say, warn};
 use crate::serving::{install_logging, listen, logging, resumed_collector, start_alerts};
 use crate::signals::shutdown_signal;
-use crate::{Failure, monitor_config, stopped};
+use crate::{Failure, monitor_config, state_path, stopped};
 
-/// How often a watched directory is listed again.
+/// How often the watched directories are listed again.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
-/// Most migrations one server follows: a directory someone fills with
-/// thousands of folders must not take every descriptor and task.
-pub(crate) const MAX_MIGRATIONS: usize = 1000;
 
-/// A stable id per state file: its name without `.json`, or its
-/// directory's name for a `state.json` (see [`unique_id`]).
-pub(crate) fn migration_id(path: &Path, taken: &[String]) -> String {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-    let name = match stem.as_deref() {
-        Some("state") | None => path
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned()),
-        Some(stem) => Some(stem.to_owned()),
+/// `serve`: the state files named, then those that appear in the watched
+/// directories, every 2 s, up to [`MAX_MIGRATIONS`].
+pub(crate) async fn serve(args: ServeArgs, log_filter: &Targets) -> Result<(), Failure> {
+    install_logging(log_filter, None, false)?;
+    let files = match (args.state_files.as_slice(), args.state_dirs.as_slice()) {
+        ([], []) => vec![state_path(None)?],
+        (files, _) => files.to_vec(),
     };
-    unique_id(name.as_deref().unwrap_or("migration"), taken)
-}
-
-/// `name` as a migration id that is also a safe folder name: characters
-/// an id cannot hold, and a leading `.` (`..`, hidden folders), become
-/// `-`; at most 100 characters; one already in `taken` gets `-2`, `-3`….
-pub(crate) fn unique_id(name: &str, taken: &[String]) -> String {
-    let base: String = name
-        .chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if c.is_ascii_alphanumeric() || "_-".contains(c) || (c == '.' && i > 0) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(100)
-        .collect();
-    let base = if base.is_empty() {
-        "migration".to_owned()
-    } else {
-        base
+    let follow = Follow {
+        alerts: args.alerts.file.clone(),
+        several: files.len() > 1 || !args.state_dirs.is_empty(),
+        migrations: Migrations::empty(),
     };
-    let mut id = base.clone();
-    let mut n = 2;
-    while taken.contains(&id) {
-        id = format!("{base}-{n}");
-        n += 1;
+    let mut ids = Vec::new();
+    for path in &files {
+        ids.push(follow.add(path)?);
     }
-    id
+    let mut watches = args
+        .state_dirs
+        .into_iter()
+        .map(|dir| {
+            WatchedDir::open(dir.clone())
+                .map_err(|err| format!("{}: {err}", printable(&dir.display().to_string())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (listener, config) = listen(&args.http, true).await?;
+    for (path, id) in files.iter().zip(&ids) {
+        say(&format!(
+            "Following: {} as {id}",
+            printable(&path.display().to_string())
+        ));
+    }
+    if !watches.is_empty() {
+        follow.look(&mut watches);
+        tokio::spawn(follow.clone().watch(watches));
+    }
+    http::serve_migrations(listener, follow.migrations, config, shutdown_signal(None))
+        .await
+        .map_err(|err| format!("serving: {err}"))?;
+    Ok(())
 }
 
-/// What serving one more state file takes: the alerts file, if any, and
-/// whether its notifications must say which of several migrations fires.
+/// What serving one more state file takes: the alerts file, if any,
+/// whether its notifications must say which of several migrations fires,
+/// and the migrations served.
 #[derive(Clone)]
-pub(crate) struct Follow {
-    pub(crate) alerts: Option<PathBuf>,
-    pub(crate) several: bool,
+struct Follow {
+    alerts: Option<PathBuf>,
+    several: bool,
+    migrations: Migrations,
 }
 
 impl Follow {
-    /// Follows the state file at `path` under a fresh id in `migrations`.
-    pub(crate) fn add(
-        &self,
-        migrations: &Migrations,
-        taken: &mut Vec<String>,
-        path: &Path,
-    ) -> Result<String, Failure> {
-        let id = migration_id(path, taken);
+    /// Follows the state file at `path` under a fresh id.
+    fn add(&self, path: &Path) -> Result<String, Failure> {
+        let id = fleet::id_for_state_file(path, |id| self.migrations.contains(id));
         let mirror = StateFileMirror::start(path);
         // Another process writes the state file (and its alerts); serve's
         // own alert state is kept apart from that process's.
@@ -96,107 +89,49 @@ impl Follow {
                 self.several.then_some(id.as_str()),
             ),
         )?;
-        migrations.add(id.clone(), Snapshots::from(mirror))?;
-        taken.push(id.clone());
+        self.migrations.add(id.clone(), Snapshots::from(mirror))?;
         Ok(id)
     }
-}
 
-/// The `state.json` of each folder directly in `dir` (real folders and
-/// files, not links), in name order.
-fn state_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if !entry.file_type()?.is_dir() {
-            continue;
-        }
-        let state = entry.path().join("state.json");
-        if std::fs::symlink_metadata(&state).is_ok_and(|m| m.file_type().is_file()) {
-            found.push(state);
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// A directory whose folders each hold one migration's `state.json`
-/// (`DIR/shop/state.json` is migration `shop`), listed now and every 2 s
-/// after, so a migration that starts later is served as soon as its state
-/// file appears.
-pub(crate) struct Watch {
-    dir: PathBuf,
-    seen: HashSet<PathBuf>,
-    /// Migrations at most, all sources together: [`MAX_MIGRATIONS`].
-    cap: usize,
-}
-
-impl Watch {
-    /// Checks `dir` is a directory that can be listed.
-    pub(crate) fn new(dir: PathBuf) -> Result<Watch, Failure> {
-        state_files_in(&dir)
-            .map_err(|err| format!("{}: {err}", printable(&dir.display().to_string())))?;
-        Ok(Watch {
-            dir,
-            seen: HashSet::new(),
-            cap: MAX_MIGRATIONS,
-        })
-    }
-
-    /// Serves the state files that appeared since the last look; `false`
-    /// once the cap on migrations is reached.
-    pub(crate) fn look(
-        &mut self,
-        follow: &Follow,
-        migrations: &Migrations,
-        taken: &mut Vec<String>,
-    ) -> bool {
-        let found = match state_files_in(&self.dir) {
-            Ok(found) => found,
-            Err(err) => {
-                tracing::warn!(dir = %self.dir.display(), error = %err, "cannot list the watched directory");
-                return true;
-            }
-        };
-        for path in found {
-            if self.seen.contains(&path) {
-                continue;
-            }
-            if migrations.len() >= self.cap {
-                warn(&format!(
-                    "{}: already following {} migrations; no more are added",
-                    printable(&self.dir.display().to_string()),
-                    self.cap
-                ));
-                return false;
-            }
-            self.seen.insert(path.clone());
-            match follow.add(migrations, taken, &path) {
-                Ok(id) => say(&format!(
-                    "Following: {} as {id}",
-                    printable(&path.display().to_string())
-                )),
-                Err(err) => warn(&format!(
-                    "{}: {err}",
-                    printable(&path.display().to_string())
-                )),
+    /// Follows what appeared in `watches`; `false` once the cap is reached.
+    /// One task looks at every directory in turn, so two folders of the
+    /// same name in two directories get two ids.
+    fn look(&self, watches: &mut [WatchedDir]) -> bool {
+        for watch in watches {
+            let room = MAX_MIGRATIONS.saturating_sub(self.migrations.len());
+            let appeared = match watch.appeared(room + 1) {
+                Ok(appeared) => appeared,
+                Err(err) => {
+                    tracing::warn!(dir = %watch.dir().display(), error = %err, "cannot list the watched directory");
+                    continue;
+                }
+            };
+            for path in appeared {
+                if self.migrations.len() >= MAX_MIGRATIONS {
+                    warn(&format!(
+                        "{}: already following {MAX_MIGRATIONS} migrations; no more are added",
+                        printable(&watch.dir().display().to_string()),
+                    ));
+                    return false;
+                }
+                let shown = path.display().to_string();
+                let shown = printable(&shown);
+                match self.add(&path) {
+                    Ok(id) => say(&format!("Following: {shown} as {id}")),
+                    Err(err) => warn(&format!("{shown}: {err}")),
+                }
             }
         }
         true
     }
 
     /// Looks again every 2 s until the cap is reached.
-    pub(crate) async fn run(
-        mut self,
-        follow: Follow,
-        migrations: Migrations,
-        mut taken: Vec<String>,
-    ) {
+    async fn watch(self, mut watches: Vec<WatchedDir>) {
         let mut ticks = tokio::time::interval(WATCH_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            if !self.look(&follow, &migrations, &mut taken) {
+            if !self.look(&mut watches) {
                 return;
             }
         }
@@ -237,12 +172,12 @@ pub(crate) async fn monitor_several(
         )
         .into());
     }
-    let (mut taken, mut migrations, mut following) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut taken, mut migrations, mut following) = (Vec::<String>::new(), Vec::new(), Vec::new());
     for name in names {
         // Bad input fails here, before anything is served.
         let monitor = pg::Monitor::connect(monitor_config(&args, Some(name.clone()))?).await?;
-        let id = unique_id(&name, &taken);
-        let state_file = dir.join(&id).join("state.json");
+        let id = fleet::id_for_name(&name, |id| taken.iter().any(|t| t == id));
+        let state_file = fleet::state_file_in(&dir, &id);
         let collector = resumed_collector(&state_file);
         collector.set_phase(Phase::Connecting).await;
         start_alerts(
@@ -288,78 +223,27 @@ pub(crate) async fn monitor_several(
 mod tests {
     use super::*;
 
-    #[test]
-    fn migration_ids_come_from_file_or_directory_names_and_stay_unique() {
-        let mut taken = Vec::new();
-        for path in [
-            "/srv/shop/state.json",
-            "/srv/billing.json",
-            "/other/shop/state.json",
-            "/srv/we ird/state.json",
-            "state.json",
-        ] {
-            let id = migration_id(Path::new(path), &taken);
-            taken.push(id);
-        }
-        assert_eq!(taken, ["shop", "billing", "shop-2", "we-ird", "migration"]);
-    }
-
-    #[test]
-    fn subscription_names_become_safe_folder_names() {
-        let taken = vec!["sub".to_owned()];
-        assert_eq!(unique_id("sub", &taken), "sub-2");
-        assert_eq!(unique_id("..", &taken), "-.");
-        assert_eq!(unique_id("../../etc", &taken), "-.-..-etc");
-        assert_eq!(unique_id(".hidden", &taken), "-hidden");
-        assert_eq!(unique_id("", &taken), "migration");
-        assert_eq!(unique_id("Schön/sub", &taken), "Sch-n-sub");
-    }
-
     #[tokio::test]
-    async fn a_watched_directory_stops_adding_at_the_cap() {
-        let dir = tempfile::tempdir().unwrap();
-        for name in ["a", "b", "c"] {
-            std::fs::create_dir(dir.path().join(name)).unwrap();
-            std::fs::write(dir.path().join(name).join("state.json"), "{}").unwrap();
+    async fn watched_directories_stop_adding_at_the_cap_and_never_reuse_an_id() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for dir in [&one, &two] {
+            std::fs::create_dir(dir.path().join("shop")).unwrap();
+            std::fs::write(dir.path().join("shop").join("state.json"), "{}").unwrap();
         }
-        let mut watch = Watch::new(dir.path().to_owned()).unwrap();
-        watch.cap = 2;
         let follow = Follow {
             alerts: None,
             several: true,
+            migrations: Migrations::empty(),
         };
-        let (migrations, mut taken) = (Migrations::empty(), Vec::new());
-        assert!(
-            !watch.look(&follow, &migrations, &mut taken),
-            "the cap ends the watch"
-        );
-        assert_eq!(taken, ["a", "b"]);
-        assert_eq!(migrations.len(), 2);
-    }
-
-    #[test]
-    fn a_watched_directory_yields_the_state_json_of_real_folders_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let folder = |name: &str| {
-            let path = dir.path().join(name);
-            std::fs::create_dir(&path).unwrap();
-            path
-        };
-        std::fs::write(folder("shop").join("state.json"), "{}").unwrap();
-        folder("empty");
-        std::fs::create_dir(folder("nested").join("state.json")).unwrap();
-        std::fs::write(dir.path().join("loose.json"), "{}").unwrap();
-        std::os::unix::fs::symlink(dir.path().join("shop"), dir.path().join("link")).unwrap();
-        let elsewhere = tempfile::tempdir().unwrap();
-        std::fs::write(elsewhere.path().join("secret"), "{}").unwrap();
-        std::os::unix::fs::symlink(
-            elsewhere.path().join("secret"),
-            folder("planted").join("state.json"),
-        )
-        .unwrap();
-        assert_eq!(
-            state_files_in(dir.path()).unwrap(),
-            [dir.path().join("shop").join("state.json")]
-        );
+        let mut watches = [one.path(), two.path()].map(|d| WatchedDir::open(d.to_owned()).unwrap());
+        assert!(follow.look(&mut watches));
+        assert!(follow.migrations.contains("shop") && follow.migrations.contains("shop-2"));
+        for n in 0..MAX_MIGRATIONS - 1 {
+            let folder = one.path().join(format!("m{n:04}"));
+            std::fs::create_dir(&folder).unwrap();
+            std::fs::write(folder.join("state.json"), "{}").unwrap();
+        }
+        assert!(!follow.look(&mut watches), "the cap ends the watch");
+        assert_eq!(follow.migrations.len(), MAX_MIGRATIONS);
     }
 }

@@ -7,6 +7,7 @@ mod fleet;
 mod output;
 mod serving;
 mod signals;
+mod status;
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -17,20 +18,14 @@ use clap::Parser;
 use pgmigrator_metrics::alerts;
 use pgmigrator_metrics::app;
 use pgmigrator_metrics::demo::{self, DemoOptions};
-use pgmigrator_metrics::http;
 use pgmigrator_metrics::pg::{self, MonitorConfig};
-use pgmigrator_metrics::printable::{printable, printable_json, printable_line};
-use pgmigrator_metrics::{
-    Phase, StateFileMirror, default_state_path, read_state_file, status, tui,
-};
-use time::OffsetDateTime;
+use pgmigrator_metrics::printable::printable_line;
+use pgmigrator_metrics::{Phase, StateFileMirror, default_state_path, tui};
 use tracing_subscriber::filter::Targets;
 
-use crate::args::{
-    AlertsCommand, Cli, Command, DemoArgs, MonitorArgs, ServeArgs, StatusArgs, TuiArgs,
-};
-use crate::output::{one_line, print, say};
-use crate::serving::{install_logging, listen, live_collector, surfaces};
+use crate::args::{AlertsCommand, Cli, Command, DemoArgs, MonitorArgs, TuiArgs};
+use crate::output::{one_line, say};
+use crate::serving::{install_logging, live_collector, surfaces};
 use crate::signals::{panics, shutdown_signal};
 
 type Failure = Box<dyn Error + Send + Sync>;
@@ -39,7 +34,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     panics::install();
     let result = match cli.command {
-        Command::Status(args) if !args.watch => status_once(&args).map(|()| ExitCode::SUCCESS),
+        Command::Status(args) if !args.watch => status::once(&args).map(|()| ExitCode::SUCCESS),
         command => runtime().and_then(|rt| rt.block_on(run(command, cli.log_level))),
     };
     if let Some(panic) = panics::message() {
@@ -68,8 +63,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 async fn run(command: Command, log_filter: Targets) -> Result<ExitCode, Failure> {
     match command {
         Command::Demo(args) => demo_command(args, &log_filter).await,
-        Command::Serve(args) => serve_command(args, &log_filter).await,
-        Command::Status(args) => status_watch(&args).await,
+        Command::Serve(args) => fleet::serve(args, &log_filter).await,
+        Command::Status(args) => status::watch(&args).await,
         Command::Tui(args) => tui_command(args).await,
         Command::Monitor(args) => monitor_command(args, &log_filter).await,
         Command::Check(args) => {
@@ -140,43 +135,6 @@ pub(crate) fn monitor_config(
     Ok(config)
 }
 
-async fn serve_command(args: ServeArgs, log_filter: &Targets) -> Result<(), Failure> {
-    install_logging(log_filter, None, false)?;
-    let files = match (args.state_files.as_slice(), args.state_dirs.as_slice()) {
-        ([], []) => vec![state_path(None)?],
-        (files, _) => files.to_vec(),
-    };
-    let follow = fleet::Follow {
-        alerts: args.alerts.file.clone(),
-        several: files.len() > 1 || !args.state_dirs.is_empty(),
-    };
-    let migrations = http::Migrations::empty();
-    let mut taken = Vec::new();
-    for path in &files {
-        follow.add(&migrations, &mut taken, path)?;
-    }
-    let watches = args
-        .state_dirs
-        .into_iter()
-        .map(fleet::Watch::new)
-        .collect::<Result<Vec<_>, _>>()?;
-    let (listener, config) = listen(&args.http, true).await?;
-    for (path, id) in files.iter().zip(&taken) {
-        say(&format!(
-            "Following: {} as {id}",
-            printable(&path.display().to_string())
-        ));
-    }
-    for mut watch in watches {
-        watch.look(&follow, &migrations, &mut taken);
-        tokio::spawn(watch.run(follow.clone(), migrations.clone(), taken.clone()));
-    }
-    http::serve_migrations(listener, migrations, config, shutdown_signal(None))
-        .await
-        .map_err(|err| format!("serving: {err}"))?;
-    Ok(())
-}
-
 async fn tui_command(args: TuiArgs) -> Result<(), Failure> {
     let shown = match args.api_addr {
         Some(api) => {
@@ -229,64 +187,14 @@ async fn alerts_test(file: &std::path::Path) -> Result<ExitCode, Failure> {
     })
 }
 
-fn status_once(args: &StatusArgs) -> Result<(), Failure> {
-    let path = state_path(args.state_file.clone())?;
-    let snapshot = read_state_file(&path)?;
-    let text = if args.json {
-        let mut json = serde_json::to_string_pretty(&snapshot)?;
-        json.push('\n');
-        printable_json(json)
-    } else {
-        let mut text = status::render(&snapshot, OffsetDateTime::now_utc());
-        if let Some(count) = args.logs {
-            let logs = pgmigrator_metrics::companion_path(&path, "logs");
-            match pgmigrator_metrics::read_logs_file(&logs) {
-                Ok(entries) => text.push_str(&status::render_logs(&entries, count)),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                    text.push_str(&status::render_logs(&[], count));
-                }
-                Err(err) => return Err(format!("{}: {err}", logs.display()).into()),
-            }
-        }
-        text
-    };
-    print(&text)?;
-    Ok(())
-}
-
-/// Redraws the report every second until Ctrl-C; a file that goes missing
-/// or turns invalid is reported in place and the watch goes on.
-async fn status_watch(args: &StatusArgs) -> Result<(), Failure> {
-    let path = state_path(args.state_file.clone())?;
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    let stop = shutdown_signal(None);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => return Ok(()),
-            _ = ticks.tick() => {
-                let text = match read_state_file(&path) {
-                    Ok(snapshot) => status::render(&snapshot, OffsetDateTime::now_utc()),
-                    Err(err) => format!("{}\n", printable(&err.to_string())),
-                };
-                // Home the cursor and clear the screen, then draw; stop
-                // once nobody reads (`status --watch | head`).
-                if !print(&format!("\x1b[H\x1b[2J{text}"))? {
-                    return Ok(());
-                }
-            }
-        }
-    }
-}
-
-fn state_path(arg: Option<PathBuf>) -> Result<PathBuf, Failure> {
+pub(crate) fn state_path(arg: Option<PathBuf>) -> Result<PathBuf, Failure> {
     match arg {
         Some(path) => Ok(path),
         None => Ok(default_state_path()?),
     }
 }
 
-fn stopped(tui: bool) {
+pub(crate) fn stopped(tui: bool) {
     if !tui {
         say("Stopped; the final state is in the state file.");
     }
