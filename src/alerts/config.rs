@@ -180,18 +180,15 @@ impl AlertsConfig {
                 .map_err(|reason| at(entry.when.span(), reason))?;
             let severity = match &entry.severity {
                 None => Severity::Warning,
-                Some(value) => Severity::ALL
-                    .into_iter()
-                    .find(|s| s.as_str() == value.get_ref())
-                    .ok_or_else(|| {
-                        at(
-                            value.span(),
-                            format!(
-                                "unknown severity {:?} (info, warning or critical)",
-                                value.get_ref()
-                            ),
-                        )
-                    })?,
+                Some(value) => Severity::from_name(value.get_ref()).ok_or_else(|| {
+                    at(
+                        value.span(),
+                        format!(
+                            "unknown severity {:?} (info, warning or critical)",
+                            value.get_ref()
+                        ),
+                    )
+                })?,
             };
             let repeat = match &entry.repeat {
                 Some(value) => duration(value)?,

@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector as PromCollector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::model::{
-    AlertState, Cutover, CutoverKind, Phase, Severity, SlotHealth, Snapshot, TableProgress,
-    TableStatus, WalStatus,
+    AlertState, Cutover, CutoverKind, Phase, Severity, Snapshot, TableProgress, TableStatus,
+    WalStatus,
 };
 
 /// The `Content-Type` of [`render_openmetrics`]'s output.
@@ -104,205 +104,262 @@ struct Member {
 #[derive(Debug)]
 struct FleetMetrics(Vec<Member>);
 
-/// The label set of a series with no labels of its own.
-const NO_LABELS: [(&str, &str); 0] = [];
-
-/// One family: for every migration, the series `series` gives for its
-/// snapshot, each value encoded by `value`.
-fn family<'m, L, V, I, M>(
-    encoder: &mut DescriptorEncoder<'_>,
-    (name, help, kind): (&str, &str, MetricType),
-    members: &'m [Member],
-    series: impl Fn(&'m Snapshot) -> I,
-    value: impl Fn(V) -> M,
-) -> std::fmt::Result
-where
-    L: EncodeLabelSet,
-    I: IntoIterator<Item = (L, V)>,
-    M: EncodeMetric,
-{
-    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
-    for member in members {
-        for (labels, v) in series(&member.snapshot) {
-            let labels = (member.labels.as_slice(), labels);
-            value(v).encode(metric.encode_family(&labels)?)?;
-        }
-    }
-    Ok(())
+/// One metric family: its name (after `pgmigrator_`), help and series.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    series: Series,
 }
 
-/// Gauges: any number of series per migration.
-fn gauges<'m, L: EncodeLabelSet, I: IntoIterator<Item = (L, f64)>>(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    members: &'m [Member],
-    series: impl Fn(&'m Snapshot) -> I,
-) -> std::fmt::Result {
+/// Where a family's series come from. A family that no migration has a
+/// series of is left out (no slot yet, no verdict yet, no estimate).
+enum Series {
+    /// One gauge per migration; `None`: none for that migration.
+    Gauge(fn(&Snapshot) -> Option<f64>),
+    /// One counter per migration.
+    Counter(fn(&Snapshot) -> Option<u64>),
+    /// One gauge per table, labelled `schema` and `table`.
+    TableGauge(fn(&TableProgress) -> Option<f64>),
+    /// One counter per table.
+    TableCounter(fn(&TableProgress) -> u64),
+    /// Gauges labelled `label`: one per value the function gives.
+    Labelled(&'static str, fn(&Snapshot) -> Vec<(String, f64)>),
+}
+
+const fn family(name: &'static str, help: &'static str, series: Series) -> Family {
+    Family { name, help, series }
+}
+
+/// Every family, in exposition order (`build_info` comes last).
+const FAMILIES: &[Family] = &[
     family(
-        encoder,
-        (name, help, MetricType::Gauge),
-        members,
-        series,
-        ConstGauge::new,
-    )
-}
-
-/// Counters: any number of series per migration.
-fn counters<'m, L: EncodeLabelSet, I: IntoIterator<Item = (L, u64)>>(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    members: &'m [Member],
-    series: impl Fn(&'m Snapshot) -> I,
-) -> std::fmt::Result {
+        "phase",
+        "1 for the pipeline's current phase, 0 for the others",
+        Series::Labelled("phase", |s| {
+            one_hot(Phase::KNOWN.iter().map(Phase::as_str), s.phase.as_str())
+        }),
+    ),
     family(
-        encoder,
-        (name, help, MetricType::Counter),
-        members,
-        series,
-        ConstCounter::new,
-    )
-}
-
-/// A gauge with no labels of its own, one series per migration; a
-/// migration for which `value` is `None` has none.
-fn gauge(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    members: &[Member],
-    value: impl Fn(&Snapshot) -> Option<f64>,
-) -> std::fmt::Result {
-    gauges(encoder, name, help, members, |s| {
-        value(s).map(|v| (NO_LABELS, v))
-    })
-}
-
-/// A counter with no labels of its own, one series per migration.
-fn counter(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    members: &[Member],
-    value: impl Fn(&Snapshot) -> u64,
-) -> std::fmt::Result {
-    counters(encoder, name, help, members, |s| {
-        Some((NO_LABELS, value(s)))
-    })
-}
+        "elapsed_seconds",
+        "Seconds since the migration started",
+        Series::Gauge(|s| Some(s.elapsed_sec)),
+    ),
+    family(
+        "applied_lsn_bytes",
+        "Last WAL position applied to the destination",
+        Series::Gauge(|s| Some(s.applied_lsn.0 as f64)),
+    ),
+    family(
+        "confirmed_lsn_bytes",
+        "Last WAL position confirmed to the source",
+        Series::Gauge(|s| Some(s.confirmed_lsn.0 as f64)),
+    ),
+    family(
+        "latest_lsn_bytes",
+        "Newest WAL position reported by the source",
+        Series::Gauge(|s| Some(s.latest_lsn.0 as f64)),
+    ),
+    family(
+        "replication_lag_bytes",
+        "WAL bytes not yet applied",
+        Series::Gauge(|s| Some(s.lag_bytes as f64)),
+    ),
+    family(
+        "replication_lag_seconds",
+        "How long the oldest unapplied WAL has waited",
+        Series::Gauge(|s| Some(s.lag_seconds)),
+    ),
+    family(
+        "caught_up",
+        "1 when everything the source reported is applied",
+        Series::Gauge(|s| Some(flag(s.caught_up))),
+    ),
+    family(
+        "stalled_seconds",
+        "The longest silence: a copying table without progress, or the apply worker \
+         without a message from the source",
+        Series::Gauge(|s| Some(s.stalled_seconds())),
+    ),
+    family(
+        "stale",
+        "1 when the data comes from a state file that stopped changing",
+        Series::Gauge(|s| Some(flag(s.stale))),
+    ),
+    // A status this version does not know counts in `tables_total` only:
+    // its name comes from a file, not from a bounded set.
+    family(
+        "tables",
+        "Tables by status",
+        Series::Labelled("status", |s| {
+            TableStatus::KNOWN
+                .iter()
+                .map(|status| {
+                    let count = s.tables.iter().filter(|t| t.status == *status).count();
+                    (status.as_str().to_owned(), count as f64)
+                })
+                .collect()
+        }),
+    ),
+    family(
+        "table_rows_copied",
+        "Rows copied per table",
+        Series::TableGauge(|t| Some(t.rows_copied as f64)),
+    ),
+    family(
+        "table_rows_estimated",
+        "Estimated rows per table (absent while unknown)",
+        Series::TableGauge(|t| known(t.rows_total)),
+    ),
+    family(
+        "table_bytes_copied",
+        "Bytes copied per table",
+        Series::TableGauge(|t| Some(t.bytes_copied as f64)),
+    ),
+    family(
+        "table_size_bytes",
+        "Table size per table (absent while unknown)",
+        Series::TableGauge(|t| known(t.size_bytes)),
+    ),
+    family(
+        "table_changes_applied",
+        "Inserts, updates and deletes applied per table since it reached streaming",
+        Series::TableCounter(|t| t.changes_applied),
+    ),
+    family(
+        "slot_retained_wal_bytes",
+        "WAL the replication slot holds on the source",
+        Series::Gauge(|s| Some(s.slot.as_ref()?.retained_bytes as f64)),
+    ),
+    family(
+        "slot_safe_wal_size_bytes",
+        "WAL that can still be written before the slot is in danger of being lost \
+         (absent when max_slot_wal_keep_size is unlimited)",
+        Series::Gauge(|s| Some(s.slot.as_ref()?.safe_wal_size? as f64)),
+    ),
+    family(
+        "slot_max_wal_keep_size_bytes",
+        "The source's max_slot_wal_keep_size (absent when unlimited)",
+        Series::Gauge(|s| Some(s.slot.as_ref()?.max_slot_wal_keep_size? as f64)),
+    ),
+    family(
+        "slot_active",
+        "1 while a walsender streams from the slot",
+        Series::Gauge(|s| Some(flag(s.slot.as_ref()?.active))),
+    ),
+    family(
+        "slot_wal_status",
+        "1 for the slot's current wal_status (reserved, extended, unreserved, lost)",
+        Series::Labelled("status", |s| {
+            s.slot
+                .as_ref()
+                .map(|slot| {
+                    one_hot(
+                        WalStatus::KNOWN.iter().map(WalStatus::as_str),
+                        slot.wal_status.as_str(),
+                    )
+                })
+                .unwrap_or_default()
+        }),
+    ),
+    family(
+        "slot_spill_bytes",
+        "Decoded changes spilled to disk by the slot's walsender",
+        Series::Counter(|s| Some(s.slot.as_ref()?.spill_bytes)),
+    ),
+    family(
+        "cutover_ready",
+        "1 when the last check found nothing blocking the switch to the destination",
+        Series::Gauge(|s| Some(flag(s.cutover.as_ref()?.ready))),
+    ),
+    family(
+        "cutover_blockers",
+        "Blockers of the switch to the destination, by kind",
+        Series::Labelled("kind", |s| {
+            s.cutover.as_ref().map(blocker_series).unwrap_or_default()
+        }),
+    ),
+    family(
+        "alerts_firing",
+        "Alerts firing, by severity",
+        Series::Labelled("severity", |s| {
+            Severity::KNOWN
+                .iter()
+                .map(|severity| {
+                    let firing = s
+                        .alerts
+                        .iter()
+                        .filter(|a| a.severity == *severity && a.state == AlertState::Firing);
+                    (severity.as_str().to_owned(), firing.count() as f64)
+                })
+                .collect()
+        }),
+    ),
+    family(
+        "notifications_failed",
+        "Alert notifications given up on after their retries, or dropped from a full queue",
+        Series::Counter(|s| Some(s.notifications_failed)),
+    ),
+    family(
+        "copy_eta_seconds",
+        "Seconds until every table is copied, at the recent rate",
+        Series::Gauge(|s| s.eta_sec),
+    ),
+    family(
+        "rows_per_second",
+        "Rows applied per second over the rate window",
+        Series::Gauge(|s| Some(s.rows_per_sec)),
+    ),
+    family(
+        "bytes_per_second",
+        "Bytes applied per second over the rate window",
+        Series::Gauge(|s| Some(s.bytes_per_sec)),
+    ),
+    family(
+        "rows_applied",
+        "Rows applied since the migration started",
+        Series::Counter(|s| Some(s.total_rows.max(0) as u64)),
+    ),
+    family(
+        "bytes_applied",
+        "Bytes applied since the migration started",
+        Series::Counter(|s| Some(s.total_bytes.max(0) as u64)),
+    ),
+    family(
+        "errors",
+        "Errors recorded since the migration started",
+        Series::Counter(|s| Some(s.error_count)),
+    ),
+    family(
+        "logs_dropped",
+        "Log events dropped because the collector was busy",
+        Series::Counter(|s| Some(s.logs_dropped)),
+    ),
+];
 
 fn flag(on: bool) -> f64 {
     f64::from(u8::from(on))
 }
 
-/// The slot's metrics, for the migrations that reported a slot; none at
-/// all when none did.
-fn slot_metrics(e: &mut DescriptorEncoder<'_>, m: &[Member]) -> std::fmt::Result {
-    if m.iter().all(|member| member.snapshot.slot.is_none()) {
-        return Ok(());
-    }
-    gauge(
-        e,
-        "slot_retained_wal_bytes",
-        "WAL the replication slot holds on the source",
-        m,
-        |s| Some(s.slot.as_ref()?.retained_bytes as f64),
-    )?;
-    if m.iter().any(|member| {
-        member
-            .snapshot
-            .slot
-            .as_ref()
-            .is_some_and(|slot| slot.safe_wal_size.is_some())
-    }) {
-        gauge(
-            e,
-            "slot_safe_wal_size_bytes",
-            "WAL that can still be written before the slot is in danger of being lost \
-             (absent when max_slot_wal_keep_size is unlimited)",
-            m,
-            |s| Some(s.slot.as_ref()?.safe_wal_size? as f64),
-        )?;
-    }
-    if m.iter().any(|member| {
-        member
-            .snapshot
-            .slot
-            .as_ref()
-            .is_some_and(|slot| slot.max_slot_wal_keep_size.is_some())
-    }) {
-        gauge(
-            e,
-            "slot_max_wal_keep_size_bytes",
-            "The source's max_slot_wal_keep_size (absent when unlimited)",
-            m,
-            |s| Some(s.slot.as_ref()?.max_slot_wal_keep_size? as f64),
-        )?;
-    }
-    gauge(
-        e,
-        "slot_active",
-        "1 while a walsender streams from the slot",
-        m,
-        |s| Some(flag(s.slot.as_ref()?.active)),
-    )?;
-    gauges(
-        e,
-        "slot_wal_status",
-        "1 for the slot's current wal_status (reserved, extended, unreserved, lost)",
-        m,
-        |s| s.slot.as_ref().map(wal_status_series).into_iter().flatten(),
-    )?;
-    counters(
-        e,
-        "slot_spill_bytes",
-        "Decoded changes spilled to disk by the slot's walsender",
-        m,
-        |s| s.slot.as_ref().map(|slot| (NO_LABELS, slot.spill_bytes)),
-    )
+/// A count or size that is known (above 0).
+fn known(value: i64) -> Option<f64> {
+    (value > 0).then_some(value as f64)
 }
 
-/// Every known wal_status, 1 for the slot's, and the slot's own when this
-/// version does not know it.
-fn wal_status_series(slot: &SlotHealth) -> Vec<([(&'static str, String); 1], f64)> {
-    let mut series: Vec<_> = WalStatus::KNOWN
-        .iter()
-        .map(|status| {
-            let current = *status == slot.wal_status;
-            ([("status", status.as_str().to_owned())], flag(current))
-        })
+/// Every known name, 1 for `current` and 0 for the others, and `current`
+/// itself when this version does not know it.
+fn one_hot<'a>(known: impl Iterator<Item = &'a str>, current: &str) -> Vec<(String, f64)> {
+    let mut series: Vec<(String, f64)> = known
+        .map(|name| (name.to_owned(), flag(name == current)))
         .collect();
-    if let WalStatus::Other(name) = &slot.wal_status {
-        series.push(([("status", name.clone())], 1.0));
+    if !series.iter().any(|(name, _)| name == current) {
+        series.push((current.to_owned(), 1.0));
     }
     series
 }
 
-/// The cutover verdict, for the migrations that computed one: ready or
-/// not, and blockers by kind (every known kind, 0 when absent, and any
-/// other kind that occurs).
-fn cutover_metrics(e: &mut DescriptorEncoder<'_>, m: &[Member]) -> std::fmt::Result {
-    if m.iter().all(|member| member.snapshot.cutover.is_none()) {
-        return Ok(());
-    }
-    gauge(
-        e,
-        "cutover_ready",
-        "1 when the last check found nothing blocking the switch to the destination",
-        m,
-        |s| Some(flag(s.cutover.as_ref()?.ready)),
-    )?;
-    gauges(
-        e,
-        "cutover_blockers",
-        "Blockers of the switch to the destination, by kind",
-        m,
-        |s| s.cutover.as_ref().map(blocker_series).into_iter().flatten(),
-    )
-}
-
-fn blocker_series(cutover: &Cutover) -> Vec<([(&'static str, String); 1], f64)> {
+/// Blockers by kind: every known kind (0 when absent), then any other
+/// kind that occurs.
+fn blocker_series(cutover: &Cutover) -> Vec<(String, f64)> {
     let mut kinds: Vec<CutoverKind> = CutoverKind::KNOWN.to_vec();
     for blocker in &cutover.blockers {
         if !kinds.contains(&blocker.kind) {
@@ -313,25 +370,72 @@ fn blocker_series(cutover: &Cutover) -> Vec<([(&'static str, String); 1], f64)> 
         .into_iter()
         .map(|kind| {
             let count = cutover.blockers.iter().filter(|b| b.kind == kind).count();
-            ([("kind", kind.as_str().to_owned())], count as f64)
+            (kind.as_str().to_owned(), count as f64)
         })
         .collect()
 }
 
-/// One gauge per table (labels `schema` and `table`); tables for which
-/// `value` is `None` have no series.
-fn per_table(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    members: &[Member],
-    value: impl Fn(&TableProgress) -> Option<f64>,
-) -> std::fmt::Result {
-    gauges(encoder, name, help, members, |s| {
-        s.tables
-            .iter()
-            .filter_map(|t| Some((table_labels(t), value(t)?)))
-    })
+/// The label set of a series with no labels of its own.
+const NO_LABELS: [(&str, &str); 0] = [];
+
+impl Family {
+    /// Whether any migration has a series of this family.
+    fn is_present(&self, members: &[Member]) -> bool {
+        members.iter().any(|m| {
+            let s = &m.snapshot;
+            match self.series {
+                Series::Gauge(value) => value(s).is_some(),
+                Series::Counter(value) => value(s).is_some(),
+                Series::TableGauge(value) => s.tables.iter().any(|t| value(t).is_some()),
+                Series::TableCounter(_) => !s.tables.is_empty(),
+                Series::Labelled(_, series) => !series(s).is_empty(),
+            }
+        })
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder<'_>, members: &[Member]) -> std::fmt::Result {
+        let kind = match self.series {
+            Series::Counter(_) | Series::TableCounter(_) => MetricType::Counter,
+            _ => MetricType::Gauge,
+        };
+        let mut metric = encoder.encode_descriptor(self.name, self.help, None, kind)?;
+        for member in members {
+            let (s, own) = (&member.snapshot, member.labels.as_slice());
+            match self.series {
+                Series::Gauge(value) => {
+                    if let Some(v) = value(s) {
+                        ConstGauge::new(v).encode(metric.encode_family(&(own, NO_LABELS))?)?;
+                    }
+                }
+                Series::Counter(value) => {
+                    if let Some(v) = value(s) {
+                        ConstCounter::new(v).encode(metric.encode_family(&(own, NO_LABELS))?)?;
+                    }
+                }
+                Series::TableGauge(value) => {
+                    for t in &s.tables {
+                        if let Some(v) = value(t) {
+                            ConstGauge::new(v)
+                                .encode(metric.encode_family(&(own, table_labels(t)))?)?;
+                        }
+                    }
+                }
+                Series::TableCounter(value) => {
+                    for t in &s.tables {
+                        ConstCounter::new(value(t))
+                            .encode(metric.encode_family(&(own, table_labels(t)))?)?;
+                    }
+                }
+                Series::Labelled(label, series) => {
+                    for (name, v) in series(s) {
+                        let labels = (own, [(label, name.as_str())]);
+                        ConstGauge::new(v).encode(metric.encode_family(&labels)?)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn table_labels(t: &TableProgress) -> [(&'static str, &str); 2] {
@@ -339,195 +443,13 @@ fn table_labels(t: &TableProgress) -> [(&'static str, &str); 2] {
 }
 
 impl PromCollector for FleetMetrics {
-    fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
-        let m = self.0.as_slice();
-        let e = &mut e;
-
-        gauges(
-            e,
-            "phase",
-            "1 for the pipeline's current phase, 0 for the others",
-            m,
-            |s| phase_series(&s.phase),
-        )?;
-        gauge(
-            e,
-            "elapsed_seconds",
-            "Seconds since the migration started",
-            m,
-            |s| Some(s.elapsed_sec),
-        )?;
-        gauge(
-            e,
-            "applied_lsn_bytes",
-            "Last WAL position applied to the destination",
-            m,
-            |s| Some(s.applied_lsn.0 as f64),
-        )?;
-        gauge(
-            e,
-            "confirmed_lsn_bytes",
-            "Last WAL position confirmed to the source",
-            m,
-            |s| Some(s.confirmed_lsn.0 as f64),
-        )?;
-        gauge(
-            e,
-            "latest_lsn_bytes",
-            "Newest WAL position reported by the source",
-            m,
-            |s| Some(s.latest_lsn.0 as f64),
-        )?;
-        gauge(
-            e,
-            "replication_lag_bytes",
-            "WAL bytes not yet applied",
-            m,
-            |s| Some(s.lag_bytes as f64),
-        )?;
-        gauge(
-            e,
-            "replication_lag_seconds",
-            "How long the oldest unapplied WAL has waited",
-            m,
-            |s| Some(s.lag_seconds),
-        )?;
-        gauge(
-            e,
-            "caught_up",
-            "1 when everything the source reported is applied",
-            m,
-            |s| Some(flag(s.caught_up)),
-        )?;
-        gauge(
-            e,
-            "stalled_seconds",
-            "The longest silence: a copying table without progress, or the apply worker \
-             without a message from the source",
-            m,
-            |s| Some(s.stalled_seconds()),
-        )?;
-        gauge(
-            e,
-            "stale",
-            "1 when the data comes from a state file that stopped changing",
-            m,
-            |s| Some(flag(s.stale)),
-        )?;
-
-        // A status this version does not know counts in `tables_total`
-        // only: its name comes from a file, not from a bounded set.
-        gauges(e, "tables", "Tables by status", m, |s| {
-            TableStatus::KNOWN.map(|status| {
-                let count = s.tables.iter().filter(|t| t.status == status).count();
-                ([("status", status.as_str())], count as f64)
-            })
-        })?;
-        let known = |value: i64| (value > 0).then_some(value as f64);
-        per_table(e, "table_rows_copied", "Rows copied per table", m, |t| {
-            Some(t.rows_copied as f64)
-        })?;
-        per_table(
-            e,
-            "table_rows_estimated",
-            "Estimated rows per table (absent while unknown)",
-            m,
-            |t| known(t.rows_total),
-        )?;
-        per_table(e, "table_bytes_copied", "Bytes copied per table", m, |t| {
-            Some(t.bytes_copied as f64)
-        })?;
-        per_table(
-            e,
-            "table_size_bytes",
-            "Table size per table (absent while unknown)",
-            m,
-            |t| known(t.size_bytes),
-        )?;
-        counters(
-            e,
-            "table_changes_applied",
-            "Inserts, updates and deletes applied per table since it reached streaming",
-            m,
-            |s| {
-                s.tables
-                    .iter()
-                    .map(|t| (table_labels(t), t.changes_applied))
-            },
-        )?;
-        slot_metrics(e, m)?;
-        cutover_metrics(e, m)?;
-        gauges(e, "alerts_firing", "Alerts firing, by severity", m, |s| {
-            Severity::ALL.map(|severity| {
-                let firing = s
-                    .alerts
-                    .iter()
-                    .filter(|a| a.severity == severity && a.state == AlertState::Firing)
-                    .count();
-                ([("severity", severity.as_str())], firing as f64)
-            })
-        })?;
-        counter(
-            e,
-            "notifications_failed",
-            "Alert notifications given up on after their retries, or dropped from a full queue",
-            m,
-            |s| s.notifications_failed,
-        )?;
-        if m.iter().any(|member| member.snapshot.eta_sec.is_some()) {
-            gauge(
-                e,
-                "copy_eta_seconds",
-                "Seconds until every table is copied, at the recent rate",
-                m,
-                |s| s.eta_sec,
-            )?;
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let members = self.0.as_slice();
+        for family in FAMILIES.iter().filter(|f| f.is_present(members)) {
+            family.encode(&mut encoder, members)?;
         }
-        gauge(
-            e,
-            "rows_per_second",
-            "Rows applied per second over the rate window",
-            m,
-            |s| Some(s.rows_per_sec),
-        )?;
-        gauge(
-            e,
-            "bytes_per_second",
-            "Bytes applied per second over the rate window",
-            m,
-            |s| Some(s.bytes_per_sec),
-        )?;
-        counter(
-            e,
-            "rows_applied",
-            "Rows applied since the migration started",
-            m,
-            |s| s.total_rows.max(0) as u64,
-        )?;
-        counter(
-            e,
-            "bytes_applied",
-            "Bytes applied since the migration started",
-            m,
-            |s| s.total_bytes.max(0) as u64,
-        )?;
-        counter(
-            e,
-            "errors",
-            "Errors recorded since the migration started",
-            m,
-            |s| s.error_count,
-        )?;
-        counter(
-            e,
-            "logs_dropped",
-            "Log events dropped because the collector was busy",
-            m,
-            |s| s.logs_dropped,
-        )?;
-
         let version = [("version", env!("CARGO_PKG_VERSION"))];
-        let mut info = e.encode_descriptor(
+        let mut info = encoder.encode_descriptor(
             "build_info",
             "The pgmigrator build",
             None,
@@ -538,25 +460,10 @@ impl PromCollector for FleetMetrics {
     }
 }
 
-fn phase_series(current: &Phase) -> Vec<([(&'static str, String); 1], f64)> {
-    let mut series: Vec<_> = Phase::KNOWN
-        .iter()
-        .map(|phase| {
-            (
-                [("phase", phase.as_str().to_owned())],
-                f64::from(u8::from(phase == current)),
-            )
-        })
-        .collect();
-    if let Phase::Other(name) = current {
-        series.push(([("phase", name.clone())], 1.0));
-    }
-    series
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SlotHealth;
 
     #[test]
     fn several_migrations_share_each_family_and_label_every_series_but_build_info() {

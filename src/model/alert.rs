@@ -1,7 +1,7 @@
 //! Alerts as every surface shows them: which rule, in what state, since
 //! when, and the value that made it so.
 
-use std::fmt;
+use super::named::named_enum;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -28,64 +28,29 @@ pub struct AlertStatus {
     pub summary: String,
 }
 
-/// The states of an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertState {
-    /// Its condition holds, but not yet for the rule's `for`.
-    Pending,
-    /// Its condition has held for the rule's `for`; people were told.
-    Firing,
-    /// It fired and its condition no longer holds; people were told.
-    Resolved,
-}
-
-impl AlertState {
-    /// The state's name, as in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertState::Pending => "pending",
-            AlertState::Firing => "firing",
-            AlertState::Resolved => "resolved",
-        }
+named_enum! {
+    /// The states of an alert.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum AlertState {
+        /// Its condition holds, but not yet for the rule's `for`.
+        Pending = "pending",
+        /// Its condition has held for the rule's `for`; people were told.
+        Firing = "firing",
+        /// It fired and its condition no longer holds; people were told.
+        Resolved = "resolved",
     }
 }
 
-impl fmt::Display for AlertState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How bad an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Worth knowing (ready to cut over, done).
-    Info,
-    /// Needs a look soon.
-    Warning,
-    /// Needs action now.
-    Critical,
-}
-
-impl Severity {
-    /// Every severity, mildest first.
-    pub const ALL: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Critical];
-
-    /// The severity's name, as in JSON and in alert files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    /// How bad an alert is.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Severity {
+        /// Worth knowing (ready to cut over, done).
+        Info = "info",
+        /// Needs a look soon.
+        Warning = "warning",
+        /// Needs action now.
+        Critical = "critical",
     }
 }
 

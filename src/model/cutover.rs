@@ -1,9 +1,9 @@
 //! The cutover verdict: can the application switch to the destination now,
 //! and if not, what stands in the way.
 
-use std::fmt;
+use super::named::named_enum;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::serde_util::timestamp;
@@ -54,99 +54,38 @@ pub struct CutoverItem {
     pub detail: String,
 }
 
-/// The kinds of [`CutoverItem`]. In JSON a snake_case name; a kind this
-/// version does not know loads as [`CutoverKind::Other`] and is shown as
-/// it is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum CutoverKind {
-    /// A subscribed table is not streaming yet.
-    TableNotReady,
-    /// Not caught up, or more lag than allowed.
-    Lag,
-    /// The subscription is disabled.
-    SubscriptionDisabled,
-    /// The replication slot is not in use.
-    SlotInactive,
-    /// The replication slot is lost.
-    SlotLost,
-    /// An apply or sync error happened recently.
-    RecentErrors,
-    /// A table is published but not subscribed (or in no publication).
-    NotSubscribed,
-    /// A published table has no replica identity: UPDATE and DELETE on it
-    /// fail on the source.
-    NoReplicaIdentity,
-    /// A table's columns differ between source and destination.
-    SchemaMismatch,
-    /// A sequence is behind on the destination (sequences are not
-    /// replicated).
-    SequenceBehind,
-    /// Row counts differ (only when counted).
-    RowCountMismatch,
-    /// A kind this version does not know.
-    Other(String),
-}
-
-impl CutoverKind {
-    /// Every kind this version knows.
-    pub const KNOWN: [CutoverKind; 11] = [
-        CutoverKind::TableNotReady,
-        CutoverKind::Lag,
-        CutoverKind::SubscriptionDisabled,
-        CutoverKind::SlotInactive,
-        CutoverKind::SlotLost,
-        CutoverKind::RecentErrors,
-        CutoverKind::NotSubscribed,
-        CutoverKind::NoReplicaIdentity,
-        CutoverKind::SchemaMismatch,
-        CutoverKind::SequenceBehind,
-        CutoverKind::RowCountMismatch,
-    ];
-
-    /// The kind's name, as in JSON.
-    pub fn as_str(&self) -> &str {
-        match self {
-            CutoverKind::TableNotReady => "table_not_ready",
-            CutoverKind::Lag => "lag",
-            CutoverKind::SubscriptionDisabled => "subscription_disabled",
-            CutoverKind::SlotInactive => "slot_inactive",
-            CutoverKind::SlotLost => "slot_lost",
-            CutoverKind::RecentErrors => "recent_errors",
-            CutoverKind::NotSubscribed => "not_subscribed",
-            CutoverKind::NoReplicaIdentity => "no_replica_identity",
-            CutoverKind::SchemaMismatch => "schema_mismatch",
-            CutoverKind::SequenceBehind => "sequence_behind",
-            CutoverKind::RowCountMismatch => "row_count_mismatch",
-            CutoverKind::Other(name) => name,
-        }
+named_enum! {
+    /// The kinds of [`CutoverItem`]. In JSON a snake_case name; a kind this
+    /// version does not know loads as [`CutoverKind::Other`] and is shown as
+    /// it is.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub enum CutoverKind {
+        /// A subscribed table is not streaming yet.
+        TableNotReady = "table_not_ready",
+        /// Not caught up, or more lag than allowed.
+        Lag = "lag",
+        /// The subscription is disabled.
+        SubscriptionDisabled = "subscription_disabled",
+        /// The replication slot is not in use.
+        SlotInactive = "slot_inactive",
+        /// The replication slot is lost.
+        SlotLost = "slot_lost",
+        /// An apply or sync error happened recently.
+        RecentErrors = "recent_errors",
+        /// A table is published but not subscribed (or in no publication).
+        NotSubscribed = "not_subscribed",
+        /// A published table has no replica identity: UPDATE and DELETE on it
+        /// fail on the source.
+        NoReplicaIdentity = "no_replica_identity",
+        /// A table's columns differ between source and destination.
+        SchemaMismatch = "schema_mismatch",
+        /// A sequence is behind on the destination (sequences are not
+        /// replicated).
+        SequenceBehind = "sequence_behind",
+        /// Row counts differ (only when counted).
+        RowCountMismatch = "row_count_mismatch",
     }
-
-    /// The kind named `name`.
-    pub fn from_name(name: &str) -> CutoverKind {
-        CutoverKind::KNOWN
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
-            .unwrap_or_else(|| CutoverKind::Other(name.to_owned()))
-    }
-}
-
-impl fmt::Display for CutoverKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for CutoverKind {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for CutoverKind {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
-        Ok(CutoverKind::from_name(&name))
-    }
+    keep unknown names in Other(String);
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 mod alert;
 mod cutover;
 mod log;
+pub(crate) mod named;
 mod phase;
 pub(crate) mod serde_util;
 mod slot;

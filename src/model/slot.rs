@@ -1,9 +1,9 @@
 //! Replication health: the source's slot that holds WAL for the migration,
 //! and the destination's apply worker.
 
-use std::fmt;
+use super::named::named_enum;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::serde_util::timestamp;
@@ -52,70 +52,23 @@ pub struct SlotHealth {
     pub stream_bytes: u64,
 }
 
-/// PostgreSQL's `wal_status` of a slot. In JSON its name; a status this
-/// version does not know loads as [`WalStatus::Other`] and is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub enum WalStatus {
-    /// Within `max_wal_size`: safe.
-    #[default]
-    Reserved,
-    /// Beyond `max_wal_size`, kept by the slot or `wal_keep_size`.
-    Extended,
-    /// Some of its WAL will be removed at the next checkpoint: about to be
-    /// lost.
-    Unreserved,
-    /// Its WAL is gone: the slot cannot be used again.
-    Lost,
-    /// A status this version does not know.
-    Other(String),
-}
-
-impl WalStatus {
-    /// Every status this version knows, safest first.
-    pub const KNOWN: [WalStatus; 4] = [
-        WalStatus::Reserved,
-        WalStatus::Extended,
-        WalStatus::Unreserved,
-        WalStatus::Lost,
-    ];
-
-    /// The name PostgreSQL uses.
-    pub fn as_str(&self) -> &str {
-        match self {
-            WalStatus::Reserved => "reserved",
-            WalStatus::Extended => "extended",
-            WalStatus::Unreserved => "unreserved",
-            WalStatus::Lost => "lost",
-            WalStatus::Other(name) => name,
-        }
+named_enum! {
+    /// PostgreSQL's `wal_status` of a slot. In JSON its name; a status this
+    /// version does not know loads as [`WalStatus::Other`] and is kept.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+    pub enum WalStatus {
+        /// Within `max_wal_size`: safe.
+        #[default]
+        Reserved = "reserved",
+        /// Beyond `max_wal_size`, kept by the slot or `wal_keep_size`.
+        Extended = "extended",
+        /// Some of its WAL will be removed at the next checkpoint: about to be
+        /// lost.
+        Unreserved = "unreserved",
+        /// Its WAL is gone: the slot cannot be used again.
+        Lost = "lost",
     }
-
-    /// The status named `name`.
-    pub fn from_name(name: &str) -> WalStatus {
-        WalStatus::KNOWN
-            .into_iter()
-            .find(|status| status.as_str() == name)
-            .unwrap_or_else(|| WalStatus::Other(name.to_owned()))
-    }
-}
-
-impl fmt::Display for WalStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for WalStatus {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for WalStatus {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
-        Ok(WalStatus::from_name(&name))
-    }
+    keep unknown names in Other(String);
 }
 
 /// The destination's apply worker, as `pg_stat_subscription` shows it:

@@ -2,79 +2,40 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::named::named_enum;
 use super::serde_util::timestamp;
 
-/// Where one table is in its lifecycle.
-///
-/// In JSON a lower-case string. A status this version does not know, say
-/// from a state file written by a newer pipeline, loads as
-/// [`TableStatus::Other`], is shown as it is and written back unchanged.
-/// `Copy`, like the four it always had: an unknown name is interned (see
-/// [`UnknownStatus`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TableStatus {
-    /// Queued for COPY, not started.
-    #[default]
-    Pending,
-    /// A COPY worker is copying it.
-    Copying,
-    /// The initial COPY finished.
-    Copied,
-    /// Receiving live changes.
-    Streaming,
-    /// A status this version does not know, kept as it was written.
-    Other(UnknownStatus),
+named_enum! {
+    /// Where one table is in its lifecycle.
+    ///
+    /// In JSON a lower-case string. A status this version does not know, say
+    /// from a state file written by a newer pipeline, loads as
+    /// [`TableStatus::Other`], is shown as it is and written back unchanged.
+    /// `Copy`, like the four it always had: an unknown name is interned (see
+    /// [`UnknownStatus`]).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub enum TableStatus {
+        /// Queued for COPY, not started.
+        #[default]
+        Pending = "pending",
+        /// A COPY worker is copying it.
+        Copying = "copying",
+        /// The initial COPY finished.
+        Copied = "copied",
+        /// Receiving live changes.
+        Streaming = "streaming",
+    }
+    keep unknown names in Other(UnknownStatus);
 }
 
 impl TableStatus {
-    /// Every status this version knows, in lifecycle order.
-    pub const KNOWN: [TableStatus; 4] = [
-        TableStatus::Pending,
-        TableStatus::Copying,
-        TableStatus::Copied,
-        TableStatus::Streaming,
-    ];
-
-    /// The status's name as written in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TableStatus::Pending => "pending",
-            TableStatus::Copying => "copying",
-            TableStatus::Copied => "copied",
-            TableStatus::Streaming => "streaming",
-            TableStatus::Other(name) => name.as_str(),
-        }
-    }
-
     /// Whether the initial copy of the table is over (`copied` or
     /// `streaming`); an unknown status does not say so.
     pub fn is_copied(self) -> bool {
         matches!(self, TableStatus::Copied | TableStatus::Streaming)
-    }
-}
-
-impl fmt::Display for TableStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for TableStatus {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for TableStatus {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
-        Ok(TableStatus::KNOWN
-            .into_iter()
-            .find(|status| status.as_str() == name)
-            .unwrap_or_else(|| TableStatus::Other(UnknownStatus::from(name.as_ref()))))
     }
 }
 
