@@ -117,9 +117,9 @@ macro_rules! named_enum {
 pub(crate) use named_enum;
 
 #[cfg(test)]
+// The macro writes `pub` enums, as the model's are.
+#[allow(unreachable_pub)]
 mod tests {
-    use super::named_enum;
-
     named_enum! {
         /// An open test enum.
         #[derive(Debug, Clone, PartialEq)]
