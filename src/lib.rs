@@ -148,6 +148,8 @@ pub mod alerts;
 pub mod app;
 #[cfg(any(feature = "postgres", feature = "tui"))]
 mod backoff;
+#[cfg(any(feature = "tui", feature = "alerts"))]
+mod client;
 mod collector;
 pub mod cutover;
 pub mod demo;
@@ -169,8 +171,6 @@ pub mod redact;
 pub mod status;
 #[cfg(feature = "tracing-layer")]
 mod stderr;
-#[cfg(any(feature = "tui", feature = "alerts"))]
-mod tls_client;
 #[cfg(feature = "tracing-layer")]
 mod trace_fields;
 #[cfg(feature = "tui")]

@@ -12,11 +12,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsConnector;
 
-use crate::tls_client::ConnectorError;
+use crate::client::ConnectorError;
 
 use super::config::{AlertsConfig, NotifierConfig};
 use super::engine::Notification;
-use super::post::{Target, post_json};
+use super::post::post_json;
+use crate::client::Url;
 use crate::model::AlertState;
 
 /// A command may take this long at least (it may send mail).
@@ -102,8 +103,8 @@ impl Message {
 /// A notifier ready to deliver.
 #[derive(Clone)]
 enum Receiver {
-    Webhook(Target, TlsConnector),
-    Slack(Target, TlsConnector),
+    Webhook(Url, TlsConnector),
+    Slack(Url, TlsConnector),
     Command(Vec<String>),
 }
 
@@ -190,10 +191,10 @@ impl Dispatcher {
 fn receiver(notifier: &NotifierConfig) -> Result<Receiver, String> {
     Ok(match notifier {
         NotifierConfig::Webhook { url, ca_cert } => {
-            Receiver::Webhook(Target::parse(url)?, connector(ca_cert.as_deref())?)
+            Receiver::Webhook(Url::parse(url)?, connector(ca_cert.as_deref())?)
         }
         NotifierConfig::Slack { url, ca_cert } => {
-            Receiver::Slack(Target::parse(url)?, connector(ca_cert.as_deref())?)
+            Receiver::Slack(Url::parse(url)?, connector(ca_cert.as_deref())?)
         }
         NotifierConfig::Command { argv } => Receiver::Command(argv.clone()),
     })
@@ -201,7 +202,7 @@ fn receiver(notifier: &NotifierConfig) -> Result<Receiver, String> {
 
 /// TLS trusting `ca_cert`, or the system's roots.
 fn connector(ca_cert: Option<&Path>) -> Result<TlsConnector, String> {
-    crate::tls_client::connector(ca_cert).map_err(|err| match err {
+    crate::client::connector(ca_cert).map_err(|err| match err {
         ConnectorError::CaCert(reason) => format!(
             "ca_cert {}: {reason}",
             ca_cert
@@ -319,8 +320,8 @@ async fn run_command(argv: &[String], message: &Message, deadline: Duration) -> 
 
 fn describe(receiver: &Receiver) -> String {
     match receiver {
-        Receiver::Webhook(target, _) => format!("webhook {}", target.shown()),
-        Receiver::Slack(target, _) => format!("slack {}", target.shown()),
+        Receiver::Webhook(target, _) => format!("webhook {}", target.authority()),
+        Receiver::Slack(target, _) => format!("slack {}", target.authority()),
         Receiver::Command(argv) => format!("command {}", argv.first().map_or("", String::as_str)),
     }
 }

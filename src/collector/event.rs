@@ -46,6 +46,10 @@ pub(crate) enum Update {
     Cutover(Box<Cutover>),
     /// The catalog checks' verdict; the snapshot's own blockers (tables,
     /// lag, slot, errors) are added under `limits` at every publication.
+    #[cfg_attr(
+        not(feature = "postgres"),
+        allow(dead_code, reason = "sent by the monitor")
+    )]
     Checks(Box<(Cutover, CutoverLimits)>),
     /// The alerts and the notifications given up on; boxed, like the slot.
     Alerts(Box<(Vec<AlertStatus>, u64)>),

@@ -9,13 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::Empty;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
@@ -26,9 +22,9 @@ use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 
 use super::{Feed, Fleet, Link};
 use crate::backoff::Backoff;
+use crate::client::{self, ConnectorError, Io, Url};
 use crate::history::HistoryPoint;
 use crate::model::{LogEntry, MigrationSummary, Snapshot};
-use crate::tls_client::ConnectorError;
 
 /// Why a server cannot be followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,67 +57,45 @@ impl fmt::Display for RemoteError {
 
 impl std::error::Error for RemoteError {}
 
-/// A byte stream to the server, plain or TLS.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
 /// Where the server is and how to reach it.
 #[derive(Clone)]
 struct Endpoint {
-    /// `host:port`.
-    authority: String,
-    /// For `https://`: the name to verify, and the connector.
-    tls: Option<(ServerName<'static>, TlsConnector)>,
+    url: Url,
+    /// For `https://`: trusting the CA file, or the system's roots.
+    tls: Option<TlsConnector>,
 }
 
 impl Endpoint {
-    /// `http://host:port` or `https://host:port`; HTTPS verifies against
-    /// `ca_cert`, else the system's trusted roots.
+    /// `http://host:port` or `https://host:port`, nothing after but a `/`;
+    /// HTTPS verifies against `ca_cert`, else the system's trusted roots.
     fn parse(api: &str, ca_cert: Option<&Path>) -> Result<Endpoint, RemoteError> {
         let invalid = || RemoteError::Address(api.chars().take(200).collect());
-        let (https, rest) = match api.strip_prefix("https://") {
-            Some(rest) => (true, rest),
-            None => (false, api.strip_prefix("http://").ok_or_else(invalid)?),
-        };
-        let authority = rest.trim_end_matches('/');
-        if authority.is_empty() || authority.contains('/') {
+        let url = Url::parse(api).map_err(|_| invalid())?;
+        if url.path() != "/" || api.contains(['@', '?', '#']) {
             return Err(invalid());
         }
-        let tls = if https {
-            let host = match authority.rsplit_once(':') {
-                Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-                _ => authority,
-            };
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let name = ServerName::try_from(host.to_owned()).map_err(|_| invalid())?;
-            Some((name, connector(ca_cert)?))
+        let tls = if url.is_https() {
+            Some(connector(ca_cert)?)
         } else {
             None
         };
-        Ok(Endpoint {
-            authority: authority.to_owned(),
-            tls,
-        })
+        Ok(Endpoint { url, tls })
     }
 
     /// The WebSocket under `base` (`/api/v1/`, or a migration's).
     fn ws_url(&self, base: &str, query: &str) -> String {
-        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
-        format!("{scheme}://{}{base}ws{query}", self.authority)
+        let scheme = if self.url.is_https() { "wss" } else { "ws" };
+        format!("{scheme}://{}{base}ws{query}", self.url.authority())
     }
 
     async fn connect(&self) -> io::Result<Pin<Box<dyn Io>>> {
-        let tcp = TcpStream::connect(&self.authority).await?;
-        Ok(match &self.tls {
-            Some((name, connector)) => Box::pin(connector.connect(name.clone(), tcp).await?),
-            None => Box::pin(tcp),
-        })
+        client::connect(&self.url, self.tls.as_ref()).await
     }
 }
 
 /// A TLS connector trusting `ca_cert`, or the system's roots.
 fn connector(ca_cert: Option<&Path>) -> Result<TlsConnector, RemoteError> {
-    crate::tls_client::connector(ca_cert).map_err(|err| match err {
+    crate::client::connector(ca_cert).map_err(|err| match err {
         ConnectorError::CaCert(reason) => RemoteError::CaCert {
             path: ca_cert.map(Path::to_owned).unwrap_or_default(),
             reason,
@@ -414,31 +388,25 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     token: Option<&str>,
     path: &str,
 ) -> Result<T, String> {
-    let stream = endpoint.connect().await.map_err(|e| e.to_string())?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let mut request = hyper::Request::get(path).header(hyper::header::HOST, &endpoint.authority);
+    let mut request =
+        hyper::Request::get(path).header(hyper::header::HOST, endpoint.url.host_header());
     if let Some(token) = token {
         request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    if response.status() != hyper::StatusCode::OK {
-        return Err(format!("HTTP {}", response.status()));
+    let (status, body) = client::send(
+        &endpoint.url,
+        endpoint.tls.as_ref(),
+        request,
+        MAX_RESPONSE_BYTES,
+    )
+    .await?;
+    if status != hyper::StatusCode::OK {
+        return Err(format!("HTTP {status}"));
     }
-    let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| e.to_string())
+    serde_json::from_slice(&body?).map_err(|e| e.to_string())
 }
 
 /// All but the unreserved characters of RFC 3986.
@@ -492,7 +460,7 @@ mod tests {
     #[test]
     fn api_addresses_are_http_or_https_host_and_port() {
         let plain = Endpoint::parse("http://127.0.0.1:7654/", None).unwrap();
-        assert_eq!(plain.authority, "127.0.0.1:7654");
+        assert_eq!(plain.url.authority(), "127.0.0.1:7654");
         assert_eq!(
             plain.ws_url("/api/v1/", "?token=x"),
             "ws://127.0.0.1:7654/api/v1/ws?token=x"
