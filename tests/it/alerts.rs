@@ -162,27 +162,44 @@ async fn a_rule_fires_once_reminds_resolves_once_and_a_restart_does_not_tell_aga
     lagging(&collector, 12_000_000, 0).await;
     let resolved = hook.wait_for(3).await;
     assert_eq!(resolved[2]["state"], "resolved");
-    sleep(Duration::from_millis(500)).await;
-    assert_eq!(hook.bodies().len(), 3, "resolved once: {:?}", hook.bodies());
 
-    // Firing again, then a restart on the same saved state: not re-sent.
+    // Firing again: the next notification, so "resolved" was sent once.
     lagging(&collector, 20_000_000, 2_000_000).await;
-    hook.wait_for(4).await;
+    let again = hook.wait_for(4).await;
+    assert_eq!(again[3]["state"], "firing", "resolved once: {again:?}");
     collector.close().await;
-    sleep(Duration::from_millis(200)).await;
-    assert!(saved.exists(), "the firing alert is kept beside the state");
+    let kept = Instant::now() + Duration::from_secs(5);
+    while !saved.exists() {
+        assert!(
+            Instant::now() < kept,
+            "the firing alert is kept beside the state"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    // A restart on the same saved state: shown as firing, not re-sent.
     let (restarted, _) = start(config(LAG_RULE, &hook.url), &saved, quick_retries()).await;
     lagging(&restarted, 20_000_000, 2_000_000).await;
-    sleep(Duration::from_millis(2000)).await;
-    assert_eq!(hook.bodies().len(), 4, "{:?}", hook.bodies());
-    assert_eq!(
-        restarted.snapshot().alerts[0].state,
-        AlertState::Firing,
-        "still shown as firing"
-    );
+    // Lagging for longer than the rule's `for` (1 s), as the snapshots'
+    // own clock shows: a restart that forgot would fire again by then.
+    let from = restarted.snapshot().timestamp + Duration::from_millis(1500);
+    let shown = Instant::now() + Duration::from_secs(10);
+    loop {
+        let snapshot = restarted.snapshot();
+        let firing = snapshot.alerts.first().map(|a| a.state) == Some(AlertState::Firing);
+        if firing && snapshot.timestamp >= from {
+            break;
+        }
+        assert!(
+            Instant::now() < shown,
+            "still shown as firing: {:?}",
+            snapshot.alerts
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    // The next notification is the resolution: nothing came between.
     lagging(&restarted, 22_000_000, 0).await;
     let after = hook.wait_for(5).await;
-    assert_eq!(after[4]["state"], "resolved");
+    assert_eq!(after[4]["state"], "resolved", "not re-sent: {after:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,51 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// What a child writes, read as it comes: tests wait for what they expect
+/// to see instead of sleeping and hoping it was written.
+struct Screen {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Screen {
+    fn read(mut from: impl std::io::Read + Send + 'static) -> Screen {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&seen);
+        let reader = std::thread::spawn(move || {
+            let mut buffer = [0; 4096];
+            while let Ok(n @ 1..) = from.read(&mut buffer) {
+                kept.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        });
+        Screen { seen, reader }
+    }
+
+    fn text(&self) -> String {
+        text(&self.seen.lock().unwrap())
+    }
+
+    /// Waits (10 s at most) until `needle` was written `count` times.
+    fn wait_for(&self, needle: &str, count: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.text().matches(needle).count() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} not written {count} times: {:?}",
+                self.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Everything written, once the child closed its end.
+    fn finish(self) -> String {
+        let Screen { seen, reader } = self;
+        reader.join().unwrap();
+        text(&seen.lock().unwrap())
+    }
+}
+
 fn saved_state(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("state.json");
     let snapshot = Snapshot {
@@ -177,19 +222,28 @@ fn serve_republishes_a_state_file_and_flags_it_stale() {
 fn status_watch_redraws_every_second_until_terminated() {
     let dir = tempfile::tempdir().unwrap();
     let path = saved_state(dir.path());
-    let child = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
         .args(["status", "--watch", "--state-file"])
         .arg(&path)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let screen = Screen::read(child.stdout.take().unwrap());
+    let drawing = "Phase:        streaming";
+    screen.wait_for(drawing, 1);
+    let first = std::time::Instant::now();
+    screen.wait_for(drawing, 3);
+    // Two redraws a second apart: never sooner (a lower bound cannot
+    // fail on a slow machine).
+    assert!(
+        first.elapsed() >= std::time::Duration::from_millis(1500),
+        "{:?}",
+        first.elapsed()
+    );
     // SAFETY: signals our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let draws = text(&out.stdout).matches("Phase:        streaming").count();
-    assert!((2..=4).contains(&draws), "{draws} draws");
+    assert!(child.wait().unwrap().success());
+    assert!(screen.finish().matches(drawing).count() >= 3);
 }
 
 /// A minimal HTTP GET for the CLI tests (the server is another process).
@@ -671,19 +725,13 @@ fn tui_in_a_terminal(state_file: &Path) -> Command {
 
 #[test]
 fn sighup_restores_the_terminal_the_tui_took_over() {
-    use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     // `script` gives the dashboard a terminal and records what it draws.
     let mut script = tui_in_a_terminal(&saved_state(dir.path()))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut screen = script.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = screen.read_to_end(&mut bytes);
-        bytes
-    });
+    let screen = Screen::read(script.stdout.take().unwrap());
     let running = crate::Running(script);
     // Wait for the dashboard to be drawn, then hang up on it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -701,16 +749,14 @@ fn sighup_restores_the_terminal_the_tui_took_over() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // It took the alternate screen and drew.
+    screen.wait_for("\x1b[?1049h", 1);
+    screen.wait_for("STREAMING", 1);
     // SAFETY: signals our own grandchild.
     unsafe { libc::kill(tui, libc::SIGHUP) };
     let mut running = running;
     let status = running.0.wait().unwrap();
-    let drawn = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
-    assert!(
-        drawn.contains("\x1b[?1049h"),
-        "it took the alternate screen"
-    );
+    let drawn = screen.finish();
     assert!(drawn.contains("\x1b[?1049l"), "and gave it back on SIGHUP");
     assert!(status.success(), "{status:?}");
 }
@@ -721,10 +767,13 @@ fn a_key_typed_in_a_real_terminal_reaches_the_tui() {
     let dir = tempfile::tempdir().unwrap();
     let mut script = tui_in_a_terminal(&saved_state(dir.path()))
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // Once it drew, it reads keys.
+    let screen = Screen::read(script.stdout.take().unwrap());
+    screen.wait_for("\x1b[?1049h", 1);
+    screen.wait_for("STREAMING", 1);
     // `q`, typed: script passes it to the terminal the TUI reads.
     script.stdin.as_mut().unwrap().write_all(b"q").unwrap();
     let status = exits_within(&mut script, 10, "the TUI, told q,");

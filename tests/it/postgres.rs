@@ -210,27 +210,41 @@ async fn the_monitor_follows_copy_streaming_lag_and_a_source_restart() {
         "the lag never rose while 20 MB were applied"
     );
 
-    // An idle source shows no lag, in bytes or in time.
-    sleep(Duration::from_secs(3)).await;
-    let idle = collector.snapshot();
+    // An idle source shows no lag, in bytes or in time, for 3 s of
+    // snapshots (the window is proved by their timestamps).
+    let idle_from = applied.timestamp;
+    let idle = wait_for(
+        &collector,
+        "3 s of idle snapshots",
+        Duration::from_secs(30),
+        |s| s.timestamp >= idle_from + Duration::from_secs(3),
+    )
+    .await;
     assert_eq!(
         (idle.lag_bytes, idle.lag_seconds, idle.caught_up),
         (0, 0.0, true),
         "{idle:#?}"
     );
 
-    // 3. Time lag: with the subscription disabled, writes wait.
+    // 3. Time lag: with the subscription disabled (its worker gone),
+    // writes wait.
     dest.sql("ALTER SUBSCRIPTION sub DISABLE");
-    sleep(Duration::from_millis(500)).await;
+    let stopped = Instant::now() + Duration::from_secs(30);
+    let workers =
+        "SELECT count(*) FROM pg_stat_subscription WHERE subname = 'sub' AND pid IS NOT NULL";
+    while dest.sql(workers) != "0" {
+        assert!(Instant::now() < stopped, "the apply worker never stopped");
+        sleep(Duration::from_millis(50)).await;
+    }
     source.sql("INSERT INTO mid SELECT g, 'late' FROM generate_series(100001, 100100) g");
-    sleep(Duration::from_millis(3500)).await;
-    let waiting = collector.snapshot();
-    assert!(
-        waiting.lag_seconds >= 3.0,
-        "lag_seconds {}",
-        waiting.lag_seconds
-    );
-    assert!(waiting.lag_bytes > 0 && !waiting.caught_up);
+    let waiting = wait_for(
+        &collector,
+        "3 s of time lag",
+        Duration::from_secs(30),
+        |s| s.lag_seconds >= 3.0,
+    )
+    .await;
+    assert!(waiting.lag_bytes > 0 && !waiting.caught_up, "{waiting:#?}");
     dest.sql("ALTER SUBSCRIPTION sub ENABLE");
     wait_for(
         &collector,
