@@ -215,9 +215,13 @@ async fn a_failing_receiver_gets_it_after_retries_and_a_dead_one_is_counted() {
     .await;
     lagging(&collector, 10_000_000, 2_000_000).await;
     flaky.wait_for(1).await;
-    sleep(Duration::from_millis(300)).await;
-    assert_eq!(flaky.bodies().len(), 1, "delivered once");
     assert_eq!(flaky.requests.load(Ordering::SeqCst), 4, "after three 500s");
+    // The next notification is the resolution: the firing one was
+    // delivered once, and nothing was sent again after it.
+    lagging(&collector, 12_000_000, 0).await;
+    let both = flaky.wait_for(2).await;
+    assert_eq!(both[1]["state"], "resolved", "delivered once: {both:?}");
+    assert_eq!(flaky.requests.load(Ordering::SeqCst), 5);
     assert_eq!(collector.snapshot().notifications_failed, 0);
 
     // Accepts connections, never answers.
@@ -353,13 +357,33 @@ async fn demo_notifies_once_and_a_restart_on_the_same_state_does_not_notify_agai
     let fired = hook.wait_for(1).await;
     assert_eq!(fired[0]["alert"], "running");
     assert_eq!(fired[0]["migration"], "pgmigrator");
-    sleep(Duration::from_millis(1500)).await;
+    // The firing alert is kept beside the state before the stop.
+    let kept = Instant::now() + Duration::from_secs(10);
+    while !dir.path().join("state.alerts.json").exists() {
+        assert!(Instant::now() < kept, "the alert state was never kept");
+        sleep(Duration::from_millis(20)).await;
+    }
     stop(first);
     assert_eq!(hook.bodies().len(), 1, "once: {:?}", hook.bodies());
-    assert!(dir.path().join("state.alerts.json").exists());
 
+    // The second run has evaluated the rule (its state file shows the
+    // alert firing, written after it started) before it is stopped.
+    let started = time::OffsetDateTime::now_utc();
     let second = run_demo();
-    sleep(Duration::from_secs(3)).await;
+    let evaluated = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = pgmigrator_metrics::read_state_file(&dir.path().join("state.json"));
+        if state.is_ok_and(|s| {
+            s.timestamp > started && s.alerts.iter().any(|a| a.state == AlertState::Firing)
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < evaluated,
+            "the second run never evaluated the rule"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
     stop(second);
     assert_eq!(hook.bodies().len(), 1, "not again: {:?}", hook.bodies());
 }

@@ -17,6 +17,15 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Waits (`secs` at most) until `check` holds, failing with `what`.
+fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// What a child writes, read as it comes: tests wait for what they expect
 /// to see instead of sleeping and hoping it was written.
 struct Screen {
@@ -404,7 +413,7 @@ fn a_final_write_that_fails_is_reported_and_exits_1() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_until(10, "the demo never wrote its state", || path.exists());
     // The directory turns into a file: no write can land any more.
     fs::remove_dir_all(&home).unwrap();
     fs::write(&home, "").unwrap();
@@ -500,7 +509,11 @@ fn sighup_stops_demo_with_the_final_write() {
     let path = dir.path().join("state.json");
     let (mut demo, _url) =
         crate::start_pgmigrator(&["demo".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The pipeline runs (and with it the wait for a signal) once the
+    // state file shows a phase.
+    wait_until(10, "the demo never started", || {
+        pgmigrator_metrics::read_state_file(&path).is_ok_and(|s| s.phase != Phase::Idle)
+    });
     // SAFETY: signals our own child.
     unsafe { libc::kill(demo.0.id() as i32, libc::SIGHUP) };
     let status = demo.0.wait().unwrap();
@@ -600,12 +613,15 @@ fn idle_connections_cannot_take_the_descriptors_the_state_file_needs() {
     let before = pgmigrator_metrics::read_state_file(&path)
         .unwrap()
         .timestamp;
-    std::thread::sleep(std::time::Duration::from_millis(4500));
-    let after = pgmigrator_metrics::read_state_file(&path).unwrap();
-    assert!(
-        after.timestamp > before,
-        "the state file stopped being written"
-    );
+    // Written again (every 2 s) while every descriptor is taken.
+    let mut after = None;
+    wait_until(20, "the state file stopped being written", || {
+        after = pgmigrator_metrics::read_state_file(&path)
+            .ok()
+            .filter(|s| s.timestamp > before);
+        after.is_some()
+    });
+    let after = after.unwrap();
     assert!(
         after
             .errors
@@ -615,8 +631,9 @@ fn idle_connections_cannot_take_the_descriptors_the_state_file_needs() {
         after.errors
     );
     drop(held);
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(raw_get(&addr, "/healthz").contains("200 OK"));
+    wait_until(10, "the places were never given back", || {
+        raw_get(&addr, "/healthz").contains("200 OK")
+    });
 }
 
 #[test]

@@ -113,8 +113,24 @@ async fn scenario(source_major: u32, dest_major: u32) {
         |s| changes(s, "big") >= 3000 && s.caught_up,
     )
     .await;
-    sleep(Duration::from_millis(1500)).await;
-    let settled = collector.snapshot();
+    // Later transactions on `small` until one of them is counted: by then
+    // every count of `big` before it is in, so a row counted twice shows.
+    let small = changes(&collector.snapshot(), "small");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut id = 200_002;
+    let settled = loop {
+        let snapshot = collector.snapshot();
+        if changes(&snapshot, "small") > small {
+            break snapshot;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "small never counted again"
+        );
+        source.sql(&format!("INSERT INTO small VALUES ({id}, 'later')"));
+        id += 1;
+        sleep(Duration::from_millis(300)).await;
+    };
     assert_eq!(changes(&settled, "big"), 3000, "counted once each");
     assert!(
         settled.total_rows - before >= 3000,

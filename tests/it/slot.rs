@@ -87,9 +87,17 @@ async fn a_slot_that_stops_advancing_is_shown_until_it_is_lost() {
         |s| changes(s, "t1") >= changes(&before, "t1") + 1000,
     )
     .await;
-    sleep(Duration::from_millis(500)).await;
-    let settled = collector.snapshot();
-    assert_eq!(changes(&settled, "t1") - changes(&before, "t1"), 1000);
+    // One more change on t1, seen after the 1,000: had any of them been
+    // counted twice, the count would be past 1,001 by then.
+    source.sql("UPDATE t1 SET v = v + 1 WHERE id = (SELECT min(id) FROM t1)");
+    let settled = wait_for(
+        &collector,
+        "the 1,001st change",
+        Duration::from_secs(60),
+        |s| changes(s, "t1") > changes(&before, "t1") + 1000,
+    )
+    .await;
+    assert_eq!(changes(&settled, "t1") - changes(&before, "t1"), 1001);
     assert_eq!(changes(&settled, "t2"), changes(&before, "t2"));
     assert!(
         after
