@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use pgmigrator_metrics::pg::{self, Monitor, MonitorConfig};
 use pgmigrator_metrics::{Collector, TableStatus, WalStatus, status};
-use tokio::time::sleep;
 
 use crate::cluster::{self, Cluster};
 use crate::postgres::{changes, wait_for};
