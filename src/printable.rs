@@ -79,20 +79,23 @@ pub fn printable_json(json: String) -> String {
     out
 }
 
-/// A PostgreSQL string literal whose value is `text`, safe to print: a
-/// character a terminal would act on is written as a `U&'\+XXXXXX'`
-/// escape, which the server decodes back.
+/// A PostgreSQL string literal whose value is `text`, safe to print and to
+/// run whatever the server's settings: always an escape string (`E'…'`),
+/// which reads the same under any `standard_conforming_strings` (in a plain
+/// `'…'`, a backslash escapes the closing quote when that setting is off).
+/// A quote is doubled, a backslash doubled, and a character a terminal
+/// would act on written as a `\uXXXX` escape, which the server decodes.
 #[cfg(feature = "postgres")]
 pub(crate) fn sql_literal(text: &str) -> String {
-    let escaped = text.chars().any(needs_escape);
     let mut out = String::with_capacity(text.len() + 4);
-    out.push_str(if escaped { "U&'" } else { "'" });
+    out.push_str("E'");
     for c in text.chars() {
         match c {
             '\'' => out.push_str("''"),
-            '\\' if escaped => out.push_str("\\\\"),
+            '\\' => out.push_str("\\\\"),
+            // Controls and bidi marks all lie in the Basic Multilingual Plane.
             c if needs_escape(c) => {
-                let _ = write!(out, "\\+{:06X}", u32::from(c));
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
             }
             c => out.push(c),
         }
@@ -161,10 +164,13 @@ mod tests {
     #[cfg(feature = "postgres")]
     #[test]
     fn sql_literals_quote_and_escape_what_a_terminal_would_act_on() {
-        assert_eq!(sql_literal("public.orders"), "'public.orders'");
-        assert_eq!(sql_literal("it's"), "'it''s'");
-        assert_eq!(sql_literal(r"a\b"), r"'a\b'");
-        assert_eq!(sql_literal("x\x1b[2J\\'"), r"U&'x\+00001B[2J\\'''");
+        assert_eq!(sql_literal("public.orders"), "E'public.orders'");
+        assert_eq!(sql_literal("it's"), "E'it''s'");
+        // A backslash never escapes the closing quote, whatever the
+        // server's standard_conforming_strings.
+        assert_eq!(sql_literal(r"a\"), r"E'a\\'");
+        assert_eq!(sql_literal(r"x\', 1); DROP"), r"E'x\\'', 1); DROP'");
+        assert_eq!(sql_literal("x\x1b[2J\u{202e}"), r"E'x\u001B[2J\u202E'");
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub(crate) struct Sequence {
     pub(crate) readable: bool,
     /// Its value; `None` before its first `nextval` (or when unreadable).
     pub(crate) last_value: Option<i64>,
+    /// Its `MINVALUE` and `MAXVALUE`.
+    pub(crate) bounds: (i64, i64),
 }
 
 /// Reads both catalogs (three queries on each server), counting each
@@ -149,6 +151,7 @@ async fn sequences(client: &Client) -> Result<Vec<Sequence>, tokio_postgres::Err
             increment: row.get(2),
             readable: row.get(3),
             last_value: row.get(4),
+            bounds: (row.get(5), row.get(6)),
         })
         .collect())
 }

@@ -48,8 +48,11 @@ pub struct SequenceFix {
     /// The sequence.
     pub sequence: TableName,
     /// The value to set: the source's, plus the margin in the sequence's
-    /// direction.
+    /// direction, within the destination sequence's bounds.
     pub value: i64,
+    /// Whether a bound of the destination sequence kept `value` from the
+    /// full margin.
+    pub clamped: bool,
 }
 
 impl SequenceFix {
@@ -299,19 +302,39 @@ fn sequences(catalog: &Catalog, margin: i64, findings: &mut Findings) {
         let theirs = target
             .last_value
             .map_or_else(|| "unused".to_owned(), |v| v.to_string());
+        let (min, max) = target.bounds;
+        let wanted = if ascending {
+            value.saturating_add(margin)
+        } else {
+            value.saturating_sub(margin)
+        };
+        let set = wanted.clamp(min, max.max(min));
+        // Past its bound, the destination sequence cannot get ahead at all.
+        let ahead = if ascending {
+            set >= value
+        } else {
+            set <= value
+        };
+        if !ahead {
+            findings.block(
+                CutoverKind::SequenceBehind,
+                Some(&source.name),
+                format!(
+                    "source {value}, destination {theirs}, and its bounds ({min} to {max}) \
+                     keep it behind: ALTER SEQUENCE … MAXVALUE/MINVALUE first"
+                ),
+            );
+            continue;
+        }
         findings.block(
             CutoverKind::SequenceBehind,
             Some(&source.name),
             format!("source {value}, destination {theirs}"),
         );
-        let step = if ascending {
-            margin
-        } else {
-            margin.saturating_neg()
-        };
         findings.sequence_fixes.push(SequenceFix {
             sequence: source.name.clone(),
-            value: value.saturating_add(step),
+            value: set,
+            clamped: set != wanted,
         });
     }
     if let Some(first) = unreadable.first() {

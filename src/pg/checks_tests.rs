@@ -24,6 +24,7 @@ fn sequence(name: &str, last_value: Option<i64>) -> Sequence {
         increment: 1,
         readable: true,
         last_value,
+        bounds: (1, i64::MAX),
     }
 }
 
@@ -206,7 +207,7 @@ fn sequences_behind_block_and_come_with_a_fix() {
     );
     assert_eq!(
         findings.sequence_fixes[0].sql(),
-        r#"SELECT setval('"public"."orders_id_seq"', 121045, true);"#
+        r#"SELECT setval(E'"public"."orders_id_seq"', 121045, true);"#
     );
 
     catalog.dest_sequences[0].last_value = Some(1);
@@ -223,6 +224,7 @@ fn sequences_behind_block_and_come_with_a_fix() {
         &mut catalog.dest_sequences[0],
     ] {
         s.increment = -1;
+        s.bounds = (i64::MIN, -1);
     }
     catalog.source_sequences[0].last_value = Some(-50);
     catalog.dest_sequences[0].last_value = Some(-10);
@@ -262,13 +264,51 @@ fn unused_unreadable_and_missing_sequences() {
 }
 
 #[test]
+fn a_fix_stays_within_the_destination_sequences_bounds_and_says_so() {
+    let mut catalog = ready();
+    // MAXVALUE 5500 at 5000: 500 of the 1000 margin.
+    catalog.source_sequences[0].last_value = Some(5000);
+    catalog.dest_sequences[0].last_value = None;
+    catalog.dest_sequences[0].bounds = (1, 5500);
+    let fix = &evaluate(&catalog, 1000).sequence_fixes[0];
+    assert_eq!((fix.value, fix.clamped), (5500, true));
+    // AS integer near 2^31.
+    catalog.source_sequences[0].last_value = Some(2_147_483_000);
+    catalog.dest_sequences[0].bounds = (1, i64::from(i32::MAX));
+    let fix = &evaluate(&catalog, 1000).sequence_fixes[0];
+    assert_eq!((fix.value, fix.clamped), (i64::from(i32::MAX), true));
+    // A bound below the source's value: no statement can help.
+    catalog.source_sequences[0].last_value = Some(9000);
+    catalog.dest_sequences[0].bounds = (1, 5500);
+    let findings = evaluate(&catalog, 1000);
+    assert!(findings.sequence_fixes.is_empty());
+    assert!(
+        findings.blockers[0].detail.contains("bounds (1 to 5500)"),
+        "{}",
+        findings.blockers[0].detail
+    );
+    // A descending sequence stops at its MINVALUE.
+    for s in [
+        &mut catalog.source_sequences[0],
+        &mut catalog.dest_sequences[0],
+    ] {
+        s.increment = -1;
+    }
+    catalog.source_sequences[0].last_value = Some(-95);
+    catalog.dest_sequences[0].bounds = (-100, -1);
+    let fix = &evaluate(&catalog, 1000).sequence_fixes[0];
+    assert_eq!((fix.value, fix.clamped), (-100, true));
+}
+
+#[test]
 fn odd_sequence_names_print_as_safe_sql() {
     let fix = SequenceFix {
         sequence: TableName::new("we\"ird", "s'q\x1b[2J"),
         value: 7,
+        clamped: false,
     };
     assert_eq!(
         fix.sql(),
-        r#"SELECT setval(U&'"we""ird"."s''q\+00001B[2J"', 7, true);"#
+        r#"SELECT setval(E'"we""ird"."s''q\u001B[2J"', 7, true);"#
     );
 }

@@ -119,18 +119,19 @@ pub(super) const SOURCE_TABLES: &str = concat!(
     LEFT JOIN listed l ON l.oid = c.oid
     LEFT JOIN listed r ON c.relispartition AND r.oid = pg_partition_root(c.oid)
     WHERE c.relkind IN ('r', 'p')
-      AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'"
+      AND n.nspname <> 'information_schema' AND NOT starts_with(n.nspname, 'pg_')"
 );
 
 /// Either side: every sequence in a user schema, its increment, whether
-/// this login may read it, and its `last_value` (NULL before its first
-/// `nextval`, or when it may not be read).
+/// this login may read it, its `last_value` (NULL before its first
+/// `nextval`, or when it may not be read), and its bounds.
 pub(super) const SEQUENCES: &str = "
     SELECT n.nspname::text, c.relname::text, s.seqincrement,
            has_sequence_privilege(c.oid, 'SELECT,USAGE'),
            CASE WHEN has_sequence_privilege(c.oid, 'SELECT,USAGE')
-                THEN pg_sequence_last_value(c.oid) END
+                THEN pg_sequence_last_value(c.oid) END,
+           s.seqmin, s.seqmax
     FROM pg_sequence s
     JOIN pg_class c ON c.oid = s.seqrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'";
+    WHERE n.nspname <> 'information_schema' AND NOT starts_with(n.nspname, 'pg_')";

@@ -297,6 +297,34 @@ impl Cluster {
         .to_owned()
     }
 
+    /// Runs the SQL script at `path` (readable by the `postgres` user)
+    /// through psql, statement by statement as when piped in, stopping at
+    /// the first error: its output, or what psql said.
+    pub fn run_script(&self, path: &Path) -> Result<String, String> {
+        let port = self.port.to_string();
+        try_as_postgres(
+            &format!("{BIN}/psql"),
+            &[
+                "-h",
+                self.dir.path().to_str().unwrap(),
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-f",
+                path.to_str().unwrap(),
+            ],
+        )
+    }
+
     /// A URI as the superuser (trust), for replication.
     pub fn conninfo(&self) -> String {
         format!(

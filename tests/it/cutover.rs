@@ -233,7 +233,7 @@ async fn each_blocker_is_named_by_check_the_snapshot_and_metrics_and_clears_when
     );
     assert!(
         fix.stdout
-            .contains("SELECT setval('\"public\".\"orders_id_seq\"', 1600, true);"),
+            .contains("SELECT setval(E'\"public\".\"orders_id_seq\"', 1600, true);"),
         "{}",
         fix.stdout
     );
@@ -360,4 +360,114 @@ async fn check_exits_1_when_it_cannot_check_and_2_on_bad_usage() {
         .await
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "clap's usage errors");
+}
+
+/// 80 sequence names built to break out of a string literal when a
+/// backslash escapes (standard_conforming_strings off), or to act on a
+/// terminal.
+fn hostile_sequence_names() -> Vec<String> {
+    let attacks = [
+        r"x\' , 1) WHERE false; DROP TABLE victim; --",
+        r"x\', 1); DROP TABLE victim; --",
+        "'); DROP TABLE victim; --",
+        r"\\'); DROP TABLE victim; --",
+        "$$); DROP TABLE victim; --",
+        r#"a"b\'); DROP TABLE victim; --"#,
+        "e\x1b[2J\\'); DROP TABLE victim; --",
+        "nl\n); DROP TABLE victim; --",
+        "\u{202e}\\'); DROP TABLE victim; --",
+        r"\\\'); DROP TABLE victim; --",
+    ];
+    let prefixes = ["", "s", "S", "ü", " ", "x.y", "0", "E"];
+    prefixes
+        .iter()
+        .flat_map(|p| attacks.iter().map(move |a| format!("{p}{a}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequences_sql_runs_nothing_but_setval_under_either_string_setting() {
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest) = streaming_pair();
+    dest.sql("CREATE TABLE victim (id int)");
+    let names = hostile_sequence_names();
+    assert_eq!(names.len(), 80);
+    for cluster in [&source, &dest] {
+        for name in &names {
+            cluster.sql(&format!(
+                "CREATE SEQUENCE public.\"{}\"",
+                name.replace('"', "\"\"")
+            ));
+        }
+        cluster.sql("CREATE SEQUENCE public.bounded AS integer MAXVALUE 5500");
+        cluster.sql("CREATE SEQUENCE public.near AS integer");
+    }
+    let ours = "c.relkind = 'S' AND c.relname <> 'orders_id_seq'";
+    source.sql(&format!(
+        "SELECT setval(c.oid, 100) FROM pg_class c WHERE {ours} \
+         AND c.relname NOT IN ('bounded', 'near')"
+    ));
+    source.sql("SELECT setval('bounded', 5000)");
+    source.sql("SELECT setval('near', 2147483000)");
+    let script_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        script_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for setting in ["off", "on"] {
+        // Every destination sequence unused again, then the setting for
+        // every new session (the check's and psql's).
+        dest.sql(&format!(
+            "DO $$ DECLARE s regclass; BEGIN \
+             FOR s IN SELECT c.oid FROM pg_class c WHERE {ours} LOOP \
+             EXECUTE format('ALTER SEQUENCE %s RESTART', s); END LOOP; END $$"
+        ));
+        dest.sql(&format!(
+            "ALTER DATABASE postgres SET standard_conforming_strings = {setting}"
+        ));
+        let fix = check(&source, &dest, &["--sequences-sql"]).await;
+        assert_eq!(fix.code, 3, "{setting}: {}", fix.stderr);
+        for line in fix.stdout.lines() {
+            assert!(
+                line.starts_with("-- ") || line.starts_with("SELECT setval(E'"),
+                "{setting}: one statement a line: {line:?}"
+            );
+            assert!(
+                !line.contains('\x1b') && !line.contains('\u{202e}'),
+                "{line:?}"
+            );
+        }
+        assert!(
+            fix.stdout.contains("stopped at the sequence's MAXVALUE"),
+            "{}",
+            fix.stdout
+        );
+        let script = script_dir.path().join(format!("fix-{setting}.sql"));
+        std::fs::write(&script, &fix.stdout).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let ran = dest.run_script(&script);
+        assert!(ran.is_ok(), "{setting}: {ran:?}");
+        assert_eq!(
+            dest.sql("SELECT count(*) FROM pg_class WHERE relname = 'victim'"),
+            "1",
+            "{setting}: the victim table survives"
+        );
+        assert_eq!(
+            dest.sql(
+                "SELECT count(*) FROM pg_sequences WHERE schemaname = 'public' \
+                 AND last_value = 1100"
+            ),
+            "80",
+            "{setting}: every hostile sequence set"
+        );
+        assert_eq!(
+            dest.sql("SELECT last_value FROM pg_sequences WHERE sequencename IN ('bounded', 'near') ORDER BY 1"),
+            "5500\n2147483647",
+            "{setting}: within their bounds"
+        );
+    }
 }

@@ -73,10 +73,16 @@ fn sequences_sql(report: &CheckReport, margin: i64) -> String {
     let mut sql = match fixes.len() {
         0 => "-- No sequence on the destination is behind the source.\n".to_owned(),
         n => format!(
-            "-- Run on the destination: puts {n} sequence(s) {margin} past the source's value.\n"
+            "-- Run on the destination: puts {n} sequence(s) {margin} past the source's value.\n\
+             -- Names are E'' strings: the same under any standard_conforming_strings.\n"
         ),
     };
     for fix in fixes {
+        if fix.clamped {
+            sql.push_str(
+                "-- Next: less than the margin, stopped at the sequence's MAXVALUE or MINVALUE.\n",
+            );
+        }
         sql.push_str(&fix.sql());
         sql.push('\n');
     }
