@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -16,6 +17,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
+
+use crate::persist::read_small_file;
 
 /// Where the server's certificate chain and private key are (PEM).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,58 +55,88 @@ fn stamp(files: &TlsFiles) -> Stamp {
     )
 }
 
-/// Serves the certificate last read, reading the files again when they
-/// changed (checked at each new connection: two `stat`s). A pair that
-/// cannot be read or does not match keeps the previous one in use, with
-/// a warning.
-struct Reloading {
+/// Most bytes read from a certificate or key file: a chain is a few KiB.
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// Serves the certificate last read. When the files change (checked at
+/// each new connection: two `stat`s, which never block), they are read
+/// again on a blocking thread, off the handshake: that connection and
+/// those until the read ends get the previous certificate. A pair that
+/// cannot be read (a FIFO, a device, too large, missing) or does not
+/// match keeps the previous one in use, with a warning.
+struct Reloading(Arc<Shared>);
+
+struct Shared {
     files: TlsFiles,
     provider: Arc<CryptoProvider>,
     current: ArcSwap<CertifiedKey>,
     stamp: Mutex<Stamp>,
+    /// A read is under way: changes seen meanwhile wait for it.
+    reading: AtomicBool,
 }
 
 impl fmt::Debug for Reloading {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reloading")
-            .field("files", &self.files)
+            .field("files", &self.0.files)
             .finish_non_exhaustive()
     }
 }
 
 impl ResolvesServerCert for Reloading {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let now = stamp(&self.files);
-        let mut seen = self
-            .stamp
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *seen != now {
-            *seen = now;
-            match load(&self.files, &self.provider) {
-                Ok(key) => {
-                    self.current.store(Arc::new(key));
-                    tracing::info!(cert = %self.files.cert.display(), "serving a new certificate");
+        let shared = &self.0;
+        let changed = {
+            let now = stamp(&shared.files);
+            let mut seen = shared
+                .stamp
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            *seen != now && !shared.reading.swap(true, Ordering::AcqRel) && {
+                *seen = now;
+                true
+            }
+        };
+        if changed {
+            let shared = Arc::clone(shared);
+            let read = move || {
+                match load(&shared.files, &shared.provider) {
+                    Ok(key) => {
+                        shared.current.store(Arc::new(key));
+                        tracing::info!(cert = %shared.files.cert.display(), "serving a new certificate");
+                    }
+                    Err(err) => tracing::warn!("{err}; still serving the previous certificate"),
                 }
-                Err(err) => tracing::warn!("{err}; still serving the previous certificate"),
+                shared.reading.store(false, Ordering::Release);
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(read)),
+                Err(_) => read(),
             }
         }
-        Some(self.current.load_full())
+        Some(shared.current.load_full())
     }
 }
 
+/// Reads and checks the pair: regular files only (a FIFO cannot hang the
+/// read, a link to a device cannot fill memory), at most
+/// [`MAX_PEM_BYTES`] each.
 fn load(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
     let cert_shown = files.cert.display();
     let key_shown = files.key.display();
-    let chain = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+    let cert_pem = read_small_file(&files.cert, MAX_PEM_BYTES)
+        .map_err(|err| format!("--tls-cert {cert_shown}: {err}"))?;
+    let key_pem = read_small_file(&files.key, MAX_PEM_BYTES)
+        .map_err(|err| format!("--tls-key {key_shown}: {err}"))?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|err| format!("--tls-cert {cert_shown}: {err}"))?;
     if chain.is_empty() {
         return Err(format!(
             "--tls-cert {cert_shown}: no certificate in the file"
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|err| format!("--tls-key {key_shown}: {err}"))?;
     let certified = CertifiedKey::from_der(chain, key, provider)
         .map_err(|err| format!("--tls-cert and --tls-key do not match: {err}"))?;
@@ -115,12 +148,13 @@ fn load(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, Str
 pub(super) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let first = load(files, &provider)?;
-    let resolver = Reloading {
+    let resolver = Reloading(Arc::new(Shared {
         stamp: Mutex::new(stamp(files)),
         files: files.clone(),
         provider: Arc::clone(&provider),
         current: ArcSwap::from_pointee(first),
-    };
+        reading: AtomicBool::new(false),
+    }));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|err| err.to_string())?

@@ -146,18 +146,18 @@ async fn a_rotated_certificate_reaches_new_connections_and_spares_open_ones() {
 
     let second = ca.issue(&["localhost"], "second");
     write_pair(dir.path(), &second);
-    let fresh = tls_connect(addr, &ca).await.unwrap();
-    assert_eq!(
-        peer(&fresh),
-        der(&second),
-        "new connections get the new one"
-    );
+    serves_within(addr, &ca, &[der(&first)], &der(&second)).await;
 
     // A half-written pair (a key that does not match) keeps the last good
-    // certificate in service.
+    // certificate in service until the next good pair.
     std::fs::write(dir.path().join("server.key"), first.key.as_bytes()).unwrap();
-    let during = tls_connect(addr, &ca).await.unwrap();
-    assert_eq!(peer(&during), der(&second));
+    for _ in 0..5 {
+        let during = tls_connect(addr, &ca).await.unwrap();
+        assert_eq!(peer(&during), der(&second));
+    }
+    let third = ca.issue(&["localhost"], "third");
+    write_pair(dir.path(), &third);
+    serves_within(addr, &ca, &[der(&second)], &der(&third)).await;
 
     // The connection opened before the rotation still serves requests.
     let request = hyper::Request::get("/healthz")
@@ -194,4 +194,84 @@ async fn a_client_that_never_starts_the_handshake_is_closed_at_the_header_deadli
         matches!(closed, Ok(Ok(0) | Err(_))),
         "still open after 3 s: {closed:?}"
     );
+}
+
+/// New connections get `wanted` within 10 s, and every handshake until
+/// then succeeds with one of `before`: a reload never leaves a gap.
+async fn serves_within(addr: std::net::SocketAddr, ca: &Ca, before: &[Vec<u8>], wanted: &[u8]) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stream = tls_connect(addr, ca)
+            .await
+            .expect("every handshake succeeds");
+        let served = peer(&stream);
+        if served == wanted {
+            return;
+        }
+        assert!(before.contains(&served), "an unexpected certificate");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never served the new certificate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_swapped_for_a_fifo_or_a_device_never_hangs_or_fills_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let first = ca.issue(&["localhost"], "first");
+    let files = write_pair(dir.path(), &first);
+    let config = HttpConfig {
+        tls: Some(files.clone()),
+        ..HttpConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, Collector::new(), config, async {
+        let _ = stopped.await;
+    }));
+    assert_eq!(peer(&tls_connect(addr, &ca).await.unwrap()), der(&first));
+
+    // A FIFO nobody writes, then a link to an endless device: each is
+    // refused, and handshakes go on with the certificate already read.
+    let fifo = dir.path().join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_file(&files.cert).unwrap();
+    std::os::unix::fs::symlink(&fifo, &files.cert).unwrap();
+    for _ in 0..5 {
+        let stream =
+            tokio::time::timeout(std::time::Duration::from_secs(5), tls_connect(addr, &ca))
+                .await
+                .expect("a handshake never waits on a FIFO")
+                .unwrap();
+        assert_eq!(peer(&stream), der(&first));
+    }
+    std::fs::remove_file(&files.cert).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &files.cert).unwrap();
+    for _ in 0..5 {
+        let stream =
+            tokio::time::timeout(std::time::Duration::from_secs(5), tls_connect(addr, &ca))
+                .await
+                .expect("a handshake never reads a device")
+                .unwrap();
+        assert_eq!(peer(&stream), der(&first));
+    }
+    // A good pair again is served, and the server stops when told.
+    std::fs::remove_file(&files.cert).unwrap();
+    let second = ca.issue(&["localhost"], "second");
+    write_pair(dir.path(), &second);
+    serves_within(addr, &ca, &[der(&first)], &der(&second)).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
 }
