@@ -138,8 +138,9 @@ impl AlertsConfig {
     pub fn load(path: &Path) -> Result<AlertsConfig, AlertsError> {
         let shown = path.display();
         let fail = |reason: String| AlertsError(format!("{shown}: {reason}"));
-        let bytes = crate::persist::read_small_file(path, MAX_FILE_BYTES)
-            .map_err(|err| fail(err.to_string()))?;
+        let bytes =
+            crate::persist::read_small_file(path, MAX_FILE_BYTES, crate::persist::Links::Follow)
+                .map_err(|err| fail(err.to_string()))?;
         let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".to_owned()))?;
         AlertsConfig::parse(&text, &shown.to_string())
     }

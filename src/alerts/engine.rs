@@ -168,7 +168,11 @@ impl Engine {
                     rule.name.clone(),
                     SavedFiring {
                         since,
-                        last_sent: wall - now.duration_since(last_sent),
+                        // Whole seconds: the two clocks are read apart,
+                        // and a jitter must not count as a change to save.
+                        last_sent: (wall - now.duration_since(last_sent))
+                            .replace_nanosecond(0)
+                            .unwrap_or(wall),
                     },
                 )),
                 _ => None,

@@ -107,11 +107,15 @@ pub async fn run(
             shown = current;
         }
         if let Some(path) = &saved {
-            let state = engine.saved(now, snapshot.timestamp);
+            // The clock, not the snapshot's time: a state file served by
+            // `serve` may be hours old, and its time would date every
+            // reminder that long ago.
+            let state = engine.saved(now, time::OffsetDateTime::now_utc());
             if state != kept {
                 let (path, text) = (path.clone(), serde_json::to_vec_pretty(&state));
                 let written = match text {
                     Ok(text) => tokio::task::spawn_blocking(move || {
+                        refuse_linked_folder(&path)?;
                         crate::persist::write_atomically(&path, &text)
                     })
                     .await
@@ -127,13 +131,47 @@ pub async fn run(
     }
 }
 
+/// Refuses a path whose folder is a symbolic link: a migration folder
+/// swapped for a link would have this write land wherever it points.
+fn refuse_linked_folder(path: &Path) -> io::Result<()> {
+    let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if std::fs::symlink_metadata(folder).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(io::Error::other(format!(
+            "{} is a symbolic link; the alert state is not written through it",
+            crate::printable::printable(&folder.display().to_string())
+        )));
+    }
+    Ok(())
+}
+
 /// The saved alert state, `None` when there is none yet.
 fn load_saved(path: &Path) -> io::Result<Option<Saved>> {
-    match crate::persist::read_small_file(path, MAX_SAVED_BYTES) {
+    match crate::persist::read_small_file(path, MAX_SAVED_BYTES, crate::persist::Links::Refuse) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(io::Error::other),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alert_state_is_never_written_through_a_linked_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let shop = dir.path().join("shop");
+        std::os::unix::fs::symlink(&elsewhere, &shop).unwrap();
+        let err = refuse_linked_folder(&shop.join("state.serve.json")).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        assert!(refuse_linked_folder(&dir.path().join("real").join("state.serve.json")).is_ok());
+        assert!(refuse_linked_folder(Path::new("state.serve.json")).is_ok());
     }
 }

@@ -18,7 +18,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
-use crate::persist::read_small_file;
+use crate::persist::{Links, read_small_file};
 
 /// Where the server's certificate chain and private key are (PEM).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,9 +124,9 @@ impl ResolvesServerCert for Reloading {
 fn load(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
     let cert_shown = files.cert.display();
     let key_shown = files.key.display();
-    let cert_pem = read_small_file(&files.cert, MAX_PEM_BYTES)
+    let cert_pem = read_small_file(&files.cert, MAX_PEM_BYTES, Links::Follow)
         .map_err(|err| format!("--tls-cert {cert_shown}: {err}"))?;
-    let key_pem = read_small_file(&files.key, MAX_PEM_BYTES)
+    let key_pem = read_small_file(&files.key, MAX_PEM_BYTES, Links::Follow)
         .map_err(|err| format!("--tls-key {key_shown}: {err}"))?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()

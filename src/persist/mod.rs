@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub use persister::StatePersister;
 #[cfg(feature = "alerts")]
-pub(crate) use read::read_small_file;
+pub(crate) use read::{Links, read_small_file};
 pub use read::{
     StateFileError, StateFileErrorKind, read_history_file, read_logs_file, read_state_file,
 };

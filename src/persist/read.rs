@@ -101,14 +101,13 @@ pub fn read_state_file(path: &Path) -> Result<Snapshot, StateFileError> {
         path: path.to_owned(),
         kind,
     };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|err| match err.kind() {
-            io::ErrorKind::NotFound => error(StateFileErrorKind::NotFound),
-            _ => error(StateFileErrorKind::Unreadable(err)),
-        })?;
+    let mut file = open_no_follow(path).map_err(|err| match err.kind() {
+        io::ErrorKind::NotFound => error(StateFileErrorKind::NotFound),
+        _ if err.raw_os_error() == Some(libc::ELOOP) => {
+            error(StateFileErrorKind::NotRegularFile("a symbolic link"))
+        }
+        _ => error(StateFileErrorKind::Unreadable(err)),
+    })?;
     let metadata = file
         .metadata()
         .map_err(|err| error(StateFileErrorKind::Unreadable(err)))?;
@@ -131,9 +130,39 @@ pub fn read_state_file(path: &Path) -> Result<Snapshot, StateFileError> {
         error(StateFileErrorKind::InvalidJson {
             line: err.line(),
             column: err.column(),
-            message: err.to_string(),
+            message: json_problem(&err),
         })
     })
+}
+
+/// What is wrong with a file's JSON, in words that quote none of it:
+/// serde_json's messages quote values (`invalid type: string "…"`), and
+/// the file may be any file, or planted. Quoted parts become `…`; what is
+/// left is the schema's words.
+fn json_problem(err: &serde_json::Error) -> String {
+    let mut out = String::new();
+    let mut quote = None;
+    for c in err.to_string().chars() {
+        match (quote, c) {
+            (None, '"' | '`') => {
+                quote = Some(c);
+                out.push('…');
+            }
+            (Some(open), c) if c == open => quote = None,
+            (Some(_), _) => {}
+            (None, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// Opens `path` for reading without following a link at its end and
+/// without blocking on a FIFO.
+fn open_no_follow(path: &Path) -> io::Result<std::fs::File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// Reads a history file written by [`write_history_file`](crate::write_history_file)
@@ -142,7 +171,7 @@ pub fn read_state_file(path: &Path) -> Result<Snapshot, StateFileError> {
 /// [`MAX_HISTORY_FILE_BYTES`](super::MAX_HISTORY_FILE_BYTES); a hostile
 /// file cannot grow the history past its bounds.
 pub fn read_history_file(path: &Path) -> io::Result<History> {
-    let bytes = read_small_file(path, super::MAX_HISTORY_FILE_BYTES)?;
+    let bytes = read_small_file(path, super::MAX_HISTORY_FILE_BYTES, Links::Refuse)?;
     let history: History = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
     Ok(history.sanitized())
 }
@@ -152,21 +181,40 @@ pub fn read_history_file(path: &Path) -> io::Result<History> {
 /// [`MAX_LOGS_FILE_BYTES`](super::MAX_LOGS_FILE_BYTES), and the newest
 /// [`MAX_LOG_ENTRIES`](super::MAX_LOG_ENTRIES) of them.
 pub fn read_logs_file(path: &Path) -> io::Result<Vec<LogEntry>> {
-    let bytes = read_small_file(path, super::MAX_LOGS_FILE_BYTES)?;
+    let bytes = read_small_file(path, super::MAX_LOGS_FILE_BYTES, Links::Refuse)?;
     let mut logs: Vec<LogEntry> = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
     let skip = logs.len().saturating_sub(super::MAX_LOG_ENTRIES);
     logs.drain(..skip);
     Ok(logs)
 }
 
+/// Whether a read follows a link at the end of its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Links {
+    /// A file the operator names (a certificate, an alerts file): links
+    /// are how such files are often deployed.
+    Follow,
+    /// A file this crate writes or serves: a link there was planted.
+    Refuse,
+}
+
 /// The whole of a small file the way [`read_state_file`] reads: opened
 /// non-blocking (a FIFO cannot hang it), a regular file only, at most
 /// `max` bytes.
-pub(crate) fn read_small_file(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
+pub(crate) fn read_small_file(path: &Path, max: u64, links: Links) -> io::Result<Vec<u8>> {
+    let mut file = match links {
+        Links::Refuse => open_no_follow(path).map_err(|err| {
+            if err.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::other("a symbolic link, not a regular file")
+            } else {
+                err
+            }
+        })?,
+        Links::Follow => OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)?,
+    };
     if let Some(what) = not_regular(file.metadata()?.file_type()) {
         return Err(io::Error::other(format!("{what}, not a regular file")));
     }

@@ -671,3 +671,57 @@ async fn serve_of_several_migrations_names_each_in_its_notifications() {
     named.sort();
     assert_eq!(named, ["pgmigrator/billing", "pgmigrator/shop"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_state_file_hours_old_still_dates_notifications_by_the_clock() {
+    let hook = receiver(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let hour_ago = time::OffsetDateTime::now_utc() - Duration::from_secs(3600);
+    let snapshot = pgmigrator_metrics::Snapshot {
+        timestamp: hour_ago,
+        applied_lsn: Lsn(1),
+        latest_lsn: Lsn(10_000_000),
+        lag_bytes: 9_999_999,
+        ..pgmigrator_metrics::Snapshot::default()
+    };
+    pgmigrator_metrics::write_state_file(&state, &snapshot).unwrap();
+    let mirror = pgmigrator_metrics::StateFileMirror::start(&state);
+    let saved = dir.path().join("state.serve.json");
+    let config = config(
+        "[[rule]]\nname = \"lag\"\nwhen = \"lag_bytes > 1MB\"\nrepeat = \"30m\"\n",
+        &hook.url,
+    );
+    let dispatcher = Dispatcher::start(&config, quick_retries()).unwrap();
+    let running = tokio::spawn(alerts::run(
+        mirror.snapshots(),
+        None,
+        config,
+        dispatcher,
+        Some(saved.clone()),
+    ));
+    hook.wait_for(1).await;
+    let sent = time::OffsetDateTime::now_utc();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let last_sent = loop {
+        let kept: Option<Value> = std::fs::read(&saved)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        if let Some(at) = kept
+            .as_ref()
+            .and_then(|k| k["firing"]["lag"]["last_sent"].as_str())
+        {
+            break time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        }
+        assert!(Instant::now() < deadline, "the alert state was never saved");
+        sleep(Duration::from_millis(20)).await;
+    };
+    running.abort();
+    // Within the test's few seconds, not the file's hour: a restart would
+    // otherwise remind at once.
+    assert!(
+        (sent - last_sent).abs() < time::Duration::seconds(30),
+        "last_sent {last_sent}, sent about {sent}"
+    );
+}

@@ -487,3 +487,81 @@ async fn failed_writes_reach_the_snapshot_and_stop_reports_the_final_one() {
     let err = persister.stop().await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
 }
+
+#[test]
+fn a_state_file_that_is_a_link_is_refused_and_a_bad_one_is_not_quoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("other-migration.json");
+    write_state_file(&elsewhere, &Snapshot::default()).unwrap();
+    let link = dir.path().join("state.json");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let err = read_state_file(&link).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            StateFileErrorKind::NotRegularFile("a symbolic link")
+        ),
+        "{err}"
+    );
+
+    // A planted file of the wrong shape: the error says where, not what.
+    let planted = dir.path().join("planted.json");
+    fs::write(&planted, r#"{"phase": "copy", "tables": "SECRET-CONTENT"}"#).unwrap();
+    let err = read_state_file(&planted).unwrap_err().to_string();
+    assert!(!err.contains("SECRET"), "{err}");
+    assert!(err.contains("line 1"), "{err}");
+    fs::write(&planted, "SECRET-CONTENT").unwrap();
+    let err = read_state_file(&planted).unwrap_err().to_string();
+    assert!(!err.contains("SECRET"), "{err}");
+}
+
+#[test]
+fn companion_files_that_are_links_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target.json");
+    fs::write(&target, "[]").unwrap();
+    let logs = dir.path().join("state.logs.json");
+    std::os::unix::fs::symlink(&target, &logs).unwrap();
+    let err = pgmigrator_metrics::read_logs_file(&logs).unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    let history = dir.path().join("state.history.json");
+    std::os::unix::fs::symlink(&target, &history).unwrap();
+    assert!(pgmigrator_metrics::read_history_file(&history).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_state_file_swapped_for_a_link_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let ours = Snapshot {
+        total_rows: 1,
+        ..Snapshot::default()
+    };
+    write_state_file(&path, &ours).unwrap();
+    let mirror = pgmigrator_metrics::StateFileMirror::start(&path);
+    let snapshots = mirror.snapshots();
+    assert_eq!(snapshots.snapshot().total_rows, 1);
+
+    let theirs = dir.path().join("another-migration.json");
+    write_state_file(
+        &theirs,
+        &Snapshot {
+            total_rows: 999,
+            ..Snapshot::default()
+        },
+    )
+    .unwrap();
+    fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&theirs, &path).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let shown = snapshots.snapshot();
+        if shown.last_error.contains("symbolic link") {
+            break shown;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{shown:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(shown.total_rows, 1, "the link's target is never served");
+    assert!(shown.stale);
+}
