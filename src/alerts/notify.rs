@@ -96,8 +96,18 @@ impl Message {
         if let Some(url) = &self.dashboard_url {
             text.push_str(&format!(" · {url}"));
         }
-        text
+        slack_escape(&text)
     }
+}
+
+/// Text as Slack reads it literally: `&`, `<` and `>` escaped, as Slack
+/// requires, so that no field (a phase or a summary from a state file, a
+/// migration name) becomes a mention (`<!channel>`) or a link
+/// (`<http://…|…>`).
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A notifier ready to deliver.
@@ -323,5 +333,24 @@ fn describe(receiver: &Receiver) -> String {
         Receiver::Webhook(target, _) => format!("webhook {}", target.authority()),
         Receiver::Slack(target, _) => format!("slack {}", target.authority()),
         Receiver::Command(argv) => format!("command {}", argv.first().map_or("", String::as_str)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_text_turns_no_field_into_a_mention_or_a_link() {
+        let config = AlertsConfig::parse("", "alerts.toml").unwrap();
+        let mut message = Message::test(&config);
+        message.notification.summary = "<!channel> phase <http://evil.example|x> & more".into();
+        message.migration = "<@U123>".into();
+        message.dashboard_url = Some("http://host:7654/?a=1&b=2".into());
+        let text = message.slack_text();
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        assert!(text.contains("&lt;!channel&gt;"), "{text}");
+        assert!(text.contains("&lt;@U123&gt;"), "{text}");
+        assert!(text.contains("a=1&amp;b=2"), "{text}");
     }
 }
