@@ -46,12 +46,23 @@ pub enum NotifierConfig {
         /// For HTTPS: trust this CA (PEM) instead of the system's roots.
         ca_cert: Option<PathBuf>,
     },
-    /// Run a program with the notification's JSON on its standard input.
+    /// Run a program with the notification's JSON on its standard input,
+    /// in a clean environment: only [`COMMAND_ENV`] and the variables
+    /// `env` names are passed on (never, say, `PGMIGRATOR_TOKEN` or
+    /// `PGPASSWORD`, unless named).
     Command {
         /// The program and its arguments (no shell).
         argv: Vec<String>,
+        /// More variables to pass on (`env = ["SLACK_TOKEN"]`).
+        env: Vec<String>,
     },
 }
+
+/// The variables a command notifier gets from pgmigrator's environment
+/// when they are set: what a program needs to run, and no secret.
+pub const COMMAND_ENV: [&str; 8] = [
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
+];
 
 impl NotifierConfig {
     /// `webhook hooks.example.com`: the kind and the host only, since a
@@ -60,7 +71,7 @@ impl NotifierConfig {
         match self {
             NotifierConfig::Webhook { url, .. } => format!("webhook {}", host_of(url)),
             NotifierConfig::Slack { url, .. } => format!("slack {}", host_of(url)),
-            NotifierConfig::Command { argv } => {
+            NotifierConfig::Command { argv, .. } => {
                 format!("command {}", argv.first().map_or("", String::as_str))
             }
         }
@@ -127,6 +138,8 @@ struct NotifierEntry {
     url: Option<Spanned<String>>,
     ca_cert: Option<PathBuf>,
     command: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    env: Vec<String>,
 }
 
 const DEFAULT_REPEAT: Duration = Duration::from_secs(3600);
@@ -251,6 +264,7 @@ impl AlertsConfig {
                 "command" => match &entry.command {
                     Some(argv) if !argv.get_ref().is_empty() => NotifierConfig::Command {
                         argv: argv.get_ref().clone(),
+                        env: entry.env.clone(),
                     },
                     _ => {
                         return Err(at(

@@ -27,7 +27,7 @@ mod notify;
 mod post;
 mod rule;
 
-pub use config::{AlertsConfig, AlertsError, NotifierConfig, default_rules};
+pub use config::{AlertsConfig, AlertsError, COMMAND_ENV, NotifierConfig, default_rules};
 pub use engine::{Engine, Notification, Rule, Saved, SavedFiring};
 pub use notify::{Dispatcher, Message, QUEUE_CAPACITY, RetryPolicy};
 pub use rule::{Condition, Measured, Op, Quantity};

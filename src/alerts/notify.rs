@@ -14,7 +14,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::client::ConnectorError;
 
-use super::config::{AlertsConfig, NotifierConfig};
+use super::config::{AlertsConfig, COMMAND_ENV, NotifierConfig};
 use super::engine::Notification;
 use super::post::post_json;
 use crate::client::Url;
@@ -115,7 +115,8 @@ fn slack_escape(text: &str) -> String {
 enum Receiver {
     Webhook(Url, TlsConnector),
     Slack(Url, TlsConnector),
-    Command(Vec<String>),
+    /// The program and its arguments, and the environment it gets.
+    Command(Vec<String>, Vec<(String, std::ffi::OsString)>),
 }
 
 /// The delivery queue; cheap to clone.
@@ -206,7 +207,15 @@ fn receiver(notifier: &NotifierConfig) -> Result<Receiver, String> {
         NotifierConfig::Slack { url, ca_cert } => {
             Receiver::Slack(Url::parse(url)?, connector(ca_cert.as_deref())?)
         }
-        NotifierConfig::Command { argv } => Receiver::Command(argv.clone()),
+        NotifierConfig::Command { argv, env } => {
+            let passed = COMMAND_ENV
+                .iter()
+                .copied()
+                .chain(env.iter().map(String::as_str))
+                .filter_map(|name| Some((name.to_owned(), std::env::var_os(name)?)))
+                .collect();
+            Receiver::Command(argv.clone(), passed)
+        }
     })
 }
 
@@ -289,18 +298,27 @@ async fn attempt(receiver: &Receiver, message: &Message, deadline: Duration) -> 
                 .map_err(|e| e.to_string())?;
             post_json(target, body, tls, deadline).await
         }
-        Receiver::Command(argv) => run_command(argv, message, deadline.max(COMMAND_DEADLINE)).await,
+        Receiver::Command(argv, env) => {
+            run_command(argv, env, message, deadline.max(COMMAND_DEADLINE)).await
+        }
     }
 }
 
 /// Runs `argv` with the message's JSON on its standard input; success is
 /// exit status 0 within the deadline (the program is killed otherwise).
-async fn run_command(argv: &[String], message: &Message, deadline: Duration) -> Result<(), String> {
+async fn run_command(
+    argv: &[String],
+    env: &[(String, std::ffi::OsString)],
+    message: &Message,
+    deadline: Duration,
+) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("no program")?;
     let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
     let run = async {
         let mut child = tokio::process::Command::new(program)
             .args(args)
+            .env_clear()
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -332,7 +350,9 @@ fn describe(receiver: &Receiver) -> String {
     match receiver {
         Receiver::Webhook(target, _) => format!("webhook {}", target.authority()),
         Receiver::Slack(target, _) => format!("slack {}", target.authority()),
-        Receiver::Command(argv) => format!("command {}", argv.first().map_or("", String::as_str)),
+        Receiver::Command(argv, _) => {
+            format!("command {}", argv.first().map_or("", String::as_str))
+        }
     }
 }
 

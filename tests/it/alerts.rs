@@ -725,3 +725,37 @@ async fn a_served_state_file_hours_old_still_dates_notifications_by_the_clock() 
         "last_sent {last_sent}, sent about {sent}"
     );
 }
+
+#[cfg(feature = "cli")]
+#[test]
+fn a_command_notifier_gets_a_clean_environment_and_only_the_variables_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("env.txt");
+    let file = dir.path().join("alerts.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[notifier]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"env > '{}'\"]\n\
+             env = [\"EXTRA_VAR\"]\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["alerts", "test", "--alerts"])
+        .arg(&file)
+        .env("PGMIGRATOR_TOKEN", "token-secret")
+        .env("PGPASSWORD", "password-secret")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret")
+        .env("EXTRA_VAR", "wanted")
+        .env("LANG", "C.UTF-8")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let env = std::fs::read_to_string(&out).unwrap();
+    assert!(!env.contains("secret"), "{env}");
+    assert!(env.lines().any(|l| l == "EXTRA_VAR=wanted"), "{env}");
+    assert!(env.lines().any(|l| l == "LANG=C.UTF-8"), "{env}");
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+}
