@@ -32,7 +32,8 @@ fn a_file_with_rules_and_notifiers_loads() {
     assert_eq!(
         config.notifiers[1],
         NotifierConfig::Command {
-            argv: vec!["sendmail".into(), "-t".into()]
+            argv: vec!["sendmail".into(), "-t".into()],
+            env: Vec::new(),
         }
     );
     let shown = format!("{:?}", config.notifiers);
