@@ -413,7 +413,7 @@ impl Family {
                     }
                 }
                 Series::TableGauge(value) => {
-                    for t in &s.tables {
+                    for t in unique_tables(s) {
                         if let Some(v) = value(t) {
                             ConstGauge::new(v)
                                 .encode(metric.encode_family(&(own, table_labels(t)))?)?;
@@ -421,7 +421,7 @@ impl Family {
                     }
                 }
                 Series::TableCounter(value) => {
-                    for t in &s.tables {
+                    for t in unique_tables(s) {
                         ConstCounter::new(value(t))
                             .encode(metric.encode_family(&(own, table_labels(t)))?)?;
                     }
@@ -436,6 +436,15 @@ impl Family {
         }
         Ok(())
     }
+}
+
+/// The snapshot's tables, each name once (the first): a state file may
+/// list a table twice, and a family holds one series per label set.
+fn unique_tables(s: &Snapshot) -> impl Iterator<Item = &TableProgress> {
+    let mut seen = std::collections::HashSet::new();
+    s.tables
+        .iter()
+        .filter(move |t| seen.insert((t.schema.as_str(), t.name.as_str())))
 }
 
 fn table_labels(t: &TableProgress) -> [(&'static str, &str); 2] {
@@ -503,6 +512,25 @@ mod tests {
         // Only the migration with a slot has slot series.
         assert!(text.contains("pgmigrator_slot_retained_wal_bytes{migration=\"shop\"} 7"));
         assert!(!text.contains("pgmigrator_slot_retained_wal_bytes{migration=\"billing\"}"));
+    }
+
+    #[test]
+    fn a_table_listed_twice_has_one_series_per_family() {
+        let table = TableProgress::new("public", "users", 10, 10);
+        let snapshot = Snapshot {
+            tables: vec![table.clone(), table],
+            ..Snapshot::default()
+        };
+        let text = render_openmetrics(Arc::new(snapshot));
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit_once(' ').unwrap().0)
+            .collect();
+        let mut unique = series.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), series.len(), "{text}");
     }
 
     #[test]
