@@ -48,6 +48,14 @@ pub(super) struct Base {
 }
 
 impl Base {
+    /// What a delta starts from after `snapshot`.
+    pub(super) fn of(snapshot: &Arc<Snapshot>) -> Base {
+        Base {
+            snapshot: Arc::clone(snapshot),
+            head: Arc::new(head(snapshot)),
+        }
+    }
+
     /// The delta from `self` (frame `from`) to `to` (frame `seq`);
     /// `None` when the table list changed in between.
     pub(super) fn delta_to(&self, from: u64, to: &Base, seq: u64) -> Option<Utf8Bytes> {
@@ -104,10 +112,7 @@ impl Differ {
             self.logs = None;
             return frames;
         }
-        let base = Base {
-            snapshot: Arc::clone(snapshot),
-            head: Arc::new(head(snapshot)),
-        };
+        let base = Base::of(snapshot);
         if let Some(previous) = &self.previous {
             frames.delta = previous.delta_to(self.seq - 1, &base, self.seq);
         }

@@ -250,13 +250,16 @@ pub(super) async fn upgrade(
     // goes unmade.
     let viewer = Counted::new(&hub.viewers);
     let deltas = query.mode == WsMode::Delta;
-    let plain = hub.frame_of.get(&source.snapshot());
+    let snapshot = source.snapshot();
+    let plain = hub.frame_of.get(&snapshot);
     let (first, mode) = if deltas {
         let first = vec![full_frame(0, &plain), logs_frame(&source.shared_logs())];
         (
             first,
             Mode::Delta {
-                last: None,
+                // The next tick is a delta from this first frame (seq 0),
+                // not a second full one.
+                last: Some((0, Some(Base::of(&snapshot)))),
                 _counted: Counted::new(&hub.delta_clients),
             },
         )
@@ -513,6 +516,36 @@ mod tests {
             0,
             "the count follows the client"
         );
+    }
+
+    #[test]
+    fn a_delta_client_gets_deltas_from_its_first_full_frame_not_a_second_full_one() {
+        let mut differ = Differ::default();
+        let tick = |differ: &mut Differ, lag: u64| {
+            let snapshot = Arc::new(Snapshot {
+                lag_bytes: lag,
+                ..Snapshot::default()
+            });
+            (
+                Arc::clone(&snapshot),
+                differ.next(&snapshot, encode(&snapshot), Arc::default(), true),
+            )
+        };
+        for lag in 0..5 {
+            tick(&mut differ, lag);
+        }
+        // A client arrives: its first frame is the newest snapshot, seq 0.
+        let (newest, _) = tick(&mut differ, 5);
+        let count = Arc::<AtomicUsize>::default();
+        let mut mode = Mode::Delta {
+            last: Some((0, Some(Base::of(&newest)))),
+            _counted: Counted::new(&count),
+        };
+        let (_, next) = tick(&mut differ, 6);
+        let sent = &mode.pick(&next)[0];
+        assert!(sent.contains("\"type\":\"delta\""), "{sent}");
+        assert!(sent.contains("\"from\":0"), "{sent}");
+        assert!(sent.contains("\"lag_bytes\":6"), "{sent}");
     }
 
     #[tokio::test]

@@ -1038,6 +1038,7 @@ async fn delta_mode_rebuilds_every_snapshot_from_a_full_frame_and_what_changed()
         })
     };
     let (mut delta_bytes, mut full_bytes, mut seen_deltas, mut last_seq) = (0, 0, 0, 0);
+    let mut fulls_again = 0;
     for _ in 0..20 {
         let frame = next_json(&mut deltas).await;
         if frame["type"] == "logs" {
@@ -1045,7 +1046,10 @@ async fn delta_mode_rebuilds_every_snapshot_from_a_full_frame_and_what_changed()
         }
         let seq = frame["seq"].as_u64().unwrap();
         match frame["type"].as_str().unwrap() {
-            "full" => state = frame["snapshot"].clone(),
+            "full" => {
+                fulls_again += 1;
+                state = frame["snapshot"].clone();
+            }
             "delta" => {
                 assert_eq!(
                     frame["from"].as_u64(),
@@ -1061,6 +1065,10 @@ async fn delta_mode_rebuilds_every_snapshot_from_a_full_frame_and_what_changed()
         last_seq = seq;
     }
     writer.await.unwrap();
+    assert_eq!(
+        fulls_again, 0,
+        "one full frame, then deltas (the table list never changed)"
+    );
     assert!(seen_deltas >= 15, "{seen_deltas} deltas");
     // The plain client's frame of the same tick is the same snapshot.
     let target = state["timestamp"].clone();
