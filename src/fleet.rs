@@ -8,8 +8,9 @@
 //!
 //! let taken = ["shop".to_owned()];
 //! let taken = |id: &str| taken.iter().any(|t| t == id);
-//! assert_eq!(fleet::id_for_state_file(Path::new("/srv/billing.json"), taken), "billing");
-//! assert_eq!(fleet::id_for_state_file(Path::new("/srv/shop/state.json"), taken), "shop-2");
+//! let none = Default::default();
+//! assert_eq!(fleet::id_for_state_file(Path::new("/srv/billing.json"), taken, &none), "billing");
+//! assert_eq!(fleet::id_for_state_file(Path::new("/srv/shop/state.json"), taken, &none), "shop-2");
 //! assert_eq!(fleet::id_for_name("../etc", taken), "-.-etc");
 //! assert_eq!(fleet::state_file_in(Path::new("/srv"), "shop"), Path::new("/srv/shop/state.json"));
 //! ```
@@ -26,17 +27,15 @@ pub const MAX_MIGRATIONS: usize = 1000;
 
 /// The id of the migration whose state file is `path`: the file's name
 /// without `.json`, or its folder's name for a `state.json`; made unique
-/// and safe by [`id_for_name`].
-pub fn id_for_state_file(path: &Path, taken: impl Fn(&str) -> bool) -> String {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-    let name = match stem.as_deref() {
-        Some("state") | None => path
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned()),
-        Some(stem) => Some(stem.to_owned()),
-    };
-    id_for_name(name.as_deref().unwrap_or("migration"), taken)
+/// and safe by [`id_for_name`]. An id in `reserved` (see [`exact_ids`])
+/// is only ever its own folder's.
+pub fn id_for_state_file(
+    path: &Path,
+    taken: impl Fn(&str) -> bool,
+    reserved: &HashSet<String>,
+) -> String {
+    let own = id_source(path).unwrap_or_else(|| "migration".to_owned());
+    id_for_name(&own, |id| taken(id) || (id != own && reserved.contains(id)))
 }
 
 /// `name` (a subscription's, a folder's) as a migration id that is also a
@@ -70,6 +69,33 @@ pub fn id_for_name(name: &str, taken: impl Fn(&str) -> bool) -> String {
     id
 }
 
+/// Whether `name` is an id as it is: [`id_for_name`] keeps it unchanged
+/// when it is free. Such a name is never given to another migration whose
+/// name had to be changed, so ids do not depend on the order folders are
+/// found in.
+pub fn is_id(name: &str) -> bool {
+    id_for_name(name, |_| false) == name
+}
+
+/// The name a state file's id comes from: its folder's for a `state.json`,
+/// else the file's own without `.json`.
+fn id_source(path: &Path) -> Option<String> {
+    match path.file_stem()?.to_string_lossy().as_ref() {
+        "state" => Some(path.parent()?.file_name()?.to_string_lossy().into_owned()),
+        stem => Some(stem.to_owned()),
+    }
+}
+
+/// The names among `paths`' id sources that are ids as they are: those
+/// another migration's changed name must not take.
+pub fn exact_ids<'a>(paths: impl IntoIterator<Item = &'a Path>) -> HashSet<String> {
+    paths
+        .into_iter()
+        .filter_map(id_source)
+        .filter(|name| is_id(name))
+        .collect()
+}
+
 /// Where migration `id` keeps its state in the fleet directory `dir`:
 /// `DIR/ID/state.json`, the layout a [`WatchedDir`] finds.
 pub fn state_file_in(dir: &Path, id: &str) -> PathBuf {
@@ -98,6 +124,11 @@ impl WatchedDir {
     /// The directory watched.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Every state file seen so far, served or not.
+    pub fn seen(&self) -> impl Iterator<Item = &Path> {
+        self.seen.iter().map(PathBuf::as_path)
     }
 
     /// The state files that appeared since the last look, in name order;
@@ -145,10 +176,36 @@ mod tests {
             "/srv/we ird/state.json",
             "state.json",
         ] {
-            let id = id_for_state_file(Path::new(path), |id| taken.iter().any(|t| t == id));
+            let id = id_for_state_file(
+                Path::new(path),
+                |id| taken.iter().any(|t| t == id),
+                &HashSet::new(),
+            );
             taken.push(id);
         }
         assert_eq!(taken, ["shop", "billing", "shop-2", "we-ird", "migration"]);
+    }
+
+    #[test]
+    fn a_name_that_is_an_id_is_reserved_for_its_own_folder() {
+        let paths = [
+            Path::new("/srv/a b/state.json"),
+            Path::new("/srv/a-b/state.json"),
+            Path::new("/srv/billing.json"),
+        ];
+        let reserved = exact_ids(paths);
+        assert_eq!(reserved.len(), 2, "{reserved:?}");
+        assert!(is_id("a-b") && !is_id("a b") && !is_id(".x"));
+        // Whichever comes first, `a b` never takes `a-b`.
+        for order in [[0, 1], [1, 0]] {
+            let mut taken: Vec<String> = Vec::new();
+            for i in order {
+                let id = id_for_state_file(paths[i], |id| taken.iter().any(|t| t == id), &reserved);
+                taken.push(id);
+            }
+            taken.sort();
+            assert_eq!(taken, ["a-b", "a-b-2"]);
+        }
     }
 
     #[test]

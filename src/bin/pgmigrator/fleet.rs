@@ -3,6 +3,7 @@
 //! fleet is (ids, watched directories, the cap) is the library's
 //! [`fleet`] module; this file wires it to flags and output.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,10 +34,12 @@ pub(crate) async fn serve(args: ServeArgs, log_filter: &Targets) -> Result<(), F
         alerts: args.alerts.file.clone(),
         several: files.len() > 1 || !args.state_dirs.is_empty(),
         migrations: Migrations::empty(),
+        files: files.clone(),
     };
+    let reserved = fleet::exact_ids(files.iter().map(PathBuf::as_path));
     let mut ids = Vec::new();
     for path in &files {
-        ids.push(follow.add(path)?);
+        ids.push(follow.add(path, &reserved)?);
     }
     let mut watches = args
         .state_dirs
@@ -71,12 +74,14 @@ struct Follow {
     alerts: Option<PathBuf>,
     several: bool,
     migrations: Migrations,
+    /// The state files named on the command line.
+    files: Vec<PathBuf>,
 }
 
 impl Follow {
     /// Follows the state file at `path` under a fresh id.
-    fn add(&self, path: &Path) -> Result<String, Failure> {
-        let id = fleet::id_for_state_file(path, |id| self.migrations.contains(id));
+    fn add(&self, path: &Path, reserved: &HashSet<String>) -> Result<String, Failure> {
+        let id = fleet::id_for_state_file(path, |id| self.migrations.contains(id), reserved);
         let mirror = StateFileMirror::start(path);
         // Another process writes the state file (and its alerts); serve's
         // own alert state is kept apart from that process's.
@@ -95,28 +100,38 @@ impl Follow {
 
     /// Follows what appeared in `watches`; `false` once the cap is reached.
     /// One task looks at every directory in turn, so two folders of the
-    /// same name in two directories get two ids.
+    /// same name in two directories get two ids; a folder whose name is an
+    /// id as it is keeps that id for itself, whatever order folders are
+    /// found in.
     fn look(&self, watches: &mut [WatchedDir]) -> bool {
-        for watch in watches {
+        let mut found = Vec::new();
+        for watch in watches.iter_mut() {
             let room = MAX_MIGRATIONS.saturating_sub(self.migrations.len());
-            let appeared = match watch.appeared(room + 1) {
-                Ok(appeared) => appeared,
+            match watch.appeared(room + 1) {
+                Ok(appeared) => found.push((watch.dir().to_owned(), appeared)),
                 Err(err) => {
                     tracing::warn!(dir = %watch.dir().display(), error = %err, "cannot list the watched directory");
-                    continue;
                 }
-            };
+            }
+        }
+        let reserved = fleet::exact_ids(
+            self.files
+                .iter()
+                .map(PathBuf::as_path)
+                .chain(watches.iter().flat_map(WatchedDir::seen)),
+        );
+        for (dir, appeared) in found {
             for path in appeared {
                 if self.migrations.len() >= MAX_MIGRATIONS {
                     warn(&format!(
                         "{}: already following {MAX_MIGRATIONS} migrations; no more are added",
-                        printable(&watch.dir().display().to_string()),
+                        printable(&dir.display().to_string()),
                     ));
                     return false;
                 }
                 let shown = path.display().to_string();
                 let shown = printable(&shown);
-                match self.add(&path) {
+                match self.add(&path, &reserved) {
                     Ok(id) => say(&format!("Following: {shown} as {id}")),
                     Err(err) => warn(&format!("{shown}: {err}")),
                 }
@@ -172,11 +187,16 @@ pub(crate) async fn monitor_several(
         )
         .into());
     }
+    let exact: HashSet<String> = names.iter().filter(|n| fleet::is_id(n)).cloned().collect();
     let (mut taken, mut migrations, mut following) = (Vec::<String>::new(), Vec::new(), Vec::new());
     for name in names {
         // Bad input fails here, before anything is served.
         let monitor = pg::Monitor::connect(monitor_config(&args, Some(name.clone()))?).await?;
-        let id = fleet::id_for_name(&name, |id| taken.iter().any(|t| t == id));
+        // A subscription whose name is an id as it is keeps it, whatever
+        // the order of the others.
+        let id = fleet::id_for_name(&name, |id| {
+            taken.iter().any(|t| t == id) || (id != name && exact.contains(id))
+        });
         let state_file = fleet::state_file_in(&dir, &id);
         let collector = resumed_collector(&state_file);
         collector.set_phase(Phase::Connecting).await;
@@ -224,6 +244,40 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn the_same_folders_get_the_same_ids_whatever_order_they_appear_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = |name: &str, lag_bytes: u64| {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+            let state = pgmigrator_metrics::Snapshot {
+                lag_bytes,
+                ..pgmigrator_metrics::Snapshot::default()
+            };
+            pgmigrator_metrics::write_state_file(&dir.path().join(name).join("state.json"), &state)
+                .unwrap();
+        };
+        // `a b` sorts first and used to take `a-b` from the folder named so.
+        folder("a b", 1);
+        folder("a-b", 2);
+        let follow = Follow {
+            alerts: None,
+            several: true,
+            migrations: Migrations::empty(),
+            files: Vec::new(),
+        };
+        let mut watches = [WatchedDir::open(dir.path().to_owned()).unwrap()];
+        assert!(follow.look(&mut watches));
+        let shown = follow.migrations.summaries(time::OffsetDateTime::now_utc());
+        let mut ids: Vec<(&str, u64)> =
+            shown.iter().map(|m| (m.id.as_str(), m.lag_bytes)).collect();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            [("a-b", 2), ("a-b-2", 1)],
+            "the folder named a-b is a-b"
+        );
+    }
+
+    #[tokio::test]
     async fn watched_directories_stop_adding_at_the_cap_and_never_reuse_an_id() {
         let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         for dir in [&one, &two] {
@@ -234,6 +288,7 @@ mod tests {
             alerts: None,
             several: true,
             migrations: Migrations::empty(),
+            files: Vec::new(),
         };
         let mut watches = [one.path(), two.path()].map(|d| WatchedDir::open(d.to_owned()).unwrap());
         assert!(follow.look(&mut watches));
