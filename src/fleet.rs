@@ -131,17 +131,39 @@ impl WatchedDir {
         self.seen.iter().map(PathBuf::as_path)
     }
 
-    /// The state files that appeared since the last look, in name order;
-    /// at most `room` of them (the rest come in later looks). Only the
+    /// What changed since the last look: the state files that appeared,
+    /// in name order and at most `room` of them (the rest come in later
+    /// looks), and those that are gone (their folder or file removed, or
+    /// replaced by something that is not a real file). Only the
     /// `state.json` of real folders counts, never one reached through a
     /// symbolic link.
-    pub fn appeared(&mut self, room: usize) -> io::Result<Vec<PathBuf>> {
-        let mut new = state_files_in(&self.dir)?;
-        new.retain(|path| !self.seen.contains(path));
-        new.truncate(room);
-        self.seen.extend(new.iter().cloned());
-        Ok(new)
+    pub fn look(&mut self, room: usize) -> io::Result<Changes> {
+        let present = state_files_in(&self.dir)?;
+        let mut gone: Vec<PathBuf> = self
+            .seen
+            .iter()
+            .filter(|path| present.binary_search(path).is_err())
+            .cloned()
+            .collect();
+        gone.sort();
+        for path in &gone {
+            self.seen.remove(path);
+        }
+        let mut appeared = present;
+        appeared.retain(|path| !self.seen.contains(path));
+        appeared.truncate(room);
+        self.seen.extend(appeared.iter().cloned());
+        Ok(Changes { appeared, gone })
     }
+}
+
+/// What a [`WatchedDir::look`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// State files to follow from now on.
+    pub appeared: Vec<PathBuf>,
+    /// State files followed until now that are gone.
+    pub gone: Vec<PathBuf>,
 }
 
 /// The `state.json` of each folder directly in `dir` (real folders and
@@ -227,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn a_watched_directory_yields_each_new_state_file_once_within_its_room() {
+    fn a_watched_directory_yields_each_new_state_file_once_and_each_removal() {
         let dir = tempfile::tempdir().unwrap();
         for name in ["a", "b", "c"] {
             std::fs::write(folder(dir.path(), name).join("state.json"), "{}").unwrap();
@@ -246,11 +268,20 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(names(watch.appeared(2).unwrap()), ["a", "b"]);
-        assert_eq!(names(watch.appeared(0).unwrap()), Vec::<String>::new());
+        assert_eq!(names(watch.look(2).unwrap().appeared), ["a", "b"]);
+        assert_eq!(names(watch.look(0).unwrap().appeared), Vec::<String>::new());
         std::fs::write(folder(dir.path(), "d").join("state.json"), "{}").unwrap();
-        assert_eq!(names(watch.appeared(10).unwrap()), ["c", "d"]);
-        assert!(watch.appeared(10).unwrap().is_empty());
+        assert_eq!(names(watch.look(10).unwrap().appeared), ["c", "d"]);
+        assert_eq!(watch.look(10).unwrap(), Changes::default());
+        // Removed, then back: gone once, then it appears again.
+        std::fs::remove_dir_all(dir.path().join("b")).unwrap();
+        let changes = watch.look(10).unwrap();
+        assert_eq!(
+            (names(changes.appeared), names(changes.gone)),
+            (vec![], vec!["b".to_owned()])
+        );
+        std::fs::write(folder(dir.path(), "b").join("state.json"), "{}").unwrap();
+        assert_eq!(names(watch.look(10).unwrap().appeared), ["b"]);
     }
 
     #[test]
@@ -270,7 +301,7 @@ mod tests {
         .unwrap();
         let mut watch = WatchedDir::open(dir.path().to_owned()).unwrap();
         assert_eq!(
-            watch.appeared(MAX_MIGRATIONS).unwrap(),
+            watch.look(MAX_MIGRATIONS).unwrap().appeared,
             [dir.path().join("shop").join("state.json")]
         );
     }

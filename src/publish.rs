@@ -113,11 +113,37 @@ impl fmt::Debug for Snapshots {
     }
 }
 
+/// Names a publisher without keeping it (or its snapshots) alive: a
+/// source that was dropped is never mistaken for a later one.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceId(std::sync::Weak<Latest>);
+
+impl SourceId {
+    /// Whether `snapshots` reads this source.
+    pub(crate) fn is(&self, snapshots: &Snapshots) -> bool {
+        std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(&snapshots.latest))
+    }
+}
+
 impl Snapshots {
+    /// Which source this handle reads.
+    pub(crate) fn source_id(&self) -> SourceId {
+        SourceId(Arc::downgrade(&self.latest))
+    }
+
     /// The same handle, also keeping `source` alive.
     pub(crate) fn keeping(mut self, source: impl Any + Send + Sync) -> Snapshots {
         self._source = Some(Arc::new(source));
         self
+    }
+
+    /// The same handle, keeping nothing alive: for a reader that must end
+    /// when its source goes rather than hold it (a WebSocket hub).
+    pub(crate) fn unkept(&self) -> Snapshots {
+        Snapshots {
+            _source: None,
+            ..self.clone()
+        }
     }
 
     /// The newest snapshot. Lock-free and allocation-free.

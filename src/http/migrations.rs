@@ -49,6 +49,15 @@ impl Migrations {
         Ok(())
     }
 
+    /// Stops serving the migration `id`; `false` when none had it. Its
+    /// WebSocket clients see the end once nothing else holds its source.
+    pub fn remove(&self, id: &str) -> bool {
+        let mut list = self.list.write().unwrap_or_else(PoisonError::into_inner);
+        let before = list.len();
+        list.retain(|(other, _)| other != id);
+        list.len() != before
+    }
+
     /// How many are served.
     pub fn len(&self) -> usize {
         self.read().len()

@@ -31,7 +31,7 @@ use super::rest::Migration;
 use super::server::ConnectionPermit;
 use super::{AppState, error};
 use crate::model::Snapshot;
-use crate::publish::Snapshots;
+use crate::publish::{Snapshots, SourceId};
 
 /// Frames a client may fall behind before it skips to the newest: 16 s of
 /// ticks, so that a client still reading is never skipped just because the
@@ -82,12 +82,21 @@ impl Hubs {
     }
 
     /// The hub of migration `id`, started on `source` when it has none.
+    /// The hub of migration `id`, started again when `id` now names
+    /// another source (a migration removed, and one added under its id).
     fn hub(&self, id: &str, source: &Snapshots) -> Arc<Hub> {
         let mut hubs = self.hubs.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(
-            hubs.entry(id.to_owned())
-                .or_insert_with(|| Arc::new(Hub::start(source))),
-        )
+        // Hubs of sources gone are dropped as they are found.
+        hubs.retain(|_, hub| !hub.task.is_finished());
+        let hub = hubs
+            .entry(id.to_owned())
+            .and_modify(|hub| {
+                if !hub.source.is(source) {
+                    *hub = Arc::new(Hub::start(source));
+                }
+            })
+            .or_insert_with(|| Arc::new(Hub::start(source)));
+        Arc::clone(hub)
     }
 
     /// Sends every client a close frame.
@@ -116,6 +125,8 @@ struct Hub {
     /// frame of every client that comes, so a thousand clients arriving at
     /// once cost one serialization, not a thousand.
     frame_of: FrameOf,
+    /// Which source it follows.
+    source: SourceId,
     task: JoinHandle<()>,
 }
 
@@ -135,7 +146,9 @@ impl Hub {
         let task = tokio::spawn({
             let viewers = Arc::clone(&viewers);
             let delta_clients = Arc::clone(&delta_clients);
-            let source = source.clone();
+            // Not kept alive by its hub: a migration no longer served ends
+            // here too.
+            let source = source.unkept();
             let mut differ = Differ::default();
             let frame_of = frame_of.clone();
             async move {
@@ -165,6 +178,7 @@ impl Hub {
             viewers,
             delta_clients,
             frame_of,
+            source: source.source_id(),
             task,
         }
     }

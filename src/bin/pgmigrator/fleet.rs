@@ -3,7 +3,7 @@
 //! fleet is (ids, watched directories, the cap) is the library's
 //! [`fleet`] module; this file wires it to flags and output.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use pgmigrator_metrics::fleet::{self, MAX_MIGRATIONS, WatchedDir};
 use pgmigrator_metrics::http::{self, Migrations};
 use pgmigrator_metrics::printable::printable;
 use pgmigrator_metrics::{Phase, Snapshots, StateFileMirror, alerts, app, default_state_path, pg};
+use tokio::task::JoinHandle;
 use tracing_subscriber::filter::Targets;
 
 use crate::args::{MonitorArgs, ServeArgs};
@@ -30,12 +31,11 @@ pub(crate) async fn serve(args: ServeArgs, log_filter: &Targets) -> Result<(), F
         ([], []) => vec![state_path(None)?],
         (files, _) => files.to_vec(),
     };
-    let follow = Follow {
-        alerts: args.alerts.file.clone(),
-        several: files.len() > 1 || !args.state_dirs.is_empty(),
-        migrations: Migrations::empty(),
-        files: files.clone(),
-    };
+    let mut follow = Follow::new(
+        args.alerts.file.clone(),
+        files.len() > 1 || !args.state_dirs.is_empty(),
+        files.clone(),
+    );
     let reserved = fleet::exact_ids(files.iter().map(PathBuf::as_path));
     let mut ids = Vec::new();
     for path in &files {
@@ -56,11 +56,12 @@ pub(crate) async fn serve(args: ServeArgs, log_filter: &Targets) -> Result<(), F
             printable(&path.display().to_string())
         ));
     }
+    let migrations = follow.migrations.clone();
     if !watches.is_empty() {
         follow.look(&mut watches);
-        tokio::spawn(follow.clone().watch(watches));
+        tokio::spawn(follow.watch(watches));
     }
-    http::serve_migrations(listener, follow.migrations, config, shutdown_signal(None))
+    http::serve_migrations(listener, migrations, config, shutdown_signal(None))
         .await
         .map_err(|err| format!("serving: {err}"))?;
     Ok(())
@@ -68,24 +69,42 @@ pub(crate) async fn serve(args: ServeArgs, log_filter: &Targets) -> Result<(), F
 
 /// What serving one more state file takes: the alerts file, if any,
 /// whether its notifications must say which of several migrations fires,
-/// and the migrations served.
-#[derive(Clone)]
+/// and the migrations served, by the state file each follows.
 struct Follow {
     alerts: Option<PathBuf>,
     several: bool,
     migrations: Migrations,
     /// The state files named on the command line.
     files: Vec<PathBuf>,
+    /// Each state file served from a watched directory: its id, and its
+    /// alerts task (which holds the file's mirror while it runs).
+    served: HashMap<PathBuf, (String, Option<JoinHandle<()>>)>,
+    /// What was last said of the cap and of each directory that could not
+    /// be listed, so each is said once per change.
+    at_cap: bool,
+    unlisted: HashSet<PathBuf>,
 }
 
 impl Follow {
+    fn new(alerts: Option<PathBuf>, several: bool, files: Vec<PathBuf>) -> Follow {
+        Follow {
+            alerts,
+            several,
+            migrations: Migrations::empty(),
+            files,
+            served: HashMap::new(),
+            at_cap: false,
+            unlisted: HashSet::new(),
+        }
+    }
+
     /// Follows the state file at `path` under a fresh id.
-    fn add(&self, path: &Path, reserved: &HashSet<String>) -> Result<String, Failure> {
+    fn add(&mut self, path: &Path, reserved: &HashSet<String>) -> Result<String, Failure> {
         let id = fleet::id_for_state_file(path, |id| self.migrations.contains(id), reserved);
         let mirror = StateFileMirror::start(path);
         // Another process writes the state file (and its alerts); serve's
         // own alert state is kept apart from that process's.
-        start_alerts(
+        let alerts = start_alerts(
             self.alerts.as_deref(),
             mirror.snapshots(),
             None,
@@ -95,22 +114,48 @@ impl Follow {
             ),
         )?;
         self.migrations.add(id.clone(), Snapshots::from(mirror))?;
+        self.served.insert(path.to_owned(), (id.clone(), alerts));
         Ok(id)
     }
 
-    /// Follows what appeared in `watches`; `false` once the cap is reached.
-    /// One task looks at every directory in turn, so two folders of the
-    /// same name in two directories get two ids; a folder whose name is an
-    /// id as it is keeps that id for itself, whatever order folders are
-    /// found in.
-    fn look(&self, watches: &mut [WatchedDir]) -> bool {
-        let mut found = Vec::new();
+    /// Stops serving the state file at `path`: its id, its mirror and its
+    /// alerts go, so a migration removed costs nothing and frees a place.
+    fn remove(&mut self, path: &Path) -> Option<String> {
+        let (id, alerts) = self.served.remove(path)?;
+        if let Some(alerts) = alerts {
+            alerts.abort();
+        }
+        self.migrations.remove(&id);
+        Some(id)
+    }
+
+    /// Follows what appeared in `watches` and drops what is gone. One task
+    /// looks at every directory in turn, so two folders of the same name
+    /// in two directories get two ids; a folder whose name is an id as it
+    /// is keeps that id for itself, whatever order folders are found in.
+    fn look(&mut self, watches: &mut [WatchedDir]) {
+        let mut appeared = Vec::new();
         for watch in watches.iter_mut() {
             let room = MAX_MIGRATIONS.saturating_sub(self.migrations.len());
-            match watch.appeared(room + 1) {
-                Ok(appeared) => found.push((watch.dir().to_owned(), appeared)),
+            let shown = printable(&watch.dir().display().to_string()).into_owned();
+            match watch.look(room) {
+                Ok(changes) => {
+                    if self.unlisted.remove(watch.dir()) {
+                        say(&format!("{shown}: listed again"));
+                    }
+                    for path in changes.gone {
+                        if let Some(id) = self.remove(&path) {
+                            say(&format!("No longer following {id}: its state file is gone"));
+                        }
+                    }
+                    appeared.extend(changes.appeared);
+                }
                 Err(err) => {
-                    tracing::warn!(dir = %watch.dir().display(), error = %err, "cannot list the watched directory");
+                    if self.unlisted.insert(watch.dir().to_owned()) {
+                        warn(&format!(
+                            "{shown}: cannot list it: {err}; trying again every 2 s"
+                        ));
+                    }
                 }
             }
         }
@@ -120,35 +165,30 @@ impl Follow {
                 .map(PathBuf::as_path)
                 .chain(watches.iter().flat_map(WatchedDir::seen)),
         );
-        for (dir, appeared) in found {
-            for path in appeared {
-                if self.migrations.len() >= MAX_MIGRATIONS {
-                    warn(&format!(
-                        "{}: already following {MAX_MIGRATIONS} migrations; no more are added",
-                        printable(&dir.display().to_string()),
-                    ));
-                    return false;
-                }
-                let shown = path.display().to_string();
-                let shown = printable(&shown);
-                match self.add(&path, &reserved) {
-                    Ok(id) => say(&format!("Following: {shown} as {id}")),
-                    Err(err) => warn(&format!("{shown}: {err}")),
-                }
+        for path in appeared {
+            let shown = path.display().to_string();
+            let shown = printable(&shown);
+            match self.add(&path, &reserved) {
+                Ok(id) => say(&format!("Following: {shown} as {id}")),
+                Err(err) => warn(&format!("{shown}: {err}")),
             }
         }
-        true
+        let at_cap = self.migrations.len() >= MAX_MIGRATIONS;
+        if at_cap && !self.at_cap {
+            warn(&format!(
+                "already following {MAX_MIGRATIONS} migrations; more are added as others go"
+            ));
+        }
+        self.at_cap = at_cap;
     }
 
-    /// Looks again every 2 s until the cap is reached.
-    async fn watch(self, mut watches: Vec<WatchedDir>) {
+    /// Looks again every 2 s, for as long as the server runs.
+    async fn watch(mut self, mut watches: Vec<WatchedDir>) {
         let mut ticks = tokio::time::interval(WATCH_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            if !self.look(&mut watches) {
-                return;
-            }
+            self.look(&mut watches);
         }
     }
 }
@@ -243,62 +283,101 @@ pub(crate) async fn monitor_several(
 mod tests {
     use super::*;
 
+    fn state_in(dir: &Path, name: &str, lag_bytes: u64) {
+        std::fs::create_dir(dir.join(name)).unwrap();
+        let state = pgmigrator_metrics::Snapshot {
+            lag_bytes,
+            ..pgmigrator_metrics::Snapshot::default()
+        };
+        pgmigrator_metrics::write_state_file(&dir.join(name).join("state.json"), &state).unwrap();
+    }
+
+    fn ids(follow: &Follow) -> Vec<(String, u64)> {
+        let mut ids: Vec<(String, u64)> = follow
+            .migrations
+            .summaries(time::OffsetDateTime::now_utc())
+            .into_iter()
+            .map(|m| (m.id, m.lag_bytes))
+            .collect();
+        ids.sort();
+        ids
+    }
+
     #[tokio::test]
     async fn the_same_folders_get_the_same_ids_whatever_order_they_appear_in() {
         let dir = tempfile::tempdir().unwrap();
-        let folder = |name: &str, lag_bytes: u64| {
-            std::fs::create_dir(dir.path().join(name)).unwrap();
-            let state = pgmigrator_metrics::Snapshot {
-                lag_bytes,
-                ..pgmigrator_metrics::Snapshot::default()
-            };
-            pgmigrator_metrics::write_state_file(&dir.path().join(name).join("state.json"), &state)
-                .unwrap();
-        };
         // `a b` sorts first and used to take `a-b` from the folder named so.
-        folder("a b", 1);
-        folder("a-b", 2);
-        let follow = Follow {
-            alerts: None,
-            several: true,
-            migrations: Migrations::empty(),
-            files: Vec::new(),
-        };
+        state_in(dir.path(), "a b", 1);
+        state_in(dir.path(), "a-b", 2);
+        let mut follow = Follow::new(None, true, Vec::new());
         let mut watches = [WatchedDir::open(dir.path().to_owned()).unwrap()];
-        assert!(follow.look(&mut watches));
-        let shown = follow.migrations.summaries(time::OffsetDateTime::now_utc());
-        let mut ids: Vec<(&str, u64)> =
-            shown.iter().map(|m| (m.id.as_str(), m.lag_bytes)).collect();
-        ids.sort_unstable();
+        follow.look(&mut watches);
         assert_eq!(
-            ids,
-            [("a-b", 2), ("a-b-2", 1)],
+            ids(&follow),
+            [("a-b".to_owned(), 2), ("a-b-2".to_owned(), 1)],
             "the folder named a-b is a-b"
         );
     }
 
     #[tokio::test]
-    async fn watched_directories_stop_adding_at_the_cap_and_never_reuse_an_id() {
+    async fn two_directories_with_one_folder_name_give_two_ids() {
         let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        for dir in [&one, &two] {
-            std::fs::create_dir(dir.path().join("shop")).unwrap();
-            std::fs::write(dir.path().join("shop").join("state.json"), "{}").unwrap();
-        }
-        let follow = Follow {
-            alerts: None,
-            several: true,
-            migrations: Migrations::empty(),
-            files: Vec::new(),
-        };
+        state_in(one.path(), "shop", 1);
+        state_in(two.path(), "shop", 2);
+        let mut follow = Follow::new(None, true, Vec::new());
         let mut watches = [one.path(), two.path()].map(|d| WatchedDir::open(d.to_owned()).unwrap());
-        assert!(follow.look(&mut watches));
-        assert!(follow.migrations.contains("shop") && follow.migrations.contains("shop-2"));
-        for n in 0..MAX_MIGRATIONS - 1 {
-            let folder = one.path().join(format!("m{n:04}"));
-            std::fs::create_dir(&folder).unwrap();
-            std::fs::write(folder.join("state.json"), "{}").unwrap();
+        follow.look(&mut watches);
+        assert_eq!(
+            ids(&follow),
+            [("shop".to_owned(), 1), ("shop-2".to_owned(), 2)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_removed_migration_is_dropped_and_frees_its_place_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in 0..MAX_MIGRATIONS {
+            state_in(dir.path(), &format!("m{n:04}"), 0);
         }
-        assert!(!follow.look(&mut watches), "the cap ends the watch");
+        let mut follow = Follow::new(None, true, Vec::new());
+        let mut watches = [WatchedDir::open(dir.path().to_owned()).unwrap()];
+        follow.look(&mut watches);
         assert_eq!(follow.migrations.len(), MAX_MIGRATIONS);
+        // One more waits for a place.
+        state_in(dir.path(), "late", 7);
+        follow.look(&mut watches);
+        assert!(!follow.migrations.contains("late"));
+        // One goes: it is dropped, and the one waiting takes its place.
+        std::fs::remove_dir_all(dir.path().join("m0000")).unwrap();
+        follow.look(&mut watches);
+        assert!(!follow.migrations.contains("m0000"));
+        follow.look(&mut watches);
+        assert!(
+            follow.migrations.contains("late"),
+            "the watch goes on past the cap"
+        );
+        assert_eq!(follow.migrations.len(), MAX_MIGRATIONS);
+        // Back again later: served again under its own name.
+        std::fs::remove_dir_all(dir.path().join("m0001")).unwrap();
+        follow.look(&mut watches);
+        state_in(dir.path(), "m0001", 9);
+        follow.look(&mut watches);
+        assert!(follow.migrations.contains("m0001"));
+    }
+
+    #[tokio::test]
+    async fn a_directory_that_cannot_be_listed_is_said_once_until_it_can() {
+        let dir = tempfile::tempdir().unwrap();
+        let watched = dir.path().join("fleet");
+        std::fs::create_dir(&watched).unwrap();
+        let mut follow = Follow::new(None, true, Vec::new());
+        let mut watches = [WatchedDir::open(watched.clone()).unwrap()];
+        std::fs::remove_dir(&watched).unwrap();
+        follow.look(&mut watches);
+        follow.look(&mut watches);
+        assert!(follow.unlisted.contains(&watched));
+        std::fs::create_dir(&watched).unwrap();
+        follow.look(&mut watches);
+        assert!(follow.unlisted.is_empty());
     }
 }

@@ -152,21 +152,20 @@ pub(crate) fn start_alerts(
     snapshots: Snapshots,
     record: Option<Collector>,
     (saved, one_of_several): (PathBuf, Option<&str>),
-) -> Result<(), Failure> {
+) -> Result<Option<tokio::task::JoinHandle<()>>, Failure> {
     let Some(file) = file else {
-        return Ok(());
+        return Ok(None);
     };
     let mut config = AlertsConfig::load(file)?;
     if let Some(id) = one_of_several {
         config.migration = format!("{}/{id}", config.migration);
     }
     let dispatcher = Dispatcher::start(&config, RetryPolicy::default())?;
-    tokio::spawn(alerts::run(
+    Ok(Some(tokio::spawn(alerts::run(
         snapshots,
         record,
         config,
         dispatcher,
         Some(saved),
-    ));
-    Ok(())
+    ))))
 }
