@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
@@ -15,6 +16,20 @@ use crate::publish::{Publisher, Snapshots};
 
 /// How often a mirror looks at its file, and broadcasts: a collector's tick.
 pub const MIRROR_POLL: Duration = DEFAULT_TICK;
+
+/// Most tables served of one state file: a file that lists more is shown
+/// with the first ones and says so as its newest error.
+pub const MAX_MIRRORED_TABLES: usize = 100_000;
+
+/// Most bytes of state files all the mirrors of a process hold at once (a
+/// fleet of large files must not grow the server without limit): a file
+/// that would pass it is not loaded, and says why, until others shrink or
+/// go. One file is at most [`MAX_STATE_FILE_BYTES`](crate::persist::MAX_STATE_FILE_BYTES);
+/// mirrors reading at the same moment may pass the total by one file each.
+pub const MAX_MIRRORED_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Bytes of the state files the mirrors of this process hold.
+static MIRRORED_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// Republishes a state file written by a pipeline in another process, as if
 /// it were a live collector: re-read when it changes (checked every 500 ms),
@@ -118,6 +133,10 @@ struct FileWatch {
     current: Option<Snapshot>,
     /// Why the file cannot be read now.
     error: Option<String>,
+    /// What was left out of what was read (tables past the cap).
+    note: Option<String>,
+    /// Its bytes, counted in [`MIRRORED_BYTES`] while held.
+    held: u64,
     /// The files the persister keeps beside it.
     history: Companion,
     logs: Companion,
@@ -164,6 +183,8 @@ impl FileWatch {
             modified: None,
             current: None,
             error: None,
+            note: None,
+            held: 0,
         }
     }
 
@@ -175,8 +196,31 @@ impl FileWatch {
             return false;
         }
         self.seen = Some(now);
-        match read_state_file(&self.path) {
-            Ok(snapshot) => {
+        let size = now.map_or(0, |(_, _, _, len, _)| len);
+        let others = MIRRORED_BYTES
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.held);
+        let read = if over_budget(others, size) {
+            Err(format!(
+                "{}: not loaded: with the other state files served it would pass {} MiB \
+                 (this one is {} MiB)",
+                self.path.display(),
+                MAX_MIRRORED_BYTES >> 20,
+                size >> 20
+            ))
+        } else {
+            read_state_file(&self.path).map_err(|err| err.to_string())
+        };
+        match read {
+            Ok(mut snapshot) => {
+                let listed = snapshot.tables.len();
+                snapshot.tables.truncate(MAX_MIRRORED_TABLES);
+                self.note = (listed > MAX_MIRRORED_TABLES).then(|| {
+                    format!(
+                        "the state file lists {listed} tables; the first {MAX_MIRRORED_TABLES} are shown"
+                    )
+                });
+                self.hold(size);
                 self.current = Some(snapshot);
                 self.modified = now.map(|(modified, ..)| modified);
                 if self.error.take().is_some() {
@@ -184,8 +228,7 @@ impl FileWatch {
                 }
                 true
             }
-            Err(err) => {
-                let error = err.to_string();
+            Err(error) => {
                 if self.error.as_deref() == Some(error.as_str()) {
                     return false;
                 }
@@ -194,6 +237,13 @@ impl FileWatch {
                 true
             }
         }
+    }
+
+    /// Counts `size` bytes as this file's in [`MIRRORED_BYTES`].
+    fn hold(&mut self, size: u64) {
+        MIRRORED_BYTES.fetch_add(size, Ordering::Relaxed);
+        MIRRORED_BYTES.fetch_sub(self.held, Ordering::Relaxed);
+        self.held = size;
     }
 
     /// The history and log files beside the state file, those that changed
@@ -219,6 +269,10 @@ impl FileWatch {
     fn published(&self) -> Snapshot {
         let mut snapshot = self.current.clone().unwrap_or_default();
         snapshot.stale = self.is_stale();
+        if let Some(note) = &self.note {
+            snapshot.error_count = snapshot.error_count.saturating_add(1);
+            snapshot.last_error.clone_from(note);
+        }
         if let Some(error) = &self.error {
             snapshot.caught_up = false;
             snapshot.error_count = snapshot.error_count.saturating_add(1);
@@ -230,6 +284,18 @@ impl FileWatch {
             });
         }
         snapshot
+    }
+}
+
+/// Whether a file of `size` bytes, beside `others` bytes held by the other
+/// mirrors, would pass [`MAX_MIRRORED_BYTES`].
+fn over_budget(others: u64, size: u64) -> bool {
+    others.saturating_add(size) > MAX_MIRRORED_BYTES
+}
+
+impl Drop for FileWatch {
+    fn drop(&mut self) {
+        self.hold(0);
     }
 }
 
@@ -272,5 +338,19 @@ async fn watch_file(mut watch: FileWatch, mut published: Arc<Snapshot>, publishe
         // The same snapshot again when nothing changed: subscribers that
         // serialize it can tell, and skip the work.
         publisher.broadcast(Arc::clone(&published));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_would_pass_the_fleet_budget_is_not_loaded() {
+        assert!(!over_budget(0, MAX_MIRRORED_BYTES));
+        assert!(over_budget(1, MAX_MIRRORED_BYTES));
+        assert!(over_budget(MAX_MIRRORED_BYTES - 10, 11));
+        assert!(!over_budget(MAX_MIRRORED_BYTES - 10, 10));
+        assert!(over_budget(u64::MAX, 1), "no overflow");
     }
 }

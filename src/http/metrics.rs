@@ -27,6 +27,7 @@ pub fn render_openmetrics(snapshot: Arc<Snapshot>) -> String {
     encode(vec![Member {
         labels: Vec::new(),
         snapshot,
+        tables: 0,
     }])
 }
 
@@ -40,6 +41,7 @@ pub fn render_migrations_openmetrics(migrations: &[(&str, Arc<Snapshot>)]) -> St
             .map(|(id, snapshot)| Member {
                 labels: vec![("migration", (*id).to_owned())],
                 snapshot: Arc::clone(snapshot),
+                tables: 0,
             })
             .collect(),
     )
@@ -58,7 +60,18 @@ pub fn render_migrations_text(migrations: &[(&str, Arc<Snapshot>)]) -> String {
     to_text(&render_migrations_openmetrics(migrations))
 }
 
-fn encode(members: Vec<Member>) -> String {
+/// Most tables given per-table series in one scrape, all migrations
+/// together: a fleet of very large migrations must not make one scrape
+/// build hundreds of megabytes. Tables past it are counted in
+/// `pgmigrator_scrape_tables_omitted`.
+pub const MAX_SCRAPED_TABLES: usize = 100_000;
+
+fn encode(mut members: Vec<Member>) -> String {
+    let mut room = MAX_SCRAPED_TABLES;
+    for member in &mut members {
+        member.tables = member.snapshot.tables.len().min(room);
+        room -= member.tables;
+    }
     let mut registry = Registry::with_prefix("pgmigrator");
     registry.register_collector(Box::new(FleetMetrics(members)));
     let mut out = String::new();
@@ -97,6 +110,8 @@ fn to_text(openmetrics: &str) -> String {
 struct Member {
     labels: Vec<(&'static str, String)>,
     snapshot: Arc<Snapshot>,
+    /// How many of its tables get per-table series (the first ones).
+    tables: usize,
 }
 
 /// Every migration of a scrape. Each metric is one family holding every
@@ -386,8 +401,10 @@ impl Family {
             match self.series {
                 Series::Gauge(value) => value(s).is_some(),
                 Series::Counter(value) => value(s).is_some(),
-                Series::TableGauge(value) => s.tables.iter().any(|t| value(t).is_some()),
-                Series::TableCounter(_) => !s.tables.is_empty(),
+                Series::TableGauge(value) => {
+                    s.tables[..m.tables].iter().any(|t| value(t).is_some())
+                }
+                Series::TableCounter(_) => m.tables > 0,
                 Series::Labelled(_, series) => !series(s).is_empty(),
             }
         })
@@ -413,7 +430,7 @@ impl Family {
                     }
                 }
                 Series::TableGauge(value) => {
-                    for t in unique_tables(s) {
+                    for t in unique_tables(s, member.tables) {
                         if let Some(v) = value(t) {
                             ConstGauge::new(v)
                                 .encode(metric.encode_family(&(own, table_labels(t)))?)?;
@@ -421,7 +438,7 @@ impl Family {
                     }
                 }
                 Series::TableCounter(value) => {
-                    for t in unique_tables(s) {
+                    for t in unique_tables(s, member.tables) {
                         ConstCounter::new(value(t))
                             .encode(metric.encode_family(&(own, table_labels(t)))?)?;
                     }
@@ -438,11 +455,12 @@ impl Family {
     }
 }
 
-/// The snapshot's tables, each name once (the first): a state file may
-/// list a table twice, and a family holds one series per label set.
-fn unique_tables(s: &Snapshot) -> impl Iterator<Item = &TableProgress> {
+/// The snapshot's first `count` tables, each name once (the first): a
+/// state file may list a table twice, and a family holds one series per
+/// label set.
+fn unique_tables(s: &Snapshot, count: usize) -> impl Iterator<Item = &TableProgress> {
     let mut seen = std::collections::HashSet::new();
-    s.tables
+    s.tables[..count.min(s.tables.len())]
         .iter()
         .filter(move |t| seen.insert((t.schema.as_str(), t.name.as_str())))
 }
@@ -456,6 +474,20 @@ impl PromCollector for FleetMetrics {
         let members = self.0.as_slice();
         for family in FAMILIES.iter().filter(|f| f.is_present(members)) {
             family.encode(&mut encoder, members)?;
+        }
+        if members.iter().any(|m| m.tables < m.snapshot.tables.len()) {
+            let mut omitted = encoder.encode_descriptor(
+                "scrape_tables_omitted",
+                "Tables left without per-table series in this scrape (at most 100,000 \
+                 tables get them, all migrations together)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for member in members {
+                let count = (member.snapshot.tables.len() - member.tables) as f64;
+                ConstGauge::new(count)
+                    .encode(omitted.encode_family(&(member.labels.as_slice(), NO_LABELS))?)?;
+            }
         }
         let version = [("version", env!("CARGO_PKG_VERSION"))];
         let mut info = encoder.encode_descriptor(
@@ -512,6 +544,31 @@ mod tests {
         // Only the migration with a slot has slot series.
         assert!(text.contains("pgmigrator_slot_retained_wal_bytes{migration=\"shop\"} 7"));
         assert!(!text.contains("pgmigrator_slot_retained_wal_bytes{migration=\"billing\"}"));
+    }
+
+    #[test]
+    fn one_scrape_gives_per_table_series_to_at_most_the_cap_and_counts_the_rest() {
+        let big = |prefix: &str| {
+            Arc::new(Snapshot {
+                tables: (0..60_000)
+                    .map(|n| TableProgress::new("s", &format!("{prefix}{n}"), 1, 1))
+                    .collect(),
+                ..Snapshot::default()
+            })
+        };
+        let text = render_migrations_openmetrics(&[("a", big("a")), ("b", big("b"))]);
+        let copied = text
+            .lines()
+            .filter(|l| l.starts_with("pgmigrator_table_rows_copied{"))
+            .count();
+        assert_eq!(copied, MAX_SCRAPED_TABLES);
+        assert!(text.contains("pgmigrator_scrape_tables_omitted{migration=\"a\"} 0"));
+        assert!(text.contains("pgmigrator_scrape_tables_omitted{migration=\"b\"} 20000"));
+        let small = render_openmetrics(big("c"));
+        assert!(
+            !small.contains("scrape_tables_omitted"),
+            "nothing omitted, no family"
+        );
     }
 
     #[test]

@@ -147,7 +147,15 @@ pub(super) async fn prometheus(State(state): State<Arc<AppState>>, headers: Head
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
         .is_some_and(|accept| accept.contains("application/openmetrics-text"));
-    let body = match state.migrations.snapshots().as_slice() {
+    // One scrape is built at a time, on a blocking thread: parallel
+    // scrapes of a large fleet wait their turn instead of each holding a
+    // copy of the exposition.
+    static SCRAPING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let Ok(_turn) = SCRAPING.acquire().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    };
+    let snapshots = state.migrations.snapshots();
+    let render = move || match snapshots.as_slice() {
         [(_, only)] if openmetrics => metrics::render_openmetrics(Arc::clone(only)),
         [(_, only)] => metrics::render_text(Arc::clone(only)),
         several => {
@@ -161,6 +169,9 @@ pub(super) async fn prometheus(State(state): State<Arc<AppState>>, headers: Head
                 metrics::render_migrations_text(&labelled)
             }
         }
+    };
+    let Ok(body) = tokio::task::spawn_blocking(render).await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "the exposition failed");
     };
     let content_type = if openmetrics {
         metrics::OPENMETRICS_CONTENT_TYPE

@@ -565,3 +565,31 @@ async fn a_served_state_file_swapped_for_a_link_is_not_followed() {
     assert_eq!(shown.total_rows, 1, "the link's target is never served");
     assert!(shown.stale);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_state_file_listing_too_many_tables_is_cut_and_says_so() {
+    use pgmigrator_metrics::mirror::MAX_MIRRORED_TABLES;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let tables: Vec<_> = (0..=MAX_MIRRORED_TABLES)
+        .map(|n| pgmigrator_metrics::TableProgress::new("s", &format!("t{n}"), 1, 1))
+        .collect();
+    write_state_file(
+        &path,
+        &Snapshot {
+            tables,
+            ..Snapshot::default()
+        },
+    )
+    .unwrap();
+    let mirror = pgmigrator_metrics::StateFileMirror::start(&path);
+    let shown = mirror.snapshots().snapshot();
+    assert_eq!(shown.tables.len(), MAX_MIRRORED_TABLES);
+    assert!(
+        shown
+            .last_error
+            .contains(&format!("lists {} tables", MAX_MIRRORED_TABLES + 1)),
+        "{}",
+        shown.last_error
+    );
+}
