@@ -21,7 +21,7 @@ use pgmigrator_metrics::{
     Phase, Snapshot, Snapshots, StateFileMirror, TableProgress, write_state_file,
 };
 
-use common::{Who, cpu_time, print_cores, runtime};
+use common::{Who, cpu_time, print_cores, rss_kib, runtime};
 
 const MIGRATIONS: usize = 500;
 const TABLES: usize = 20;
@@ -64,17 +64,6 @@ fn write(dir: &Path, n: usize, round: i64) {
         ..Snapshot::default()
     };
     write_state_file(&dir.join(format!("m{n:03}")).join("state.json"), &snapshot).unwrap();
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn descriptors() -> usize {

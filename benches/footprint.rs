@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use pgmigrator_metrics::{Collector, LagTracker, Lsn, RateWindow};
 use tokio::time::MissedTickBehavior;
 
-use common::{Who, cpu_time, current_thread, print_cores, runtime};
+use common::{Who, cpu_time, current_thread, print_cores, rss_kib, runtime};
 
 const RATE: u64 = 1_000_000;
 const SECONDS: u64 = 5;
@@ -73,17 +73,6 @@ fn paced_cpu() {
         cpu.as_secs_f64(),
         cpu.as_secs_f64() / wall.as_secs_f64() * 100.0
     );
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// The window and lag samples the collector keeps, fed 10 M events spread

@@ -115,9 +115,11 @@ impl fmt::Debug for Snapshots {
 
 /// Names a publisher without keeping it (or its snapshots) alive: a
 /// source that was dropped is never mistaken for a later one.
+#[cfg(feature = "http")]
 #[derive(Debug, Clone)]
 pub(crate) struct SourceId(std::sync::Weak<Latest>);
 
+#[cfg(feature = "http")]
 impl SourceId {
     /// Whether `snapshots` reads this source.
     pub(crate) fn is(&self, snapshots: &Snapshots) -> bool {
@@ -127,6 +129,7 @@ impl SourceId {
 
 impl Snapshots {
     /// Which source this handle reads.
+    #[cfg(feature = "http")]
     pub(crate) fn source_id(&self) -> SourceId {
         SourceId(Arc::downgrade(&self.latest))
     }
@@ -139,6 +142,7 @@ impl Snapshots {
 
     /// The same handle, keeping nothing alive: for a reader that must end
     /// when its source goes rather than hold it (a WebSocket hub).
+    #[cfg(feature = "http")]
     pub(crate) fn unkept(&self) -> Snapshots {
         Snapshots {
             _source: None,

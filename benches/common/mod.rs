@@ -54,3 +54,15 @@ pub fn print_cores() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 }
+
+/// The process's resident memory, in KiB (0 where `/proc` has none).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use persister::StatePersister;
-#[cfg(feature = "alerts")]
+#[cfg(any(feature = "alerts", feature = "http"))]
 pub(crate) use read::{Links, read_small_file};
 pub use read::{
     StateFileError, StateFileErrorKind, read_history_file, read_logs_file, read_state_file,

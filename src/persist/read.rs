@@ -193,6 +193,10 @@ pub fn read_logs_file(path: &Path) -> io::Result<Vec<LogEntry>> {
 pub(crate) enum Links {
     /// A file the operator names (a certificate, an alerts file): links
     /// are how such files are often deployed.
+    #[cfg_attr(
+        not(any(feature = "http", feature = "alerts")),
+        allow(dead_code, reason = "certificates and alerts files")
+    )]
     Follow,
     /// A file this crate writes or serves: a link there was planted.
     Refuse,

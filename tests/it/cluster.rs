@@ -271,58 +271,41 @@ impl Cluster {
 
     /// Runs SQL through psql over the Unix socket; returns its unaligned output.
     pub fn sql(&self, sql: &str) -> String {
-        let port = self.port.to_string();
-        as_postgres(
-            &format!("{BIN}/psql"),
-            &[
-                "-h",
-                self.dir.path().to_str().unwrap(),
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ],
-        )
-        .trim()
-        .to_owned()
+        self.psql(&["-c", sql])
+            .unwrap_or_else(|failure| panic!("{failure}"))
+            .trim()
+            .to_owned()
     }
 
     /// Runs the SQL script at `path` (readable by the `postgres` user)
     /// through psql, statement by statement as when piped in, stopping at
     /// the first error: its output, or what psql said.
     pub fn run_script(&self, path: &Path) -> Result<String, String> {
+        self.psql(&["-f", path.to_str().unwrap()])
+    }
+
+    /// psql as the superuser over the Unix socket, unaligned, stopping at
+    /// the first error, with `what` (`-c SQL` or `-f FILE`).
+    fn psql(&self, what: &[&str]) -> Result<String, String> {
         let port = self.port.to_string();
-        try_as_postgres(
-            &format!("{BIN}/psql"),
-            &[
-                "-h",
-                self.dir.path().to_str().unwrap(),
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-f",
-                path.to_str().unwrap(),
-            ],
-        )
+        let mut args = vec![
+            "-h",
+            self.dir.path().to_str().unwrap(),
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ];
+        args.extend_from_slice(what);
+        try_as_postgres(&format!("{BIN}/psql"), &args)
     }
 
     /// A URI as the superuser (trust), for replication.
