@@ -92,7 +92,10 @@ impl ResolvesServerCert for Reloading {
                 .stamp
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            *seen != now && !shared.reading.swap(true, Ordering::AcqRel) && {
+            // Unchanged, or a read under way (it is seen again after).
+            if *seen == now || shared.reading.swap(true, Ordering::AcqRel) {
+                false
+            } else {
                 *seen = now;
                 true
             }
