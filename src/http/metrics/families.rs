@@ -1,0 +1,278 @@
+//! Every metric family of the exposition, as data: name, help, and where
+//! its series come from.
+
+use crate::model::{
+    AlertState, Cutover, CutoverKind, Phase, Severity, Snapshot, TableProgress, TableStatus,
+    WalStatus,
+};
+
+/// One metric family: its name (after `pgmigrator_`), help and series.
+pub(super) struct Family {
+    pub(super) name: &'static str,
+    pub(super) help: &'static str,
+    pub(super) series: Series,
+}
+
+/// Where a family's series come from. A family that no migration has a
+/// series of is left out (no slot yet, no verdict yet, no estimate).
+pub(super) enum Series {
+    /// One gauge per migration; `None`: none for that migration.
+    Gauge(fn(&Snapshot) -> Option<f64>),
+    /// One counter per migration.
+    Counter(fn(&Snapshot) -> Option<u64>),
+    /// One gauge per table, labelled `schema` and `table`.
+    TableGauge(fn(&TableProgress) -> Option<f64>),
+    /// One counter per table.
+    TableCounter(fn(&TableProgress) -> u64),
+    /// Gauges labelled `label`: one per value the function gives.
+    Labelled(&'static str, fn(&Snapshot) -> Vec<(String, f64)>),
+}
+
+const fn family(name: &'static str, help: &'static str, series: Series) -> Family {
+    Family { name, help, series }
+}
+
+/// Every family, in exposition order (`build_info` comes last).
+pub(super) const FAMILIES: &[Family] = &[
+    family(
+        "phase",
+        "1 for the pipeline's current phase, 0 for the others",
+        Series::Labelled("phase", |s| {
+            one_hot(Phase::KNOWN.iter().map(Phase::as_str), s.phase.as_str())
+        }),
+    ),
+    family(
+        "elapsed_seconds",
+        "Seconds since the migration started",
+        Series::Gauge(|s| Some(s.elapsed_sec)),
+    ),
+    family(
+        "applied_lsn_bytes",
+        "Last WAL position applied to the destination",
+        Series::Gauge(|s| Some(s.applied_lsn.0 as f64)),
+    ),
+    family(
+        "confirmed_lsn_bytes",
+        "Last WAL position confirmed to the source",
+        Series::Gauge(|s| Some(s.confirmed_lsn.0 as f64)),
+    ),
+    family(
+        "latest_lsn_bytes",
+        "Newest WAL position reported by the source",
+        Series::Gauge(|s| Some(s.latest_lsn.0 as f64)),
+    ),
+    family(
+        "replication_lag_bytes",
+        "WAL bytes not yet applied",
+        Series::Gauge(|s| Some(s.lag_bytes as f64)),
+    ),
+    family(
+        "replication_lag_seconds",
+        "How long the oldest unapplied WAL has waited",
+        Series::Gauge(|s| Some(s.lag_seconds)),
+    ),
+    family(
+        "caught_up",
+        "1 when everything the source reported is applied",
+        Series::Gauge(|s| Some(flag(s.caught_up))),
+    ),
+    family(
+        "stalled_seconds",
+        "The longest silence: a copying table without progress, or the apply worker \
+         without a message from the source",
+        Series::Gauge(|s| Some(s.stalled_seconds())),
+    ),
+    family(
+        "stale",
+        "1 when the data comes from a state file that stopped changing",
+        Series::Gauge(|s| Some(flag(s.stale))),
+    ),
+    // A status this version does not know counts in `tables_total` only:
+    // its name comes from a file, not from a bounded set.
+    family(
+        "tables",
+        "Tables by status",
+        Series::Labelled("status", |s| {
+            TableStatus::KNOWN
+                .iter()
+                .map(|status| {
+                    let count = s.tables.iter().filter(|t| t.status == *status).count();
+                    (status.as_str().to_owned(), count as f64)
+                })
+                .collect()
+        }),
+    ),
+    family(
+        "table_rows_copied",
+        "Rows copied per table",
+        Series::TableGauge(|t| Some(t.rows_copied as f64)),
+    ),
+    family(
+        "table_rows_estimated",
+        "Estimated rows per table (absent while unknown)",
+        Series::TableGauge(|t| known(t.rows_total)),
+    ),
+    family(
+        "table_bytes_copied",
+        "Bytes copied per table",
+        Series::TableGauge(|t| Some(t.bytes_copied as f64)),
+    ),
+    family(
+        "table_size_bytes",
+        "Table size per table (absent while unknown)",
+        Series::TableGauge(|t| known(t.size_bytes)),
+    ),
+    family(
+        "table_changes_applied",
+        "Inserts, updates and deletes applied per table since it reached streaming",
+        Series::TableCounter(|t| t.changes_applied),
+    ),
+    family(
+        "slot_retained_wal_bytes",
+        "WAL the replication slot holds on the source",
+        Series::Gauge(|s| Some(s.slot.as_ref()?.retained_bytes as f64)),
+    ),
+    family(
+        "slot_safe_wal_size_bytes",
+        "WAL that can still be written before the slot is in danger of being lost \
+         (absent when max_slot_wal_keep_size is unlimited)",
+        Series::Gauge(|s| Some(s.slot.as_ref()?.safe_wal_size? as f64)),
+    ),
+    family(
+        "slot_max_wal_keep_size_bytes",
+        "The source's max_slot_wal_keep_size (absent when unlimited)",
+        Series::Gauge(|s| Some(s.slot.as_ref()?.max_slot_wal_keep_size? as f64)),
+    ),
+    family(
+        "slot_active",
+        "1 while a walsender streams from the slot",
+        Series::Gauge(|s| Some(flag(s.slot.as_ref()?.active))),
+    ),
+    family(
+        "slot_wal_status",
+        "1 for the slot's current wal_status (reserved, extended, unreserved, lost)",
+        Series::Labelled("status", |s| {
+            s.slot
+                .as_ref()
+                .map(|slot| {
+                    one_hot(
+                        WalStatus::KNOWN.iter().map(WalStatus::as_str),
+                        slot.wal_status.as_str(),
+                    )
+                })
+                .unwrap_or_default()
+        }),
+    ),
+    family(
+        "slot_spill_bytes",
+        "Decoded changes spilled to disk by the slot's walsender",
+        Series::Counter(|s| Some(s.slot.as_ref()?.spill_bytes)),
+    ),
+    family(
+        "cutover_ready",
+        "1 when the last check found nothing blocking the switch to the destination",
+        Series::Gauge(|s| Some(flag(s.cutover.as_ref()?.ready))),
+    ),
+    family(
+        "cutover_blockers",
+        "Blockers of the switch to the destination, by kind",
+        Series::Labelled("kind", |s| {
+            s.cutover.as_ref().map(blocker_series).unwrap_or_default()
+        }),
+    ),
+    family(
+        "alerts_firing",
+        "Alerts firing, by severity",
+        Series::Labelled("severity", |s| {
+            Severity::KNOWN
+                .iter()
+                .map(|severity| {
+                    let firing = s
+                        .alerts
+                        .iter()
+                        .filter(|a| a.severity == *severity && a.state == AlertState::Firing);
+                    (severity.as_str().to_owned(), firing.count() as f64)
+                })
+                .collect()
+        }),
+    ),
+    family(
+        "notifications_failed",
+        "Alert notifications given up on after their retries, or dropped from a full queue",
+        Series::Counter(|s| Some(s.notifications_failed)),
+    ),
+    family(
+        "copy_eta_seconds",
+        "Seconds until every table is copied, at the recent rate",
+        Series::Gauge(|s| s.eta_sec),
+    ),
+    family(
+        "rows_per_second",
+        "Rows applied per second over the rate window",
+        Series::Gauge(|s| Some(s.rows_per_sec)),
+    ),
+    family(
+        "bytes_per_second",
+        "Bytes applied per second over the rate window",
+        Series::Gauge(|s| Some(s.bytes_per_sec)),
+    ),
+    family(
+        "rows_applied",
+        "Rows applied since the migration started",
+        Series::Counter(|s| Some(s.total_rows.max(0) as u64)),
+    ),
+    family(
+        "bytes_applied",
+        "Bytes applied since the migration started",
+        Series::Counter(|s| Some(s.total_bytes.max(0) as u64)),
+    ),
+    family(
+        "errors",
+        "Errors recorded since the migration started",
+        Series::Counter(|s| Some(s.error_count)),
+    ),
+    family(
+        "logs_dropped",
+        "Log events dropped because the collector was busy",
+        Series::Counter(|s| Some(s.logs_dropped)),
+    ),
+];
+
+pub(super) fn flag(on: bool) -> f64 {
+    f64::from(u8::from(on))
+}
+
+/// A count or size that is known (above 0).
+fn known(value: i64) -> Option<f64> {
+    (value > 0).then_some(value as f64)
+}
+
+/// Every known name, 1 for `current` and 0 for the others, and `current`
+/// itself when this version does not know it.
+fn one_hot<'a>(known: impl Iterator<Item = &'a str>, current: &str) -> Vec<(String, f64)> {
+    let mut series: Vec<(String, f64)> = known
+        .map(|name| (name.to_owned(), flag(name == current)))
+        .collect();
+    if !series.iter().any(|(name, _)| name == current) {
+        series.push((current.to_owned(), 1.0));
+    }
+    series
+}
+
+/// Blockers by kind: every known kind (0 when absent), then any other
+/// kind that occurs.
+fn blocker_series(cutover: &Cutover) -> Vec<(String, f64)> {
+    let mut kinds: Vec<CutoverKind> = CutoverKind::KNOWN.to_vec();
+    for blocker in &cutover.blockers {
+        if !kinds.contains(&blocker.kind) {
+            kinds.push(blocker.kind.clone());
+        }
+    }
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let count = cutover.blockers.iter().filter(|b| b.kind == kind).count();
+            (kind.as_str().to_owned(), count as f64)
+        })
+        .collect()
+}
