@@ -84,6 +84,8 @@ named_enum! {
         SequenceBehind = "sequence_behind",
         /// Row counts differ (only when counted).
         RowCountMismatch = "row_count_mismatch",
+        /// Rows differ between the servers (only when verified).
+        DataMismatch = "data_mismatch",
     }
     keep unknown names in Other(String);
 }

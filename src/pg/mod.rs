@@ -36,6 +36,7 @@ mod poll;
 mod sql;
 mod tls;
 mod verdict;
+mod verify;
 
 use std::fmt;
 use std::future::Future;
@@ -54,6 +55,7 @@ pub use counts::{CountOptions, CountProgress};
 pub use poll::PollStats;
 pub use tls::SslMode;
 pub use verdict::{CheckOptions, CheckReport, DEFAULT_SEQUENCE_MARGIN};
+pub use verify::{DifferenceKind, RowDifference, TableVerification, VerifyOptions, VerifyStatus};
 
 /// What to follow and how often.
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@ use super::checks::{self, Findings, SequenceFix};
 use super::counts::{self, CountOptions, CountProgress};
 use tokio::sync::watch;
 
+use super::verify::{self, TableVerification, VerifyOptions};
 use super::{Monitor, MonitorConfig, MonitorError, catalog};
 use crate::collector::{Collector, Update};
 use crate::cutover;
@@ -23,6 +24,9 @@ pub struct CheckOptions {
     pub counts: Option<CountOptions>,
     /// What a [`SequenceFix`] adds to the source's value (default 1000).
     pub sequence_margin: i64,
+    /// Verify the rows of every subscribed table (`data_mismatch`);
+    /// `None` skips it.
+    pub verify: Option<VerifyOptions>,
 }
 
 impl Default for CheckOptions {
@@ -30,6 +34,7 @@ impl Default for CheckOptions {
         CheckOptions {
             counts: None,
             sequence_margin: DEFAULT_SEQUENCE_MARGIN,
+            verify: None,
         }
     }
 }
@@ -45,7 +50,9 @@ pub struct CheckReport {
     /// The `setval` statements that bring the destination's sequences
     /// ahead of the source's.
     pub sequence_fixes: Vec<SequenceFix>,
-    /// Queries sent, row counts not included.
+    /// What verifying each subscribed table found (empty unless asked).
+    pub verification: Vec<TableVerification>,
+    /// Queries sent, row counts and verification not included.
     pub queries: u32,
     /// Wall time of the whole check.
     pub elapsed: Duration,
@@ -85,6 +92,23 @@ impl Monitor {
             .await?;
             findings.extend(counted);
         }
+        let mut verification = Vec::new();
+        if let Some(verify_options) = &options.verify {
+            let tables: Vec<TableName> = catalog
+                .subscribed
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect();
+            verification = verify::verify(
+                &self.config.source,
+                &self.config.dest,
+                self.subscription.slot.as_deref(),
+                &tables,
+                verify_options,
+            )
+            .await?;
+            verify::findings(&verification, &mut findings);
+        }
         collector.flush().await;
         let now = OffsetDateTime::now_utc();
         let checks = Cutover::new(now, findings.blockers, findings.warnings);
@@ -92,6 +116,7 @@ impl Monitor {
         Ok(CheckReport {
             cutover,
             sequence_fixes: findings.sequence_fixes,
+            verification,
             queries,
             elapsed: started.elapsed(),
         })

@@ -471,3 +471,61 @@ async fn sequences_sql_runs_nothing_but_setval_under_either_string_setting() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_each_differing_row_by_its_key_and_nothing_else() {
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest) = streaming_pair();
+    for cluster in [&source, &dest] {
+        cluster.sql(
+            "CREATE TABLE people (name text, n int, v float8, note text, PRIMARY KEY (name, n))",
+        );
+    }
+    dest.sql("ALTER SUBSCRIPTION sub REFRESH PUBLICATION");
+    source.sql("INSERT INTO orders (item) SELECT 'more ' || g FROM generate_series(1, 2000) g");
+    dest.sql("SELECT setval('orders_id_seq', 200000)");
+    source.sql(
+        "INSERT INTO people VALUES ('é', 1, 0.3, NULL), ('ß', 1, 0.3, ''), ('😀', 2, 'NaN', 'x'), \
+         ('a', 1, 'Infinity', 'y'), ('Z', 3, -0.0, 'z')",
+    );
+    let verified = &["--verify", "--verify-chunk-rows", "500"];
+    let clean = check_until(&source, &dest, verified, 0, &["Cutover:      READY"]).await;
+    assert!(
+        clean
+            .stdout
+            .contains("Verify:       2 tables, 2 verified, 0 mismatch"),
+        "{}",
+        clean.stdout
+    );
+
+    // Made on the destination alone: the first key missing, an updated
+    // row, a row past the source's last key, a float's last digit, a
+    // NULL turned into ''.
+    dest.sql("DELETE FROM orders WHERE id = 1");
+    dest.sql("UPDATE orders SET item = 'changed' WHERE id = 5");
+    dest.sql("INSERT INTO orders (id, item) VALUES (100000, 'extra')");
+    dest.sql("UPDATE people SET v = 0.30000000000000004 WHERE name = 'ß'");
+    dest.sql("UPDATE people SET note = '' WHERE name = 'é'");
+    let found = check(&source, &dest, verified).await;
+    assert_eq!(found.code, 3, "{}{}", found.stdout, found.stderr);
+    for line in [
+        "mismatch public.orders",
+        "    missing (1)",
+        "    different (5)",
+        "    extra (100000)",
+        "mismatch public.people",
+        "    different (ß,1)",
+        "    different (é,1)",
+        "blocker: data_mismatch public.orders: 3 row(s) differ",
+    ] {
+        assert!(found.stdout.contains(line), "{line:?} in {}", found.stdout);
+    }
+    let differences = found
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("    "))
+        .count();
+    assert_eq!(differences, 5, "no false report: {}", found.stdout);
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use pgmigrator_metrics::Collector;
-use pgmigrator_metrics::pg::{CheckOptions, CheckReport, CountProgress, Monitor};
+use pgmigrator_metrics::pg::{CheckOptions, CheckReport, CountProgress, Monitor, VerifyStatus};
 use pgmigrator_metrics::printable::{printable_json, printable_line};
 use pgmigrator_metrics::status::render_cutover;
 
@@ -38,6 +38,7 @@ pub(crate) async fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
     let options = CheckOptions {
         counts: args.counts.options(),
         sequence_margin: args.sequence_margin,
+        verify: args.verify.options(),
     };
     let report = monitor
         .check(&collector, &options, &mut progress_on_stderr())
@@ -45,11 +46,14 @@ pub(crate) async fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
     collector.close().await;
     let report = report?;
     // The report's own text is printable already; the name is the server's.
-    let verdict = format!(
+    let mut verdict = format!(
         "Subscription: {}\n{}",
         printable_line(monitor.subscription(), 200),
         render_cutover(&report.cutover, report.cutover.checked_at)
     );
+    if args.verify.verify {
+        verdict.push_str(&verify_lines(&report));
+    }
     if args.sequences_sql {
         eprint!("{verdict}");
         print(&sequences_sql(&report, args.sequence_margin))?;
@@ -87,6 +91,34 @@ fn sequences_sql(report: &CheckReport, margin: i64) -> String {
         sql.push('\n');
     }
     sql
+}
+
+/// `Verify: 3 tables, 2 verified, 1 mismatch; 1 chunk read twice`, then a
+/// line per table that is not verified.
+fn verify_lines(report: &CheckReport) -> String {
+    let tables = &report.verification;
+    let count = |status| tables.iter().filter(|t| t.status == status).count();
+    let retried: u64 = tables.iter().map(|t| t.chunks_retried).sum();
+    let mut text = format!(
+        "Verify:       {} tables, {} verified, {} mismatch, {} unstable, {} unverifiable; \
+         {retried} chunk(s) read more than once\n",
+        tables.len(),
+        count(VerifyStatus::Verified),
+        count(VerifyStatus::Mismatch),
+        count(VerifyStatus::Unstable),
+        count(VerifyStatus::Unverifiable),
+    );
+    for table in tables.iter().filter(|t| t.status != VerifyStatus::Verified) {
+        let name = printable_line(&table.table.to_string(), 200).into_owned();
+        text.push_str(&format!(
+            "  {} {name}: {} rows in {} chunks\n",
+            table.status, table.rows, table.chunks
+        ));
+        for difference in &table.differences {
+            text.push_str(&format!("    {} {}\n", difference.kind, difference.key));
+        }
+    }
+    text
 }
 
 /// `counting rows: 12 of 40 tables` on stderr, at most once a second and
