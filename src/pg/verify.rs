@@ -254,52 +254,40 @@ async fn verify_table(
             bounds.extend(hi.iter().map(String::as_str));
         }
         let range = shape.range(lo.is_some(), hi.is_some());
-        let mut tries = 0;
-        let mut previous: Option<Digest> = None;
-        let mut source_changed = false;
-        let same = loop {
-            let (theirs, lsn) = source_digest(src, &shape, &range, &bounds).await?;
-            if let (Some(slot), Some(lsn)) = (slot, &lsn) {
-                applied_past(src, slot, lsn).await?;
-            }
-            let ours = digest(dst, &shape, &range, &bounds).await?;
-            if tries == 0 {
-                out.rows += u64::try_from(theirs.0).unwrap_or(0);
-            }
-            if previous.as_ref().is_some_and(|p| *p != theirs) {
-                source_changed = true;
-            }
-            if ours == theirs {
-                break true;
-            }
-            if tries >= options.retries {
-                break false;
-            }
-            tries += 1;
-            previous = Some(theirs);
-            tokio::time::sleep(Duration::from_millis(200) * tries).await;
-        };
-        out.chunks += 1;
-        if tries > 0 {
-            out.chunks_retried += 1;
+        let (theirs, lsn) = source_digest(src, &shape, &range, &bounds).await?;
+        if let (Some(slot), Some(lsn)) = (slot, &lsn) {
+            applied_past(src, slot, lsn).await?;
         }
-        if !same {
-            if source_changed {
+        let ours = digest(dst, &shape, &range, &bounds).await?;
+        out.chunks += 1;
+        out.rows += u64::try_from(theirs.0).unwrap_or(0);
+        if ours != theirs {
+            // The rows that differ now, then only those, read again: a
+            // row that was in flight matches once it is applied.
+            out.chunks_retried += 1;
+            let suspects = differing_rows(src, dst, &shape, &range, &bounds).await?;
+            let (differ, changing) = settle(src, dst, slot, &shape, suspects, options).await?;
+            if !changing.is_empty() {
                 unstable = true;
                 out.detail = format!(
-                    "rows after {} kept changing on the source",
-                    lo.as_ref()
-                        .map_or_else(|| "the start".to_owned(), |k| k.join(", "))
+                    "{} row(s) kept changing on the source (first: {})",
+                    changing.len(),
+                    shown_key(&changing[0], options.hide_keys)
                 );
-            } else {
+            }
+            if !differ.is_empty() {
                 out.status = VerifyStatus::Mismatch;
                 let room = options.max_rows.saturating_sub(out.differences.len());
-                let rows = differing_rows(src, dst, &shape, &range, &bounds, room).await?;
                 out.differences
-                    .extend(rows.into_iter().map(|(key, kind)| RowDifference {
-                        key: shown_key(&key, options.hide_keys),
-                        kind,
-                    }));
+                    .extend(
+                        differ
+                            .into_iter()
+                            .take(room)
+                            .map(|(key, kind)| RowDifference {
+                                key: shown_key(&key, options.hide_keys),
+                                kind,
+                            }),
+                    );
             }
         }
         match hi {
@@ -483,14 +471,13 @@ async fn applied_past(src: &Client, slot: &str, lsn: &str) -> Result<(), String>
     }
 }
 
-/// The keys of a chunk's rows that differ, at most `room`, in key order.
+/// The keys of a chunk's rows that differ, in key order.
 async fn differing_rows(
     src: &Client,
     dst: &Client,
     shape: &Shape,
     range: &str,
     bounds: &[&str],
-    room: usize,
 ) -> Result<Vec<(String, DifferenceKind)>, String> {
     let sql = format!(
         "SELECT {}, md5({}) FROM {} WHERE {range}",
@@ -498,12 +485,19 @@ async fn differing_rows(
         shape.row(),
         shape.table
     );
-    let (theirs, ours) = (
-        row_hashes(src, &sql, bounds).await?,
-        row_hashes(dst, &sql, bounds).await?,
-    );
+    let theirs = row_hashes(src, &sql, &params(bounds)).await?;
+    let ours = row_hashes(dst, &sql, &params(bounds)).await?;
+    Ok(compare_rows(&theirs, &ours))
+}
+
+/// Each key of `theirs` (the source) missing or different in `ours`, then
+/// each key of `ours` only.
+fn compare_rows(
+    theirs: &BTreeMap<String, String>,
+    ours: &BTreeMap<String, String>,
+) -> Vec<(String, DifferenceKind)> {
     let mut found = Vec::new();
-    for (key, hash) in &theirs {
+    for (key, hash) in theirs {
         match ours.get(key) {
             None => found.push((key.clone(), DifferenceKind::Missing)),
             Some(other) if other != hash => found.push((key.clone(), DifferenceKind::Different)),
@@ -515,18 +509,80 @@ async fn differing_rows(
             .filter(|key| !theirs.contains_key(*key))
             .map(|key| (key.clone(), DifferenceKind::Extra)),
     );
-    found.truncate(room);
-    Ok(found)
+    found
+}
+
+/// Reads `suspects` again, only them, up to `retries` times with a
+/// growing wait, each time from a new source snapshot and once the
+/// destination applied it: what still differs, and the keys whose source
+/// row changed between the last two reads (in flight, not a difference).
+async fn settle(
+    src: &Client,
+    dst: &Client,
+    slot: Option<&str>,
+    shape: &Shape,
+    mut suspects: Vec<(String, DifferenceKind)>,
+    options: &VerifyOptions,
+) -> Result<(Vec<(String, DifferenceKind)>, Vec<String>), String> {
+    let sql = format!(
+        "SELECT {key}, md5({}) FROM {} WHERE {key} = ANY($1::text[])",
+        shape.row(),
+        shape.table,
+        key = shape.key_text()
+    );
+    let mut previous: Option<BTreeMap<String, String>> = None;
+    let mut changing = Vec::new();
+    for attempt in 1..=options.retries {
+        if suspects.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+        let keys: Vec<String> = suspects.iter().map(|(key, _)| key.clone()).collect();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&keys];
+        src.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(|err| describe(&err))?;
+        let read = async {
+            let lsn: String = src
+                .query_one("SELECT pg_current_wal_lsn()::text", &[])
+                .await
+                .map_err(|err| describe(&err))?
+                .get(0);
+            Ok::<_, String>((row_hashes(src, &sql, &params).await?, lsn))
+        }
+        .await;
+        let _ = src.batch_execute("COMMIT").await;
+        let (theirs, lsn) = read?;
+        if let Some(slot) = slot {
+            applied_past(src, slot, &lsn).await?;
+        }
+        let ours = row_hashes(dst, &sql, &params).await?;
+        changing = previous
+            .as_ref()
+            .map(|before| {
+                keys.iter()
+                    .filter(|key| before.get(*key) != theirs.get(*key))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        suspects = compare_rows(&theirs, &ours);
+        previous = Some(theirs);
+    }
+    let (unstable, differ): (Vec<_>, Vec<_>) = suspects
+        .into_iter()
+        .partition(|(key, _)| changing.contains(key));
+    Ok((differ, unstable.into_iter().map(|(key, _)| key).collect()))
 }
 
 /// Each row's key and digest, by key.
 async fn row_hashes(
     client: &Client,
     sql: &str,
-    bounds: &[&str],
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<BTreeMap<String, String>, String> {
     client
-        .query(sql, &params(bounds))
+        .query(sql, params)
         .await
         .map(|rows| {
             rows.iter()

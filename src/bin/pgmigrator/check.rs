@@ -58,7 +58,15 @@ pub(crate) async fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
         eprint!("{verdict}");
         print(&sequences_sql(&report, args.sequence_margin))?;
     } else if args.json {
-        let mut json = serde_json::to_string_pretty(&report.cutover)?;
+        // The verdict object, with what verifying found when asked.
+        let mut value = serde_json::to_value(&report.cutover)?;
+        if let (true, Some(object)) = (args.verify.verify, value.as_object_mut()) {
+            object.insert(
+                "verify".to_owned(),
+                serde_json::to_value(&report.verification)?,
+            );
+        }
+        let mut json = serde_json::to_string_pretty(&value)?;
         json.push('\n');
         print(&printable_json(json))?;
     } else {
