@@ -7,9 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use pgmigrator_metrics::cutover::CutoverLimits;
 use pgmigrator_metrics::http::{DEFAULT_LISTEN, HttpConfig, TOKEN_ENV, TlsFiles};
-use pgmigrator_metrics::pg::{
-    ConnInfo, CountOptions, DEFAULT_SEQUENCE_MARGIN, MonitorConfig, VerifyOptions,
-};
+use pgmigrator_metrics::pg::{ConnInfo, CountOptions, DEFAULT_SEQUENCE_MARGIN, MonitorConfig};
 use pgmigrator_metrics::units;
 use tracing_subscriber::filter::Targets;
 
@@ -204,7 +202,7 @@ pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub(crate) counts: CountArgs,
     #[command(flatten)]
-    pub(crate) verify: VerifyArgs,
+    pub(crate) verify: crate::check::VerifyArgs,
     /// Print the verdict as JSON.
     #[arg(long, conflicts_with = "sequences_sql")]
     pub(crate) json: bool,
@@ -217,40 +215,6 @@ pub(crate) struct CheckArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SEQUENCE_MARGIN,
           value_parser = clap::value_parser!(i64).range(0..=1_000_000_000))]
     pub(crate) sequence_margin: i64,
-}
-
-/// Data verification, for `check`.
-#[derive(Debug, Args)]
-pub(crate) struct VerifyArgs {
-    /// Also verify the rows of every subscribed table: chunk by chunk of
-    /// its key, a digest of the rows on each server, and the keys of the
-    /// rows that differ (data_mismatch). Read-only, under live writes.
-    #[arg(long)]
-    pub(crate) verify: bool,
-    /// Rows per chunk, from 100 to 1000000.
-    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
-    pub(crate) verify_chunk_rows: u32,
-    /// Reads again of a chunk that differs before it counts, from 0 to 10.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
-    pub(crate) verify_retries: u32,
-    /// Differing keys named per table, from 1 to 10000.
-    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=10_000))]
-    pub(crate) verify_max_rows: u16,
-    /// Show a short hash of each differing key instead of the key.
-    #[arg(long)]
-    pub(crate) verify_hide_keys: bool,
-}
-
-impl VerifyArgs {
-    pub(crate) fn options(&self) -> Option<VerifyOptions> {
-        self.verify.then(|| VerifyOptions {
-            chunk_rows: self.verify_chunk_rows,
-            retries: self.verify_retries,
-            max_rows: usize::from(self.verify_max_rows),
-            hide_keys: self.verify_hide_keys,
-            ..VerifyOptions::default()
-        })
-    }
 }
 
 /// Row counts, for `check` and `monitor`.

@@ -4,8 +4,11 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use pgmigrator_metrics::Collector;
-use pgmigrator_metrics::pg::{CheckOptions, CheckReport, CountProgress, Monitor, VerifyStatus};
+use pgmigrator_metrics::pg::{
+    CheckOptions, CheckReport, CountProgress, Monitor, VerifyOptions, VerifyStatus,
+};
 use pgmigrator_metrics::printable::{printable_json, printable_line};
 use pgmigrator_metrics::status::render_cutover;
 
@@ -19,6 +22,40 @@ const READY: u8 = 0;
 const USAGE: u8 = 2;
 /// Exit status: the checks ran and something blocks the cutover.
 const NOT_READY: u8 = 3;
+
+/// Data verification, for `check`.
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// Also verify the rows of every subscribed table: chunk by chunk of
+    /// its key, a digest of the rows on each server, and the keys of the
+    /// rows that differ (data_mismatch). Read-only, under live writes.
+    #[arg(long)]
+    pub(crate) verify: bool,
+    /// Rows per chunk, from 100 to 1000000.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
+    pub(crate) verify_chunk_rows: u32,
+    /// Reads again of a chunk that differs before it counts, from 0 to 10.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub(crate) verify_retries: u32,
+    /// Differing keys named per table, from 1 to 10000.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub(crate) verify_max_rows: u16,
+    /// Show a short hash of each differing key instead of the key.
+    #[arg(long)]
+    pub(crate) verify_hide_keys: bool,
+}
+
+impl VerifyArgs {
+    pub(crate) fn options(&self) -> Option<VerifyOptions> {
+        self.verify.then(|| VerifyOptions {
+            chunk_rows: self.verify_chunk_rows,
+            retries: self.verify_retries,
+            max_rows: usize::from(self.verify_max_rows),
+            hide_keys: self.verify_hide_keys,
+            ..VerifyOptions::default()
+        })
+    }
+}
 
 /// Runs the checks and prints the verdict; a server that cannot be
 /// reached or checked is an error (exit status 1).
