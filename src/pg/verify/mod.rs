@@ -22,11 +22,10 @@ use tokio_postgres::Client;
 mod reads;
 
 use self::reads::{
-    Shape, applied_past, boundary, differing_rows, digest, row_hashes, session, shape,
-    source_digest,
+    Shape, boundary, differing_rows, digest, in_applied_snapshot, row_hashes, session, shape,
 };
 use super::checks::Findings;
-use super::{ConnInfo, MonitorError, describe};
+use super::{ConnInfo, MonitorError};
 use crate::model::named::named_enum;
 use crate::model::{CutoverItem, CutoverKind, TableName};
 use crate::printable::printable_line;
@@ -175,10 +174,7 @@ async fn verify_table(
             bounds.extend(hi.iter().map(String::as_str));
         }
         let range = shape.range(lo.is_some(), hi.is_some());
-        let (theirs, lsn) = source_digest(src, &shape, &range, &bounds).await?;
-        if let (Some(slot), Some(lsn)) = (slot, &lsn) {
-            applied_past(src, slot, lsn).await?;
-        }
+        let theirs = in_applied_snapshot(src, slot, digest(src, &shape, &range, &bounds)).await?;
         let ours = digest(dst, &shape, &range, &bounds).await?;
         out.chunks += 1;
         out.rows += u64::try_from(theirs.0).unwrap_or(0);
@@ -271,23 +267,7 @@ async fn settle(
         tokio::time::sleep(Duration::from_millis(200) * attempt).await;
         let keys: Vec<String> = suspects.iter().map(|(key, _)| key.clone()).collect();
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&keys];
-        src.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(|err| describe(&err))?;
-        let read = async {
-            let lsn: String = src
-                .query_one("SELECT pg_current_wal_lsn()::text", &[])
-                .await
-                .map_err(|err| describe(&err))?
-                .get(0);
-            Ok::<_, String>((row_hashes(src, &sql, &params).await?, lsn))
-        }
-        .await;
-        let _ = src.batch_execute("COMMIT").await;
-        let (theirs, lsn) = read?;
-        if let Some(slot) = slot {
-            applied_past(src, slot, &lsn).await?;
-        }
+        let theirs = in_applied_snapshot(src, slot, row_hashes(src, &sql, &params)).await?;
         let ours = row_hashes(dst, &sql, &params).await?;
         changing = previous
             .as_ref()

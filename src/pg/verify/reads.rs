@@ -224,32 +224,38 @@ pub(super) async fn digest(
     Ok((row.get(0), row.get(1)))
 }
 
-/// The source chunk in a snapshot, and the WAL position the snapshot was
-/// taken at.
-pub(super) async fn source_digest(
+/// What `read` finds on the source in one `REPEATABLE READ READ ONLY`
+/// snapshot, returned once the subscription's `slot` confirmed that
+/// snapshot's WAL position: the destination read next has applied it.
+pub(super) async fn in_applied_snapshot<T>(
     src: &Client,
-    shape: &Shape,
-    range: &str,
-    bounds: &[&str],
-) -> Result<(Digest, Option<String>), String> {
+    slot: Option<&str>,
+    read: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
     src.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
         .map_err(|err| describe(&err))?;
-    let read = async {
+    let found = async {
+        // The snapshot is taken by this first query, so its position is
+        // the snapshot's.
         let lsn: String = src
             .query_one("SELECT pg_current_wal_lsn()::text", &[])
             .await
             .map_err(|err| describe(&err))?
             .get(0);
-        Ok::<_, String>((digest(src, shape, range, bounds).await?, Some(lsn)))
+        Ok::<_, String>((read.await?, lsn))
     }
     .await;
     let _ = src.batch_execute("COMMIT").await;
-    read
+    let (found, lsn) = found?;
+    if let Some(slot) = slot {
+        applied_past(src, slot, &lsn).await?;
+    }
+    Ok(found)
 }
 
 /// Waits (10 s at most) until the subscription's slot confirmed `lsn`.
-pub(super) async fn applied_past(src: &Client, slot: &str, lsn: &str) -> Result<(), String> {
+async fn applied_past(src: &Client, slot: &str, lsn: &str) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let done: Option<bool> = src
