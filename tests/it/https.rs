@@ -123,19 +123,7 @@ async fn a_rotated_certificate_reaches_new_connections_and_spares_open_ones() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("test CA");
     let first = ca.issue(&["localhost"], "first");
-    let files = write_pair(dir.path(), &first);
-    let config = HttpConfig {
-        tls: Some(files),
-        ..HttpConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let _server = tokio::spawn(http::serve(
-        listener,
-        Collector::new(),
-        config,
-        std::future::pending(),
-    ));
+    let (addr, _stop, _server) = serve_tls(write_pair(dir.path(), &first)).await;
 
     let open = tls_connect(addr, &ca).await.unwrap();
     assert_eq!(peer(&open), der(&first));
@@ -196,6 +184,28 @@ async fn a_client_that_never_starts_the_handshake_is_closed_at_the_header_deadli
     );
 }
 
+/// A server on loopback speaking only HTTPS with `files`, until `stop`
+/// is sent (or dropped).
+async fn serve_tls(
+    files: TlsFiles,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let config = HttpConfig {
+        tls: Some(files),
+        ..HttpConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, Collector::new(), config, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop, server)
+}
+
 /// New connections get `wanted` within 10 s, and every handshake until
 /// then succeeds with one of `before`: a reload never leaves a gap.
 async fn serves_within(addr: std::net::SocketAddr, ca: &Ca, before: &[Vec<u8>], wanted: &[u8]) {
@@ -223,16 +233,7 @@ async fn a_certificate_swapped_for_a_fifo_or_a_device_never_hangs_or_fills_the_s
     let ca = Ca::new("test CA");
     let first = ca.issue(&["localhost"], "first");
     let files = write_pair(dir.path(), &first);
-    let config = HttpConfig {
-        tls: Some(files.clone()),
-        ..HttpConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, Collector::new(), config, async {
-        let _ = stopped.await;
-    }));
+    let (addr, stop, server) = serve_tls(files.clone()).await;
     assert_eq!(peer(&tls_connect(addr, &ca).await.unwrap()), der(&first));
 
     // A FIFO nobody writes, then a link to an endless device: each is
