@@ -358,13 +358,7 @@ fn a_file_another_user_planted_in_a_sticky_directory_is_not_taken_for_ours() {
 fn a_fifo_or_device_at_the_state_file_path_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::make_fifo(&fifo);
     let device = dir.path().join("null");
     let made = Command::new("mknod")
         .arg(&device)

@@ -53,11 +53,7 @@ async fn a_hostile_history_file_is_refused_or_cut_to_size() {
     std::fs::write(&path, "{\"tiers\": 7}").unwrap();
     assert!(read_history_file(&path).is_err());
     let fifo = dir.path().join("fifo");
-    let status = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::make_fifo(&fifo);
     let err = read_history_file(&fifo).unwrap_err();
     assert!(err.to_string().contains("FIFO"), "{err}");
     // Ten times too many points, out of order: cut to the newest.

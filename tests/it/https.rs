@@ -65,16 +65,7 @@ async fn https_and_wss_serve_verified_clients_and_plain_http_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("test CA");
     let files = write_pair(dir.path(), &ca.issue(&["localhost"], "localhost"));
-    let config = HttpConfig {
-        tls: Some(files),
-        ..HttpConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, Collector::new(), config, async {
-        let _ = stopped.await;
-    }));
+    let (addr, stop, server) = serve_tls(files).await;
 
     // REST over HTTPS.
     let stream = tls_connect(addr, &ca).await.unwrap();
@@ -239,11 +230,7 @@ async fn a_certificate_swapped_for_a_fifo_or_a_device_never_hangs_or_fills_the_s
     // A FIFO nobody writes, then a link to an endless device: each is
     // refused, and handshakes go on with the certificate already read.
     let fifo = dir.path().join("fifo");
-    let status = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::make_fifo(&fifo);
     for target in [fifo.as_path(), Path::new("/dev/zero")] {
         std::fs::remove_file(&files.cert).unwrap();
         std::os::unix::fs::symlink(target, &files.cert).unwrap();

@@ -43,6 +43,17 @@ mod tui;
 
 use pgmigrator_metrics::TableProgress;
 
+/// A FIFO at `path`, which nobody writes: what a hostile user plants
+/// where a file should be.
+pub fn make_fifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(
+        made.is_ok_and(|status| status.success()),
+        "mkfifo {}",
+        path.display()
+    );
+}
+
 /// Three tables: a known estimate, another, and a never-analysed one.
 pub fn three_tables() -> Vec<TableProgress> {
     vec![

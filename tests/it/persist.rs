@@ -398,13 +398,7 @@ async fn a_persister_refuses_a_device_fifo_socket_or_link_at_its_path() {
         .status()
         .is_ok_and(|s| s.success());
     let fifo = dir.path().join("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::make_fifo(&fifo);
     let socket = dir.path().join("socket");
     let _listener = UnixListener::bind(&socket).unwrap();
     let link = dir.path().join("link");
