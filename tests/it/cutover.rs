@@ -587,6 +587,18 @@ async fn verify_finds_each_differing_row_by_its_key_and_nothing_else() {
         .filter(|l| l.starts_with("    "))
         .count();
     assert_eq!(differences, 5, "no false report: {}", found.stdout);
+    // Named up to --verify-max-rows, counted in full.
+    let capped = check(&source, &dest, &["--verify", "--verify-max-rows", "1"]).await;
+    for line in [
+        "blocker: data_mismatch public.orders: 3 row(s) differ: (1) (missing)",
+        "  … and 2 more (--verify-max-rows)",
+    ] {
+        assert!(
+            capped.stdout.contains(line),
+            "{line:?} in {}",
+            capped.stdout
+        );
+    }
     let json = check(&source, &dest, &["--verify", "--json"]).await;
     let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     let orders = json["verify"]

@@ -162,6 +162,10 @@ fn verify_lines(report: &CheckReport) -> String {
         for difference in &table.differences {
             text.push_str(&format!("    {} {}\n", difference.kind, difference.key));
         }
+        let unnamed = table.mismatched_rows - table.differences.len() as u64;
+        if unnamed > 0 {
+            text.push_str(&format!("  … and {unnamed} more (--verify-max-rows)\n"));
+        }
     }
     text
 }

@@ -109,7 +109,9 @@ pub struct TableVerification {
     pub rows: u64,
     /// Chunks that needed more than one read.
     pub chunks_retried: u64,
-    /// The rows that differ, at most [`VerifyOptions::max_rows`].
+    /// Rows that differ, all of them.
+    pub mismatched_rows: u64,
+    /// The rows that differ, the first [`VerifyOptions::max_rows`].
     pub differences: Vec<RowDifference>,
     /// Why a table is unverifiable or unstable.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -140,6 +142,7 @@ pub(crate) async fn verify(
             chunks: 0,
             rows: 0,
             chunks_retried: 0,
+            mismatched_rows: 0,
             differences: Vec::new(),
             detail: String::new(),
         };
@@ -194,6 +197,7 @@ async fn verify_table(
             }
             if !differ.is_empty() {
                 out.status = VerifyStatus::Mismatch;
+                out.mismatched_rows += differ.len() as u64;
                 let room = options.max_rows.saturating_sub(out.differences.len());
                 out.differences
                     .extend(
@@ -307,7 +311,7 @@ pub(crate) fn findings(verification: &[TableVerification], findings: &mut Findin
                     .collect();
                 findings.blockers.push(item(format!(
                     "{} row(s) differ: {}",
-                    table.differences.len(),
+                    table.mismatched_rows,
                     named.join(", ")
                 )));
             }
