@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::model::{Cutover, CutoverItem, CutoverKind, Snapshot, TableStatus, WalStatus};
+use crate::model::{
+    Cutover, CutoverItem, CutoverKind, Snapshot, TableStatus, VerifyProgress, VerifyStatus,
+    WalStatus,
+};
 use crate::units::format_bytes;
 
 /// How much is tolerated at cutover.
@@ -123,7 +126,55 @@ pub fn snapshot_blockers(
             ),
         );
     }
+    if let Some(verify) = &snapshot.verify {
+        blockers.extend(verify_items(verify).0);
+    }
     blockers
+}
+
+/// What verification found, as the verdict shows it: a `data_mismatch`
+/// blocker per table whose rows differ (naming up to five keys), and an
+/// `unverified` warning per table not verified (yet, or at all) or
+/// verified only as a whole (no key to name rows by).
+pub fn verify_items(verify: &VerifyProgress) -> (Vec<CutoverItem>, Vec<CutoverItem>) {
+    let (mut blockers, mut warnings) = (Vec::new(), Vec::new());
+    for table in &verify.tables {
+        let item = |kind, detail| CutoverItem {
+            kind,
+            table: Some(table.table_name().to_string()),
+            detail,
+        };
+        match table.status {
+            VerifyStatus::Verified if table.detail.is_empty() => {}
+            VerifyStatus::Mismatch => {
+                let named: Vec<String> = table
+                    .differences
+                    .iter()
+                    .take(5)
+                    .map(|d| format!("{} ({})", d.key, d.kind))
+                    .collect();
+                let detail = if named.is_empty() {
+                    format!("{} row(s) differ", table.mismatched_rows)
+                } else {
+                    format!(
+                        "{} row(s) differ: {}",
+                        table.mismatched_rows,
+                        named.join(", ")
+                    )
+                };
+                blockers.push(item(CutoverKind::DataMismatch, detail));
+            }
+            status => {
+                let detail = if table.detail.is_empty() {
+                    format!("{status}, not verified yet")
+                } else {
+                    format!("{status}: {}", table.detail)
+                };
+                warnings.push(item(CutoverKind::Unverified, detail));
+            }
+        }
+    }
+    (blockers, warnings)
 }
 
 /// The verdict: `snapshot`'s blockers at `now`, then those of `checks`
@@ -137,7 +188,11 @@ pub(crate) fn verdict(
 ) -> Cutover {
     let mut blockers = snapshot_blockers(snapshot, limits, now);
     blockers.extend(checks.blockers.iter().cloned());
-    Cutover::new(checks.checked_at, blockers, checks.warnings.clone())
+    let mut warnings = checks.warnings.clone();
+    if let Some(verify) = &snapshot.verify {
+        warnings.extend(verify_items(verify).1);
+    }
+    Cutover::new(checks.checked_at, blockers, warnings)
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::model::{
-    AlertState, AlertStatus, Cutover, LogEntry, Phase, SlotHealth, Snapshot, WalStatus,
+    AlertState, AlertStatus, Cutover, LogEntry, Phase, SlotHealth, Snapshot, VerifyProgress,
+    VerifyStatus, WalStatus,
 };
 use crate::printable::{printable, printable_line};
 use crate::units::{format_bytes, format_duration, seconds};
@@ -124,6 +125,9 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
     if let Some(cutover) = &s.cutover {
         out.push_str(&render_cutover(cutover, now));
     }
+    if let Some(verify) = &s.verify {
+        out.push_str(&render_verify(verify));
+    }
     write_alerts(out, &s.alerts)?;
     if s.error_count > 0 {
         writeln!(
@@ -206,6 +210,85 @@ fn write_cutover(out: &mut String, cutover: &Cutover, now: OffsetDateTime) -> st
             printable(item.kind.as_str()),
             printable_line(&item.detail, MAX_TEXT_CHARS)
         )?;
+    }
+    Ok(())
+}
+
+/// `Verify:       38 of 40 tables verified, 1 mismatch, 1 verifying · 1.20 GiB
+/// of 4.00 GiB · ETA 5m · 3 chunks read again`, then each table not
+/// verified with the keys of the rows that differ, as `status` and
+/// `pgmigrator check --verify` print it.
+pub fn render_verify(verify: &VerifyProgress) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_verify(&mut out, verify);
+    out
+}
+
+fn write_verify(out: &mut String, verify: &VerifyProgress) -> std::fmt::Result {
+    let mut counts = vec![format!(
+        "{} of {} tables verified",
+        verify.tables_verified, verify.tables_total
+    )];
+    let mut others: Vec<VerifyStatus> = Vec::new();
+    for table in &verify.tables {
+        if table.status != VerifyStatus::Verified && !others.contains(&table.status) {
+            others.push(table.status);
+        }
+    }
+    counts.extend(
+        others
+            .iter()
+            .map(|status| format!("{} {}", verify.count(*status), printable(status.as_str()))),
+    );
+    let mut line = counts.join(", ");
+    if verify.bytes_total > 0 {
+        line.push_str(&format!(
+            " · {} of {}",
+            format_bytes(verify.bytes_verified),
+            format_bytes(verify.bytes_total)
+        ));
+    }
+    if let Some(eta) = verify.eta_sec.filter(|eta| *eta > 0.0) {
+        let eta = Duration::from_secs(seconds(eta).as_secs());
+        line.push_str(&format!(" · ETA {}", format_duration(eta)));
+    }
+    if verify.chunks_retried > 0 {
+        line.push_str(&format!(" · {} chunks read again", verify.chunks_retried));
+    }
+    writeln!(out, "Verify:       {line}")?;
+    let worth_a_line = |status| {
+        matches!(
+            status,
+            VerifyStatus::Mismatch | VerifyStatus::Unstable | VerifyStatus::Unverifiable
+        )
+    };
+    for table in verify.tables.iter().filter(|t| worth_a_line(t.status)) {
+        let name = table.table_name().to_string();
+        write!(
+            out,
+            "  {} {}",
+            printable(table.status.as_str()),
+            printable_line(&name, MAX_TEXT_CHARS)
+        )?;
+        match table.mismatched_rows {
+            0 => writeln!(out, ": {}", printable_line(&table.detail, MAX_TEXT_CHARS))?,
+            n => writeln!(out, ": {n} row(s) differ")?,
+        }
+        for difference in &table.differences {
+            writeln!(
+                out,
+                "    {} {}",
+                printable(difference.kind.as_str()),
+                printable_line(&difference.key, MAX_TEXT_CHARS)
+            )?;
+        }
+        let unnamed = table
+            .mismatched_rows
+            .saturating_sub(table.differences.len() as u64);
+        if unnamed > 0 && !table.differences.is_empty() {
+            writeln!(out, "    … and {unnamed} more (--verify-max-rows)")?;
+        }
     }
     Ok(())
 }
@@ -451,6 +534,49 @@ Tables:
         slot.wal_status = WalStatus::Reserved;
         slot.max_slot_wal_keep_size = None;
         assert!(render(&snapshot, now).contains("no WAL limit · reserved"));
+    }
+
+    #[test]
+    fn the_verify_line_counts_tables_and_lists_the_differing_keys_escaped() {
+        use crate::model::{DifferenceKind, RowDifference, TableName, TableVerification};
+        let mut snapshot = example();
+        let now = snapshot.timestamp;
+        let table = |name: &str, status| TableVerification {
+            status,
+            bytes_total: 1 << 30,
+            ..TableVerification::pending(&TableName::new("public", name))
+        };
+        let mut verify = VerifyProgress {
+            tables: vec![
+                TableVerification {
+                    bytes_verified: 1 << 30,
+                    ..table("a", VerifyStatus::Verified)
+                },
+                TableVerification {
+                    mismatched_rows: 3,
+                    bytes_verified: 1 << 30,
+                    differences: vec![RowDifference {
+                        key: "(7,\x1b[2J)".into(),
+                        kind: DifferenceKind::Missing,
+                    }],
+                    ..table("orders\x1b", VerifyStatus::Mismatch)
+                },
+                table("c", VerifyStatus::Verifying),
+            ],
+            ..VerifyProgress::default()
+        };
+        verify.total_up(60.0, 0);
+        snapshot.verify = Some(verify);
+        let text = render(&snapshot, now);
+        assert!(
+            text.contains(
+                "Verify:       1 of 3 tables verified, 1 mismatch, 1 verifying · \
+                 2.00 GiB of 3.00 GiB · ETA 30s\n  mismatch public.orders\\e: 3 row(s) differ\n    \
+                 missing (7,\\e[2J)\n    … and 2 more (--verify-max-rows)\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::cutover::CutoverLimits;
 use crate::lsn::Lsn;
 use crate::model::{
     AlertStatus, ApplyHealth, Cutover, LogEntry, Phase, SlotHealth, TableName, TableProgress,
+    VerifyProgress,
 };
 
 /// A change to the migration's state; applied by [`super::state::State::apply`].
@@ -51,6 +52,8 @@ pub(crate) enum Update {
         allow(dead_code, reason = "sent by the monitor")
     )]
     Checks(Box<(Cutover, CutoverLimits)>),
+    /// Data verification's progress; boxed: large and rare.
+    Verify(Box<VerifyProgress>),
     /// The alerts and the notifications given up on; boxed, like the slot.
     Alerts(Box<(Vec<AlertStatus>, u64)>),
     /// Boxed: log entries are rare and large; this keeps every message small.

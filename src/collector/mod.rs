@@ -34,7 +34,7 @@ use crate::history::History;
 use crate::lsn::Lsn;
 use crate::model::{
     AlertStatus, ApplyHealth, Cutover, LogEntry, Phase, SlotHealth, Snapshot, TableName,
-    TableProgress,
+    TableProgress, VerifyProgress,
 };
 use crate::publish::Snapshots;
 
@@ -228,6 +228,12 @@ impl Collector {
     /// blockers (true exactly when there are none).
     pub async fn record_cutover(&self, cutover: Cutover) {
         self.send(Update::Cutover(Box::new(cutover))).await;
+    }
+
+    /// Data verification's progress as it now stands; the verdict derives
+    /// its `data_mismatch` blockers and `unverified` warnings from it.
+    pub async fn record_verify(&self, progress: VerifyProgress) {
+        self.send(Update::Verify(Box::new(progress))).await;
     }
 
     /// The alerts as just evaluated, and how many notifications were given

@@ -16,7 +16,7 @@ use crate::lag::LagTracker;
 use crate::lsn::{Lsn, format_lag, lag};
 use crate::model::{
     AlertStatus, ApplyHealth, Cutover, ErrorEntry, LogEntry, Phase, PhaseSpan, SlotHealth,
-    Snapshot, TableName, TableProgress, TableStatus,
+    Snapshot, TableName, TableProgress, TableStatus, VerifyProgress,
 };
 use crate::rate::RateWindow;
 use crate::redact::{MASK, is_secret_key, redact};
@@ -70,6 +70,8 @@ pub(crate) struct State {
     /// The newest alerts, and notifications given up on.
     alerts: Vec<AlertStatus>,
     notifications_failed: u64,
+    /// The newest verification progress; `None` while verifying is off.
+    verify: Option<VerifyProgress>,
 }
 
 /// Where the published cutover verdict comes from.
@@ -121,6 +123,7 @@ impl State {
             cutover: None,
             alerts: Vec::new(),
             notifications_failed: 0,
+            verify: None,
         }
     }
 
@@ -159,6 +162,7 @@ impl State {
         state.last_error = previous.last_error;
         let skip = previous.errors.len().saturating_sub(ERROR_HISTORY);
         state.errors.extend(previous.errors.into_iter().skip(skip));
+        state.verify = previous.verify;
         state
     }
 
@@ -215,6 +219,7 @@ impl State {
                 let (checks, limits) = *checks;
                 self.cutover = Some(Verdict::Derived { checks, limits });
             }
+            Update::Verify(progress) => self.verify = Some(*progress),
             Update::Alerts(alerts) => {
                 (self.alerts, self.notifications_failed) = *alerts;
             }
@@ -264,6 +269,7 @@ impl State {
             cutover: None,
             alerts: self.alerts.clone(),
             notifications_failed: self.notifications_failed,
+            verify: self.verify.clone(),
         };
         snapshot.cutover = match &self.cutover {
             None => None,

@@ -7,6 +7,7 @@
 //! | `GET /api/v1/tables` | its `tables` array |
 //! | `GET /api/v1/logs` | the log ring, oldest first |
 //! | `GET /api/v1/cutover` | the cutover verdict (404 until one is computed) |
+//! | `GET /api/v1/verify` | data verification: progress and the rows that differ (404 unless `--verify`) |
 //! | `GET /api/v1/alerts` | the alerts pending, firing or recently resolved |
 //! | `GET /api/v1/history?since=…&step=…` | the headline series over time, oldest first |
 //! | `GET /api/v1/migrations` | every migration served, as a summary, worst first |

@@ -78,6 +78,18 @@ pub(super) async fn cutover(migration: Migration) -> Response {
     }
 }
 
+/// Data verification's progress and findings, or 404 while verifying is
+/// off.
+pub(super) async fn verify(migration: Migration) -> Response {
+    match &migration.snapshots.snapshot().verify {
+        Some(verify) => Json(verify).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no verification: it runs with --verify",
+        ),
+    }
+}
+
 /// The alerts pending, firing or recently resolved (an empty list when
 /// none, or when no rules run).
 pub(super) async fn alerts(migration: Migration) -> Response {

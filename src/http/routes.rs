@@ -76,6 +76,7 @@ fn migration_routes() -> Vec<(&'static str, RouteKind, Handler)> {
         ("/tables", RouteKind::Api, get(rest::tables)),
         ("/logs", RouteKind::Api, get(rest::logs)),
         ("/cutover", RouteKind::Api, get(rest::cutover)),
+        ("/verify", RouteKind::Api, get(rest::verify)),
         ("/alerts", RouteKind::Api, get(rest::alerts)),
         ("/history", RouteKind::Api, get(rest::history)),
         ("/ws", RouteKind::WebSocket, get(ws::upgrade)),

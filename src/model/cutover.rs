@@ -86,6 +86,8 @@ named_enum! {
         RowCountMismatch = "row_count_mismatch",
         /// Rows differ between the servers (only when verified).
         DataMismatch = "data_mismatch",
+        /// A table is not verified yet, or cannot be (only when verifying).
+        Unverified = "unverified",
     }
     keep unknown names in Other(String);
 }

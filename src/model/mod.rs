@@ -15,6 +15,7 @@ mod slot;
 mod snapshot;
 mod summary;
 mod table;
+mod verify;
 
 pub use alert::{AlertState, AlertStatus, Severity};
 pub use cutover::{Cutover, CutoverItem, CutoverKind};
@@ -24,3 +25,4 @@ pub use slot::{ApplyHealth, SlotHealth, WalStatus};
 pub use snapshot::{ErrorEntry, PhaseSpan, STALE_AFTER, Snapshot};
 pub use summary::{MigrationSummary, sort_worst_first, summarize};
 pub use table::{TableName, TableProgress, TableStatus, UnknownStatus};
+pub use verify::{DifferenceKind, RowDifference, TableVerification, VerifyProgress, VerifyStatus};

@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::serde_util::{null_as_default, timestamp};
-use super::{AlertStatus, ApplyHealth, Cutover, Phase, SlotHealth, TableProgress, TableStatus};
+use super::{
+    AlertStatus, ApplyHealth, Cutover, Phase, SlotHealth, TableProgress, TableStatus,
+    VerifyProgress,
+};
 use crate::lsn::Lsn;
 
 /// One span of the phase history.
@@ -149,6 +152,9 @@ pub struct Snapshot {
     /// full queue); omitted when none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub notifications_failed: u64,
+    /// Data verification (`--verify`); omitted when it is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyProgress>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -226,6 +232,7 @@ impl Default for Snapshot {
             cutover: None,
             alerts: Vec::new(),
             notifications_failed: 0,
+            verify: None,
         }
     }
 }

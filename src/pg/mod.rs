@@ -54,8 +54,8 @@ pub use conninfo::{ConnInfo, ConnInfoError};
 pub use counts::{CountOptions, CountProgress};
 pub use poll::PollStats;
 pub use tls::SslMode;
-pub use verdict::{CheckOptions, CheckReport, DEFAULT_SEQUENCE_MARGIN};
-pub use verify::{DifferenceKind, RowDifference, TableVerification, VerifyOptions, VerifyStatus};
+pub use verdict::{CheckOptions, CheckProgress, CheckReport, DEFAULT_SEQUENCE_MARGIN};
+pub use verify::VerifyOptions;
 
 /// What to follow and how often.
 #[derive(Debug, Clone)]
@@ -77,12 +77,16 @@ pub struct MonitorConfig {
     /// background, every `check_interval` (`row_count_mismatch`); `None`
     /// never counts.
     pub counts: Option<CountOptions>,
+    /// Verify the subscribed tables' rows in the background, each once it
+    /// is streaming and again every [`VerifyOptions::interval`]
+    /// (`data_mismatch`); `None` never verifies.
+    pub verify: Option<VerifyOptions>,
 }
 
 impl MonitorConfig {
     /// Following the only subscription of `dest`'s database, polling every
     /// second and reading the catalogs every 30 seconds, with the default
-    /// cutover limits and no row counts.
+    /// cutover limits, no row counts and no verification.
     pub fn new(source: ConnInfo, dest: ConnInfo) -> MonitorConfig {
         MonitorConfig {
             source,
@@ -92,6 +96,7 @@ impl MonitorConfig {
             check_interval: Duration::from_secs(30),
             cutover: CutoverLimits::default(),
             counts: None,
+            verify: None,
         }
     }
 }
@@ -121,7 +126,7 @@ pub enum MonitorErrorKind {
 }
 
 impl MonitorError {
-    fn new(kind: MonitorErrorKind, message: impl AsRef<str>) -> Self {
+    pub(crate) fn new(kind: MonitorErrorKind, message: impl AsRef<str>) -> Self {
         MonitorError {
             kind,
             message: redact(message.as_ref()).into_owned(),
@@ -225,6 +230,11 @@ pub async fn run(collector: Collector, mut monitor: Monitor, stop: impl Future<O
         monitor.config.counts.clone().map(|options| {
             verdict::count_periodically(&monitor.config, options, collector.clone())
         });
+    let _verifying = monitor.config.verify.clone().map(|options| {
+        let servers = (monitor.config.source.clone(), monitor.config.dest.clone());
+        let slot = monitor.subscription.slot.clone();
+        verify::Background::start(servers, slot, options, collector.clone())
+    });
     let mut ticks = tokio::time::interval(monitor.config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -11,11 +11,11 @@ use super::checks::{self, Findings, SequenceFix};
 use super::counts::{self, CountOptions, CountProgress};
 use tokio::sync::watch;
 
-use super::verify::{self, TableVerification, VerifyOptions};
+use super::verify::{self, VerifyOptions};
 use super::{Monitor, MonitorConfig, MonitorError, catalog};
 use crate::collector::{Collector, Update};
 use crate::cutover;
-use crate::model::{Cutover, CutoverItem, CutoverKind, TableName, TableProgress};
+use crate::model::{Cutover, CutoverItem, CutoverKind, TableName, TableProgress, VerifyProgress};
 
 /// How [`Monitor::check`] runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,12 +50,22 @@ pub struct CheckReport {
     /// The `setval` statements that bring the destination's sequences
     /// ahead of the source's.
     pub sequence_fixes: Vec<SequenceFix>,
-    /// What verifying each subscribed table found (empty unless asked).
-    pub verification: Vec<TableVerification>,
+    /// What verifying the subscribed tables found; `None` unless asked.
+    pub verification: Option<VerifyProgress>,
     /// Queries sent, row counts and verification not included.
     pub queries: u32,
     /// Wall time of the whole check.
     pub elapsed: Duration,
+}
+
+/// How far [`Monitor::check`] has come.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum CheckProgress<'a> {
+    /// Counting rows.
+    Counts(CountProgress),
+    /// Verifying rows.
+    Verify(&'a VerifyProgress),
 }
 
 /// The catalog checks' newest findings and when they were read.
@@ -68,13 +78,15 @@ pub(super) struct Checked {
 impl Monitor {
     /// Runs every check once, now: a poll into `collector` (for the
     /// tables, lag, slot and errors), the catalog checks and, when asked,
-    /// the row counts, reporting their progress to `progress`. Read-only
-    /// on both servers; records nothing.
+    /// the row counts and the verification, reporting how far they have
+    /// come to `progress`. Read-only on both servers; records nothing but
+    /// the verification's outcome, whose blockers and warnings join the
+    /// verdict.
     pub async fn check(
         &mut self,
         collector: &Collector,
         options: &CheckOptions,
-        progress: &mut (dyn FnMut(CountProgress) + Send),
+        progress: &mut (dyn FnMut(CheckProgress<'_>) + Send),
     ) -> Result<CheckReport, MonitorError> {
         let started = std::time::Instant::now();
         let mut queries = self.poll(collector).await?.queries;
@@ -87,27 +99,29 @@ impl Monitor {
                 &self.config.dest,
                 tables.collect(),
                 count_options,
-                progress,
+                &mut |counted| progress(CheckProgress::Counts(counted)),
             )
             .await?;
             findings.extend(counted);
         }
-        let mut verification = Vec::new();
+        let mut verification = None;
         if let Some(verify_options) = &options.verify {
             let tables: Vec<TableName> = catalog
                 .subscribed
                 .iter()
                 .map(|(name, _)| name.clone())
                 .collect();
-            verification = verify::verify(
+            let verified = verify::verify(
                 &self.config.source,
                 &self.config.dest,
-                self.subscription.slot.as_deref(),
+                self.subscription.slot.clone(),
                 &tables,
                 verify_options,
+                &mut |verified| progress(CheckProgress::Verify(verified)),
             )
             .await?;
-            verify::findings(&verification, &mut findings);
+            collector.record_verify(verified.clone()).await;
+            verification = Some(verified);
         }
         collector.flush().await;
         let now = OffsetDateTime::now_utc();

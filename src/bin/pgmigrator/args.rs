@@ -165,6 +165,8 @@ pub(crate) struct MonitorArgs {
     pub(crate) cutover: CutoverArgs,
     #[command(flatten)]
     pub(crate) counts: CountArgs,
+    #[command(flatten)]
+    pub(crate) verify: crate::check::VerifyArgs,
     /// An apply or sync error the monitor saw this recently blocks the
     /// cutover, from 1s to 7 days.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_error_window)]
@@ -411,7 +413,11 @@ fn read_token_file(path: &Path) -> Result<String, String> {
 
 /// A duration in the one grammar of `units::parse_duration` (`30s`, `5m`,
 /// `1h30m`, `1.5s`, `500ms`, or plain seconds), within `min..=max`.
-fn parse_duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+pub(crate) fn parse_duration_within(
+    text: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, String> {
     let duration = units::parse_duration(text)?;
     if duration < min || duration > max {
         return Err(format!(

@@ -16,7 +16,9 @@ use tracing_subscriber::filter::Targets;
 
 use crate::args::{MonitorArgs, ServeArgs};
 use crate::output::{say, warn};
-use crate::serving::{install_logging, listen, logging, resumed_collector, start_alerts};
+use crate::serving::{
+    install_logging, listen, logging, resume_verify, resumed_collector, start_alerts,
+};
 use crate::signals::shutdown_signal;
 use crate::{Failure, monitor_config, state_path, stopped};
 
@@ -239,6 +241,9 @@ pub(crate) async fn monitor_several(
         });
         let state_file = fleet::state_file_in(&dir, &id);
         let collector = resumed_collector(&state_file);
+        if args.verify.verify {
+            resume_verify(&collector, &state_file).await;
+        }
         collector.set_phase(Phase::Connecting).await;
         start_alerts(
             args.alerts.file.as_deref(),

@@ -104,6 +104,9 @@ async fn monitor_command(args: MonitorArgs, log_filter: &Targets) -> Result<(), 
     }
     let state_file = state_path(args.state_file.clone())?;
     let collector = live_collector(args.tui, &state_file, log_filter)?;
+    if args.verify.verify {
+        serving::resume_verify(&collector, &state_file).await;
+    }
     collector.set_phase(Phase::Connecting).await;
     let subscription = args.subscriptions.first().cloned();
     // Bad input fails here, before anything is served.
@@ -129,6 +132,7 @@ pub(crate) fn monitor_config(
         interval: args.interval,
         check_interval: args.check_interval,
         counts: args.counts.options(),
+        verify: args.verify.options(),
         ..args.servers.config(subscription, &args.cutover)?
     };
     config.cutover.error_window = args.cutover_error_window;

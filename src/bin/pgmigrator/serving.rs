@@ -49,6 +49,17 @@ pub(crate) fn resumed_collector(state_file: &Path) -> Collector {
         .build()
 }
 
+/// Carries the verification recorded in `state_file` by an earlier run
+/// over into `collector`, so `monitor --verify` goes on from it instead of
+/// verifying again what it verified lately.
+pub(crate) async fn resume_verify(collector: &Collector, state_file: &Path) {
+    let previous = pgmigrator_metrics::read_state_file(state_file).ok();
+    if let Some(verify) = previous.and_then(|snapshot| snapshot.verify) {
+        collector.record_verify(verify).await;
+        collector.flush().await;
+    }
+}
+
 /// Where this process's own `tracing` events go: into `collector`'s log
 /// ring when there is one, and on stderr through `filter` (`--log-level`)
 /// unless the terminal dashboard owns the screen.

@@ -3,7 +3,7 @@
 
 use crate::model::{
     AlertState, Cutover, CutoverKind, Phase, Severity, Snapshot, TableProgress, TableStatus,
-    WalStatus,
+    TableVerification, VerifyProgress, VerifyStatus, WalStatus,
 };
 
 /// One metric family: its name (after `pgmigrator_`), help and series.
@@ -26,6 +26,9 @@ pub(super) enum Series {
     TableCounter(fn(&TableProgress) -> u64),
     /// Gauges labelled `label`: one per value the function gives.
     Labelled(&'static str, fn(&Snapshot) -> Vec<(String, f64)>),
+    /// One gauge per table of the verification, labelled `schema` and
+    /// `table`; `None`: none for that table.
+    VerifyGauge(fn(&TableVerification) -> Option<f64>),
 }
 
 const fn family(name: &'static str, help: &'static str, series: Series) -> Family {
@@ -181,6 +184,30 @@ pub(super) const FAMILIES: &[Family] = &[
         }),
     ),
     family(
+        "verify_bytes",
+        "Bytes of the source's tables read by data verification in its current round",
+        Series::Counter(|s| Some(s.verify.as_ref()?.bytes_verified)),
+    ),
+    family(
+        "verify_tables",
+        "Tables by where data verification stands (pending, verifying, verified, mismatch, unstable, unverifiable, skipped)",
+        Series::Labelled("status", |s| {
+            s.verify.as_ref().map(verify_series).unwrap_or_default()
+        }),
+    ),
+    family(
+        "verify_mismatched_rows",
+        "Rows that differ between the source and the destination, by table (tables with a mismatch)",
+        Series::VerifyGauge(|t| {
+            (t.status == VerifyStatus::Mismatch).then_some(t.mismatched_rows as f64)
+        }),
+    ),
+    family(
+        "verify_chunks_retried",
+        "Chunks data verification read more than once in its current round (rows in flight)",
+        Series::Counter(|s| Some(s.verify.as_ref()?.chunks_retried)),
+    ),
+    family(
         "alerts_firing",
         "Alerts firing, by severity",
         Series::Labelled("severity", |s| {
@@ -257,6 +284,21 @@ fn one_hot<'a>(known: impl Iterator<Item = &'a str>, current: &str) -> Vec<(Stri
         series.push((current.to_owned(), 1.0));
     }
     series
+}
+
+/// Tables by verification status: every known status (0 when none), then
+/// any other that occurs.
+fn verify_series(verify: &VerifyProgress) -> Vec<(String, f64)> {
+    let mut statuses: Vec<VerifyStatus> = VerifyStatus::KNOWN.to_vec();
+    for table in &verify.tables {
+        if !statuses.contains(&table.status) {
+            statuses.push(table.status);
+        }
+    }
+    statuses
+        .into_iter()
+        .map(|status| (status.as_str().to_owned(), verify.count(status) as f64))
+        .collect()
 }
 
 /// Blockers by kind: every known kind (0 when absent), then any other

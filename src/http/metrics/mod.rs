@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 mod families;
 
 use self::families::{FAMILIES, Family, Series};
-use crate::model::{Snapshot, TableProgress};
+use crate::model::{Snapshot, TableProgress, TableVerification};
 
 /// The `Content-Type` of [`render_openmetrics`]'s output.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -135,6 +135,9 @@ impl Family {
                 }
                 Series::TableCounter(_) => m.tables > 0,
                 Series::Labelled(_, series) => !series(s).is_empty(),
+                Series::VerifyGauge(value) => {
+                    verified_tables(s, m.tables).any(|t| value(t).is_some())
+                }
             }
         })
     }
@@ -178,6 +181,15 @@ impl Family {
                         ConstGauge::new(v).encode(metric.encode_family(&labels)?)?;
                     }
                 }
+                Series::VerifyGauge(value) => {
+                    for t in verified_tables(s, member.tables) {
+                        if let Some(v) = value(t) {
+                            let labels =
+                                [("schema", t.schema.as_str()), ("table", t.name.as_str())];
+                            ConstGauge::new(v).encode(metric.encode_family(&(own, labels))?)?;
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -190,6 +202,16 @@ impl Family {
 fn unique_tables(s: &Snapshot, count: usize) -> impl Iterator<Item = &TableProgress> {
     let mut seen = std::collections::HashSet::new();
     s.tables[..count.min(s.tables.len())]
+        .iter()
+        .filter(move |t| seen.insert((t.schema.as_str(), t.name.as_str())))
+}
+
+/// The verification's tables, each name once and no more of them than
+/// the migration has tables given series (`count`).
+fn verified_tables(s: &Snapshot, count: usize) -> impl Iterator<Item = &TableVerification> {
+    let mut seen = std::collections::HashSet::new();
+    let tables = s.verify.as_ref().map_or(&[][..], |v| v.tables.as_slice());
+    tables[..count.min(tables.len())]
         .iter()
         .filter(move |t| seen.insert((t.schema.as_str(), t.name.as_str())))
 }

@@ -2,40 +2,47 @@
 //! source, chunk by chunk of the key, localized to the rows that differ.
 //!
 //! Each table is cut into ranges of its primary key (or replica identity
-//! index) on the source; for each range, both servers compute `count(*)`
-//! and an order-independent 64-bit digest sum of the rows' text, so only
-//! two numbers per chunk cross the network. The sessions are pinned so a
-//! value's text is the same on both servers, text keys are compared with
-//! `COLLATE "C"`, and the first and last ranges are open so rows outside
-//! the source's keys are found too. A source chunk is read in a
-//! `REPEATABLE READ READ ONLY` transaction, and the destination's once the
-//! subscription confirmed the WAL position of that snapshot; a chunk that
-//! differs is read again before it counts, and one whose source rows keep
-//! changing is `unstable`, not a difference.
+//! index) on the source, sized so one takes about the chunk time; for each
+//! range, both servers compute `count(*)` and an order-independent 64-bit
+//! digest sum of the rows' text, so only two numbers per chunk cross the
+//! network. The sessions are pinned so a value's text is the same on both
+//! servers, text keys are compared with `COLLATE "C"`, and the first and
+//! last ranges are open so rows outside the source's keys are found too. A
+//! source chunk is read in a `REPEATABLE READ READ ONLY` transaction, and
+//! the destination's once the subscription confirmed the WAL position of
+//! that snapshot; a chunk that differs is bisected down to its rows, which
+//! are read again before they count, and rows the source keeps changing
+//! are `unstable`, not a difference.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
-use tokio_postgres::Client;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
+mod background;
+mod pace;
 mod reads;
+mod table;
 
-use self::reads::{
-    Shape, boundary, differing_rows, digest, in_applied_snapshot, row_hashes, session, shape,
-};
-use super::checks::Findings;
+pub(super) use self::background::Background;
+use self::reads::Sessions;
+use self::table::{KeyHasher, Worker};
 use super::{ConnInfo, MonitorError};
-use crate::model::named::named_enum;
-use crate::model::{CutoverItem, CutoverKind, TableName};
-use crate::printable::printable_line;
+use crate::model::{DifferenceKind, TableName, TableVerification, VerifyProgress, VerifyStatus};
 
 /// How `--verify` reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyOptions {
-    /// Rows per chunk (default 10,000).
-    pub chunk_rows: u32,
-    /// Reads again of a chunk that differs before it counts (default 3).
+    /// Rows per chunk when fixed; `None` (the default) sizes each chunk
+    /// to take about [`chunk_time`](Self::chunk_time) on the source.
+    pub chunk_rows: Option<u32>,
+    /// The time one chunk should take on the source (default 500 ms).
+    pub chunk_time: Duration,
+    /// Reads again of rows that differ before they count (default 3).
     pub retries: u32,
     /// Differing keys named per table, at most (default 100).
     pub max_rows: usize,
@@ -43,183 +50,156 @@ pub struct VerifyOptions {
     pub hide_keys: bool,
     /// The longest one statement may take (default 30 s).
     pub statement_timeout: Duration,
+    /// The longest a statement waits for a lock (default 1 s): verifying
+    /// never queues behind the application's locks.
+    pub lock_timeout: Duration,
+    /// Bytes of table a second read on the source, at most (default 64 MB);
+    /// `None` reads as fast as the servers answer.
+    pub max_rate: Option<u64>,
+    /// Verifying pauses while the subscription's slot is this many bytes
+    /// behind (default 64 MiB); 0 never pauses.
+    pub pause_lag: u64,
+    /// Connections on each server, each verifying a table at a time
+    /// (default 1).
+    pub concurrency: usize,
+    /// `monitor --verify` verifies a table again once its last
+    /// verification is this old (default 6 h).
+    pub interval: Duration,
 }
 
 impl Default for VerifyOptions {
     fn default() -> Self {
         VerifyOptions {
-            chunk_rows: 10_000,
+            chunk_rows: None,
+            chunk_time: Duration::from_millis(500),
             retries: 3,
             max_rows: 100,
             hide_keys: false,
             statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(1),
+            max_rate: Some(64_000_000),
+            pause_lag: 64 << 20,
+            concurrency: 1,
+            interval: Duration::from_secs(6 * 3600),
         }
     }
 }
 
-named_enum! {
-    /// What verifying a table found.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum VerifyStatus {
-        /// Every chunk the same on both servers.
-        Verified = "verified",
-        /// Rows differ.
-        Mismatch = "mismatch",
-        /// A chunk differed on every try while the source kept changing it.
-        Unstable = "unstable",
-        /// Cannot be verified (no key, no rights, gone); see the detail.
-        Unverifiable = "unverifiable",
+/// One round of verification under way: workers, each with a session on
+/// each server, take the tables in turn and report each table's progress
+/// after every chunk. Dropping it stops them.
+pub(crate) struct Round {
+    reports: mpsc::UnboundedReceiver<(usize, TableVerification)>,
+    _workers: JoinSet<()>,
+}
+
+impl Round {
+    /// Connects [`VerifyOptions::concurrency`] session pairs and starts
+    /// verifying `tables` (each with its index in the caller's list);
+    /// `slot` is the subscription's slot on the source, whose confirmed
+    /// position says when the destination has applied a source snapshot.
+    pub(crate) async fn start(
+        source: &ConnInfo,
+        dest: &ConnInfo,
+        slot: Option<String>,
+        tables: Vec<(usize, TableName)>,
+        options: &VerifyOptions,
+    ) -> Result<Round, MonitorError> {
+        let (tx, reports) = mpsc::unbounded_channel();
+        let mut workers = JoinSet::new();
+        let tables = Arc::new(tables);
+        let next = Arc::new(AtomicUsize::new(0));
+        let keys = Arc::new(KeyHasher::new(options.hide_keys));
+        for _ in 0..options.concurrency.clamp(1, tables.len().max(1)) {
+            let sessions = Sessions::open(source, dest, options).await?;
+            let mut worker = Worker::new(
+                (source.clone(), dest.clone()),
+                sessions,
+                slot.clone(),
+                options.clone(),
+                Arc::clone(&keys),
+                tx.clone(),
+            );
+            let (tables, next) = (Arc::clone(&tables), Arc::clone(&next));
+            workers.spawn(async move {
+                while let Some((index, table)) = tables.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if let Err(err) = worker.verify(*index, table).await {
+                        // Its connections are gone for good: the tables it
+                        // did not reach stay pending until the next round.
+                        tracing::warn!(error = %err, "verifying stopped");
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(Round {
+            reports,
+            _workers: workers,
+        })
+    }
+
+    /// The next table's progress, by its index; `None` once every worker
+    /// is done.
+    pub(crate) async fn next(&mut self) -> Option<(usize, TableVerification)> {
+        self.reports.recv().await
     }
 }
 
-named_enum! {
-    /// How a row differs.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum DifferenceKind {
-        /// On the source only.
-        Missing = "missing",
-        /// On the destination only.
-        Extra = "extra",
-        /// On both, with different values.
-        Different = "different",
+/// Puts a worker's `fresh` report of a table into `progress`. While a
+/// table that already has an outcome is verified again, that outcome
+/// stands (a mismatch keeps blocking) and only the counters move, until
+/// the new outcome.
+pub(crate) fn record(progress: &mut VerifyProgress, index: usize, fresh: TableVerification) {
+    let Some(table) = progress.tables.get_mut(index) else {
+        return;
+    };
+    if fresh.status == VerifyStatus::Verifying && table.status.is_done() {
+        let outcome = (
+            table.status,
+            std::mem::take(&mut table.differences),
+            std::mem::take(&mut table.detail),
+            table.mismatched_rows,
+            table.verified_at,
+        );
+        *table = fresh;
+        (
+            table.status,
+            table.differences,
+            table.detail,
+            table.mismatched_rows,
+            table.verified_at,
+        ) = outcome;
+    } else {
+        *table = fresh;
     }
 }
 
-/// One row that differs, by its key (shown escaped, cut at 200 characters, or
-/// hashed); values are never shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RowDifference {
-    /// The key, as `(1, 'abc')` reads in SQL.
-    pub key: String,
-    /// How it differs.
-    pub kind: DifferenceKind,
-}
-
-/// What verifying one table found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TableVerification {
-    /// The table, as `schema.name`.
-    #[serde(serialize_with = "as_text")]
-    pub table: TableName,
-    /// The outcome.
-    pub status: VerifyStatus,
-    /// Chunks compared.
-    pub chunks: u64,
-    /// Rows compared on the source.
-    pub rows: u64,
-    /// Chunks that needed more than one read.
-    pub chunks_retried: u64,
-    /// Rows that differ, all of them.
-    pub mismatched_rows: u64,
-    /// The rows that differ, the first [`VerifyOptions::max_rows`].
-    pub differences: Vec<RowDifference>,
-    /// Why a table is unverifiable or unstable.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub detail: String,
-}
-
-fn as_text<S: serde::Serializer>(table: &TableName, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(table)
-}
-
-/// Verifies `tables` between `source` and `dest`; `slot` is the
-/// subscription's slot on the source, whose confirmed position says when
-/// the destination has applied what a source snapshot holds.
+/// Verifies every one of `tables` once, `progress` hearing how far it has
+/// come after each chunk: what `check --verify` runs.
 pub(crate) async fn verify(
     source: &ConnInfo,
     dest: &ConnInfo,
-    slot: Option<&str>,
+    slot: Option<String>,
     tables: &[TableName],
     options: &VerifyOptions,
-) -> Result<Vec<TableVerification>, MonitorError> {
-    let src = session("source", source, options).await?;
-    let dst = session("destination", dest, options).await?;
-    let mut found = Vec::new();
-    for table in tables {
-        let mut verification = TableVerification {
-            table: table.clone(),
-            status: VerifyStatus::Verified,
-            chunks: 0,
-            rows: 0,
-            chunks_retried: 0,
-            mismatched_rows: 0,
-            differences: Vec::new(),
-            detail: String::new(),
-        };
-        if let Err(reason) = verify_table(&src, &dst, slot, table, options, &mut verification).await
-        {
-            verification.status = VerifyStatus::Unverifiable;
-            verification.detail = reason;
-        }
-        found.push(verification);
+    progress: &mut (dyn FnMut(&VerifyProgress) + Send),
+) -> Result<VerifyProgress, MonitorError> {
+    let started = tokio::time::Instant::now();
+    let mut found = VerifyProgress {
+        started_at: Some(OffsetDateTime::now_utc()),
+        tables: tables.iter().map(TableVerification::pending).collect(),
+        ..VerifyProgress::default()
+    };
+    let todo = tables.iter().cloned().enumerate().collect();
+    let mut round = Round::start(source, dest, slot, todo, options).await?;
+    while let Some((index, table)) = round.next().await {
+        record(&mut found, index, table);
+        found.total_up(started.elapsed().as_secs_f64(), 0);
+        progress(&found);
     }
+    found.finished_at = Some(OffsetDateTime::now_utc());
+    found.total_up(started.elapsed().as_secs_f64(), 0);
     Ok(found)
-}
-
-async fn verify_table(
-    src: &Client,
-    dst: &Client,
-    slot: Option<&str>,
-    table: &TableName,
-    options: &VerifyOptions,
-    out: &mut TableVerification,
-) -> Result<(), String> {
-    let shape = shape(src, dst, table).await?;
-    let mut lo: Option<Vec<String>> = None;
-    let mut unstable = false;
-    loop {
-        let hi = boundary(src, &shape, lo.as_deref(), options.chunk_rows).await?;
-        let mut bounds: Vec<&str> = Vec::new();
-        if let Some(lo) = &lo {
-            bounds.extend(lo.iter().map(String::as_str));
-        }
-        if let Some(hi) = &hi {
-            bounds.extend(hi.iter().map(String::as_str));
-        }
-        let range = shape.range(lo.is_some(), hi.is_some());
-        let theirs = in_applied_snapshot(src, slot, digest(src, &shape, &range, &bounds)).await?;
-        let ours = digest(dst, &shape, &range, &bounds).await?;
-        out.chunks += 1;
-        out.rows += u64::try_from(theirs.0).unwrap_or(0);
-        if ours != theirs {
-            // The rows that differ now, then only those, read again: a
-            // row that was in flight matches once it is applied.
-            out.chunks_retried += 1;
-            let suspects = differing_rows(src, dst, &shape, &range, &bounds).await?;
-            let (differ, changing) = settle(src, dst, slot, &shape, suspects, options).await?;
-            if !changing.is_empty() {
-                unstable = true;
-                out.detail = format!(
-                    "{} row(s) kept changing on the source (first: {})",
-                    changing.len(),
-                    shown_key(&changing[0], options.hide_keys)
-                );
-            }
-            if !differ.is_empty() {
-                out.status = VerifyStatus::Mismatch;
-                out.mismatched_rows += differ.len() as u64;
-                let room = options.max_rows.saturating_sub(out.differences.len());
-                out.differences
-                    .extend(
-                        differ
-                            .into_iter()
-                            .take(room)
-                            .map(|(key, kind)| RowDifference {
-                                key: shown_key(&key, options.hide_keys),
-                                kind,
-                            }),
-                    );
-            }
-        }
-        match hi {
-            Some(hi) => lo = Some(hi),
-            None => break,
-        }
-    }
-    if unstable && out.status == VerifyStatus::Verified {
-        out.status = VerifyStatus::Unstable;
-    }
-    Ok(())
 }
 
 /// Each key of `theirs` (the source) missing or different in `ours`, then
@@ -244,113 +224,66 @@ pub(super) fn compare_rows(
     found
 }
 
-/// Reads `suspects` again, only them, up to `retries` times with a
-/// growing wait, each time from a new source snapshot and once the
-/// destination applied it: what still differs, and the keys whose source
-/// row changed between the last two reads (in flight, not a difference).
-async fn settle(
-    src: &Client,
-    dst: &Client,
-    slot: Option<&str>,
-    shape: &Shape,
-    mut suspects: Vec<(String, DifferenceKind)>,
-    options: &VerifyOptions,
-) -> Result<(Vec<(String, DifferenceKind)>, Vec<String>), String> {
-    let sql = format!(
-        "SELECT {key}, md5({}) FROM {} WHERE {key} = ANY($1::text[])",
-        shape.row(),
-        shape.table,
-        key = shape.key_text()
-    );
-    let mut previous: Option<BTreeMap<String, String>> = None;
-    let mut changing = Vec::new();
-    for attempt in 1..=options.retries {
-        if suspects.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-        let keys: Vec<String> = suspects.iter().map(|(key, _)| key.clone()).collect();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&keys];
-        let theirs = in_applied_snapshot(src, slot, row_hashes(src, &sql, &params)).await?;
-        let ours = row_hashes(dst, &sql, &params).await?;
-        changing = previous
-            .as_ref()
-            .map(|before| {
-                keys.iter()
-                    .filter(|key| before.get(*key) != theirs.get(*key))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        suspects = compare_rows(&theirs, &ours);
-        previous = Some(theirs);
-    }
-    let (unstable, differ): (Vec<_>, Vec<_>) = suspects
-        .into_iter()
-        .partition(|(key, _)| changing.contains(key));
-    Ok((differ, unstable.into_iter().map(|(key, _)| key).collect()))
-}
-
-/// A blocker per table whose rows differ (naming up to five keys), and a
-/// warning per table that could not be verified or kept changing.
-pub(crate) fn findings(verification: &[TableVerification], findings: &mut Findings) {
-    for table in verification {
-        let item = |detail: String| CutoverItem {
-            kind: CutoverKind::DataMismatch,
-            table: Some(table.table.to_string()),
-            detail,
-        };
-        match table.status {
-            VerifyStatus::Verified => {}
-            VerifyStatus::Mismatch => {
-                let named: Vec<String> = table
-                    .differences
-                    .iter()
-                    .take(5)
-                    .map(|d| format!("{} ({})", d.key, d.kind))
-                    .collect();
-                findings.blockers.push(item(format!(
-                    "{} row(s) differ: {}",
-                    table.mismatched_rows,
-                    named.join(", ")
-                )));
-            }
-            VerifyStatus::Unstable | VerifyStatus::Unverifiable => findings
-                .warnings
-                .push(item(format!("{}: {}", table.status, table.detail))),
-        }
-    }
-}
-
-/// A key as shown: escaped and cut at 200 characters, or a short hash of it.
-fn shown_key(key: &str, hide: bool) -> String {
-    if hide {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut hasher);
-        format!("#{:016x}", hasher.finish())
-    } else {
-        printable_line(key, 200).into_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::RowDifference;
 
     #[test]
-    fn keys_are_shown_escaped_and_cut_or_hashed() {
-        assert_eq!(shown_key("(5)", false), "(5)");
-        assert!(!shown_key("(\"a\x1b[2J\")", false).contains('\x1b'));
-        let long = shown_key(&"x".repeat(1000), false);
-        assert!(
-            long.len() < 240 && long.ends_with("(800 more characters)"),
-            "{long}"
+    fn rows_are_missing_extra_or_different_by_key() {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let theirs = map(&[("(1)", "a"), ("(2)", "b"), ("(3)", "c")]);
+        let ours = map(&[("(1)", "a"), ("(3)", "x"), ("(4)", "d")]);
+        assert_eq!(
+            compare_rows(&theirs, &ours),
+            [
+                ("(2)".to_owned(), DifferenceKind::Missing),
+                ("(3)".to_owned(), DifferenceKind::Different),
+                ("(4)".to_owned(), DifferenceKind::Extra),
+            ]
         );
-        let hidden = shown_key("(alice@example.com)", true);
-        assert!(
-            hidden.starts_with('#') && !hidden.contains("alice"),
-            "{hidden}"
+    }
+
+    #[test]
+    fn a_table_verified_again_keeps_its_outcome_until_the_new_one() {
+        let name = TableName::new("public", "t");
+        let mismatch = TableVerification {
+            status: VerifyStatus::Mismatch,
+            mismatched_rows: 1,
+            differences: vec![RowDifference {
+                key: "(7)".into(),
+                kind: DifferenceKind::Missing,
+            }],
+            ..TableVerification::pending(&name)
+        };
+        let mut progress = VerifyProgress {
+            tables: vec![mismatch.clone()],
+            ..VerifyProgress::default()
+        };
+        let running = TableVerification {
+            status: VerifyStatus::Verifying,
+            chunks_done: 3,
+            ..TableVerification::pending(&name)
+        };
+        record(&mut progress, 0, running);
+        let table = &progress.tables[0];
+        assert_eq!(
+            (table.status, table.chunks_done, table.mismatched_rows),
+            (VerifyStatus::Mismatch, 3, 1)
         );
+        assert_eq!(table.differences, mismatch.differences);
+        let verified = TableVerification {
+            status: VerifyStatus::Verified,
+            ..TableVerification::pending(&name)
+        };
+        record(&mut progress, 0, verified.clone());
+        assert_eq!(progress.tables[0], verified);
+        // An index past the list is not a panic.
+        record(&mut progress, 9, verified);
     }
 }

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
 
-use super::{DifferenceKind, VerifyOptions, compare_rows};
-use crate::model::TableName;
+use super::{VerifyOptions, compare_rows};
+use crate::model::{DifferenceKind, TableName};
 use crate::pg::sql::quote_ident;
 use crate::pg::{ConnInfo, MonitorError, MonitorErrorKind, connect, describe};
 
@@ -17,13 +18,34 @@ pub(super) fn session_settings(options: &VerifyOptions) -> String {
     format!(
         "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
          SET extra_float_digits = 3; SET bytea_output = 'hex'; SET lc_monetary = 'C'; \
-         SET standard_conforming_strings = on; SET lock_timeout = '1s'; \
-         SET statement_timeout = {}; SET default_transaction_read_only = on",
+         SET standard_conforming_strings = on; SET lock_timeout = {}; \
+         SET statement_timeout = {}; SET default_transaction_read_only = on; \
+         SET application_name = 'pgmigrator verify'",
+        options.lock_timeout.as_millis().max(1),
         options.statement_timeout.as_millis().max(1)
     )
 }
 
-pub(super) async fn session(
+/// A verifying connection to each server, pinned by [`session_settings`].
+pub(super) struct Sessions {
+    pub(super) src: Client,
+    pub(super) dst: Client,
+}
+
+impl Sessions {
+    pub(super) async fn open(
+        source: &ConnInfo,
+        dest: &ConnInfo,
+        options: &VerifyOptions,
+    ) -> Result<Sessions, MonitorError> {
+        Ok(Sessions {
+            src: session("source", source, options).await?,
+            dst: session("destination", dest, options).await?,
+        })
+    }
+}
+
+async fn session(
     which: &str,
     server: &ConnInfo,
     options: &VerifyOptions,
@@ -32,31 +54,113 @@ pub(super) async fn session(
     client
         .batch_execute(&session_settings(options))
         .await
-        .map_err(|err| failed(which, &err))?;
+        .map_err(|err| {
+            MonitorError::new(
+                MonitorErrorKind::Lost,
+                format!("verifying on the {which}: {}", describe(&err)),
+            )
+        })?;
     Ok(client)
 }
 
-pub(super) fn failed(which: &str, err: &tokio_postgres::Error) -> MonitorError {
-    MonitorError::new(
-        MonitorErrorKind::Lost,
-        format!("verifying on the {which}: {}", describe(err)),
-    )
+/// Why a read failed: the connection is gone (verifying goes on from the
+/// last verified key once reconnected), or the table cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// The server went away; what it said.
+    Lost(String),
+    /// The table cannot be verified: a fixed meaning and the SQLSTATE, never
+    /// the server's message (it can quote row data).
+    Table(String),
+}
+
+impl Failure {
+    pub(super) fn of(err: &tokio_postgres::Error) -> Failure {
+        match err.as_db_error() {
+            Some(db) => Failure::from_code(db.code().code()),
+            None => Failure::Lost(describe(err)),
+        }
+    }
+
+    /// The failure a server's SQLSTATE `code` means.
+    fn from_code(code: &str) -> Failure {
+        let meaning = match code {
+            "42501" => "no rights to read it",
+            "42P01" | "3F000" => "it is gone (dropped or renamed)",
+            "42703" => "its columns changed",
+            "57014" => "a statement ran past the statement timeout",
+            "55P03" => "a lock was held past the lock timeout",
+            "40001" => "a serialization failure",
+            "53200" | "53100" => "the server ran out of memory or disk",
+            // Class 08 (connection) and 57P (shutdown, terminated).
+            _ if code.starts_with("08") || code.starts_with("57P") => {
+                return Failure::Lost(format!("the connection was closed (SQLSTATE {code})"));
+            }
+            _ => "the server refused a query",
+        };
+        Failure::Table(format!("{meaning} (SQLSTATE {code})"))
+    }
+}
+
+fn fail(err: tokio_postgres::Error) -> Failure {
+    Failure::of(&err)
+}
+
+/// A range of the key: after `lo` (none: from the start) up to and with
+/// `hi` (none: to the end). Bounds are the key's columns as text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct Range {
+    pub(super) lo: Option<Vec<String>>,
+    pub(super) hi: Option<Vec<String>>,
+}
+
+impl Range {
+    /// The bound values, `lo`'s then `hi`'s, as query parameters.
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.lo
+            .iter()
+            .chain(self.hi.iter())
+            .flatten()
+            .map(|s| s as &(dyn ToSql + Sync))
+            .collect()
+    }
 }
 
 /// A table's key and the columns compared, as SQL.
+#[derive(Debug, Clone)]
 pub(super) struct Shape {
     pub(super) table: String,
-    /// Key columns, each with `COLLATE "C"` when it has a collation.
+    /// Key columns, each with `COLLATE "C"` when it has a collation; none
+    /// for a table without a usable key.
     keys: Vec<String>,
     /// The key columns' types, to cast bounds given as text.
     key_types: Vec<String>,
     /// Every column both servers have, in the source's order.
     columns: Vec<String>,
+    /// `pg_table_size()` on the source.
+    pub(super) bytes: u64,
+    /// The source's estimate of its rows; 0 when unknown.
+    pub(super) rows_estimate: u64,
 }
 
 impl Shape {
+    pub(super) fn has_key(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
     fn key_list(&self) -> String {
         self.keys.join(", ")
+    }
+
+    /// The key columns qualified by the table, for `ORDER BY`: a bare name
+    /// there would mean an output column of that name first (the key's
+    /// text, in text order).
+    fn key_order(&self) -> String {
+        self.keys
+            .iter()
+            .map(|k| format!("{}.{k}", self.table))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// `(k1, k2) > ($1::text::t1, $2::text::t2)` for `op`, parameters from `first`.
@@ -70,11 +174,10 @@ impl Shape {
         format!("({}) {op} ({})", self.key_list(), params.join(", "))
     }
 
-    /// The rows of a chunk: after `lo` (none: from the start), up to `hi`
-    /// (none: to the end).
-    pub(super) fn range(&self, lo: bool, hi: bool) -> String {
+    /// The condition that selects `range`'s rows.
+    pub(super) fn filter(&self, range: &Range) -> String {
         let n = self.keys.len();
-        match (lo, hi) {
+        match (range.lo.is_some(), range.hi.is_some()) {
             (false, false) => "true".to_owned(),
             (true, false) => self.bound(">", 1),
             (false, true) => self.bound("<=", 1),
@@ -82,28 +185,34 @@ impl Shape {
         }
     }
 
-    pub(super) fn row(&self) -> String {
+    fn row(&self) -> String {
         format!("ROW({})::text", self.columns.join(", "))
     }
 
-    pub(super) fn key_text(&self) -> String {
+    fn key_text(&self) -> String {
         format!("ROW({})::text", self.key_list())
+    }
+
+    /// Each key column as text, to be given back as a bound.
+    fn key_texts(&self) -> String {
+        self.keys
+            .iter()
+            .map(|k| format!("({})::text", k.trim_end_matches(" COLLATE \"C\"")))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
-/// One chunk's rows on one server: how many, and the sum of their
-/// digests (exact, as text).
-pub(super) type Digest = (i64, String);
-
-/// The key and the columns both servers have; a table without a primary
-/// key or replica identity index cannot be cut by key.
-pub(super) async fn shape(src: &Client, dst: &Client, table: &TableName) -> Result<Shape, String> {
+/// The key, the columns both servers have, and the source's size; a table
+/// without a primary key or replica identity index has no key.
+pub(super) async fn shape(s: &Sessions, table: &TableName) -> Result<Shape, Failure> {
     let name = format!(
         "{}.{}",
         quote_ident(&table.schema),
         quote_ident(&table.name)
     );
-    let keys = src
+    let keys = s
+        .src
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attcollation <> 0
              FROM (SELECT indexrelid, indkey FROM pg_index
@@ -115,11 +224,17 @@ pub(super) async fn shape(src: &Client, dst: &Client, table: &TableName) -> Resu
             &[&name],
         )
         .await
-        .map_err(|err| describe(&err))?;
-    if keys.is_empty() {
-        return Err("no primary key or replica identity index to cut it by".to_owned());
-    }
-    let (ours, theirs) = (columns(src, &name).await?, columns(dst, &name).await?);
+        .map_err(fail)?;
+    let size = s
+        .src
+        .query_one(
+            "SELECT pg_table_size(oid), greatest(reltuples, 0)::bigint FROM pg_class
+             WHERE oid = $1::text::regclass",
+            &[&name],
+        )
+        .await
+        .map_err(fail)?;
+    let (ours, theirs) = (columns(&s.src, &name).await?, columns(&s.dst, &name).await?);
     Ok(Shape {
         table: name,
         keys: keys
@@ -139,11 +254,13 @@ pub(super) async fn shape(src: &Client, dst: &Client, table: &TableName) -> Resu
             .filter(|c| theirs.contains(c))
             .map(|c| quote_ident(c))
             .collect(),
+        bytes: u64::try_from(size.get::<_, i64>(0)).unwrap_or(0),
+        rows_estimate: u64::try_from(size.get::<_, i64>(1)).unwrap_or(0),
     })
 }
 
 /// The table's columns on one server, in their order.
-pub(super) async fn columns(client: &Client, name: &str) -> Result<Vec<String>, String> {
+async fn columns(client: &Client, name: &str) -> Result<Vec<String>, Failure> {
     client
         .query(
             "SELECT attname::text FROM pg_attribute
@@ -153,97 +270,97 @@ pub(super) async fn columns(client: &Client, name: &str) -> Result<Vec<String>, 
         )
         .await
         .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
-        .map_err(|err| describe(&err))
+        .map_err(fail)
 }
 
-/// The key `rows` rows after `lo` on the source (its text per column), or
-/// `None` when fewer are left: the last chunk runs to the end.
+/// The key of the `rows`-th row of `range` on the source (its text per
+/// column), or `None` when the range holds fewer.
 pub(super) async fn boundary(
     src: &Client,
     shape: &Shape,
-    lo: Option<&[String]>,
-    rows: u32,
-) -> Result<Option<Vec<String>>, String> {
-    let texts: Vec<String> = shape
-        .keys
-        .iter()
-        .map(|k| format!("({})::text", k.trim_end_matches(" COLLATE \"C\"")))
-        .collect();
-    let filter = if lo.is_some() {
-        shape.bound(">", 1)
-    } else {
-        "true".to_owned()
-    };
+    range: &Range,
+    rows: u64,
+) -> Result<Option<Vec<String>>, Failure> {
     let sql = format!(
-        "SELECT {} FROM {} WHERE {filter} ORDER BY {} OFFSET {} LIMIT 1",
-        texts.join(", "),
+        "SELECT {} FROM {} WHERE {} ORDER BY {} OFFSET {} LIMIT 1",
+        shape.key_texts(),
         shape.table,
-        shape.key_list(),
+        shape.filter(range),
+        shape.key_order(),
         rows.max(1) - 1
     );
-    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = lo
-        .unwrap_or_default()
-        .iter()
-        .map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync))
-        .collect();
-    let row = src
-        .query_opt(&sql, &params)
-        .await
-        .map_err(|err| describe(&err))?;
-    Ok(row.map(|row| (0..texts.len()).map(|i| row.get::<_, String>(i)).collect()))
+    let row = src.query_opt(&sql, &range.params()).await.map_err(fail)?;
+    Ok(row.map(|row| {
+        (0..shape.keys.len())
+            .map(|i| row.get::<_, String>(i))
+            .collect()
+    }))
 }
 
-pub(super) fn digest_sql(shape: &Shape, range: &str) -> String {
+/// One range's rows on one server: how many, the sum of their 64-bit
+/// digests (exact, as text), and the bytes of their text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Digest {
+    pub(super) rows: u64,
+    pub(super) sum: String,
+    pub(super) text_bytes: u64,
+}
+
+impl Digest {
+    /// Whether two servers hold the same rows (the text's length aside).
+    pub(super) fn same(&self, other: &Digest) -> bool {
+        self.rows == other.rows && self.sum == other.sum
+    }
+}
+
+pub(super) fn digest_sql(shape: &Shape, filter: &str) -> String {
     format!(
-        "SELECT count(*), coalesce(sum(('x' || left(md5({}), 16))::bit(64)::bigint), 0)::text \
-         FROM {} WHERE {range}",
+        "SELECT count(*), coalesce(sum(('x' || left(md5(r), 16))::bit(64)::bigint), 0)::text, \
+         coalesce(sum(octet_length(r)), 0)::bigint \
+         FROM (SELECT {} AS r FROM {} WHERE {filter}) rows",
         shape.row(),
         shape.table
     )
 }
 
-pub(super) fn params<'a>(
-    bounds: &'a [&'a str],
-) -> Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)> {
-    bounds
-        .iter()
-        .map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync))
-        .collect()
-}
-
 pub(super) async fn digest(
     client: &Client,
     shape: &Shape,
-    range: &str,
-    bounds: &[&str],
-) -> Result<Digest, String> {
+    range: &Range,
+) -> Result<Digest, Failure> {
     let row = client
-        .query_one(&digest_sql(shape, range), &params(bounds))
+        .query_one(&digest_sql(shape, &shape.filter(range)), &range.params())
         .await
-        .map_err(|err| describe(&err))?;
-    Ok((row.get(0), row.get(1)))
+        .map_err(fail)?;
+    let count = |i| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+    Ok(Digest {
+        rows: count(0),
+        sum: row.get(1),
+        text_bytes: count(2),
+    })
 }
 
 /// What `read` finds on the source in one `REPEATABLE READ READ ONLY`
 /// snapshot, returned once the subscription's `slot` confirmed that
-/// snapshot's WAL position: the destination read next has applied it.
+/// snapshot's WAL position (10 s at most): the destination read next has
+/// applied it.
 pub(super) async fn in_applied_snapshot<T>(
     src: &Client,
     slot: Option<&str>,
-    read: impl std::future::Future<Output = Result<T, String>>,
-) -> Result<T, String> {
+    read: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
     src.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
-        .map_err(|err| describe(&err))?;
+        .map_err(fail)?;
     let found = async {
         // The snapshot is taken by this first query, so its position is
         // the snapshot's.
         let lsn: String = src
             .query_one("SELECT pg_current_wal_lsn()::text", &[])
             .await
-            .map_err(|err| describe(&err))?
+            .map_err(fail)?
             .get(0);
-        Ok::<_, String>((read.await?, lsn))
+        Ok::<_, Failure>((read.await?, lsn))
     }
     .await;
     let _ = src.batch_execute("COMMIT").await;
@@ -254,9 +371,14 @@ pub(super) async fn in_applied_snapshot<T>(
     Ok(found)
 }
 
-/// Waits (10 s at most) until the subscription's slot confirmed `lsn`.
-async fn applied_past(src: &Client, slot: &str, lsn: &str) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+/// How long a destination read waits for the subscription to apply a
+/// source snapshot before it reads anyway (a chunk that then differs is
+/// read again).
+pub(super) const APPLIED_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits ([`APPLIED_WAIT`] at most) until the subscription's slot confirmed `lsn`.
+async fn applied_past(src: &Client, slot: &str, lsn: &str) -> Result<(), Failure> {
+    let deadline = tokio::time::Instant::now() + APPLIED_WAIT;
     loop {
         let done: Option<bool> = src
             .query_opt(
@@ -264,7 +386,7 @@ async fn applied_past(src: &Client, slot: &str, lsn: &str) -> Result<(), String>
                 &[&slot, &lsn],
             )
             .await
-            .map_err(|err| describe(&err))?
+            .map_err(fail)?
             .and_then(|row| row.get(0));
         if done != Some(false) || tokio::time::Instant::now() >= deadline {
             return Ok(());
@@ -273,31 +395,73 @@ async fn applied_past(src: &Client, slot: &str, lsn: &str) -> Result<(), String>
     }
 }
 
-/// The keys of a chunk's rows that differ, in key order.
+/// Bytes of WAL the subscription's slot has not confirmed; 0 when unknown.
+pub(super) async fn slot_lag(src: &Client, slot: &str) -> Result<u64, Failure> {
+    let lag: Option<i64> = src
+        .query_opt(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(fail)?
+        .and_then(|row| row.get(0));
+    Ok(lag.and_then(|lag| u64::try_from(lag).ok()).unwrap_or(0))
+}
+
+/// Rows read per server to compare a range row by row, at most: a range
+/// is bisected down to [`super::table::ROW_COMPARE_ROWS`] source rows, so
+/// only a destination with many rows the source lacks reaches it.
+pub(super) const MAX_ROWS_READ: i64 = 20_000;
+
+/// The keys of a range's rows that differ, in key order (the source's
+/// read in an applied snapshot); and whether a server held more than
+/// [`MAX_ROWS_READ`] rows there, the rest uncompared.
 pub(super) async fn differing_rows(
-    src: &Client,
-    dst: &Client,
+    s: &Sessions,
+    slot: Option<&str>,
     shape: &Shape,
-    range: &str,
-    bounds: &[&str],
-) -> Result<Vec<(String, DifferenceKind)>, String> {
+    range: &Range,
+) -> Result<(Vec<(String, DifferenceKind)>, bool), Failure> {
     let sql = format!(
-        "SELECT {}, md5({}) FROM {} WHERE {range}",
+        "SELECT {}, md5({}) FROM {} WHERE {} ORDER BY {} LIMIT {MAX_ROWS_READ}",
         shape.key_text(),
         shape.row(),
-        shape.table
+        shape.table,
+        shape.filter(range),
+        shape.key_order(),
     );
-    let theirs = row_hashes(src, &sql, &params(bounds)).await?;
-    let ours = row_hashes(dst, &sql, &params(bounds)).await?;
-    Ok(compare_rows(&theirs, &ours))
+    let theirs =
+        in_applied_snapshot(&s.src, slot, row_hashes(&s.src, &sql, &range.params())).await?;
+    let ours = row_hashes(&s.dst, &sql, &range.params()).await?;
+    let cut = [&theirs, &ours]
+        .iter()
+        .any(|rows| rows.len() as i64 >= MAX_ROWS_READ);
+    Ok((compare_rows(&theirs, &ours), cut))
+}
+
+/// The rows of `keys` (as [`Shape::key_text`] gives them): each key and
+/// its row's digest.
+pub(super) async fn rows_by_key(
+    client: &Client,
+    shape: &Shape,
+    keys: &[String],
+) -> Result<BTreeMap<String, String>, Failure> {
+    let sql = format!(
+        "SELECT {key}, md5({}) FROM {} WHERE {key} = ANY($1::text[])",
+        shape.row(),
+        shape.table,
+        key = shape.key_text()
+    );
+    row_hashes(client, &sql, &[&keys]).await
 }
 
 /// Each row's key and digest, by key.
-pub(super) async fn row_hashes(
+async fn row_hashes(
     client: &Client,
     sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<BTreeMap<String, String>, String> {
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<BTreeMap<String, String>, Failure> {
     client
         .query(sql, params)
         .await
@@ -306,7 +470,7 @@ pub(super) async fn row_hashes(
                 .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
                 .collect()
         })
-        .map_err(|err| describe(&err))
+        .map_err(fail)
 }
 
 #[cfg(test)]
@@ -320,16 +484,40 @@ mod tests {
             keys: vec!["\"name\" COLLATE \"C\"".into(), "\"n\"".into()],
             key_types: vec!["text".into(), "integer".into()],
             columns: vec!["\"name\"".into(), "\"n\"".into(), "\"v\"".into()],
+            bytes: 0,
+            rows_estimate: 0,
         };
-        assert_eq!(shape.range(false, false), "true");
+        let key = |k: &str| Some(vec![k.to_owned(), "1".to_owned()]);
+        let range = |lo, hi| Range { lo, hi };
+        assert_eq!(shape.filter(&range(None, None)), "true");
         assert_eq!(
-            shape.range(false, true),
+            shape.filter(&range(None, key("m"))),
             "(\"name\" COLLATE \"C\", \"n\") <= ($1::text::text, $2::text::integer)"
         );
+        let both = range(key("a"), key("m"));
         assert_eq!(
-            shape.range(true, true),
+            shape.filter(&both),
             "(\"name\" COLLATE \"C\", \"n\") > ($1::text::text, $2::text::integer) AND \
              (\"name\" COLLATE \"C\", \"n\") <= ($3::text::text, $4::text::integer)"
         );
+        assert_eq!(both.params().len(), 4);
+        assert_eq!(
+            shape.key_order(),
+            "\"public\".\"t\".\"name\" COLLATE \"C\", \"public\".\"t\".\"n\""
+        );
+    }
+
+    #[test]
+    fn a_failure_says_what_its_sqlstate_means_and_tells_a_lost_connection_apart() {
+        assert_eq!(
+            Failure::from_code("42501"),
+            Failure::Table("no rights to read it (SQLSTATE 42501)".into())
+        );
+        assert_eq!(
+            Failure::from_code("22P02"),
+            Failure::Table("the server refused a query (SQLSTATE 22P02)".into())
+        );
+        assert!(matches!(Failure::from_code("57P01"), Failure::Lost(_)));
+        assert!(matches!(Failure::from_code("08006"), Failure::Lost(_)));
     }
 }
