@@ -36,6 +36,8 @@ pub enum Quantity {
     Phase,
     /// Whether the cutover verdict is ready.
     CutoverReady,
+    /// Rows data verification found different, in every table (`--verify`).
+    VerifyMismatchedRows,
 }
 
 /// How a quantity's values are written and compared.
@@ -49,7 +51,7 @@ enum Unit {
 }
 
 impl Quantity {
-    const ALL: [(&'static str, Quantity); 11] = [
+    const ALL: [(&'static str, Quantity); 12] = [
         ("lag_bytes", Quantity::LagBytes),
         ("lag_seconds", Quantity::LagSeconds),
         ("rows_per_sec", Quantity::RowsPerSec),
@@ -61,6 +63,7 @@ impl Quantity {
         ("slot.active", Quantity::SlotActive),
         ("phase", Quantity::Phase),
         ("cutover.ready", Quantity::CutoverReady),
+        ("verify.mismatched_rows", Quantity::VerifyMismatchedRows),
     ];
 
     /// The quantity's name in rules.
@@ -77,7 +80,9 @@ impl Quantity {
                 Unit::Bytes
             }
             Quantity::LagSeconds | Quantity::StalledSeconds => Unit::Seconds,
-            Quantity::RowsPerSec | Quantity::ErrorCount => Unit::Number,
+            Quantity::RowsPerSec | Quantity::ErrorCount | Quantity::VerifyMismatchedRows => {
+                Unit::Number
+            }
             Quantity::SlotWalStatus | Quantity::Phase => Unit::Text,
             Quantity::CutoverReady | Quantity::SlotActive => Unit::Bool,
         }
@@ -295,6 +300,10 @@ impl Condition {
             Quantity::Phase => Some(self.words(snapshot.phase.as_str().to_owned())),
             Quantity::CutoverReady => self.flag(snapshot.cutover.as_ref()?.ready),
             Quantity::SlotActive => self.flag(snapshot.slot.as_ref()?.active),
+            Quantity::VerifyMismatchedRows => {
+                let rows = snapshot.verify.as_ref()?.mismatched_rows();
+                number(rows as f64, format!("{rows} rows"))
+            }
         }
     }
 

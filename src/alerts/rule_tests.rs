@@ -76,6 +76,26 @@ fn slot_conditions_need_a_slot_and_may_use_a_share_of_its_limit() {
 }
 
 #[test]
+fn mismatched_rows_need_a_verification_and_count_every_table() {
+    use crate::model::{TableName, TableVerification, VerifyProgress, VerifyStatus};
+    let mut snapshot = Snapshot::default();
+    assert_eq!(holds("verify.mismatched_rows > 0", &snapshot), None);
+    let table = |name, rows| TableVerification {
+        status: VerifyStatus::Mismatch,
+        mismatched_rows: rows,
+        ..TableVerification::pending(&TableName::new("public", name))
+    };
+    snapshot.verify = Some(VerifyProgress::default());
+    assert_eq!(holds("verify.mismatched_rows > 0", &snapshot), Some(false));
+    snapshot.verify = Some(VerifyProgress {
+        tables: vec![table("a", 2), table("b", 3)],
+        ..VerifyProgress::default()
+    });
+    assert_eq!(holds("verify.mismatched_rows >= 5", &snapshot), Some(true));
+    assert_eq!(holds("verify.mismatched_rows > 5", &snapshot), Some(false));
+}
+
+#[test]
 fn stalled_is_the_longest_silence_of_a_copy_or_the_apply_worker() {
     let now = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(10_000);
     let mut copying = TableProgress::new("public", "big", 10, 10);

@@ -121,6 +121,8 @@ impl Page {
                 alertBanner: document.getElementById('alert-banner').textContent,
                 alerts: document.getElementById('alerts-card').innerText,
                 cutover: document.getElementById('cutover-card').innerText,
+                verify: document.getElementById('verify-card').innerText,
+                marks: [...document.querySelectorAll('.vmark')].map((m) => m.textContent + ' ' + m.title),
                 logs: document.getElementById('logs').innerText,
                 fleet: document.body.classList.contains('fleet'),
                 fleetRows: [...document.querySelectorAll('.fleet-row')].map((r) => r.dataset.id),
@@ -467,6 +469,88 @@ async fn firing_alerts_put_a_banner_on_the_dashboard_and_all_are_listed() {
     assert!(
         card.contains("pending · critical · stalled — no progress for 9m"),
         "{card}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verify_card_names_the_differing_keys_as_text_and_marks_each_table() {
+    if !crate::tools::available(CHROMIUM) {
+        return;
+    }
+    use pgmigrator_metrics::{
+        DifferenceKind, Phase, RowDifference, Snapshot, TableName, TableProgress, TableStatus,
+        TableVerification, VerifyProgress, VerifyStatus, write_state_file,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let streaming = |name: &str| TableProgress {
+        status: TableStatus::Streaming,
+        ..TableProgress::new("public", name, 10, 1000)
+    };
+    let verification = |name: &str, status| TableVerification {
+        status,
+        bytes_total: 1 << 20,
+        bytes_verified: 1 << 20,
+        ..TableVerification::pending(&TableName::new("public", name))
+    };
+    let mut verify = VerifyProgress {
+        tables: vec![
+            verification("accounts", VerifyStatus::Verified),
+            TableVerification {
+                mismatched_rows: 2,
+                differences: vec![
+                    RowDifference {
+                        key: "(<img src=x onerror=alert(1)>)".into(),
+                        kind: DifferenceKind::Missing,
+                    },
+                    RowDifference {
+                        key: "(42)".into(),
+                        kind: DifferenceKind::Different,
+                    },
+                ],
+                ..verification("orders", VerifyStatus::Mismatch)
+            },
+        ],
+        ..VerifyProgress::default()
+    };
+    verify.total_up(10.0, 0);
+    let snapshot = Snapshot {
+        phase: Phase::Streaming,
+        timestamp: time::OffsetDateTime::now_utc(),
+        tables: vec![streaming("accounts"), streaming("orders")],
+        verify: Some(verify),
+        ..Snapshot::default()
+    };
+    write_state_file(&path, &snapshot).unwrap();
+    let (_serve, _browser, mut page) = serve_in_browser(dir.path(), &path).await;
+    let shown = page
+        .wait_until("the verify card", |v| {
+            v["verify"]
+                .as_str()
+                .unwrap_or("")
+                .contains("2 rows differ in 1 table")
+        })
+        .await;
+    let card = shown["verify"].as_str().unwrap();
+    for line in [
+        "public.orders · missing (<img src=x onerror=alert(1)>)",
+        "public.orders · different (42)",
+        "2.00 MiB of 2.00 MiB",
+    ] {
+        assert!(card.contains(line), "{line:?} in {card}");
+    }
+    let marks = shown["marks"].as_array().unwrap();
+    assert!(marks.iter().any(|m| m == "✓ verify: verified"), "{marks:?}");
+    assert!(
+        marks
+            .iter()
+            .any(|m| m == "≠ verify: mismatch · 2 rows differ"),
+        "{marks:?}"
+    );
+    // The key is text: no element was made from it.
+    assert_eq!(
+        page.eval("document.querySelectorAll('img').length").await,
+        0
     );
 }
 
