@@ -107,6 +107,8 @@ pub enum Mode {
     Logs,
     /// The cutover verdict's blockers and warnings, in full.
     Cutover,
+    /// Data verification: each table not verified, and the rows that differ.
+    Verify,
     /// Typing a filter: keys edit it instead of acting.
     Filtering,
     /// The key help, over the tables or the log.
@@ -226,6 +228,11 @@ impl Model {
         self.mode == Mode::Cutover
     }
 
+    /// Whether the body shows the verification's findings.
+    pub fn shows_verify(&self) -> bool {
+        self.mode == Mode::Verify
+    }
+
     /// How many table rows fit on the screen, for paging (see
     /// [`table_rows`](super::table_rows)).
     pub fn set_page(&mut self, rows: usize) {
@@ -325,6 +332,13 @@ impl Model {
                     Mode::Tables
                 } else {
                     Mode::Cutover
+                };
+            }
+            KeyCode::Char('v') => {
+                self.mode = if self.mode == Mode::Verify {
+                    Mode::Tables
+                } else {
+                    Mode::Verify
                 };
             }
             KeyCode::Char('?') => {

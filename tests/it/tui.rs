@@ -159,6 +159,65 @@ fn streaming_shows_lag_live_tables_and_logs() {
 }
 
 #[test]
+fn the_header_carries_the_verification_and_v_lists_the_differing_keys() {
+    use pgmigrator_metrics::{
+        DifferenceKind, RowDifference, TableName, TableVerification, VerifyProgress, VerifyStatus,
+    };
+    let table = |name: &str, status| TableVerification {
+        status,
+        bytes_total: 1 << 30,
+        bytes_verified: 1 << 30,
+        ..TableVerification::pending(&TableName::new("public", name))
+    };
+    let mut verify = VerifyProgress {
+        tables: vec![
+            table("accounts", VerifyStatus::Verified),
+            TableVerification {
+                mismatched_rows: 2,
+                differences: vec![
+                    RowDifference {
+                        key: "(7,\x1b[2J)".into(),
+                        kind: DifferenceKind::Missing,
+                    },
+                    RowDifference {
+                        key: "(42,x)".into(),
+                        kind: DifferenceKind::Extra,
+                    },
+                ],
+                ..table("orders", VerifyStatus::Mismatch)
+            },
+        ],
+        ..VerifyProgress::default()
+    };
+    verify.total_up(10.0, 0);
+    let mut model = model_with(Snapshot {
+        phase: Phase::Streaming,
+        timestamp: time::OffsetDateTime::now_utc(),
+        verify: Some(verify),
+        ..Snapshot::default()
+    });
+    let text = screen(&model, 100, 24);
+    assert!(
+        text.contains(
+            "verify 1/2 tables · 1 mismatch (2 rows) · 2.00 GiB of 2.00 GiB · v lists them"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("(42,x)"), "the list waits for v:\n{text}");
+    model.handle_key(key(KeyCode::Char('v')));
+    let list = screen(&model, 100, 24);
+    for line in [
+        "mismatch public.orders: 2 row(s) differ",
+        "missing (7,\\e[2J)",
+        "extra (42,x)",
+    ] {
+        assert!(list.contains(line), "{line} in:\n{list}");
+    }
+    model.handle_key(key(KeyCode::Char('v')));
+    assert!(!screen(&model, 100, 24).contains("(42,x)"), "v closes it");
+}
+
+#[test]
 fn the_header_carries_the_cutover_verdict_and_c_lists_every_blocker() {
     use pgmigrator_metrics::{Cutover, CutoverItem, CutoverKind};
     let item = |kind: CutoverKind, table: &str, detail: &str| CutoverItem {

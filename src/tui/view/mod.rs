@@ -15,7 +15,7 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 mod summary;
 
-use self::summary::{alerts_line, draw_cutover, draw_header};
+use self::summary::{alerts_line, draw_cutover, draw_header, draw_verify};
 use super::model::{Mode, Model};
 use crate::model::{LogLevel, TableProgress, TableStatus};
 use crate::printable::printable;
@@ -29,10 +29,11 @@ const MIB: u64 = 1024 * 1024;
 struct Areas {
     header: Rect,
     progress: Rect,
-    /// The table list, unless the body shows the full-height log or the
-    /// cutover list.
+    /// The table list, unless the body shows the full-height log, the
+    /// cutover list or the verification's findings.
     tables: Option<Rect>,
     cutover: Option<Rect>,
+    verify: Option<Rect>,
     sparklines: Option<Rect>,
     log: Rect,
     errors: Rect,
@@ -40,11 +41,12 @@ struct Areas {
 }
 
 fn areas(area: Rect, model: &Model) -> Areas {
-    // More header lines for the replication slot and the cutover
-    // verdict, once known.
+    // More header lines for the replication slot, the cutover verdict
+    // and the verification, once known.
     let header_lines = 2
         + u16::from(model.snapshot().slot.is_some())
         + u16::from(model.snapshot().cutover.is_some())
+        + u16::from(model.snapshot().verify.is_some())
         + u16::from(alerts_line(&model.snapshot().alerts).is_some());
     let [header, progress, body, errors, help] = Layout::vertical([
         Constraint::Length(header_lines),
@@ -54,12 +56,12 @@ fn areas(area: Rect, model: &Model) -> Areas {
         Constraint::Length(1),
     ])
     .areas(area);
-    let (tables, sparklines, cutover, log) = if model.shows_logs() {
+    let (tables, sparklines, panel, log) = if model.shows_logs() {
         (None, None, None, body)
-    } else if model.shows_cutover() {
-        let [cutover, log] =
+    } else if model.shows_cutover() || model.shows_verify() {
+        let [panel, log] =
             Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(body);
-        (None, None, Some(cutover), log)
+        (None, None, Some(panel), log)
     } else {
         let sparks = if area.height >= 20 { 3 } else { 0 };
         let logs = if area.height >= 30 {
@@ -79,7 +81,8 @@ fn areas(area: Rect, model: &Model) -> Areas {
         header,
         progress,
         tables,
-        cutover,
+        cutover: panel.filter(|_| model.shows_cutover()),
+        verify: panel.filter(|_| model.shows_verify()),
         sparklines,
         log,
         errors,
@@ -108,6 +111,9 @@ pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
     }
     if let Some(cutover) = areas.cutover {
         draw_cutover(frame, cutover, model);
+    }
+    if let Some(verify) = areas.verify {
+        draw_verify(frame, verify, model);
     }
     draw_logs(frame, areas.log, model);
     draw_errors(frame, areas.errors, model);
@@ -339,6 +345,7 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         "/                filter tables by name (Enter keeps, Esc clears)",
         "l                full-height log",
         "c                cutover blockers and warnings",
+        "v                verification: tables not verified, rows that differ",
         "?                this help (any key closes it)",
     ];
     let width = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0) as u16 + 4;

@@ -11,7 +11,10 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use tokio::time::Instant;
 
 use super::{MIB, elapsed, short};
-use crate::model::{AlertState, AlertStatus, Cutover, Phase, Severity, SlotHealth, WalStatus};
+use crate::model::{
+    AlertState, AlertStatus, Cutover, Phase, Severity, SlotHealth, VerifyProgress, VerifyStatus,
+    WalStatus,
+};
 use crate::printable::printable;
 use crate::tui::model::{Link, Model};
 use crate::units::{format_bytes, format_duration};
@@ -92,6 +95,9 @@ pub(super) fn draw_header(frame: &mut Frame, area: Rect, model: &Model, now: Ins
     if let Some(cutover) = &s.cutover {
         lines.push(cutover_line(cutover));
     }
+    if let Some(verify) = &s.verify {
+        lines.push(verify_line(verify));
+    }
     if let Some(alerts) = alerts_line(&s.alerts) {
         lines.push(alerts);
     }
@@ -171,6 +177,78 @@ fn cutover_line(cutover: &Cutover) -> Line<'static> {
             printable(&kinds.join(", "))
         )),
     ])
+}
+
+/// `verify 38/40 tables · 1 mismatch (12 rows) · 1.20 GiB of 4.00 GiB ·
+/// ETA 5m · v lists them`: red with a mismatch, green once every table is
+/// verified.
+fn verify_line(verify: &VerifyProgress) -> Line<'static> {
+    let mismatched = verify.count(VerifyStatus::Mismatch);
+    let color = if mismatched > 0 {
+        Color::Red
+    } else if verify.tables_verified == verify.tables_total && verify.tables_total > 0 {
+        Color::Green
+    } else {
+        Color::Yellow
+    };
+    let mut counts = format!("{}/{} tables", verify.tables_verified, verify.tables_total);
+    if mismatched > 0 {
+        counts.push_str(&format!(
+            " · {mismatched} mismatch ({} rows)",
+            verify.mismatched_rows()
+        ));
+    }
+    let mut rest = format!(
+        " · {} of {}",
+        format_bytes(verify.bytes_verified),
+        format_bytes(verify.bytes_total)
+    );
+    if let Some(eta) = verify.eta_sec.filter(|eta| *eta > 0.0) {
+        rest.push_str(&format!(" · ETA {}", elapsed(eta)));
+    }
+    rest.push_str(" · v lists them");
+    Line::from(vec![
+        Span::raw(" verify "),
+        Span::styled(counts, Style::new().fg(color).add_modifier(Modifier::BOLD)),
+        Span::raw(rest),
+    ])
+}
+
+/// The verification's findings as `status` prints them, as many lines as
+/// fit.
+pub(super) fn draw_verify(frame: &mut Frame, area: Rect, model: &Model) {
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .title(" verify (v closes) ");
+    let Some(verify) = &model.snapshot().verify else {
+        let text = "no verification: `pgmigrator monitor --verify` runs it";
+        frame.render_widget(Paragraph::new(text).block(block), area);
+        return;
+    };
+    // Escaped and cut already, as `status` prints it.
+    let text = crate::status::render_verify(verify);
+    let room = usize::from(block.inner(area).height);
+    let total = text.lines().count();
+    let shown = if total > room {
+        room.saturating_sub(1)
+    } else {
+        total
+    };
+    let mut lines: Vec<Line> = text
+        .lines()
+        .take(shown)
+        .map(|line| Line::raw(line.to_owned()))
+        .collect();
+    if shown < total {
+        lines.push(Line::styled(
+            format!(
+                "… {} more lines (pgmigrator status lists them all)",
+                total - shown
+            ),
+            Style::new().fg(Color::DarkGray),
+        ));
+    }
+    frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
 /// The verdict's blockers then its warnings, as many as fit.
