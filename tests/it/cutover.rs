@@ -16,7 +16,7 @@ use crate::cluster::{self, Cluster};
 /// `orders` (100 rows, its sequence level on both sides) published for all
 /// tables and subscribed; the monitor login may read data (for sequences
 /// and counts).
-fn streaming_pair() -> (Cluster, Cluster) {
+pub(crate) fn streaming_pair() -> (Cluster, Cluster) {
     let (source, dest) = (Cluster::start(true), Cluster::start(false));
     for cluster in [&source, &dest] {
         cluster.sql("CREATE TABLE orders (id bigserial PRIMARY KEY, item text NOT NULL)");
@@ -32,14 +32,14 @@ fn streaming_pair() -> (Cluster, Cluster) {
     (source, dest)
 }
 
-struct Checked {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Checked {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// `pgmigrator check` on the pair with `extra` flags.
-async fn check(source: &Cluster, dest: &Cluster, extra: &[&str]) -> Checked {
+pub(crate) async fn check(source: &Cluster, dest: &Cluster, extra: &[&str]) -> Checked {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
         .arg("check")
         .args(["--source", &source.monitor_uri()])

@@ -40,6 +40,8 @@ mod tools;
 mod tracing_layer;
 #[cfg(all(feature = "tui", feature = "http"))]
 mod tui;
+#[cfg(all(feature = "postgres", feature = "cli", feature = "http"))]
+mod verify;
 
 use pgmigrator_metrics::TableProgress;
 

@@ -13,7 +13,7 @@ use crate::postgres::{changes, wait_for};
 
 /// Whether both majors are installed; a missing one fails when CI requires
 /// the tools (`.ci/run` installs them), and is skipped elsewhere.
-fn installed(majors: &[u32]) -> bool {
+pub(crate) fn installed(majors: &[u32]) -> bool {
     for &major in majors {
         let marker = format!("PostgreSQL {major}");
         let found = cluster::server_bin(major).is_some() && cluster::available();

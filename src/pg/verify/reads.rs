@@ -440,20 +440,26 @@ pub(super) async fn differing_rows(
     Ok((compare_rows(&theirs, &ours), cut))
 }
 
-/// The rows of `keys` (as [`Shape::key_text`] gives them): each key and
-/// its row's digest.
+/// The rows of `keys` (as [`Shape::key_text`] gives them) within `range`
+/// (which keeps the read to the range's part of the key's index): each
+/// key and its row's digest.
 pub(super) async fn rows_by_key(
     client: &Client,
     shape: &Shape,
+    range: &Range,
     keys: &[String],
 ) -> Result<BTreeMap<String, String>, Failure> {
+    let mut params = range.params();
+    params.push(&keys);
     let sql = format!(
-        "SELECT {key}, md5({}) FROM {} WHERE {key} = ANY($1::text[])",
+        "SELECT {key}, md5({}) FROM {} WHERE {} AND {key} = ANY(${}::text[])",
         shape.row(),
         shape.table,
+        shape.filter(range),
+        params.len(),
         key = shape.key_text()
     );
-    row_hashes(client, &sql, &[&keys]).await
+    row_hashes(client, &sql, &params).await
 }
 
 /// Each row's key and digest, by key.

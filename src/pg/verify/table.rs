@@ -264,7 +264,7 @@ impl Worker {
             if !theirs.same(&ours) {
                 run.out.chunks_retried += 1;
                 let found = localize(s, slot, shape, range.clone(), theirs.rows).await?;
-                let settled = settle(s, slot, shape, found.rows, &self.options).await?;
+                let settled = settle(s, slot, shape, &range, found.rows, &self.options).await?;
                 self.note(run, settled, found.cut);
             }
             let bytes =
@@ -426,13 +426,14 @@ struct Settled {
     changing: Vec<String>,
 }
 
-/// Reads `suspects` again, only them, up to `--verify-retries` times with
-/// a growing wait, each time from a new source snapshot once the
-/// destination applied it.
+/// Reads `suspects` (rows of `range`) again, only them, up to
+/// `--verify-retries` times with a growing wait, each time from a new
+/// source snapshot once the destination applied it.
 async fn settle(
     s: &Sessions,
     slot: Option<&str>,
     shape: &Shape,
+    range: &Range,
     mut suspects: Vec<(String, DifferenceKind)>,
     options: &VerifyOptions,
 ) -> Result<Settled, Failure> {
@@ -446,9 +447,9 @@ async fn settle(
         let keys: Vec<String> = suspects.iter().map(|(key, _)| key.clone()).collect();
         let (mut theirs, mut ours) = (BTreeMap::new(), BTreeMap::new());
         for batch in keys.chunks(SETTLE_BATCH) {
-            let read = rows_by_key(&s.src, shape, batch);
+            let read = rows_by_key(&s.src, shape, range, batch);
             theirs.extend(in_applied_snapshot(&s.src, slot, read).await?);
-            ours.extend(rows_by_key(&s.dst, shape, batch).await?);
+            ours.extend(rows_by_key(&s.dst, shape, range, batch).await?);
         }
         changing = match &previous {
             Some(before) => keys
