@@ -340,35 +340,36 @@ pub(super) async fn digest(
     })
 }
 
-/// What `read` finds on the source in one `REPEATABLE READ READ ONLY`
-/// snapshot, returned once the subscription's `slot` confirmed that
-/// snapshot's WAL position (10 s at most): the destination read next has
-/// applied it.
-pub(super) async fn in_applied_snapshot<T>(
+/// `on_source` read in one `REPEATABLE READ READ ONLY` snapshot of the
+/// source and, at the same time, `on_dest` on the destination once the
+/// subscription's `slot` confirmed that snapshot's WAL position (10 s at
+/// most): both reads hold the same committed changes unless one is still
+/// in flight.
+pub(super) async fn read_both<T, U>(
     src: &Client,
     slot: Option<&str>,
-    read: impl std::future::Future<Output = Result<T, Failure>>,
-) -> Result<T, Failure> {
+    on_source: impl std::future::Future<Output = Result<T, Failure>>,
+    on_dest: impl std::future::Future<Output = Result<U, Failure>>,
+) -> Result<(T, U), Failure> {
     src.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
         .map_err(fail)?;
     let found = async {
         // The snapshot is taken by this first query, so its position is
-        // the snapshot's.
+        // the snapshot's; the slot's position is not transactional.
         let lsn: String = src
             .query_one("SELECT pg_current_wal_lsn()::text", &[])
             .await
             .map_err(fail)?
             .get(0);
-        Ok::<_, Failure>((read.await?, lsn))
+        if let Some(slot) = slot {
+            applied_past(src, slot, &lsn).await?;
+        }
+        tokio::try_join!(on_source, on_dest)
     }
     .await;
     let _ = src.batch_execute("COMMIT").await;
-    let (found, lsn) = found?;
-    if let Some(slot) = slot {
-        applied_past(src, slot, &lsn).await?;
-    }
-    Ok(found)
+    found
 }
 
 /// How long a destination read waits for the subscription to apply a
@@ -431,9 +432,13 @@ pub(super) async fn differing_rows(
         shape.filter(range),
         shape.key_order(),
     );
-    let theirs =
-        in_applied_snapshot(&s.src, slot, row_hashes(&s.src, &sql, &range.params())).await?;
-    let ours = row_hashes(&s.dst, &sql, &range.params()).await?;
+    let (theirs, ours) = read_both(
+        &s.src,
+        slot,
+        row_hashes(&s.src, &sql, &range.params()),
+        row_hashes(&s.dst, &sql, &range.params()),
+    )
+    .await?;
     let cut = [&theirs, &ours]
         .iter()
         .any(|rows| rows.len() as i64 >= MAX_ROWS_READ);

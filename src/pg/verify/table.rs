@@ -16,7 +16,7 @@ use super::VerifyOptions;
 use super::compare_rows;
 use super::pace::Pace;
 use super::reads::{
-    Digest, Failure, Range, Sessions, Shape, boundary, differing_rows, digest, in_applied_snapshot,
+    Digest, Failure, Range, Sessions, Shape, boundary, differing_rows, digest, read_both,
     rows_by_key, shape, slot_lag,
 };
 use crate::backoff::Backoff;
@@ -213,8 +213,8 @@ impl Worker {
         let (mut theirs, mut ours);
         let mut attempt = 0;
         loop {
-            theirs = in_applied_snapshot(&s.src, slot, digest(&s.src, shape, &whole)).await?;
-            ours = digest(&s.dst, shape, &whole).await?;
+            let both = (digest(&s.src, shape, &whole), digest(&s.dst, shape, &whole));
+            (theirs, ours) = read_both(&s.src, slot, both.0, both.1).await?;
             if theirs.same(&ours) || attempt >= self.options.retries {
                 break;
             }
@@ -255,12 +255,12 @@ impl Worker {
             };
             let hi = boundary(&s.src, shape, &next, rows).await?;
             let range = Range { hi, ..next };
-            let read = async {
+            let on_source = async {
                 let digested = digest(&s.src, shape, &range).await?;
                 Ok((digested, started.elapsed()))
             };
-            let (theirs, took) = in_applied_snapshot(&s.src, slot, read).await?;
-            let ours = digest(&s.dst, shape, &range).await?;
+            let on_dest = digest(&s.dst, shape, &range);
+            let ((theirs, took), ours) = read_both(&s.src, slot, on_source, on_dest).await?;
             if !theirs.same(&ours) {
                 run.out.chunks_retried += 1;
                 let found = localize(s, slot, shape, range.clone(), theirs.rows).await?;
@@ -406,8 +406,8 @@ async fn localize(
         ];
         // The second half goes on the stack first: keys come out in order.
         for half in halves.into_iter().rev() {
-            let theirs = in_applied_snapshot(&s.src, slot, digest(&s.src, shape, &half)).await?;
-            let ours = digest(&s.dst, shape, &half).await?;
+            let (on_source, on_dest) = (digest(&s.src, shape, &half), digest(&s.dst, shape, &half));
+            let (theirs, ours) = read_both(&s.src, slot, on_source, on_dest).await?;
             if !theirs.same(&ours) {
                 ranges.push((half, theirs.rows));
             }
@@ -447,9 +447,13 @@ async fn settle(
         let keys: Vec<String> = suspects.iter().map(|(key, _)| key.clone()).collect();
         let (mut theirs, mut ours) = (BTreeMap::new(), BTreeMap::new());
         for batch in keys.chunks(SETTLE_BATCH) {
-            let read = rows_by_key(&s.src, shape, range, batch);
-            theirs.extend(in_applied_snapshot(&s.src, slot, read).await?);
-            ours.extend(rows_by_key(&s.dst, shape, range, batch).await?);
+            let both = (
+                rows_by_key(&s.src, shape, range, batch),
+                rows_by_key(&s.dst, shape, range, batch),
+            );
+            let (source_rows, dest_rows) = read_both(&s.src, slot, both.0, both.1).await?;
+            theirs.extend(source_rows);
+            ours.extend(dest_rows);
         }
         changing = match &previous {
             Some(before) => keys
