@@ -57,11 +57,20 @@ pub fn print_cores() {
 
 /// The process's resident memory, in KiB (0 where `/proc` has none).
 pub fn rss_kib() -> u64 {
+    proc_status_kib("VmRSS:")
+}
+
+/// The process's peak resident memory so far, in KiB.
+pub fn peak_rss_kib() -> u64 {
+    proc_status_kib("VmHWM:")
+}
+
+fn proc_status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)

@@ -215,22 +215,22 @@ impl Worker {
         loop {
             let both = (digest(&s.src, shape, &whole), digest(&s.dst, shape, &whole));
             (theirs, ours) = read_both(&s.src, slot, both.0, both.1).await?;
-            if theirs.same(&ours) || attempt >= self.options.retries {
+            if theirs == ours || attempt >= self.options.retries {
                 break;
             }
-            changing = previous.as_ref().is_some_and(|p| !p.same(&theirs));
+            changing = previous.as_ref().is_some_and(|p| *p != theirs);
             previous = Some(theirs);
             attempt += 1;
             run.out.chunks_retried = 1;
             tokio::time::sleep(Duration::from_millis(200) * attempt).await;
         }
-        changing |= previous.as_ref().is_some_and(|p| !p.same(&theirs));
+        changing |= previous.as_ref().is_some_and(|p| *p != theirs);
         run.out.chunks_done = 1;
         run.out.rows = theirs.rows;
         run.out.detail = "no primary key or replica identity index: compared as one \
                           whole-table digest, which cannot say which rows differ"
             .into();
-        if !theirs.same(&ours) {
+        if theirs != ours {
             if changing {
                 run.unstable = true;
             } else {
@@ -261,7 +261,7 @@ impl Worker {
             };
             let on_dest = digest(&s.dst, shape, &range);
             let ((theirs, took), ours) = read_both(&s.src, slot, on_source, on_dest).await?;
-            if !theirs.same(&ours) {
+            if theirs != ours {
                 run.out.chunks_retried += 1;
                 let found = localize(s, slot, shape, range.clone(), theirs.rows).await?;
                 let settled = settle(s, slot, shape, &range, found.rows, &self.options).await?;
@@ -408,7 +408,7 @@ async fn localize(
         for half in halves.into_iter().rev() {
             let (on_source, on_dest) = (digest(&s.src, shape, &half), digest(&s.dst, shape, &half));
             let (theirs, ours) = read_both(&s.src, slot, on_source, on_dest).await?;
-            if !theirs.same(&ours) {
+            if theirs != ours {
                 ranges.push((half, theirs.rows));
             }
         }
