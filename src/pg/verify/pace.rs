@@ -9,8 +9,8 @@ use tokio::time::Instant;
 pub(super) const MIN_CHUNK_ROWS: u64 = 100;
 /// Most rows in an adaptive chunk.
 pub(super) const MAX_CHUNK_ROWS: u64 = 1_000_000;
-/// Rows of the first adaptive chunk of a table.
-const FIRST_CHUNK_ROWS: u64 = 1_000;
+/// Rows of the first adaptive chunk.
+const FIRST_CHUNK_ROWS: u64 = 10_000;
 
 /// Chunk sizes and the rate limit of one verifying connection pair.
 #[derive(Debug)]
@@ -44,15 +44,16 @@ impl Pace {
     }
 
     /// A chunk of `rows` rows took `took` on the source: the next one is
-    /// sized to take the chunk time, growing or shrinking by at most half
-    /// or double at a time so one odd chunk does not swing it.
+    /// sized to take the chunk time, shrinking to half or growing to four
+    /// times at most, so one odd chunk does not swing it but a first
+    /// guess far too small is left behind in a few chunks.
     pub(super) fn took(&mut self, rows: u64, took: Duration) {
         if self.fixed.is_some() || rows == 0 {
             return;
         }
         let seconds = took.as_secs_f64().max(1e-4);
         let wanted = rows as f64 * self.chunk_time.as_secs_f64() / seconds;
-        let bounded = wanted.clamp(self.rows as f64 / 2.0, self.rows as f64 * 2.0);
+        let bounded = wanted.clamp(self.rows as f64 / 2.0, self.rows as f64 * 4.0);
         self.rows = (bounded as u64).clamp(MIN_CHUNK_ROWS, MAX_CHUNK_ROWS);
     }
 
@@ -76,17 +77,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_grow_and_shrink_toward_the_chunk_time_by_at_most_double_or_half() {
+    fn chunks_grow_and_shrink_toward_the_chunk_time_by_at_most_four_times_or_half() {
         let mut pace = Pace::new(Duration::from_millis(500), None, None);
-        assert_eq!(pace.rows(), 1_000);
-        // 1,000 rows in 50 ms: 10,000 would take 500 ms, but it doubles.
-        pace.took(1_000, Duration::from_millis(50));
-        assert_eq!(pace.rows(), 2_000);
-        pace.took(2_000, Duration::from_millis(400));
-        assert_eq!(pace.rows(), 2_500);
+        assert_eq!(pace.rows(), 10_000);
+        // 10,000 rows in 10 ms: 500,000 would take 500 ms, but it grows
+        // four times.
+        pace.took(10_000, Duration::from_millis(10));
+        assert_eq!(pace.rows(), 40_000);
+        pace.took(40_000, Duration::from_millis(400));
+        assert_eq!(pace.rows(), 50_000);
         // Much slower: halves, never under the floor.
-        pace.took(2_500, Duration::from_secs(10));
-        assert_eq!(pace.rows(), 1_250);
+        pace.took(50_000, Duration::from_secs(10));
+        assert_eq!(pace.rows(), 25_000);
         for _ in 0..20 {
             pace.took(pace.rows(), Duration::from_secs(60));
         }
