@@ -59,10 +59,10 @@ pub(crate) enum Command {
     Tui(TuiArgs),
     /// Follow a native PostgreSQL logical-replication migration (a
     /// publication and a subscription) and serve it like demo.
-    Monitor(MonitorArgs),
+    Monitor(Box<MonitorArgs>),
     /// Check once whether it is safe to switch over now; exit status 0
     /// ready, 3 not ready, 1 cannot check, 2 usage.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// Alerting tools.
     #[command(subcommand)]
     Alerts(AlertsCommand),

@@ -66,10 +66,10 @@ async fn run(command: Command, log_filter: Targets) -> Result<ExitCode, Failure>
         Command::Serve(args) => fleet::serve(args, &log_filter).await,
         Command::Status(args) => status::watch(&args).await,
         Command::Tui(args) => tui_command(args).await,
-        Command::Monitor(args) => monitor_command(args, &log_filter).await,
+        Command::Monitor(args) => monitor_command(*args, &log_filter).await,
         Command::Check(args) => {
             install_logging(&log_filter, None, false)?;
-            return check::run(args).await;
+            return check::run(*args).await;
         }
         Command::Alerts(AlertsCommand::Test { file }) => return alerts_test(&file).await,
     }
