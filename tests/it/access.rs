@@ -72,6 +72,9 @@ async fn migration() -> Collector {
             vec![],
         ))
         .await;
+    collector
+        .record_verify(pgmigrator_metrics::VerifyProgress::default())
+        .await;
     collector.flush().await;
     collector
 }

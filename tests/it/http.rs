@@ -926,6 +926,12 @@ async fn the_cutover_verdict_is_served_and_measured() {
     let server = Server::start(collector.clone(), HttpConfig::default()).await;
     let (status, _, body) = get(&server.url("/api/v1/cutover"), &[]).await;
     assert_eq!(status, 404, "{body}");
+    let (status, _, body) = get(&server.url("/api/v1/verify"), &[]).await;
+    assert_eq!(
+        (status, body.contains("--verify")),
+        (404, true),
+        "verifying is off: {body}"
+    );
     assert!(
         !get(&server.url("/metrics"), &[])
             .await

@@ -137,6 +137,73 @@ async fn monitor_verifies_in_the_background_resumes_after_a_lost_connection_and_
     running.await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_hundreds_of_writes_a_second_a_verification_finds_no_mismatch() {
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest) = streaming_pair();
+    source.sql("INSERT INTO orders (item) SELECT 'more ' || g FROM generate_series(1, 19900) g");
+    source.sql("ANALYZE orders");
+    caught_up(&source, &dest, "orders").await;
+    // Small transactions updating random rows of the table verified, from
+    // a client of their own, until the verification is done (and 60 s at
+    // most).
+    let (writer, connection) = tokio_postgres::connect(&source.conninfo(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let load = tokio::spawn({
+        let writing = writing.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let mut n: i64 = 0;
+            while writing.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(60)
+            {
+                let id = 1 + (n * 7919) % 20_000;
+                writer
+                    .execute(
+                        "UPDATE orders SET item = 'live ' || $1::bigint WHERE id = $1",
+                        &[&id],
+                    )
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n as f64 / started.elapsed().as_secs_f64()
+        }
+    });
+    let flags = [
+        "--verify",
+        "--verify-chunk-rows",
+        "1000",
+        "--verify-max-rate",
+        "0",
+        "--json",
+    ];
+    let checked = check(&source, &dest, &flags).await;
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let per_second = load.await.unwrap();
+    let found: Value = serde_json::from_str(&checked.stdout).unwrap();
+    let retried = &found["verify"]["chunks_retried"];
+    println!("{per_second:.0} updates/s during the verification; {retried} chunks read twice");
+    assert!(per_second > 100.0, "{per_second:.0} updates/s");
+    assert_eq!(
+        found["verify"]["tables"][0]["status"], "verified",
+        "{found:#}"
+    );
+    assert!(
+        !found["blockers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["kind"] == "data_mismatch"),
+        "{found:#}"
+    );
+}
+
 /// Every key and column kind the issue names, created on `cluster`; on
 /// the destination (`shuffled`), `every_type`'s columns come in another
 /// order with a dropped one between them.

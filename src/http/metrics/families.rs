@@ -286,35 +286,39 @@ fn one_hot<'a>(known: impl Iterator<Item = &'a str>, current: &str) -> Vec<(Stri
     series
 }
 
-/// Tables by verification status: every known status (0 when none), then
-/// any other that occurs.
+/// Tables by verification status.
 fn verify_series(verify: &VerifyProgress) -> Vec<(String, f64)> {
-    let mut statuses: Vec<VerifyStatus> = VerifyStatus::KNOWN.to_vec();
-    for table in &verify.tables {
-        if !statuses.contains(&table.status) {
-            statuses.push(table.status);
-        }
-    }
-    statuses
-        .into_iter()
-        .map(|status| (status.as_str().to_owned(), verify.count(status) as f64))
-        .collect()
+    counts_by_name(
+        VerifyStatus::KNOWN.iter().map(VerifyStatus::as_str),
+        verify.tables.iter().map(|t| t.status.as_str()),
+    )
 }
 
-/// Blockers by kind: every known kind (0 when absent), then any other
-/// kind that occurs.
+/// Blockers by kind.
 fn blocker_series(cutover: &Cutover) -> Vec<(String, f64)> {
-    let mut kinds: Vec<CutoverKind> = CutoverKind::KNOWN.to_vec();
-    for blocker in &cutover.blockers {
-        if !kinds.contains(&blocker.kind) {
-            kinds.push(blocker.kind.clone());
+    counts_by_name(
+        CutoverKind::KNOWN.iter().map(CutoverKind::as_str),
+        cutover.blockers.iter().map(|b| b.kind.as_str()),
+    )
+}
+
+/// How many of `items` have each name: every known name (0 when absent),
+/// then any other name that occurs.
+fn counts_by_name<'a>(
+    known: impl Iterator<Item = &'a str>,
+    items: impl Iterator<Item = &'a str> + Clone,
+) -> Vec<(String, f64)> {
+    let mut names: Vec<&str> = known.collect();
+    for name in items.clone() {
+        if !names.contains(&name) {
+            names.push(name);
         }
     }
-    kinds
+    names
         .into_iter()
-        .map(|kind| {
-            let count = cutover.blockers.iter().filter(|b| b.kind == kind).count();
-            (kind.as_str().to_owned(), count as f64)
+        .map(|name| {
+            let count = items.clone().filter(|item| *item == name).count();
+            (name.to_owned(), count as f64)
         })
         .collect()
 }
