@@ -204,6 +204,51 @@ async fn under_hundreds_of_writes_a_second_a_verification_finds_no_mismatch() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_monitor_goes_on_from_the_verification_in_its_state_file() {
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest) = streaming_pair();
+    caught_up(&source, &dest, "orders").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let (source_uri, dest_uri) = (source.monitor_uri(), dest.monitor_uri());
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "monitor".as_ref(),
+        "--source".as_ref(),
+        source_uri.as_ref(),
+        "--dest".as_ref(),
+        dest_uri.as_ref(),
+        "--verify".as_ref(),
+        "--verify-interval".as_ref(),
+        "1h".as_ref(),
+        "--state-file".as_ref(),
+        state.as_os_str(),
+    ];
+    let verified_at = |snapshot: &Snapshot| orders(snapshot).and_then(|t| t.verified_at);
+    let read = || pgmigrator_metrics::read_state_file(&state).ok();
+    let (first, _) = crate::start_pgmigrator(&args);
+    let mut found = None;
+    for _ in 0..600 {
+        found = read().as_ref().and_then(verified_at);
+        if found.is_some() {
+            break;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    let found = found.expect("orders verified by the first run");
+    drop(first);
+    let (_second, _) = crate::start_pgmigrator(&args);
+    // Past the second run's first look for tables due (every 10 s): the
+    // table verified an hour ago or less is not verified again.
+    sleep(Duration::from_secs(13)).await;
+    let snapshot = read().expect("the second run's state file");
+    let table = orders(&snapshot).expect("orders in the verification");
+    assert_eq!(table.status, VerifyStatus::Verified, "{table:?}");
+    assert_eq!(verified_at(&snapshot), Some(found), "not verified again");
+}
+
 /// Every key and column kind the issue names, created on `cluster`; on
 /// the destination (`shuffled`), `every_type`'s columns come in another
 /// order with a dropped one between them.

@@ -59,34 +59,24 @@ async fn verify_periodically(
         }
     }
     loop {
-        let due = plan(
-            &mut progress,
-            &collector.snapshot(),
-            &options,
-            OffsetDateTime::now_utc(),
-        );
-        if !due.is_empty() {
-            verify_round(
-                &source,
-                &dest,
-                &slot,
-                &options,
-                &collector,
-                &mut progress,
-                due,
-            )
-            .await;
+        let snapshot = collector.snapshot();
+        // Before the first poll lists the tables, the previous run's
+        // outcomes stand as they are.
+        if !snapshot.tables.is_empty() {
+            let now = OffsetDateTime::now_utc();
+            let due = plan(&mut progress, &snapshot, &options, now);
+            if !due.is_empty() {
+                let round = (&source, &dest, &slot, &options);
+                verify_round(round, &collector, &mut progress, due).await;
+            }
+            collector.record_verify(progress.clone()).await;
         }
-        collector.record_verify(progress.clone()).await;
         tokio::time::sleep(LOOK_EVERY).await;
     }
 }
 
 async fn verify_round(
-    source: &ConnInfo,
-    dest: &ConnInfo,
-    slot: &Option<String>,
-    options: &VerifyOptions,
+    (source, dest, slot, options): (&ConnInfo, &ConnInfo, &Option<String>, &VerifyOptions),
     collector: &Collector,
     progress: &mut VerifyProgress,
     due: Vec<usize>,
