@@ -26,10 +26,11 @@ use tokio::task::JoinSet;
 mod background;
 mod pace;
 mod reads;
+mod session;
 mod table;
 
 pub(super) use self::background::Background;
-use self::reads::Sessions;
+use self::session::Sessions;
 use self::table::{KeyHasher, Worker};
 use super::{ConnInfo, MonitorError};
 use crate::model::{DifferenceKind, TableName, TableVerification, VerifyProgress, VerifyStatus};

@@ -16,9 +16,9 @@ use super::VerifyOptions;
 use super::compare_rows;
 use super::pace::Pace;
 use super::reads::{
-    Digest, Failure, Range, Sessions, Shape, boundary, differing_rows, digest, read_both,
-    rows_by_key, shape, slot_lag,
+    Digest, Range, Shape, boundary, differing_rows, digest, read_both, rows_by_key, shape, slot_lag,
 };
+use super::session::{Failure, Sessions};
 use crate::backoff::Backoff;
 use crate::model::{DifferenceKind, RowDifference, TableName, TableVerification, VerifyStatus};
 use crate::pg::{ConnInfo, MonitorError};
