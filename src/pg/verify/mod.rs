@@ -150,29 +150,18 @@ impl Round {
 /// table that already has an outcome is verified again, that outcome
 /// stands (a mismatch keeps blocking) and only the counters move, until
 /// the new outcome.
-pub(crate) fn record(progress: &mut VerifyProgress, index: usize, fresh: TableVerification) {
+pub(crate) fn record(progress: &mut VerifyProgress, index: usize, mut fresh: TableVerification) {
     let Some(table) = progress.tables.get_mut(index) else {
         return;
     };
     if fresh.status == VerifyStatus::Verifying && table.status.is_done() {
-        let outcome = (
-            table.status,
-            std::mem::take(&mut table.differences),
-            std::mem::take(&mut table.detail),
-            table.mismatched_rows,
-            table.verified_at,
-        );
-        *table = fresh;
-        (
-            table.status,
-            table.differences,
-            table.detail,
-            table.mismatched_rows,
-            table.verified_at,
-        ) = outcome;
-    } else {
-        *table = fresh;
+        fresh.status = table.status;
+        fresh.differences = std::mem::take(&mut table.differences);
+        fresh.detail = std::mem::take(&mut table.detail);
+        fresh.mismatched_rows = table.mismatched_rows;
+        fresh.verified_at = table.verified_at;
     }
+    *table = fresh;
 }
 
 /// Verifies every one of `tables` once, `progress` hearing how far it has

@@ -35,8 +35,8 @@ pub(super) enum RowHash {
     /// rows, and the same on both servers when they hash a probe alike
     /// (same byte order).
     Fast,
-    /// The first 64 bits of `md5`: the same on every server, 3 to 4 times
-    /// slower; used when the fast hash differs between the two.
+    /// The first 64 bits of `md5`: the same on every server, but slower;
+    /// used when the fast hash differs between the two.
     Md5,
 }
 
