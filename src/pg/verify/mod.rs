@@ -14,7 +14,7 @@
 //! are read again before they count, and rows the source keeps changing
 //! are `unstable`, not a difference.
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -192,25 +192,39 @@ pub(crate) async fn verify(
     Ok(found)
 }
 
-/// Each key of `theirs` (the source) missing or different in `ours`, then
-/// each key of `ours` only.
-pub(super) fn compare_rows(
-    theirs: &BTreeMap<String, String>,
-    ours: &BTreeMap<String, String>,
-) -> Vec<(String, DifferenceKind)> {
+/// A range's rows on one server in key order: each key (as text) and the
+/// row's hash.
+pub(super) type Rows = Vec<(String, String)>;
+
+/// The keys of `theirs` (the source) missing or different in `ours`, and
+/// those only in `ours`, in key order: the two are merged at the keys both
+/// hold (text does not sort as keys do), and between two such keys the
+/// destination's extra rows come before the source's missing ones.
+pub(super) fn compare_rows(theirs: &Rows, ours: &Rows) -> Vec<(String, DifferenceKind)> {
+    let on_source: HashMap<&str, &str> = theirs
+        .iter()
+        .map(|(key, hash)| (key.as_str(), hash.as_str()))
+        .collect();
+    let on_dest: HashSet<&str> = ours.iter().map(|(key, _)| key.as_str()).collect();
+    let missing = |(key, _): &(String, String)| {
+        (!on_dest.contains(key.as_str())).then(|| (key.clone(), DifferenceKind::Missing))
+    };
+    let mut source = theirs.iter().peekable();
     let mut found = Vec::new();
-    for (key, hash) in theirs {
-        match ours.get(key) {
-            None => found.push((key.clone(), DifferenceKind::Missing)),
-            Some(other) if other != hash => found.push((key.clone(), DifferenceKind::Different)),
-            Some(_) => {}
+    for (key, hash) in ours {
+        let Some(&theirs) = on_source.get(key.as_str()) else {
+            found.push((key.clone(), DifferenceKind::Extra));
+            continue;
+        };
+        while let Some(before) = source.next_if(|(k, _)| k != key) {
+            found.extend(missing(before));
+        }
+        source.next();
+        if theirs != hash {
+            found.push((key.clone(), DifferenceKind::Different));
         }
     }
-    found.extend(
-        ours.keys()
-            .filter(|key| !theirs.contains_key(*key))
-            .map(|key| (key.clone(), DifferenceKind::Extra)),
-    );
+    found.extend(source.filter_map(missing));
     found
 }
 
@@ -221,14 +235,14 @@ mod tests {
 
     #[test]
     fn rows_are_missing_extra_or_different_by_key() {
-        let map = |pairs: &[(&str, &str)]| {
+        let rows = |pairs: &[(&str, &str)]| -> Rows {
             pairs
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<BTreeMap<_, _>>()
+                .collect()
         };
-        let theirs = map(&[("(1)", "a"), ("(2)", "b"), ("(3)", "c")]);
-        let ours = map(&[("(1)", "a"), ("(3)", "x"), ("(4)", "d")]);
+        let theirs = rows(&[("(1)", "a"), ("(2)", "b"), ("(3)", "c")]);
+        let ours = rows(&[("(1)", "a"), ("(3)", "x"), ("(4)", "d")]);
         assert_eq!(
             compare_rows(&theirs, &ours),
             [
@@ -237,6 +251,19 @@ mod tests {
                 ("(4)".to_owned(), DifferenceKind::Extra),
             ]
         );
+        // Keys in key order, which is not their text's order.
+        let theirs = rows(&[("(9)", "a"), ("(10)", "b"), ("(100)", "c"), ("(101)", "d")]);
+        let ours = rows(&[
+            ("(10)", "b"),
+            ("(11)", "x"),
+            ("(100)", "y"),
+            ("(1000)", "e"),
+        ]);
+        let keys: Vec<String> = compare_rows(&theirs, &ours)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(keys, ["(9)", "(11)", "(100)", "(1000)", "(101)"]);
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //! boundaries, digests and row hashes, and reading both servers at the
 //! same point of the source's history.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use super::compare_rows;
 use super::session::{Failure, RowHash, Sessions, fail};
+use super::{Rows, compare_rows};
 use crate::model::{DifferenceKind, TableName};
 use crate::pg::sql::quote_ident;
 
@@ -50,6 +51,9 @@ pub(super) struct Shape {
     pub(super) rows_estimate: u64,
     /// How rows are hashed.
     hash: RowHash,
+    /// Whether the scan that hashes a chunk also finds its end, as the
+    /// `max` of a single key column; otherwise the end is looked up first.
+    end_in_scan: bool,
 }
 
 impl Shape {
@@ -146,20 +150,23 @@ pub(super) async fn shape(s: &Sessions, table: &TableName) -> Result<Shape, Fail
         .await
         .map_err(fail)?;
     let (ours, theirs) = (columns(&s.src, &name).await?, columns(&s.dst, &name).await?);
+    let key_types = keys.iter().map(|r| r.get::<_, String>(1)).collect();
+    let keys: Vec<String> = keys
+        .iter()
+        .map(|r| {
+            let column = quote_ident(r.get::<_, &str>(0));
+            if r.get::<_, bool>(2) {
+                format!("{column} COLLATE \"C\"")
+            } else {
+                column
+            }
+        })
+        .collect();
     Ok(Shape {
+        end_in_scan: has_max(&s.src, &name, &keys).await?,
         table: name,
-        keys: keys
-            .iter()
-            .map(|r| {
-                let column = quote_ident(r.get::<_, &str>(0));
-                if r.get::<_, bool>(2) {
-                    format!("{column} COLLATE \"C\"")
-                } else {
-                    column
-                }
-            })
-            .collect(),
-        key_types: keys.iter().map(|r| r.get::<_, String>(1)).collect(),
+        keys,
+        key_types,
         columns: ours
             .iter()
             .filter(|c| theirs.contains(c))
@@ -169,6 +176,22 @@ pub(super) async fn shape(s: &Sessions, table: &TableName) -> Result<Shape, Fail
         rows_estimate: u64::try_from(size.get::<_, i64>(1)).unwrap_or(0),
         hash: s.hash,
     })
+}
+
+/// Whether the table's key is one column whose type has `max` (most do;
+/// `uuid`, `bytea` and `boolean` do not on older servers).
+async fn has_max(src: &Client, table: &str, keys: &[String]) -> Result<bool, Failure> {
+    let [key] = keys else {
+        return Ok(false);
+    };
+    match src
+        .simple_query(&format!("SELECT max({key}) FROM {table} WHERE false"))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(err) if err.code() == Some(&SqlState::UNDEFINED_FUNCTION) => Ok(false),
+        Err(err) => Err(fail(err)),
+    }
 }
 
 /// The table's columns on one server, in their order.
@@ -226,20 +249,48 @@ impl PartialEq for Digest {
     }
 }
 
-fn digest_sql(shape: &Shape, filter: &str) -> String {
-    // The text's length doubles the cost: only when needed.
-    let text_bytes = match shape.rows_estimate {
-        0 => format!(
-            "coalesce(sum(octet_length(ROW({})::text)), 0)::bigint",
-            shape.columns.join(", ")
-        ),
+/// The sum of `bytes` (the rows' text length) as SQL: the text's length
+/// doubles the cost, so it is only read when the row count is unknown.
+fn text_bytes_sum(shape: &Shape, bytes: &str) -> String {
+    match shape.rows_estimate {
+        0 => format!("coalesce(sum({bytes}), 0)::bigint"),
         _ => "0::bigint".to_owned(),
-    };
+    }
+}
+
+fn digest_sql(shape: &Shape, filter: &str) -> String {
+    let length = format!("octet_length(ROW({})::text)", shape.columns.join(", "));
     format!(
-        "SELECT count(*), coalesce(sum({}), 0)::text, {text_bytes} FROM {} WHERE {filter}",
+        "SELECT count(*), coalesce(sum({}), 0)::text, {} FROM {} WHERE {filter}",
         shape.row_hash(),
+        text_bytes_sum(shape, &length),
         shape.table
     )
+}
+
+/// The digest of the first `rows` rows of `range` (open at its end) in key
+/// order, and the last one's key: one scan, for a key [`Shape::end_in_scan`].
+fn chunk_sql(shape: &Shape, range: &Range, rows: u64) -> String {
+    format!(
+        "SELECT count(*), coalesce(sum(h), 0)::text, {}, max(k)::text FROM (SELECT {} AS h, \
+         octet_length(ROW({})::text) AS b, {} AS k FROM {} WHERE {} ORDER BY {} LIMIT {rows}) AS c",
+        text_bytes_sum(shape, "b"),
+        shape.row_hash(),
+        shape.columns.join(", "),
+        shape.key_list(),
+        shape.table,
+        shape.filter(range),
+        shape.key_order(),
+    )
+}
+
+fn digest_of(row: &tokio_postgres::Row) -> Digest {
+    let count = |i| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+    Digest {
+        rows: count(0),
+        sum: row.get(1),
+        text_bytes: count(2),
+    }
 }
 
 pub(super) async fn digest(
@@ -251,12 +302,52 @@ pub(super) async fn digest(
         .query_one(&digest_sql(shape, &shape.filter(range)), &range.params())
         .await
         .map_err(fail)?;
-    let count = |i| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
-    Ok(Digest {
-        rows: count(0),
-        sum: row.get(1),
-        text_bytes: count(2),
-    })
+    Ok(digest_of(&row))
+}
+
+/// The source's reading of a chunk: its range, its digest, and how long
+/// reading it took.
+#[derive(Debug)]
+pub(super) struct SourceChunk {
+    pub(super) range: Range,
+    pub(super) digest: Digest,
+    pub(super) took: Duration,
+}
+
+/// Reads the chunk of up to `rows` source rows after `lo` (none: from the
+/// start) in one snapshot, then waits for the subscription to apply it as
+/// [`read_both`] does: its range ends at the last row read, or runs to the
+/// end of the key space when the source holds fewer.
+pub(super) async fn source_chunk(
+    src: &Client,
+    slot: Option<&str>,
+    shape: &Shape,
+    lo: Option<Vec<String>>,
+    rows: u64,
+) -> Result<SourceChunk, Failure> {
+    let rows = rows.max(1);
+    let read = async {
+        let started = Instant::now();
+        let open = Range { lo, hi: None };
+        let (digest, hi) = if shape.end_in_scan {
+            let sql = chunk_sql(shape, &open, rows);
+            let row = src.query_one(&sql, &open.params()).await.map_err(fail)?;
+            let digest = digest_of(&row);
+            let hi = (digest.rows >= rows).then(|| vec![row.get::<_, String>(3)]);
+            (digest, hi)
+        } else {
+            let hi = boundary(src, shape, &open, rows).await?;
+            let range = Range { hi, ..open.clone() };
+            (digest(src, shape, &range).await?, range.hi)
+        };
+        let range = Range { hi, ..open };
+        Ok(SourceChunk {
+            range,
+            digest,
+            took: started.elapsed(),
+        })
+    };
+    Ok(read_both(src, slot, read, async { Ok(()) }).await?.0)
 }
 
 /// `on_source` read in one `REPEATABLE READ READ ONLY` snapshot of the
@@ -365,33 +456,34 @@ pub(super) async fn differing_rows(
 }
 
 /// The rows of `keys` (as [`Shape::key_text`] gives them) within `range`
-/// (which keeps the read to the range's part of the key's index): each
-/// key and its row's digest.
+/// (which keeps the read to the range's part of the key's index), in key
+/// order.
 pub(super) async fn rows_by_key(
     client: &Client,
     shape: &Shape,
     range: &Range,
     keys: &[String],
-) -> Result<BTreeMap<String, String>, Failure> {
+) -> Result<Rows, Failure> {
     let mut params = range.params();
     params.push(&keys);
     let sql = format!(
-        "SELECT {key}, ({})::text FROM {} WHERE {} AND {key} = ANY(${}::text[])",
+        "SELECT {key}, ({})::text FROM {} WHERE {} AND {key} = ANY(${}::text[]) ORDER BY {}",
         shape.row_hash(),
         shape.table,
         shape.filter(range),
         params.len(),
+        shape.key_order(),
         key = shape.key_text()
     );
     row_hashes(client, &sql, &params).await
 }
 
-/// Each row's key and digest, by key.
+/// Each row's key and hash, in the query's order.
 async fn row_hashes(
     client: &Client,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
-) -> Result<BTreeMap<String, String>, Failure> {
+) -> Result<Rows, Failure> {
     client
         .query(sql, params)
         .await
@@ -417,6 +509,7 @@ mod tests {
             bytes: 0,
             rows_estimate: 0,
             hash: RowHash::Fast,
+            end_in_scan: false,
         };
         let key = |k: &str| Some(vec![k.to_owned(), "1".to_owned()]);
         let range = |lo, hi| Range { lo, hi };
@@ -439,7 +532,7 @@ mod tests {
     }
 
     #[test]
-    fn a_digest_hashes_each_row_and_reads_its_length_only_when_the_row_count_is_unknown() {
+    fn digests_hash_each_row_and_read_its_length_only_when_the_row_count_is_unknown() {
         let mut shape = Shape {
             table: "\"public\".\"t\"".into(),
             keys: vec!["\"id\"".into()],
@@ -448,14 +541,28 @@ mod tests {
             bytes: 8192,
             rows_estimate: 100,
             hash: RowHash::Fast,
+            end_in_scan: true,
         };
         assert_eq!(
             digest_sql(&shape, "true"),
             "SELECT count(*), coalesce(sum(hashtextextended(ROW(\"id\", \"v\")::text COLLATE \"C\", 0)), 0)::text, \
              0::bigint FROM \"public\".\"t\" WHERE true"
         );
+        let after = Range {
+            lo: Some(vec!["41".into()]),
+            hi: None,
+        };
+        assert_eq!(
+            chunk_sql(&shape, &after, 5000),
+            "SELECT count(*), coalesce(sum(h), 0)::text, 0::bigint, max(k)::text FROM (SELECT \
+             hashtextextended(ROW(\"id\", \"v\")::text COLLATE \"C\", 0) AS h, \
+             octet_length(ROW(\"id\", \"v\")::text) AS b, \"id\" AS k FROM \"public\".\"t\" \
+             WHERE (\"id\") > ($1::text::bigint) ORDER BY \"public\".\"t\".\"id\" LIMIT 5000) AS c",
+            "one scan hashes the rows in key order and finds the last key"
+        );
         shape.hash = RowHash::Md5;
         shape.rows_estimate = 0;
+        assert!(chunk_sql(&shape, &after, 10).contains("coalesce(sum(b), 0)::bigint"));
         let sql = digest_sql(&shape, "true");
         assert!(
             sql.contains("('x' || left(md5(ROW(\"id\", \"v\")::text), 16))::bit(64)::bigint")

@@ -6,13 +6,15 @@ use tokio_postgres::Client;
 use super::VerifyOptions;
 use crate::pg::{ConnInfo, MonitorError, MonitorErrorKind, connect, describe};
 
-/// Pins what changes a value's text, and keeps the session read-only and
-/// short of locks.
+/// Pins what changes a value's text, and keeps the session read-only,
+/// short of locks, and one process on each server (no parallel workers:
+/// the load is what `--verify-concurrency` and `--verify-max-rate` say).
 fn session_settings(options: &VerifyOptions) -> String {
     format!(
         "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
          SET extra_float_digits = 3; SET bytea_output = 'hex'; SET lc_monetary = 'C'; \
-         SET standard_conforming_strings = on; SET lock_timeout = {}; \
+         SET standard_conforming_strings = on; SET max_parallel_workers_per_gather = 0; \
+         SET lock_timeout = {}; \
          SET statement_timeout = {}; SET default_transaction_read_only = on; \
          SET application_name = 'pgmigrator verify'",
         options.lock_timeout.as_millis().max(1),

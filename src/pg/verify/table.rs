@@ -3,7 +3,7 @@
 //! rows read again until they settle; a lost connection is taken up again
 //! from the last verified key.
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,8 @@ use super::VerifyOptions;
 use super::compare_rows;
 use super::pace::Pace;
 use super::reads::{
-    Digest, Range, Shape, boundary, differing_rows, digest, read_both, rows_by_key, shape, slot_lag,
+    Digest, Range, Shape, SourceChunk, boundary, differing_rows, digest, read_both, rows_by_key,
+    shape, slot_lag, source_chunk,
 };
 use super::session::{Failure, Sessions};
 use crate::backoff::Backoff;
@@ -242,25 +243,36 @@ impl Worker {
     }
 
     /// The table's chunks in key order, from the last verified key.
+    ///
+    /// The destination reads a chunk while the source reads the next one:
+    /// the source's reading of a chunk finds where it ends, so the
+    /// destination can only start once that is known.
     async fn chunks(&mut self, run: &mut Run, shape: &Shape) -> Result<(), Failure> {
+        let slot = self.slot.as_deref();
+        let mut next: Option<SourceChunk> = None;
         loop {
             self.wait_for_lag(run).await?;
-            let slot = self.slot.as_deref();
             let s = self.sessions()?;
             let rows = self.pace.rows();
-            let started = Instant::now();
-            let next = Range {
-                lo: run.lo.clone(),
-                hi: None,
+            let chunk = match next.take() {
+                Some(chunk) => chunk,
+                None => source_chunk(&s.src, slot, shape, run.lo.clone(), rows).await?,
             };
-            let hi = boundary(&s.src, shape, &next, rows).await?;
-            let range = Range { hi, ..next };
-            let on_source = async {
-                let digested = digest(&s.src, shape, &range).await?;
-                Ok((digested, started.elapsed()))
+            let after = async {
+                match &chunk.range.hi {
+                    Some(hi) => Ok(Some(
+                        source_chunk(&s.src, slot, shape, Some(hi.clone()), rows).await?,
+                    )),
+                    None => Ok(None),
+                }
             };
-            let on_dest = digest(&s.dst, shape, &range);
-            let ((theirs, took), ours) = read_both(&s.src, slot, on_source, on_dest).await?;
+            let (ours, after) = tokio::try_join!(digest(&s.dst, shape, &chunk.range), after)?;
+            next = after;
+            let SourceChunk {
+                range,
+                digest: theirs,
+                took,
+            } = chunk;
             if theirs != ours {
                 run.out.chunks_retried += 1;
                 let found = localize(s, slot, shape, range.clone(), theirs.rows).await?;
@@ -437,15 +449,15 @@ async fn settle(
     mut suspects: Vec<(String, DifferenceKind)>,
     options: &VerifyOptions,
 ) -> Result<Settled, Failure> {
-    let mut previous: Option<BTreeMap<String, String>> = None;
-    let mut changing: Vec<String> = Vec::new();
+    let mut previous: Option<HashMap<String, String>> = None;
+    let mut changing: HashSet<String> = HashSet::new();
     for attempt in 1..=options.retries {
         if suspects.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200) * attempt).await;
         let keys: Vec<String> = suspects.iter().map(|(key, _)| key.clone()).collect();
-        let (mut theirs, mut ours) = (BTreeMap::new(), BTreeMap::new());
+        let (mut theirs, mut ours) = (Vec::new(), Vec::new());
         for batch in keys.chunks(SETTLE_BATCH) {
             let both = (
                 rows_by_key(&s.src, shape, range, batch),
@@ -455,20 +467,20 @@ async fn settle(
             theirs.extend(source_rows);
             ours.extend(dest_rows);
         }
+        suspects = compare_rows(&theirs, &ours);
+        let now: HashMap<String, String> = theirs.into_iter().collect();
         changing = match &previous {
             Some(before) => keys
                 .into_iter()
-                .filter(|key| before.get(key) != theirs.get(key))
+                .filter(|key| before.get(key) != now.get(key))
                 .collect(),
-            None => Vec::new(),
+            None => HashSet::new(),
         };
-        changing.sort_unstable();
-        suspects = compare_rows(&theirs, &ours);
-        previous = Some(theirs);
+        previous = Some(now);
     }
     let (unstable, differ): (Vec<_>, Vec<_>) = suspects
         .into_iter()
-        .partition(|(key, _)| changing.binary_search(key).is_ok());
+        .partition(|(key, _)| changing.contains(key));
     Ok(Settled {
         differ,
         changing: unstable.into_iter().map(|(key, _)| key).collect(),
