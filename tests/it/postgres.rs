@@ -622,8 +622,8 @@ fn the_password_can_come_from_pgpassword_or_a_private_pgpass_and_never_from_argv
 }
 
 /// Two subscriptions on one pair of clusters, each a migration of its own:
-/// `monitor --all-subscriptions` follows both, each with its tables and
-/// its state file, and one scrape labels them.
+/// `monitor --all-subscriptions --verify` follows both, each with its
+/// tables, its verification and its state file, and one scrape labels them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_monitor_follows_every_subscription_as_a_migration_of_its_own() {
     if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
@@ -634,6 +634,7 @@ async fn the_monitor_follows_every_subscription_as_a_migration_of_its_own() {
         for table in ["orders", "users", "items"] {
             cluster.sql(&format!("CREATE TABLE {table} (id bigint PRIMARY KEY)"));
         }
+        cluster.sql("GRANT pg_read_all_data TO monitor");
     }
     source.sql("INSERT INTO orders SELECT g FROM generate_series(1, 100) g");
     source.sql("CREATE PUBLICATION pub_shop FOR TABLE orders");
@@ -648,6 +649,7 @@ async fn the_monitor_follows_every_subscription_as_a_migration_of_its_own() {
     let (_monitor, url) = crate::start_pgmigrator(&[
         "monitor".as_ref(),
         "--all-subscriptions".as_ref(),
+        "--verify".as_ref(),
         "--interval".as_ref(),
         "200ms".as_ref(),
         "--source".as_ref(),
@@ -700,6 +702,34 @@ async fn the_monitor_follows_every_subscription_as_a_migration_of_its_own() {
         assert!(metrics.contains(&series), "{series}: {metrics}");
     }
     crate::tools::promtool_check(&metrics);
+    // Each verifies its own tables, and only those.
+    let verified = |body: String| {
+        let verify: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let mut names: Vec<String> = verify["tables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["status"] == "verified")
+            .map(|t| t["name"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (id, tables) in [("shop", &["orders"][..]), ("crm", &["items", "users"][..])] {
+        loop {
+            let found = verified(get(format!("{url}api/v1/migrations/{id}/verify")).await);
+            if found == tables {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} verified {found:?}: {}",
+                get(format!("{url}api/v1/migrations/{id}/verify")).await
+            );
+            sleep(Duration::from_millis(200)).await;
+        }
+    }
     // Each in its own folder, where `serve --state-dir` finds them.
     let deadline = Instant::now() + Duration::from_secs(10);
     for id in ["shop", "crm"] {
