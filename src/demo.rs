@@ -138,6 +138,9 @@ async fn migrate(collector: Collector, options: DemoOptions) {
     let tables = demo_tables(options.tables);
     collector.set_phase(Phase::Copy).await;
     collector.set_tables(tables.clone()).await;
+    collector
+        .set_copy_workers(u32::try_from(options.workers.max(1)).unwrap_or(u32::MAX))
+        .await;
     tracing::info!(
         tables = tables.len(),
         workers = options.workers,

@@ -154,6 +154,7 @@ mod collector;
 pub mod cutover;
 pub mod demo;
 pub mod fleet;
+mod forecast;
 pub mod history;
 #[cfg(feature = "http")]
 pub mod http;
@@ -193,6 +194,7 @@ pub use model::{
     TableName, TableProgress, TableStatus, UnknownStatus, WalStatus, sort_worst_first, summarize,
 };
 pub use model::{DifferenceKind, RowDifference, TableVerification, VerifyProgress, VerifyStatus};
+pub use model::{Eta, EtaState};
 pub use persist::{
     StateFileError, StateFileErrorKind, StatePersister, companion_path, default_state_path,
     read_history_file, read_logs_file, read_state_file, write_history_file, write_state_file,

@@ -135,6 +135,31 @@ impl RateWindow {
         }
     }
 
+    /// The rates of each whole bucket in the window at `now`, oldest first:
+    /// the buckets before the current one, since the first entry (a bucket
+    /// without entries is a zero rate). Used to see how much the rate
+    /// varies.
+    pub fn bucket_rates(&self, now: Instant) -> Vec<Rate> {
+        let Some(origin) = self.origin else {
+            return Vec::new();
+        };
+        let current = nanos_between(origin, now) / self.bucket_nanos;
+        let len = self.buckets.len() as u64;
+        let seconds = self.bucket_nanos as f64 / 1e9;
+        (current.saturating_sub(len - 1)..current)
+            .map(|number| {
+                let bucket = &self.buckets[(number % len) as usize];
+                match bucket.number == number {
+                    true => Rate {
+                        rows_per_sec: bucket.rows as f64 / seconds,
+                        bytes_per_sec: bucket.bytes as f64 / seconds,
+                    },
+                    false => Rate::default(),
+                }
+            })
+            .collect()
+    }
+
     /// Bytes of memory this window holds, itself and its buckets; fixed at
     /// construction.
     pub fn memory_bytes(&self) -> usize {
@@ -169,6 +194,28 @@ mod tests {
         let rate = window.rate(t0 + secs(10.0));
         assert_eq!(rate.rows_per_sec, 200.0);
         assert_eq!(rate.bytes_per_sec, 2.0);
+    }
+
+    #[test]
+    fn bucket_rates_are_the_whole_buckets_since_the_first_entry_with_gaps_as_zero() {
+        let t0 = Instant::now();
+        let mut window = RateWindow::new(secs(20.0), 4);
+        assert!(window.bucket_rates(t0).is_empty());
+        window.add(t0, 50, 5);
+        window.add(t0 + secs(11.0), 100, 0);
+        // Buckets of 5 s: [0, 5) 50 rows, [5, 10) none, [10, 15) 100 rows
+        // and still open at 12 s.
+        let rows = |at: f64| -> Vec<f64> {
+            window
+                .bucket_rates(t0 + secs(at))
+                .iter()
+                .map(|r| r.rows_per_sec)
+                .collect()
+        };
+        assert_eq!(rows(12.0), [10.0, 0.0]);
+        assert_eq!(rows(15.0), [10.0, 0.0, 20.0]);
+        // Only the buckets still in the window.
+        assert_eq!(rows(26.0), [20.0, 0.0, 0.0]);
     }
 
     #[test]

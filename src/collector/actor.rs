@@ -140,6 +140,7 @@ impl Actor {
 
     fn publish(&mut self, at: &Moment, broadcast: bool) {
         let dropped = self.logs_dropped.load(Ordering::Relaxed);
+        self.state.observe(at.instant);
         let snapshot = Arc::new(self.state.snapshot(at, dropped));
         let logs = self.state.logs();
         if logs.version() != self.logs_published {

@@ -52,6 +52,8 @@ pub(crate) enum Update {
         allow(dead_code, reason = "sent by the monitor")
     )]
     Checks(Box<(Cutover, CutoverLimits)>),
+    /// How many tables the pipeline copies at once.
+    CopyWorkers(u32),
     /// Data verification's progress; boxed: large and rare.
     Verify(Box<VerifyProgress>),
     /// The alerts and the notifications given up on; boxed, like the slot.

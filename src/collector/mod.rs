@@ -9,6 +9,7 @@
 mod actor;
 mod builder;
 mod clock;
+mod eta;
 mod event;
 mod inbox;
 #[cfg(feature = "tracing-layer")]
@@ -228,6 +229,13 @@ impl Collector {
     /// blockers (true exactly when there are none).
     pub async fn record_cutover(&self, cutover: Cutover) {
         self.send(Update::Cutover(Box::new(cutover))).await;
+    }
+
+    /// How many tables the pipeline copies at once (its COPY workers): the
+    /// copy's forecast schedules the tables still waiting onto them. Until
+    /// it is said, the most tables seen copying at once stand for it.
+    pub async fn set_copy_workers(&self, workers: u32) {
+        self.send(Update::CopyWorkers(workers)).await;
     }
 
     /// Data verification's progress as it now stands; the verdict derives

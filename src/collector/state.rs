@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::clock::{Moment, Stopwatch, known, non_negative};
+use super::clock::{Moment, Stopwatch, non_negative};
+use super::eta;
 use super::event::Update;
 use super::log_ring::LogRing;
 use super::table::Table;
@@ -72,6 +73,11 @@ pub(crate) struct State {
     notifications_failed: u64,
     /// The newest verification progress; `None` while verifying is off.
     verify: Option<VerifyProgress>,
+    /// How many tables the pipeline copies at once, as it said.
+    copy_workers: Option<u32>,
+    /// The copy's pace, how many tables were seen copying at once, and how
+    /// fast with each.
+    concurrency: eta::Concurrency,
 }
 
 /// Where the published cutover verdict comes from.
@@ -124,6 +130,8 @@ impl State {
             alerts: Vec::new(),
             notifications_failed: 0,
             verify: None,
+            copy_workers: None,
+            concurrency: eta::Concurrency::new(settings.rate_window),
         }
     }
 
@@ -181,13 +189,13 @@ impl State {
             Update::TableProgress { table, rows, bytes } => {
                 if let Some(table) = self.table_mut(&table, "update_table_progress") {
                     let (rows, bytes) = table.progressed(rows, bytes, at);
-                    self.copy_rate.add(at.instant, rows, bytes);
+                    self.count_copied(at.instant, rows, bytes);
                 }
             }
             Update::TableDone { table, rows } => {
                 if let Some(table) = self.table_mut(&table, "table_done") {
                     let rows = table.done(rows, at);
-                    self.copy_rate.add(at.instant, rows, 0);
+                    self.count_copied(at.instant, rows, 0);
                 }
             }
             Update::TableStreaming(key) => {
@@ -220,6 +228,7 @@ impl State {
                 self.cutover = Some(Verdict::Derived { checks, limits });
             }
             Update::Verify(progress) => self.verify = Some(*progress),
+            Update::CopyWorkers(workers) => self.copy_workers = Some(workers),
             Update::Alerts(alerts) => {
                 (self.alerts, self.notifications_failed) = *alerts;
             }
@@ -231,7 +240,20 @@ impl State {
     /// The state as published at `at`.
     pub(crate) fn snapshot(&self, at: &Moment, logs_dropped: u64) -> Snapshot {
         let now = at.instant;
-        let tables: Vec<TableProgress> = self.tables.iter().map(|t| t.view(now)).collect();
+        let forecast = self.copy_forecast(now);
+        let tables: Vec<TableProgress> = self
+            .tables
+            .iter()
+            .zip(forecast.tables)
+            .map(|(table, eta)| {
+                let mut view = table.view(now);
+                view.eta_sec = eta
+                    .and_then(|e| e.seconds)
+                    .filter(|_| view.status == TableStatus::Copying);
+                view.eta = eta;
+                view
+            })
+            .collect();
         let tables_copied = tables.iter().filter(|t| t.status.is_copied()).count();
         let lag_bytes = lag(self.applied, self.latest);
         let latency = self.lag.latency(now);
@@ -247,7 +269,9 @@ impl State {
             lag_formatted: format_lag(lag_bytes, latency),
             tables_total: tables.len(),
             tables_copied,
-            eta_sec: overall_eta(&tables, copy.rows_per_sec, copy.bytes_per_sec),
+            eta_sec: forecast.overall.and_then(|eta| eta.seconds),
+            eta: forecast.overall,
+            copy_workers: self.copy_workers,
             tables,
             rows_per_sec: non_negative(applied.rows_per_sec),
             bytes_per_sec: non_negative(applied.bytes_per_sec),
@@ -279,6 +303,28 @@ impl State {
             }
         };
         snapshot
+    }
+
+    /// Notes how many tables are in flight at `now`, before a snapshot is
+    /// published: the forecast learns from it how the copy's throughput
+    /// shares out.
+    pub(crate) fn observe(&mut self, now: Instant) {
+        let in_flight = self.tables.iter().filter(|t| t.in_flight()).count();
+        self.concurrency.observe(now, in_flight);
+    }
+
+    /// The copy's forecast on as many workers as the pipeline said, else
+    /// as the most tables seen copying at once.
+    fn copy_forecast(&self, now: Instant) -> eta::CopyForecast {
+        let most = self.concurrency.most();
+        let workers = self.copy_workers.map_or(most, |w| w as usize);
+        eta::copy_forecast(&self.tables, now, workers, &self.concurrency)
+    }
+
+    /// `rows` and `bytes` more copied at `now`.
+    fn count_copied(&mut self, now: Instant, rows: u64, bytes: u64) {
+        self.copy_rate.add(now, rows, bytes);
+        self.concurrency.copied(now, rows, bytes);
     }
 
     /// The log ring, oldest first.
@@ -432,35 +478,6 @@ fn truncated(mut text: String) -> String {
         text.push('…');
     }
     text
-}
-
-/// Seconds until every table is copied: remaining bytes of unfinished tables
-/// over the recent copy byte rate, or remaining rows over the row rate when
-/// no byte figures are known. `Some(0)` once every table is copied.
-fn overall_eta(tables: &[TableProgress], rows_per_sec: f64, bytes_per_sec: f64) -> Option<f64> {
-    if tables.is_empty() {
-        return None;
-    }
-    let (mut rows_left, mut bytes_left, mut unfinished) = (0i64, 0i64, false);
-    for table in tables.iter().filter(|t| !t.status.is_copied()) {
-        unfinished = true;
-        if table.size_bytes > 0 {
-            bytes_left = bytes_left.saturating_add((table.size_bytes - table.bytes_copied).max(0));
-        }
-        if table.rows_total > 0 {
-            rows_left = rows_left.saturating_add((table.rows_total - table.rows_copied).max(0));
-        }
-    }
-    if !unfinished {
-        return Some(0.0);
-    }
-    if bytes_left > 0 && bytes_per_sec > 0.0 {
-        known(bytes_left as f64 / bytes_per_sec)
-    } else if rows_left > 0 && rows_per_sec > 0.0 {
-        known(rows_left as f64 / rows_per_sec)
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]

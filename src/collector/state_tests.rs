@@ -1,7 +1,7 @@
 //! Unit tests of `State`: events in, snapshots out, on a hand-driven clock.
 
 use super::*;
-use crate::model::{CutoverItem, CutoverKind, LogLevel, TableStatus};
+use crate::model::{CutoverItem, CutoverKind, Eta, EtaState, LogLevel, TableStatus};
 use time::OffsetDateTime;
 
 const SETTINGS: Settings = Settings {
@@ -362,24 +362,104 @@ fn log_fields_named_for_secrets_are_masked_whatever_their_value() {
     assert_eq!(fields["table"], "public.users");
 }
 
+/// `users` (1,000 rows) and `orders` (2,000 rows) copied by two workers at
+/// 10 rows/s each, from 0 s, reported every second up to `until`.
+fn two_copying(clock: &Clock, until: u32) -> State {
+    let mut state = state_with_tables(clock);
+    state.apply(
+        Update::SetTables(vec![
+            TableProgress::new("public", "users", 1000, 8192),
+            TableProgress::new("public", "orders", 2000, 16384),
+            TableProgress::new("public", "events", 500, 4096),
+        ]),
+        &clock.at(0.0),
+    );
+    for name in ["users", "orders"] {
+        state.apply(Update::TableStarted(key(name)), &clock.at(0.0));
+    }
+    for s in 1..=until {
+        for name in ["users", "orders"] {
+            let (rows, bytes) = (i64::from(s) * 10, i64::from(s) * 80);
+            let table = key(name);
+            let update = Update::TableProgress { table, rows, bytes };
+            state.apply(update, &clock.at(f64::from(s)));
+        }
+    }
+    state
+}
+
 #[test]
-fn overall_eta_uses_remaining_bytes_over_recent_copy_rate() {
+fn the_copy_is_measured_for_ten_seconds_before_it_is_forecast() {
+    let clock = Clock::new();
+    let state = two_copying(&clock, 9);
+    let snap = state.snapshot(&clock.at(9.0), 0);
+    assert_eq!(snap.eta.map(|e| e.state), Some(EtaState::Measuring));
+    assert_eq!(snap.eta_sec, None);
+    let users = &snap.tables[0];
+    assert_eq!(users.eta.map(|e| e.state), Some(EtaState::Measuring));
+}
+
+#[test]
+fn the_copy_ends_when_its_last_table_does_on_the_workers_it_has() {
+    let clock = Clock::new();
+    let mut state = two_copying(&clock, 20);
+    // At 20 s: users has 800 rows left (80 s), orders 1,800, and events
+    // (500 rows) waits for the first worker free: users's, at 80 s, then
+    // takes 50 s at a worker's 10 rows/s. Orders is alone from 130 s with
+    // 500 rows left: how much faster it then goes is not known yet (the
+    // copy was only seen with two in flight), so the middle takes √2 times
+    // its rate (35 s), the band from twice (25 s: a shared throughput) to
+    // its own rate (50 s, slower still at the slow end). Never the 130 s
+    // of (2,100 + 500 rows) ÷ 20 rows/s, as if orders could take both
+    // workers.
+    let snap = state.snapshot(&clock.at(20.0), 0);
+    let eta = snap.eta.unwrap();
+    assert_eq!(eta.state, EtaState::Estimating);
+    let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1.0);
+    let alone = 500.0 / (10.0 * 2f64.sqrt());
+    assert!(close(eta.seconds, 130.0 + alone), "{eta:?}");
+    assert!(
+        close(eta.low, 155.0) && eta.high.unwrap() > 180.0,
+        "{eta:?}"
+    );
+    assert_eq!(snap.eta_sec, eta.seconds);
+    let orders = snap.tables.iter().find(|t| t.name == "orders").unwrap();
+    assert_eq!(
+        orders.eta, snap.eta,
+        "the last table in flight ends the copy"
+    );
+    let events = snap.tables.iter().find(|t| t.name == "events").unwrap();
+    assert!(
+        close(events.eta.and_then(|e| e.seconds), 130.0),
+        "{events:?}"
+    );
+    assert_eq!(events.eta_sec, None, "eta_sec is only for a table copying");
+    // One worker said: two in flight keep two workers.
+    state.apply(Update::CopyWorkers(1), &clock.at(20.0));
+    let one = state.snapshot(&clock.at(20.0), 0).eta.unwrap();
+    assert_eq!(one.seconds, eta.seconds);
+}
+
+#[test]
+fn a_copy_without_progress_for_a_window_is_stalled_and_one_without_sizes_unknown() {
+    let clock = Clock::new();
+    let state = two_copying(&clock, 20);
+    let snap = state.snapshot(&clock.at(90.0), 0);
+    assert_eq!(snap.eta.map(|e| e.state), Some(EtaState::Stalled));
+    assert_eq!(snap.eta_sec, None);
+    let mut state = State::new(SETTINGS);
+    state.apply(
+        Update::SetTables(vec![TableProgress::new("public", "blind", -1, -1)]),
+        &clock.at(0.0),
+    );
+    let snap = state.snapshot(&clock.at(1.0), 0);
+    assert_eq!(snap.eta.map(|e| e.state), Some(EtaState::Unknown));
+}
+
+#[test]
+fn every_table_copied_is_done_with_zero_left() {
     let clock = Clock::new();
     let mut state = state_with_tables(&clock);
-    assert_eq!(state.snapshot(&clock.at(0.0), 0).eta_sec, None);
-    state.apply(Update::TableStarted(key("users")), &clock.at(0.0));
-    state.apply(
-        Update::TableProgress {
-            table: key("users"),
-            rows: 500,
-            bytes: 4096,
-        },
-        &clock.at(4.0),
-    );
-    // 4096 bytes in 4 s = 1024 B/s; 28672 − 4096 = 24576 bytes left.
-    let snap = state.snapshot(&clock.at(4.0), 0);
-    assert_eq!(snap.copy_bytes_per_sec, 1024.0);
-    assert_eq!(snap.eta_sec, Some(24.0));
     for name in ["users", "orders", "events"] {
         state.apply(
             Update::TableDone {
@@ -389,7 +469,10 @@ fn overall_eta_uses_remaining_bytes_over_recent_copy_rate() {
             &clock.at(5.0),
         );
     }
-    assert_eq!(state.snapshot(&clock.at(5.0), 0).eta_sec, Some(0.0));
+    let snap = state.snapshot(&clock.at(5.0), 0);
+    assert_eq!(snap.eta_sec, Some(0.0));
+    assert_eq!(snap.eta, Some(Eta::done()));
+    assert!(snap.tables.iter().all(|t| t.eta == Some(Eta::done())));
 }
 
 #[test]

@@ -5,13 +5,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::clock::{Moment, Stopwatch, known};
+use super::clock::{Moment, Stopwatch};
+use crate::forecast::{Pace, pace_window};
 use crate::model::{TableProgress, TableStatus};
 use crate::rate::RateWindow;
-
-/// Buckets in a table's own rate window: 5 s each over 60 s. A table needs
-/// less resolution than the global throughput and there may be thousands.
-const TABLE_RATE_BUCKETS: usize = 12;
 
 /// The most a copying table's percent shows before `table_done`.
 const HELD_PERCENT: f64 = 99.9;
@@ -99,12 +96,24 @@ impl Table {
         self.progress.changes_applied = self.progress.changes_applied.saturating_add(changes);
     }
 
-    /// The published view at `now`.
+    /// The published view at `now`, without its forecast (the copy's
+    /// forecast fills that in, as it depends on every table).
     pub(crate) fn view(&self, now: Instant) -> TableProgress {
         let mut view = self.progress.clone();
         view.elapsed_sec = self.copying.seconds(now);
-        view.eta_sec = self.eta(now);
         view
+    }
+
+    /// Whether a COPY worker is on the table now.
+    pub(crate) fn in_flight(&self) -> bool {
+        self.progress.status == TableStatus::Copying && self.copying.is_running()
+    }
+
+    /// How fast the table is being copied, in rows and in bytes a second
+    /// (see [`Pace::of_window`]); `None` unless it is in flight and measured.
+    pub(crate) fn pace(&self, now: Instant) -> Option<[Pace; 2]> {
+        let rate = self.rate.as_ref().filter(|_| self.in_flight())?;
+        Pace::of_window(rate, now)
     }
 
     /// Keeps a listing's estimates when the pipeline lists a table again.
@@ -128,7 +137,9 @@ impl Table {
     }
 
     fn start_rate(&mut self, now: Instant) {
-        let mut rate = RateWindow::new(self.window, TABLE_RATE_BUCKETS);
+        // 5-second buckets: a table needs less resolution than the global
+        // throughput, and there may be thousands.
+        let mut rate = pace_window(self.window);
         // A zero entry at the start spreads the first progress report over
         // the time it took, instead of over one second.
         rate.add(now, 0, 0);
@@ -143,32 +154,6 @@ impl Table {
 
     fn refresh_percent(&mut self) {
         self.progress.percent = percent(&self.progress);
-    }
-
-    /// Seconds to finish at this table's own recent rate, while copying.
-    fn eta(&self, now: Instant) -> Option<f64> {
-        if self.progress.status != TableStatus::Copying || !self.copying.is_running() {
-            return None;
-        }
-        let rate = self.rate.as_ref()?.rate(now);
-        let p = &self.progress;
-        let (remaining, per_sec) = if p.rows_total > 0 {
-            (
-                p.rows_total.saturating_sub(p.rows_copied),
-                rate.rows_per_sec,
-            )
-        } else if p.size_bytes > 0 {
-            (
-                p.size_bytes.saturating_sub(p.bytes_copied),
-                rate.bytes_per_sec,
-            )
-        } else {
-            return None;
-        };
-        if per_sec <= 0.0 {
-            return None;
-        }
-        known(remaining.max(0) as f64 / per_sec)
     }
 }
 
@@ -237,7 +222,6 @@ mod tests {
         t.started(&at(t0, 0));
         t.progressed(1_000_000, 1 << 30, &at(t0, 1));
         assert_eq!(t.progress.percent, 0.0);
-        assert_eq!(t.view(at(t0, 2).instant).eta_sec, None);
         t.done(1_000_000, &at(t0, 3));
         assert_eq!(t.progress.percent, 100.0);
     }
@@ -253,27 +237,25 @@ mod tests {
     }
 
     #[test]
-    fn eta_uses_the_tables_own_recent_rate() {
+    fn a_pace_needs_two_whole_buckets_and_is_the_windows_mean_with_their_spread() {
         let (mut t, t0) = table(10_000, 0);
+        assert_eq!(t.pace(t0), None, "pending");
         t.started(&at(t0, 0));
-        t.progressed(1000, 0, &at(t0, 10)); // 100 rows/s
-        let eta = t.view(at(t0, 10).instant).eta_sec.unwrap();
-        assert!((eta - 90.0).abs() < 1e-6, "{eta}");
-        // A long stall then a burst: only the recent window counts.
-        t.progressed(2000, 0, &at(t0, 200));
-        t.progressed(4000, 0, &at(t0, 210));
-        let eta = t.view(at(t0, 210).instant).eta_sec.unwrap();
-        assert!((eta - 6000.0 / (3000.0 / 10.0)).abs() < 1.0, "{eta}");
-    }
-
-    #[test]
-    fn eta_is_absent_while_pending_or_without_progress_and_after_done() {
-        let (mut t, t0) = table(100, 0);
-        assert_eq!(t.view(t0).eta_sec, None);
-        t.started(&at(t0, 0));
-        assert_eq!(t.view(at(t0, 5).instant).eta_sec, None);
-        t.done(100, &at(t0, 6));
-        assert_eq!(t.view(at(t0, 7).instant).eta_sec, None);
+        for s in 1..=12 {
+            // 100 rows/s, then 300 rows/s from 6 s on.
+            let rows = if s <= 6 { 100 * s } else { 600 + 300 * (s - 6) };
+            t.progressed(rows as i64, 0, &at(t0, s));
+        }
+        assert_eq!(t.pace(at(t0, 9).instant), None, "one whole bucket");
+        let [rows, bytes] = t.pace(at(t0, 12).instant).unwrap();
+        // Buckets [0, 5) 400 rows and [5, 10) 1,100: 80 and 220 rows/s,
+        // the mean of the last three whole ones (here two).
+        assert_eq!(rows.mean, 150.0);
+        assert!((rows.slow - 94.0).abs() < 1e-9, "{rows:?}");
+        assert!((rows.fast - 206.0).abs() < 1e-9, "{rows:?}");
+        assert_eq!(bytes.mean, 0.0);
+        t.done(10_000, &at(t0, 13));
+        assert_eq!(t.pace(at(t0, 14).instant), None, "done");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod alert;
 mod cutover;
+mod forecast;
 mod log;
 pub(crate) mod named;
 mod phase;
@@ -19,6 +20,7 @@ mod verify;
 
 pub use alert::{AlertState, AlertStatus, Severity};
 pub use cutover::{Cutover, CutoverItem, CutoverKind};
+pub use forecast::{Eta, EtaState};
 pub use log::{LogEntry, LogLevel};
 pub use phase::Phase;
 pub use slot::{ApplyHealth, SlotHealth, WalStatus};

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::serde_util::{null_as_default, timestamp};
 use super::{
-    AlertStatus, ApplyHealth, Cutover, Phase, SlotHealth, TableProgress, TableStatus,
+    AlertStatus, ApplyHealth, Cutover, Eta, Phase, SlotHealth, TableProgress, TableStatus,
     VerifyProgress,
 };
 use crate::lsn::Lsn;
@@ -114,10 +114,17 @@ pub struct Snapshot {
     /// Bytes copied per second by the table copy over the rate window.
     #[serde(default)]
     pub copy_bytes_per_sec: f64,
-    /// Seconds until the whole copy should finish at the recent copy rate;
-    /// absent when unknown, 0 when every table is copied.
+    /// Seconds until the whole copy should finish (`eta.seconds`); absent
+    /// when unknown, 0 when every table is copied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eta_sec: Option<f64>,
+    /// The copy's forecast on its critical path, with its state and band;
+    /// absent while there are no tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<Eta>,
+    /// How many tables the pipeline copies at once, when it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_workers: Option<u32>,
     /// Every phase the pipeline went through, oldest first.
     #[serde(default, deserialize_with = "null_as_default")]
     pub phases: Vec<PhaseSpan>,
@@ -223,6 +230,8 @@ impl Default for Snapshot {
             copy_rows_per_sec: 0.0,
             copy_bytes_per_sec: 0.0,
             eta_sec: None,
+            eta: None,
+            copy_workers: None,
             phases: Vec::new(),
             errors: Vec::new(),
             logs_dropped: 0,

@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::forecast::Eta;
 use super::named::named_enum;
 use super::serde_util::timestamp;
 
@@ -152,10 +153,14 @@ pub struct TableProgress {
     /// Seconds spent copying this table (frozen once it is copied).
     #[serde(default)]
     pub elapsed_sec: f64,
-    /// Seconds until this table's copy should finish at its own recent rate;
-    /// absent when unknown.
+    /// Seconds until this table's copy should finish at its own recent rate
+    /// (`eta.seconds` while copying); absent when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eta_sec: Option<f64>,
+    /// This table's forecast: for a table waiting, when it should be done
+    /// once the workers come to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<Eta>,
     /// Wall-clock time of the last progress event for this table; a copying
     /// table whose value stops moving has stalled.
     #[serde(

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgmigrator_metrics::{Collector, LogEntry, LogLevel, Lsn, Phase, TableStatus};
+use pgmigrator_metrics::{Collector, EtaState, LogEntry, LogLevel, Lsn, Phase, TableStatus};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{advance, timeout};
 
@@ -248,22 +248,39 @@ async fn time_lag_is_how_long_unapplied_wal_has_waited() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn copy_eta_follows_the_recent_copy_rate() {
+async fn the_copy_is_measured_for_10_s_then_forecast_table_after_table_on_its_workers() {
     let collector = Collector::new();
     collector.set_tables(three_tables()).await;
+    collector.set_copy_workers(1).await;
     collector.table_started("public", "orders").await;
-    collector.flush().await;
-    advance(Duration::from_secs(10)).await;
-    collector
-        .update_table_progress("public", "orders", 400, 32 * 1024)
-        .await;
-    collector.flush().await;
+    // 40 rows (2,560 bytes) a second.
+    for second in 1..=20 {
+        advance(Duration::from_secs(1)).await;
+        let rows = 40 * second;
+        collector
+            .update_table_progress("public", "orders", rows, rows * 64)
+            .await;
+        collector.flush().await;
+        if second == 9 {
+            let s = collector.snapshot();
+            assert_eq!(s.eta.map(|e| e.state), Some(EtaState::Measuring));
+            assert_eq!(s.eta_sec, None);
+        }
+    }
     let s = collector.snapshot();
-    // 32 KiB in 10 s; (64 + 224 + 32) KiB left → 100 s.
-    assert_eq!(s.eta_sec, Some(100.0));
-    // The table itself: 3600 rows left at 40 rows/s.
-    assert_eq!(s.tables[1].eta_sec, Some(90.0));
-    assert_eq!(s.tables[0].eta_sec, None);
+    let eta = s.eta.unwrap();
+    assert_eq!(eta.state, EtaState::Estimating);
+    // orders: 3,200 rows left, 80 s; then on the one worker the largest
+    // waiting first: users (1,000 rows, 25 s) to 105 s, then events
+    // (rows unknown: 32 KiB at 2,560 B/s, 12.8 s) to 117.8 s.
+    let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 0.01);
+    assert!(close(eta.seconds, 117.8), "{eta:?}");
+    assert_eq!(s.eta_sec, eta.seconds);
+    assert!(close(s.tables[1].eta_sec, 80.0), "{:?}", s.tables[1]);
+    let users = s.tables[0].eta.unwrap();
+    assert!(close(users.seconds, 105.0), "{users:?}");
+    assert_eq!(s.tables[0].eta_sec, None, "users is not copying");
+    assert!(eta.low <= eta.seconds && eta.seconds <= eta.high, "{eta:?}");
 }
 
 #[tokio::test(start_paused = true)]

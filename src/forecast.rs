@@ -1,0 +1,387 @@
+//! When the copy will be done: each table in flight at its own recent
+//! rate, the tables still waiting scheduled onto the workers as they come
+//! free (largest first, as the pipeline takes them), and the answer the
+//! time the last worker is done — never earlier than the latest table in
+//! flight, which is where a plain "bytes left ÷ total rate" goes wrong.
+//!
+//! Every figure comes three times: at the recent rate (`mid`), and at the
+//! fast and slow ends of how it has varied (`low`, `high`).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::rate::{Rate, RateWindow};
+
+/// A rate window over `window` (a minute by default) in buckets of 5 s,
+/// to measure a pace with.
+pub(crate) fn pace_window(window: Duration) -> RateWindow {
+    let buckets = window.as_secs_f64() / PACE_BUCKET.as_secs_f64();
+    let buckets = (buckets.ceil() as usize).clamp(MEASURED_BUCKETS + 1, 1_000);
+    RateWindow::new(PACE_BUCKET * buckets as u32, buckets)
+}
+
+/// Buckets a pace is measured over: 5 s each.
+const PACE_BUCKET: Duration = Duration::from_secs(5);
+/// Whole buckets (10 s) seen before a pace is trusted: until then a
+/// forecast is `measuring`.
+const MEASURED_BUCKETS: usize = 2;
+/// Whole buckets (15 s) a pace is the mean of: recent enough to follow a
+/// rate that changes (a table left alone, an index outgrowing memory),
+/// long enough not to follow one slow report.
+const RECENT_BUCKETS: usize = 3;
+
+/// Three readings of one quantity: at the fast end of the recent rates,
+/// at their mean, and at their slow end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Band {
+    pub(crate) low: f64,
+    pub(crate) mid: f64,
+    pub(crate) high: f64,
+}
+
+/// A rate a second, three ways (`slow` ≤ `mean` ≤ `fast`), and how it
+/// falls as the work goes on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Pace {
+    pub(crate) slow: f64,
+    pub(crate) mean: f64,
+    pub(crate) fast: f64,
+    /// The change of the rate per unit of work done (0 or less: a copy
+    /// into a table whose indexes grow slows down; one that speeds up is
+    /// not counted on).
+    pub(crate) trend: f64,
+}
+
+/// The rate a falling trend may bring a pace down to, at the least: a
+/// quarter of what it is now.
+const TREND_FLOOR: f64 = 0.25;
+/// Whole buckets (20 s) a trend is fitted over, at the least.
+const TREND_BUCKETS: usize = 4;
+
+impl Pace {
+    /// Seconds to do `left` at this pace: the middle at the mean, the band
+    /// from the fast end to the slow end falling with the trend (infinite
+    /// when the slow end is no progress at all); `None` when the mean is no
+    /// progress. A trend fitted over a minute is too noisy to carry the
+    /// middle over hours; it only widens the band's slow end.
+    pub(crate) fn seconds(self, left: f64) -> Option<Band> {
+        let left = left.max(0.0);
+        let valid = |rate: f64| rate > 0.0 && rate.is_finite();
+        if !valid(self.mean) {
+            return None;
+        }
+        let fast = if valid(self.fast) {
+            left / self.fast
+        } else {
+            f64::INFINITY
+        };
+        let falling = |rate: f64| match valid(rate) {
+            true => time_falling(left, rate, self.trend.min(0.0)),
+            false => f64::INFINITY,
+        };
+        let mid = left / self.mean;
+        Some(Band {
+            low: fast.min(mid),
+            mid,
+            high: falling(self.slow).max(mid),
+        })
+    }
+
+    /// The pace of what `window` counted, in rows and in bytes, once it
+    /// holds two whole buckets: the mean of its last three whole buckets,
+    /// with the spread of all of them.
+    pub(crate) fn of_window(window: &RateWindow, now: Instant) -> Option<[Pace; 2]> {
+        let buckets = window.bucket_rates(now);
+        if buckets.len() < MEASURED_BUCKETS {
+            return None;
+        }
+        let recent = &buckets[buckets.len().saturating_sub(RECENT_BUCKETS)..];
+        let mean = |f: fn(&Rate) -> f64| recent.iter().map(f).sum::<f64>() / recent.len() as f64;
+        let rows: Vec<f64> = buckets.iter().map(|b| b.rows_per_sec).collect();
+        let bytes: Vec<f64> = buckets.iter().map(|b| b.bytes_per_sec).collect();
+        let seconds = PACE_BUCKET.as_secs_f64();
+        Some([
+            Pace::from_samples(mean(|r| r.rows_per_sec), &rows, seconds),
+            Pace::from_samples(mean(|r| r.bytes_per_sec), &bytes, seconds),
+        ])
+    }
+
+    /// This pace shared by `n`.
+    pub(crate) fn split(self, n: usize) -> Pace {
+        let n = n.max(1) as f64;
+        Pace {
+            slow: self.slow / n,
+            mean: self.mean / n,
+            fast: self.fast / n,
+            // Each does a share of the work, at a share of the rate.
+            trend: self.trend,
+        }
+    }
+
+    /// The mean of `paces`, end by end; `None` when there are none.
+    pub(crate) fn mean_of(paces: &[Pace]) -> Option<Pace> {
+        let n = paces.len() as f64;
+        let sum = |f: fn(&Pace) -> f64| paces.iter().map(f).sum::<f64>() / n;
+        (!paces.is_empty()).then(|| Pace {
+            slow: sum(|p| p.slow),
+            mean: sum(|p| p.mean),
+            fast: sum(|p| p.fast),
+            trend: sum(|p| p.trend),
+        })
+    }
+
+    /// The pace of `samples` (rates over spans of `seconds` each, oldest
+    /// first) at `mean`: its slow and fast ends their 10th and 90th
+    /// percentiles (`mean` kept between them), its trend the least-squares
+    /// slope of the rates over the work done (over 20 s at least).
+    pub(crate) fn from_samples(mean: f64, samples: &[f64], seconds: f64) -> Pace {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let quantile = |q: f64| {
+            if sorted.is_empty() {
+                return mean;
+            }
+            let at = q * (sorted.len() - 1) as f64;
+            let (below, above) = (sorted[at.floor() as usize], sorted[at.ceil() as usize]);
+            below + (above - below) * at.fract()
+        };
+        Pace {
+            slow: quantile(0.1).min(mean),
+            mean,
+            fast: quantile(0.9).max(mean),
+            trend: trend(samples, seconds).min(0.0),
+        }
+    }
+}
+
+/// The slope of the rates `samples` (over spans of `seconds`, oldest
+/// first) against the work done by the middle of each span; 0 with fewer
+/// than [`TREND_BUCKETS`] or no work.
+fn trend(samples: &[f64], seconds: f64) -> f64 {
+    if samples.len() < TREND_BUCKETS {
+        return 0.0;
+    }
+    let mut done = 0.0;
+    let points: Vec<(f64, f64)> = samples
+        .iter()
+        .map(|&rate| {
+            let middle = done + rate * seconds / 2.0;
+            done += rate * seconds;
+            (middle, rate)
+        })
+        .collect();
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(x, y), p| (x + p.0 / n, y + p.1 / n));
+    let (cov, var) = points.iter().fold((0.0, 0.0), |(c, v), p| {
+        (c + (p.0 - mx) * (p.1 - my), v + (p.0 - mx) * (p.0 - mx))
+    });
+    let slope = cov / var;
+    if slope.is_finite() { slope } else { 0.0 }
+}
+
+/// Seconds to do `left` from `rate`, the rate changing by `trend` (≤ 0)
+/// per unit done, down to [`TREND_FLOOR`] of `rate` at the least:
+/// `∫ dx / (rate + trend·x)`.
+fn time_falling(left: f64, rate: f64, trend: f64) -> f64 {
+    let floor = rate * TREND_FLOOR;
+    if trend >= 0.0 || !trend.is_finite() {
+        return left / rate;
+    }
+    let to_floor = (floor - rate) / trend;
+    if left <= to_floor {
+        ((rate + trend * left) / rate).ln() / trend
+    } else {
+        (floor / rate).ln() / trend + (left - to_floor) / floor
+    }
+}
+
+/// How much of the copy's throughput the tables in flight share: with
+/// `k` tables in flight instead of the `now` there are, each goes
+/// `(now / k)^(1 − elasticity)` times as fast. An elasticity of 1 is a
+/// copy bound by its workers (a table's rate is its own, whatever the
+/// others do); 0 is one bound by a shared resource (CPU, disk, network:
+/// a table left alone takes all of the throughput).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Sharing {
+    pub(crate) now: usize,
+    pub(crate) elasticity: f64,
+}
+
+impl Sharing {
+    fn speed(self, k: usize) -> f64 {
+        if self.now == 0 || k == 0 {
+            return 1.0;
+        }
+        (self.now as f64 / k as f64).powf(1.0 - self.elasticity.clamp(0.0, 1.0))
+    }
+
+    /// The elasticity that explains throughputs `(tables in flight, mean
+    /// throughput)` seen at two or more counts: fitted between the two
+    /// counts seen longest; `None` with fewer.
+    pub(crate) fn fit(seen: &[(usize, f64)]) -> Option<f64> {
+        let [(n1, x1), (n2, x2)] = [*seen.first()?, *seen.get(1)?];
+        let ratio = (n1 as f64 / n2 as f64).ln();
+        (n1 != n2 && x1 > 0.0 && x2 > 0.0 && ratio != 0.0)
+            .then(|| ((x1 / x2).ln() / ratio).clamp(0.0, 1.0))
+    }
+}
+
+/// When each table is done, in seconds from now.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Finish {
+    /// Each table in flight, in the order given.
+    pub(crate) in_flight: Vec<f64>,
+    /// Each waiting table, in the order given.
+    pub(crate) waiting: Vec<f64>,
+    /// The last of them.
+    pub(crate) last: f64,
+}
+
+/// When the work is done on `workers` workers: the tables in flight take
+/// `in_flight[i]` seconds at the speed they go now, each waiting table,
+/// largest first, goes to the worker free first and takes `waiting[j]`
+/// seconds at a worker's speed now, and every speed changes with the
+/// number in flight as `sharing` says.
+pub(crate) fn schedule(
+    in_flight: &[f64],
+    waiting: &[f64],
+    workers: usize,
+    sharing: Sharing,
+) -> Finish {
+    let workers = workers.max(in_flight.len()).max(1);
+    let mut queue: Vec<usize> = (0..waiting.len()).collect();
+    queue.sort_by(|&a, &b| waiting[a].total_cmp(&waiting[b]));
+    // (work left in seconds at today's speed, which table): in flight as
+    // `Ok(i)`, started from the queue as `Err(j)`.
+    let mut running: Vec<(f64, Result<usize, usize>)> = in_flight
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (t.max(0.0), Ok(i)))
+        .collect();
+    let mut done = Finish {
+        in_flight: vec![0.0; in_flight.len()],
+        waiting: vec![0.0; waiting.len()],
+        last: 0.0,
+    };
+    let mut clock = 0.0;
+    loop {
+        while running.len() < workers
+            && let Some(j) = queue.pop()
+        {
+            running.push((waiting[j].max(0.0), Err(j)));
+        }
+        let speed = sharing.speed(running.len());
+        let Some(next) = (0..running.len()).min_by(|&a, &b| running[a].0.total_cmp(&running[b].0))
+        else {
+            break;
+        };
+        let step = running[next].0;
+        clock += step / speed;
+        for task in &mut running {
+            task.0 -= step;
+        }
+        match running.swap_remove(next).1 {
+            Ok(i) => done.in_flight[i] = clock,
+            Err(j) => done.waiting[j] = clock,
+        }
+    }
+    done.last = clock;
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN: Sharing = Sharing {
+        now: 0,
+        elasticity: 1.0,
+    };
+
+    #[test]
+    fn the_last_table_in_flight_bounds_the_finish_from_below() {
+        // One table with 18 s left, one worker idle, nothing waiting: 18 s,
+        // not (bytes left ÷ both workers' rate).
+        assert_eq!(schedule(&[18.0], &[], 2, OWN).last, 18.0);
+        assert_eq!(schedule(&[], &[], 4, OWN).last, 0.0);
+    }
+
+    #[test]
+    fn waiting_tables_go_largest_first_to_the_worker_free_first() {
+        // Workers free at 2 s and 10 s; tables of 4 s, 8 s and 1 s waiting:
+        // 8 s at 2 → 10, 4 s at 10 → 14, 1 s at 10 → 11.
+        let finish = schedule(&[2.0, 10.0], &[4.0, 8.0, 1.0], 2, OWN);
+        assert_eq!(finish.in_flight, [2.0, 10.0]);
+        assert_eq!(finish.waiting, [14.0, 10.0, 11.0]);
+        assert_eq!(finish.last, 14.0);
+        // More workers than tables in flight start the waiting ones now.
+        let finish = schedule(&[5.0], &[3.0, 3.0], 3, OWN);
+        assert_eq!((finish.waiting, finish.last), (vec![3.0, 3.0], 5.0));
+        // Fewer workers said than tables in flight: each in flight has one.
+        assert_eq!(schedule(&[1.0, 1.0, 1.0], &[1.0], 1, OWN).last, 2.0);
+    }
+
+    #[test]
+    fn a_shared_throughput_goes_to_the_tables_left_in_flight() {
+        // Two tables of 10 s and 30 s at today's speed on a shared resource:
+        // once the first is done the second goes twice as fast, so its
+        // last 20 s take 10.
+        let shared = Sharing {
+            now: 2,
+            elasticity: 0.0,
+        };
+        let finish = schedule(&[10.0, 30.0], &[], 2, shared);
+        assert_eq!((finish.in_flight, finish.last), (vec![10.0, 20.0], 20.0));
+        let halfway = Sharing {
+            now: 2,
+            elasticity: 0.5,
+        };
+        let last = schedule(&[10.0, 30.0], &[], 2, halfway).last;
+        assert!((last - (10.0 + 20.0 / 2f64.sqrt())).abs() < 1e-9, "{last}");
+        // A waiting table started by a free worker keeps the count.
+        assert_eq!(schedule(&[10.0, 30.0], &[20.0], 2, shared).last, 30.0);
+    }
+
+    #[test]
+    fn the_elasticity_is_fitted_from_two_counts_in_flight() {
+        assert_eq!(Sharing::fit(&[(2, 100.0)]), None);
+        assert_eq!(Sharing::fit(&[(2, 100.0), (1, 50.0)]), Some(1.0));
+        assert_eq!(Sharing::fit(&[(2, 100.0), (1, 100.0)]), Some(0.0));
+        let e = Sharing::fit(&[(2, 100.0), (1, 75.0)]).unwrap();
+        assert!((e - (4.0f64 / 3.0).ln() / 2f64.ln()).abs() < 1e-9);
+        assert_eq!(
+            Sharing::fit(&[(2, 100.0), (1, 200.0)]),
+            Some(0.0),
+            "clamped"
+        );
+    }
+
+    #[test]
+    fn a_pace_keeps_its_mean_inside_its_quantiles_and_refuses_a_zero_rate() {
+        let pace = Pace::from_samples(10.0, &[12.0, 8.0, 10.0, 9.0, 11.0], 5.0);
+        assert!((pace.slow - 8.4).abs() < 1e-9 && (pace.fast - 11.6).abs() < 1e-9);
+        let band = pace.seconds(100.0).unwrap();
+        assert!(band.low < band.mid && band.mid == 10.0 && band.mid < band.high);
+        assert_eq!(
+            Pace::from_samples(5.0, &[], 5.0).seconds(10.0).unwrap().mid,
+            2.0
+        );
+        let gaps = Pace::from_samples(1.0, &[0.0, 0.0, 5.0], 5.0);
+        let band = gaps.seconds(10.0).unwrap();
+        assert_eq!((band.mid, band.high), (10.0, f64::INFINITY));
+        assert_eq!(Pace::from_samples(0.0, &[0.0], 5.0).seconds(10.0), None);
+        let nan = Pace {
+            slow: 1.0,
+            mean: f64::NAN,
+            fast: 1.0,
+            trend: 0.0,
+        };
+        assert_eq!(nan.seconds(1.0), None);
+        let both = Pace::mean_of(&[pace, Pace::from_samples(20.0, &[], 5.0)]).unwrap();
+        assert_eq!(both.mean, 15.0);
+        assert_eq!(Pace::mean_of(&[]), None);
+    }
+}
