@@ -115,9 +115,16 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
         format_duration(seconds(s.lag_seconds)),
         if s.caught_up { " (caught up)" } else { "" }
     )?;
-    if let Some(eta) = s.eta_sec.filter(|_| s.tables_copied < s.tables_total) {
-        let eta = Duration::from_secs(seconds(eta).as_secs());
-        writeln!(out, "Copy ETA:     {}", format_duration(eta))?;
+    if s.tables_copied < s.tables_total {
+        match (&s.eta, s.eta_sec) {
+            (Some(eta), _) => writeln!(out, "Copy ETA:     {eta}")?,
+            // A state file from before forecasts had a state and a band.
+            (None, Some(eta)) => {
+                let eta = Duration::from_secs(seconds(eta).as_secs());
+                writeln!(out, "Copy ETA:     {}", format_duration(eta))?;
+            }
+            (None, None) => {}
+        }
     }
     if let Some(slot) = &s.slot {
         writeln!(out, "Slot:         {}", slot_line(slot, now))?;
@@ -420,6 +427,12 @@ Tables:
     fn extra_lines_follow_the_table_list() {
         let mut snapshot = example();
         snapshot.eta_sec = Some(750.4);
+        snapshot.eta = Some(crate::model::Eta {
+            state: crate::model::EtaState::Estimating,
+            seconds: Some(750.4),
+            low: Some(600.0),
+            high: Some(1000.0),
+        });
         snapshot.error_count = 3;
         snapshot.last_error = "connection reset".into();
         let report = render(&snapshot, datetime!(2026-02-27 14:23:03 UTC));
@@ -430,7 +443,7 @@ Tables:
                 "",
                 "Latest LSN:   0/1B7B4C5",
                 "Time lag:     150ms",
-                "Copy ETA:     12m30s",
+                "Copy ETA:     12m30s (10m0s to 16m40s)",
                 "Errors:       3 (last: connection reset)",
             ]
         );
@@ -678,6 +691,17 @@ Tables:
         snapshot.lag_seconds = -5.0;
         snapshot.eta_sec = Some(1e300);
         snapshot.elapsed_sec = f64::MAX;
+        let report = render(&snapshot, snapshot.timestamp);
+        assert!(
+            report.contains("Copy ETA:     "),
+            "an old file's eta_sec: {report}"
+        );
+        snapshot.eta = Some(crate::model::Eta {
+            state: crate::model::EtaState::Estimating,
+            seconds: Some(1e300),
+            low: Some(f64::NAN),
+            high: Some(-1.0),
+        });
         snapshot.timestamp = datetime!(-9999-01-01 0:00 UTC);
         let report = render(&snapshot, datetime!(9999-12-31 23:59:59 UTC));
         assert!(report.contains("stale"));

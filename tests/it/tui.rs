@@ -8,7 +8,7 @@ use pgmigrator_metrics::demo::{self, DemoOptions};
 use pgmigrator_metrics::http::{self, HttpConfig};
 use pgmigrator_metrics::tui::{self, Feed, Link, Model};
 use pgmigrator_metrics::{
-    Collector, LogEntry, LogLevel, Lsn, Phase, Snapshot, TableProgress, TableStatus,
+    Collector, Eta, EtaState, LogEntry, LogLevel, Lsn, Phase, Snapshot, TableProgress, TableStatus,
 };
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -77,6 +77,29 @@ fn no_tables_yet_says_so() {
     assert!(text.contains("no tables yet"), "{text}");
     assert!(text.contains("q quit"), "{text}");
     assert!(text.contains("tables 0/0"), "{text}");
+}
+
+#[test]
+fn the_copy_header_shows_the_forecast_with_its_band_or_its_state() {
+    let eta = |state, seconds: Option<f64>| Eta {
+        state,
+        seconds,
+        low: seconds.map(|s| s * 0.9),
+        high: seconds.map(|s| s * 1.2),
+    };
+    let mut snapshot = Snapshot {
+        phase: Phase::Copy,
+        tables: tables(3, TableStatus::Copying),
+        tables_total: 3,
+        eta_sec: Some(754.0),
+        eta: Some(eta(EtaState::Estimating, Some(754.0))),
+        ..Snapshot::default()
+    };
+    let text = screen(&model_with(snapshot.clone()), 120, 24);
+    assert!(text.contains("ETA 12m34s (11m19s to 15m5s)"), "{text}");
+    snapshot.eta = Some(eta(EtaState::Stalled, None));
+    let text = screen(&model_with(snapshot), 120, 24);
+    assert!(text.contains("ETA stalled"), "{text}");
 }
 
 #[test]

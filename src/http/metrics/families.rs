@@ -2,8 +2,8 @@
 //! its series come from.
 
 use crate::model::{
-    AlertState, Cutover, CutoverKind, Phase, Severity, Snapshot, TableProgress, TableStatus,
-    TableVerification, VerifyProgress, VerifyStatus, WalStatus,
+    AlertState, Cutover, CutoverKind, EtaState, Phase, Severity, Snapshot, TableProgress,
+    TableStatus, TableVerification, VerifyProgress, VerifyStatus, WalStatus,
 };
 
 /// One metric family: its name (after `pgmigrator_`), help and series.
@@ -230,8 +230,33 @@ pub(super) const FAMILIES: &[Family] = &[
     ),
     family(
         "copy_eta_seconds",
-        "Seconds until every table is copied, at the recent rate",
+        "Seconds until every table is copied, as forecast",
         Series::Gauge(|s| s.eta_sec),
+    ),
+    family(
+        "eta_seconds",
+        "Seconds until every table is copied: as forecast (mid), and at the fast (low) \
+         and slow (high) ends of the recent rates",
+        Series::Labelled("bound", |s| {
+            let Some(eta) = s.eta else {
+                return Vec::new();
+            };
+            [("low", eta.low), ("mid", eta.seconds), ("high", eta.high)]
+                .into_iter()
+                .filter_map(|(bound, seconds)| Some((bound.to_owned(), seconds?)))
+                .collect()
+        }),
+    ),
+    family(
+        "eta_state",
+        "1 for how far the copy's forecast can be trusted, 0 for the other states",
+        Series::Labelled("state", |s| match &s.eta {
+            Some(eta) => one_hot(
+                EtaState::KNOWN.iter().map(EtaState::as_str),
+                eta.state.as_str(),
+            ),
+            None => Vec::new(),
+        }),
     ),
     family(
         "rows_per_second",

@@ -342,6 +342,35 @@ mod tests {
     }
 
     #[test]
+    fn the_forecast_has_a_series_per_bound_it_gives_and_its_state_one_hot() {
+        let mut snapshot = Snapshot::default();
+        assert!(!render_text(Arc::new(snapshot.clone())).contains("pgmigrator_eta_"));
+        snapshot.eta = Some(crate::model::Eta {
+            state: crate::model::EtaState::Estimating,
+            seconds: Some(120.0),
+            low: Some(100.0),
+            high: None,
+        });
+        let text = render_text(Arc::new(snapshot.clone()));
+        for line in [
+            "pgmigrator_eta_seconds{bound=\"low\"} 100",
+            "pgmigrator_eta_seconds{bound=\"mid\"} 120",
+            "pgmigrator_eta_state{state=\"estimating\"} 1",
+            "pgmigrator_eta_state{state=\"measuring\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(
+            !text.contains("bound=\"high\""),
+            "an unbounded end has no series"
+        );
+        snapshot.eta = Some(crate::model::Eta::bare(crate::model::EtaState::Measuring));
+        let text = render_text(Arc::new(snapshot));
+        assert!(!text.contains("pgmigrator_eta_seconds"), "{text}");
+        assert!(text.contains("pgmigrator_eta_state{state=\"measuring\"} 1"));
+    }
+
+    #[test]
     fn an_unlimited_slot_has_no_safe_wal_size_series_and_no_slot_no_slot_series() {
         let mut snapshot = Snapshot::default();
         assert!(!render_text(Arc::new(snapshot.clone())).contains("pgmigrator_slot_"));

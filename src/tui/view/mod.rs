@@ -137,10 +137,11 @@ fn draw_progress(frame: &mut Frame, area: Rect, model: &Model) {
     } else {
         0.0
     };
-    let eta = match s.eta_sec {
+    let eta = match (&s.eta, s.eta_sec) {
         _ if s.tables_total > 0 && s.tables_copied == s.tables_total => "done".to_owned(),
-        Some(eta) => elapsed(eta),
-        None => "–".to_owned(),
+        (Some(eta), _) => eta.to_string(),
+        (None, Some(eta)) => elapsed(eta),
+        (None, None) => "–".to_owned(),
     };
     let label = format!(
         "tables {}/{} · {} / {} · ETA {eta}",
