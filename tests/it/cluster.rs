@@ -277,6 +277,13 @@ impl Cluster {
             .to_owned()
     }
 
+    /// Runs SQL through psql: its output, or what psql said when it failed
+    /// (the forecast bench's recorder cancels its busy loops).
+    #[allow(dead_code)]
+    pub fn try_sql(&self, sql: &str) -> Result<String, String> {
+        self.psql(&["-c", sql])
+    }
+
     /// Runs the SQL script at `path` (readable by the `postgres` user)
     /// through psql, statement by statement as when piped in, stopping at
     /// the first error: its output, or what psql said.

@@ -17,6 +17,7 @@ mod collector;
 mod contrib;
 #[cfg(all(feature = "postgres", feature = "cli", feature = "http"))]
 mod cutover;
+mod forecast;
 mod history;
 #[cfg(feature = "http")]
 mod http;
@@ -32,6 +33,7 @@ mod pki;
 mod postgres;
 #[cfg(all(feature = "postgres", feature = "cli"))]
 mod postgres_tls;
+mod replay;
 #[cfg(all(feature = "postgres", feature = "cli"))]
 mod slot;
 #[cfg(feature = "http")]
