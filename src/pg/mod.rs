@@ -167,6 +167,9 @@ pub struct Monitor {
     tracker: diff::Tracker,
     /// The cutover checks' newest reading of the catalogs.
     checked: Option<verdict::Checked>,
+    /// Tables the subscription copies at once: the destination's
+    /// `max_sync_workers_per_subscription`.
+    copy_workers: u32,
 }
 
 impl fmt::Debug for Monitor {
@@ -196,7 +199,14 @@ impl Monitor {
             ));
         }
         let subscription = find_subscription(&dest, config.subscription.as_deref()).await?;
+        let copy_workers: String = query_one(
+            &dest,
+            "SELECT current_setting('max_sync_workers_per_subscription')",
+            "destination",
+        )
+        .await?;
         Ok(Monitor {
+            copy_workers: copy_workers.trim().parse().unwrap_or(2),
             config,
             source,
             dest,
@@ -235,6 +245,8 @@ pub async fn run(collector: Collector, mut monitor: Monitor, stop: impl Future<O
         let slot = monitor.subscription.slot.clone();
         verify::Background::start(servers, slot, options, collector.clone())
     });
+    // The copy's forecast schedules the waiting tables onto these.
+    collector.set_copy_workers(monitor.copy_workers).await;
     let mut ticks = tokio::time::interval(monitor.config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -119,6 +119,8 @@ async fn the_monitor_follows_copy_streaming_lag_and_a_source_restart() {
     )
     .await;
     assert_eq!(listed.phase, Phase::Copy);
+    // The destination's max_sync_workers_per_subscription, for the forecast.
+    assert_eq!(listed.copy_workers, Some(2));
     let names: Vec<&str> = listed.tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names[0], "big", "largest first: {names:?}");
     let big = listed.tables.iter().find(|t| t.name == "big").unwrap();
