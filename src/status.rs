@@ -350,11 +350,20 @@ pub(crate) fn slot_line(slot: &SlotHealth, now: OffsetDateTime) -> String {
         (WalStatus::Lost, _) => {
             "LOST — its WAL is gone; the subscription must be re-created".to_owned()
         }
-        (_, Some(safe)) => format!(
-            "{} until unreserved · {}",
-            format_bytes(safe.max(0) as u64),
-            slot.wal_status
-        ),
+        (_, Some(safe)) => {
+            let lost_in = match slot.exhausted_in_sec {
+                Some(left) => format!(
+                    " · lost in {} at this rate",
+                    format_duration(Duration::from_secs(left))
+                ),
+                None => String::new(),
+            };
+            format!(
+                "{} until unreserved{lost_in} · {}",
+                format_bytes(safe.max(0) as u64),
+                slot.wal_status
+            )
+        }
         (_, None) => format!("no WAL limit · {}", slot.wal_status),
     };
     format!(
@@ -531,6 +540,12 @@ Tables:
         let report = render(&snapshot, now);
         assert!(
             report.contains("Slot:         sub1 active · 1.20 GiB retained · 3.10 GiB until unreserved · reserved\n"),
+            "{report}"
+        );
+        snapshot.slot.as_mut().unwrap().exhausted_in_sec = Some(2730);
+        let report = render(&snapshot, now);
+        assert!(
+            report.contains("3.10 GiB until unreserved · lost in 45m30s at this rate · reserved"),
             "{report}"
         );
         let slot = snapshot.slot.as_mut().unwrap();

@@ -322,6 +322,13 @@ pub fn default_rules(repeat: Duration) -> Vec<Rule> {
             "the replication slot can take only {value} more WAL",
         ),
         rule(
+            "slot_exhaustion",
+            "slot.exhausted_in < 1h",
+            0,
+            Severity::Critical,
+            "at the rate its headroom shrinks, the replication slot is lost in {value}",
+        ),
+        rule(
             "lag",
             "lag_seconds > 5m",
             300,

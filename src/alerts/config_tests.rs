@@ -54,6 +54,7 @@ fn notifiers_without_rules_get_the_defaults_and_every_default_parses() {
         [
             "slot_in_danger",
             "slot_headroom",
+            "slot_exhaustion",
             "lag",
             "stalled",
             "errors",

@@ -30,6 +30,8 @@ pub enum Quantity {
     SlotSafeWalSize,
     /// The slot's `wal_status`.
     SlotWalStatus,
+    /// Seconds until the slot's headroom runs out at the rate it shrinks.
+    SlotExhaustedIn,
     /// Whether a walsender streams from the slot.
     SlotActive,
     /// The migration's phase.
@@ -51,7 +53,7 @@ enum Unit {
 }
 
 impl Quantity {
-    const ALL: [(&'static str, Quantity); 12] = [
+    const ALL: [(&'static str, Quantity); 13] = [
         ("lag_bytes", Quantity::LagBytes),
         ("lag_seconds", Quantity::LagSeconds),
         ("rows_per_sec", Quantity::RowsPerSec),
@@ -60,6 +62,7 @@ impl Quantity {
         ("slot.retained_bytes", Quantity::SlotRetainedBytes),
         ("slot.safe_wal_size", Quantity::SlotSafeWalSize),
         ("slot.wal_status", Quantity::SlotWalStatus),
+        ("slot.exhausted_in", Quantity::SlotExhaustedIn),
         ("slot.active", Quantity::SlotActive),
         ("phase", Quantity::Phase),
         ("cutover.ready", Quantity::CutoverReady),
@@ -79,7 +82,9 @@ impl Quantity {
             Quantity::LagBytes | Quantity::SlotRetainedBytes | Quantity::SlotSafeWalSize => {
                 Unit::Bytes
             }
-            Quantity::LagSeconds | Quantity::StalledSeconds => Unit::Seconds,
+            Quantity::LagSeconds | Quantity::StalledSeconds | Quantity::SlotExhaustedIn => {
+                Unit::Seconds
+            }
             Quantity::RowsPerSec | Quantity::ErrorCount | Quantity::VerifyMismatchedRows => {
                 Unit::Number
             }
@@ -296,6 +301,11 @@ impl Condition {
             Quantity::SlotWalStatus => {
                 let status = snapshot.slot.as_ref()?.wal_status.as_str().to_owned();
                 Some(self.words(status))
+            }
+            Quantity::SlotExhaustedIn => {
+                // Absent while the headroom does not shrink: nothing holds.
+                let left = snapshot.slot.as_ref()?.exhausted_in_sec? as f64;
+                number(left, seconds(left))
             }
             Quantity::Phase => Some(self.words(snapshot.phase.as_str().to_owned())),
             Quantity::CutoverReady => self.flag(snapshot.cutover.as_ref()?.ready),

@@ -13,11 +13,12 @@ use super::event::Update;
 use super::log_ring::LogRing;
 use super::table::Table;
 use crate::cutover::{self, CutoverLimits};
+use crate::forecast::Slope;
 use crate::lag::LagTracker;
 use crate::lsn::{Lsn, format_lag, lag};
 use crate::model::{
     AlertStatus, ApplyHealth, Cutover, ErrorEntry, LogEntry, Phase, PhaseSpan, SlotHealth,
-    Snapshot, TableName, TableProgress, TableStatus, VerifyProgress,
+    Snapshot, TableName, TableProgress, TableStatus, VerifyProgress, WalStatus,
 };
 use crate::rate::RateWindow;
 use crate::redact::{MASK, is_secret_key, redact};
@@ -64,6 +65,9 @@ pub(crate) struct State {
     logs: LogRing,
     /// The newest slot report, as the reader gave it.
     slot: Option<SlotHealth>,
+    /// The slot's `safe_wal_size` over the rate window: how fast its
+    /// headroom shrinks.
+    headroom: Slope,
     /// The newest report of the destination's apply worker.
     apply: Option<ApplyHealth>,
     /// The newest cutover verdict, or the checks to derive it from.
@@ -125,6 +129,7 @@ impl State {
             errors: VecDeque::with_capacity(ERROR_HISTORY),
             logs: LogRing::new(settings.log_capacity),
             slot: None,
+            headroom: Slope::new(settings.rate_window),
             apply: None,
             cutover: None,
             alerts: Vec::new(),
@@ -216,7 +221,7 @@ impl State {
                     table.changes_applied(changes);
                 }
             }
-            Update::Slot(slot) => self.slot = Some(*slot),
+            Update::Slot(slot) => self.record_slot(*slot, at.instant),
             Update::Apply(apply) => self.apply = Some(apply),
             Update::Cutover(mut cutover) => {
                 // Ready means no blocker, whatever the writer said.
@@ -288,7 +293,7 @@ impl State {
             errors: self.errors.iter().cloned().collect(),
             logs_dropped,
             stale: false,
-            slot: self.slot.clone(),
+            slot: self.slot_view(now),
             apply: self.apply.clone(),
             cutover: None,
             alerts: self.alerts.clone(),
@@ -319,6 +324,37 @@ impl State {
         let most = self.concurrency.most();
         let workers = self.copy_workers.map_or(most, |w| w as usize);
         eta::copy_forecast(&self.tables, now, workers, &self.concurrency)
+    }
+
+    /// A slot report: its headroom is followed while it is the same slot
+    /// with a limit.
+    fn record_slot(&mut self, slot: SlotHealth, now: Instant) {
+        let same = self.slot.as_ref().is_some_and(|s| s.name == slot.name);
+        match slot.safe_wal_size {
+            Some(safe) if same || self.slot.is_none() => self.headroom.record(now, safe as f64),
+            Some(safe) => {
+                self.headroom.clear();
+                self.headroom.record(now, safe as f64);
+            }
+            None => self.headroom.clear(),
+        }
+        self.slot = Some(slot);
+    }
+
+    /// The slot as published: with when its headroom runs out at the rate
+    /// it shrinks.
+    fn slot_view(&self, now: Instant) -> Option<SlotHealth> {
+        let mut slot = self.slot.clone()?;
+        slot.exhausted_in_sec = match (slot.safe_wal_size, &slot.wal_status) {
+            (_, WalStatus::Lost) | (None, _) => None,
+            (Some(safe), _) if safe <= 0 => Some(0),
+            (Some(safe), _) => self
+                .headroom
+                .per_second(now)
+                .filter(|change| *change < 0.0)
+                .map(|change| (safe as f64 / -change).min(u64::MAX as f64) as u64),
+        };
+        Some(slot)
     }
 
     /// `rows` and `bytes` more copied at `now`.

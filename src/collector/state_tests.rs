@@ -1,7 +1,7 @@
 //! Unit tests of `State`: events in, snapshots out, on a hand-driven clock.
 
 use super::*;
-use crate::model::{CutoverItem, CutoverKind, Eta, EtaState, LogLevel, TableStatus};
+use crate::model::{CutoverItem, CutoverKind, Eta, EtaState, LogLevel, SlotHealth, TableStatus};
 use time::OffsetDateTime;
 
 const SETTINGS: Settings = Settings {
@@ -643,4 +643,65 @@ fn a_given_verdict_is_published_as_given() {
     let given = Cutover::new(clock.at(0.0).wall, Vec::new(), Vec::new());
     state.apply(Update::Cutover(Box::new(given.clone())), &clock.at(0.0));
     assert_eq!(state.snapshot(&clock.at(1.0), 0).cutover, Some(given));
+}
+
+#[test]
+fn the_slot_is_forecast_lost_when_its_headroom_runs_out_at_the_rate_it_shrinks() {
+    let clock = Clock::new();
+    let mut state = State::new(SETTINGS);
+    let slot = |safe: Option<i64>| SlotHealth {
+        name: "sub".into(),
+        safe_wal_size: safe,
+        max_slot_wal_keep_size: Some(1 << 30),
+        ..SlotHealth::default()
+    };
+    // 1 MB less headroom a second, read every second.
+    for s in 0..=20 {
+        let safe = 100_000_000 - s * 1_000_000;
+        state.apply(
+            Update::Slot(Box::new(slot(Some(safe)))),
+            &clock.at(s as f64),
+        );
+        if s == 5 {
+            let early = state.snapshot(&clock.at(5.0), 0).slot.unwrap();
+            assert_eq!(early.exhausted_in_sec, None, "5 s of readings");
+        }
+    }
+    let snap = state.snapshot(&clock.at(20.0), 0);
+    assert_eq!(snap.slot.unwrap().exhausted_in_sec, Some(80), "80 MB left");
+    // Growing headroom (the slot advanced): no forecast.
+    for s in 21..=40 {
+        let safe = 80_000_000 + (s - 20) * 2_000_000;
+        state.apply(
+            Update::Slot(Box::new(slot(Some(safe)))),
+            &clock.at(s as f64),
+        );
+    }
+    assert_eq!(
+        state
+            .snapshot(&clock.at(40.0), 0)
+            .slot
+            .unwrap()
+            .exhausted_in_sec,
+        None
+    );
+    // Unlimited, and gone already.
+    state.apply(Update::Slot(Box::new(slot(None))), &clock.at(41.0));
+    assert_eq!(
+        state
+            .snapshot(&clock.at(41.0), 0)
+            .slot
+            .unwrap()
+            .exhausted_in_sec,
+        None
+    );
+    state.apply(Update::Slot(Box::new(slot(Some(-5)))), &clock.at(42.0));
+    assert_eq!(
+        state
+            .snapshot(&clock.at(42.0), 0)
+            .slot
+            .unwrap()
+            .exhausted_in_sec,
+        Some(0)
+    );
 }

@@ -50,6 +50,12 @@ pub struct SlotHealth {
     /// Bytes of decoded changes streamed before their transaction ended.
     #[serde(default)]
     pub stream_bytes: u64,
+    /// Seconds until `safe_wal_size` reaches zero at the rate it shrank
+    /// over the last minute: when the slot is lost, if nothing changes.
+    /// Absent while it does not shrink, is unlimited, or was not read long
+    /// enough (10 s). Filled in by the collector from the readings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exhausted_in_sec: Option<u64>,
 }
 
 named_enum! {

@@ -223,6 +223,8 @@ impl Tracker {
             spill_bytes: count("spill_bytes"),
             spill_txns: count("spill_txns"),
             stream_bytes: count("stream_bytes"),
+            // The collector's forecast, from the readings.
+            exhausted_in_sec: None,
         })
     }
 

@@ -221,3 +221,100 @@ async fn an_unlimited_slot_holds_wal_while_disabled_and_lets_it_go_after() {
     .await;
     stop.send(()).unwrap();
 }
+
+/// A disabled subscription under a steady insert load: the forecast of
+/// when its slot is lost is finite, falls as the slot fills, and the slot
+/// is lost within ±30 % of what was forecast a minute before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slot_is_lost_when_it_was_forecast_a_minute_before() {
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
+        return;
+    }
+    let (source, dest, collector, stop) =
+        followed_pair("max_slot_wal_keep_size = 256MB\nmax_wal_size = 64MB\nmin_wal_size = 32MB\n")
+            .await;
+    dest.sql("ALTER SUBSCRIPTION sub DISABLE");
+    wait_for(
+        &collector,
+        "an inactive slot",
+        Duration::from_secs(60),
+        |s| s.slot.as_ref().is_some_and(|slot| !slot.active),
+    )
+    .await;
+    // About 2.5 MB of WAL a second, and a checkpoint every 2 s so the WAL
+    // past the limit is removed as soon as it may be; 6 minutes at most.
+    let loading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let source = std::sync::Arc::new(source);
+    let load = std::thread::spawn({
+        let (loading, source) = (loading.clone(), source.clone());
+        move || {
+            let started = std::time::Instant::now();
+            let mut n = 0u32;
+            while loading.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(360)
+            {
+                let _ = source.try_sql(
+                    "INSERT INTO filler SELECT g, repeat('x', 1000) FROM generate_series(1, 400) g",
+                );
+                n += 1;
+                if n.is_multiple_of(10) {
+                    let _ = source.try_sql("CHECKPOINT");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    let started = tokio::time::Instant::now();
+    let mut forecasts: Vec<(f64, u64)> = Vec::new();
+    let lost_at = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(360),
+            "never lost: {forecasts:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let snapshot = collector.snapshot();
+        let Some(slot) = snapshot.slot.as_ref() else {
+            continue;
+        };
+        let now = started.elapsed().as_secs_f64();
+        if slot.wal_status == WalStatus::Lost {
+            break now;
+        }
+        if let Some(left) = slot.exhausted_in_sec {
+            if forecasts.is_empty() {
+                // Every surface has it.
+                let metrics = pgmigrator_metrics::http::metrics::render_text(
+                    std::sync::Arc::clone(&snapshot),
+                );
+                let series = format!("pgmigrator_slot_exhaustion_seconds {left}");
+                assert!(metrics.contains(&series), "{metrics}");
+                let report = status::render(&snapshot, snapshot.timestamp);
+                assert!(report.contains(" at this rate · "), "{report}");
+            }
+            forecasts.push((now, left));
+        }
+    };
+    loading.store(false, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    println!("lost at {lost_at:.0} s; forecasts (at, seconds left): {forecasts:?}");
+    // Finite, and falling as the slot fills.
+    let (first, last) = (forecasts[0], *forecasts.last().unwrap());
+    assert!(last.1 + 20 < first.1, "{forecasts:?}");
+    // A minute before it was lost, it was forecast within ±30 %.
+    let (at, said) = *forecasts
+        .iter()
+        .min_by(|a, b| {
+            (a.0 - (lost_at - 60.0))
+                .abs()
+                .total_cmp(&(b.0 - (lost_at - 60.0)).abs())
+        })
+        .unwrap();
+    let truth = lost_at - at;
+    assert!(truth >= 50.0, "a forecast a minute before: {forecasts:?}");
+    let error = (said as f64 - truth).abs() / truth;
+    assert!(
+        error <= 0.3,
+        "forecast {said} s at {at:.0} s, lost {truth:.0} s later"
+    );
+    stop.send(()).unwrap();
+}

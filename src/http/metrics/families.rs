@@ -131,6 +131,12 @@ pub(super) const FAMILIES: &[Family] = &[
         Series::TableCounter(|t| t.changes_applied),
     ),
     family(
+        "slot_exhaustion_seconds",
+        "Seconds until the replication slot's safe_wal_size reaches zero at the rate it \
+         shrank over the last minute; absent while it does not shrink",
+        Series::Gauge(|s| Some(s.slot.as_ref()?.exhausted_in_sec? as f64)),
+    ),
+    family(
         "slot_retained_wal_bytes",
         "WAL the replication slot holds on the source",
         Series::Gauge(|s| Some(s.slot.as_ref()?.retained_bytes as f64)),
