@@ -193,8 +193,8 @@ pub use model::{
     LogLevel, MigrationSummary, Phase, PhaseSpan, STALE_AFTER, Severity, SlotHealth, Snapshot,
     TableName, TableProgress, TableStatus, UnknownStatus, WalStatus, sort_worst_first, summarize,
 };
+pub use model::{CatchUp, CatchUpState, Eta, EtaState};
 pub use model::{DifferenceKind, RowDifference, TableVerification, VerifyProgress, VerifyStatus};
-pub use model::{Eta, EtaState};
 pub use persist::{
     StateFileError, StateFileErrorKind, StatePersister, companion_path, default_state_path,
     read_history_file, read_logs_file, read_state_file, write_history_file, write_state_file,

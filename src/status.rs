@@ -115,6 +115,9 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
         format_duration(seconds(s.lag_seconds)),
         if s.caught_up { " (caught up)" } else { "" }
     )?;
+    if let Some(catch_up) = s.catch_up.filter(|_| !s.caught_up) {
+        writeln!(out, "Catch-up:     {catch_up}")?;
+    }
     if s.tables_copied < s.tables_total {
         match (&s.eta, s.eta_sec) {
             (Some(eta), _) => writeln!(out, "Copy ETA:     {eta}")?,
@@ -456,6 +459,21 @@ Tables:
                 "Errors:       3 (last: connection reset)",
             ]
         );
+    }
+
+    #[test]
+    fn a_lagging_stream_says_when_it_catches_up_or_how_fast_it_falls_behind() {
+        let mut snapshot = example();
+        snapshot.caught_up = false;
+        snapshot.catch_up = Some(crate::model::CatchUp {
+            state: crate::model::CatchUpState::FallingBehind,
+            seconds: None,
+            growing_bytes_per_sec: Some(1_258_291.0),
+        });
+        let report = render(&snapshot, snapshot.timestamp);
+        assert!(report.contains("Catch-up:     falling behind by 1.20 MiB/s\n"), "{report}");
+        snapshot.caught_up = true;
+        assert!(!render(&snapshot, snapshot.timestamp).contains("Catch-up:"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::clock::{Moment, Stopwatch, non_negative};
+use super::clock::{Moment, Stopwatch, known, non_negative};
 use super::eta;
 use super::event::Update;
 use super::log_ring::LogRing;
@@ -17,8 +17,9 @@ use crate::forecast::Slope;
 use crate::lag::LagTracker;
 use crate::lsn::{Lsn, format_lag, lag};
 use crate::model::{
-    AlertStatus, ApplyHealth, Cutover, ErrorEntry, LogEntry, Phase, PhaseSpan, SlotHealth,
-    Snapshot, TableName, TableProgress, TableStatus, VerifyProgress, WalStatus,
+    AlertStatus, ApplyHealth, CatchUp, CatchUpState, Cutover, ErrorEntry, LogEntry, Phase,
+    PhaseSpan, SlotHealth, Snapshot, TableName, TableProgress, TableStatus, VerifyProgress,
+    WalStatus,
 };
 use crate::rate::RateWindow;
 use crate::redact::{MASK, is_secret_key, redact};
@@ -68,6 +69,8 @@ pub(crate) struct State {
     /// The slot's `safe_wal_size` over the rate window: how fast its
     /// headroom shrinks.
     headroom: Slope,
+    /// The lag in bytes over the rate window: how fast streaming catches up.
+    lag_trend: Slope,
     /// The newest report of the destination's apply worker.
     apply: Option<ApplyHealth>,
     /// The newest cutover verdict, or the checks to derive it from.
@@ -130,6 +133,7 @@ impl State {
             logs: LogRing::new(settings.log_capacity),
             slot: None,
             headroom: Slope::new(settings.rate_window),
+            lag_trend: Slope::new(settings.rate_window),
             apply: None,
             cutover: None,
             alerts: Vec::new(),
@@ -277,6 +281,7 @@ impl State {
             eta_sec: forecast.overall.and_then(|eta| eta.seconds),
             eta: forecast.overall,
             copy_workers: self.copy_workers,
+            catch_up: self.catch_up(now, lag_bytes),
             tables,
             rows_per_sec: non_negative(applied.rows_per_sec),
             bytes_per_sec: non_negative(applied.bytes_per_sec),
@@ -316,6 +321,34 @@ impl State {
     pub(crate) fn observe(&mut self, now: Instant) {
         let in_flight = self.tables.iter().filter(|t| t.in_flight()).count();
         self.concurrency.observe(now, in_flight);
+        if self.phase == Phase::Streaming {
+            self.lag_trend
+                .record(now, lag(self.applied, self.latest) as f64);
+        }
+    }
+
+    /// When streaming catches up at the rate its lag changed over the
+    /// window; `None` before streaming.
+    fn catch_up(&self, now: Instant, lag_bytes: u64) -> Option<CatchUp> {
+        if self.phase != Phase::Streaming {
+            return None;
+        }
+        let change = self.lag_trend.per_second(now);
+        let (state, seconds, growing) = match change {
+            _ if lag_bytes == 0 => (CatchUpState::CaughtUp, None, None),
+            None => (CatchUpState::Measuring, None, None),
+            Some(change) if change < 0.0 => (
+                CatchUpState::CatchingUp,
+                known(lag_bytes as f64 / -change),
+                None,
+            ),
+            Some(change) => (CatchUpState::FallingBehind, None, known(change)),
+        };
+        Some(CatchUp {
+            state,
+            seconds,
+            growing_bytes_per_sec: growing,
+        })
     }
 
     /// The copy's forecast on as many workers as the pipeline said, else

@@ -1,7 +1,9 @@
 //! Unit tests of `State`: events in, snapshots out, on a hand-driven clock.
 
 use super::*;
-use crate::model::{CutoverItem, CutoverKind, Eta, EtaState, LogLevel, SlotHealth, TableStatus};
+use crate::model::{
+    CatchUpState, CutoverItem, CutoverKind, Eta, EtaState, LogLevel, SlotHealth, TableStatus,
+};
 use time::OffsetDateTime;
 
 const SETTINGS: Settings = Settings {
@@ -704,4 +706,59 @@ fn the_slot_is_forecast_lost_when_its_headroom_runs_out_at_the_rate_it_shrinks()
             .exhausted_in_sec,
         Some(0)
     );
+}
+
+#[test]
+fn streaming_catches_up_at_the_rate_its_lag_shrinks_or_says_how_fast_it_falls_behind() {
+    let clock = Clock::new();
+    let mut state = State::new(SETTINGS);
+    state.apply(Update::SetPhase(Phase::Streaming), &clock.at(0.0));
+    // The source writes 1,000 B/s; 2,000 B/s are applied, 50,000 behind.
+    let step = |state: &mut State, s: u64, written: u64, applied: u64| {
+        let at = clock.at(s as f64);
+        state.apply(Update::LatestLsn(Lsn(1_000_000 + written)), &at);
+        let applied = Update::Applied {
+            lsn: Lsn(1_000_000 + applied),
+            rows: 1,
+            bytes: 1,
+        };
+        state.apply(applied, &at);
+        state.observe(at.instant);
+    };
+    for s in 0..=5 {
+        step(&mut state, s, 50_000 + 1_000 * s, 2_000 * s);
+    }
+    let measuring = state.snapshot(&clock.at(5.0), 0).catch_up.unwrap();
+    assert_eq!(measuring.state, CatchUpState::Measuring);
+    for s in 6..=20 {
+        step(&mut state, s, 50_000 + 1_000 * s, 2_000 * s);
+    }
+    let snap = state.snapshot(&clock.at(20.0), 0);
+    // 30,000 bytes behind, shrinking by 1,000 B/s.
+    assert_eq!(snap.lag_bytes, 30_000);
+    let catch_up = snap.catch_up.unwrap();
+    assert_eq!(catch_up.state, CatchUpState::CatchingUp);
+    assert!(
+        (catch_up.seconds.unwrap() - 30.0).abs() < 1e-6,
+        "{catch_up:?}"
+    );
+    // Now the source writes 5,000 B/s and 2,000 B/s are applied.
+    for s in 21..=90 {
+        step(
+            &mut state,
+            s,
+            70_000 + 5_000 * (s - 20),
+            40_000 + 2_000 * (s - 20),
+        );
+    }
+    let behind = state.snapshot(&clock.at(90.0), 0).catch_up.unwrap();
+    assert_eq!(behind.state, CatchUpState::FallingBehind);
+    assert!(
+        (behind.growing_bytes_per_sec.unwrap() - 3_000.0).abs() < 1e-6,
+        "{behind:?}"
+    );
+    // Before streaming there is none.
+    let mut copying = State::new(SETTINGS);
+    copying.apply(Update::SetPhase(Phase::Copy), &clock.at(0.0));
+    assert_eq!(copying.snapshot(&clock.at(0.0), 0).catch_up, None);
 }

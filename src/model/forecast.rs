@@ -29,6 +29,60 @@ named_enum! {
     keep unknown names in Other(UnknownStatus);
 }
 
+named_enum! {
+    /// Where streaming stands against the source's writes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub enum CatchUpState {
+        /// Not enough seen yet (10 s of readings).
+        #[default]
+        Measuring = "measuring",
+        /// Nothing left to apply.
+        CaughtUp = "caught_up",
+        /// The lag shrinks: applying outpaces the source's writes.
+        CatchingUp = "catching_up",
+        /// The lag grows: the source writes faster than it is applied.
+        FallingBehind = "falling_behind",
+    }
+    keep unknown names in Other(UnknownStatus);
+}
+
+/// When streaming will have caught up: the lag in bytes over the time it
+/// shrinks in at the recent rates (WAL written on the source less WAL
+/// applied, over the last minute), or how fast it grows.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct CatchUp {
+    /// Where streaming stands.
+    #[serde(default)]
+    pub state: CatchUpState,
+    /// Seconds until nothing is left to apply, while catching up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// Bytes a second the lag grows by, while falling behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growing_bytes_per_sec: Option<f64>,
+}
+
+impl fmt::Display for CatchUp {
+    /// `caught up`, `in 3m20s at the recent rates`, `falling behind by
+    /// 1.20 MiB/s`, `measuring`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.state, self.seconds, self.growing_bytes_per_sec) {
+            (CatchUpState::CaughtUp, _, _) => f.write_str("caught up"),
+            (CatchUpState::CatchingUp, Some(s), _) if s.is_finite() && s >= 0.0 => write!(
+                f,
+                "in {} at the recent rates",
+                crate::units::format_duration(Duration::from_secs(s.round() as u64))
+            ),
+            (CatchUpState::FallingBehind, _, Some(b)) if b.is_finite() && b >= 0.0 => write!(
+                f,
+                "falling behind by {}/s",
+                crate::units::format_bytes(b.round() as u64)
+            ),
+            (state, _, _) => f.write_str(state.as_str()),
+        }
+    }
+}
+
 /// A forecast of the time left, with the band it falls in.
 ///
 /// `low` and `high` come from how the recent rate has varied: the time
@@ -112,5 +166,35 @@ mod tests {
         assert_eq!(json, r#"{"state":"stalled"}"#);
         let old: Eta = serde_json::from_str(r#"{"state":"guessing","seconds":1}"#).unwrap();
         assert_eq!(old.state.as_str(), "guessing");
+    }
+
+    #[test]
+    fn catching_up_reads_as_its_time_or_how_fast_it_falls_behind() {
+        let catch_up = |state, seconds, growing| CatchUp {
+            state,
+            seconds,
+            growing_bytes_per_sec: growing,
+        };
+        let reads = |c: CatchUp| c.to_string();
+        assert_eq!(
+            reads(catch_up(CatchUpState::CatchingUp, Some(200.2), None)),
+            "in 3m20s at the recent rates"
+        );
+        assert_eq!(
+            reads(catch_up(
+                CatchUpState::FallingBehind,
+                None,
+                Some(1_258_291.0)
+            )),
+            "falling behind by 1.20 MiB/s"
+        );
+        assert_eq!(
+            reads(catch_up(CatchUpState::CaughtUp, None, None)),
+            "caught up"
+        );
+        assert_eq!(
+            reads(catch_up(CatchUpState::CatchingUp, Some(f64::NAN), None)),
+            "catching_up"
+        );
     }
 }

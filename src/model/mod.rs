@@ -20,7 +20,7 @@ mod verify;
 
 pub use alert::{AlertState, AlertStatus, Severity};
 pub use cutover::{Cutover, CutoverItem, CutoverKind};
-pub use forecast::{Eta, EtaState};
+pub use forecast::{CatchUp, CatchUpState, Eta, EtaState};
 pub use log::{LogEntry, LogLevel};
 pub use phase::Phase;
 pub use slot::{ApplyHealth, SlotHealth, WalStatus};

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::serde_util::{null_as_default, timestamp};
 use super::{
-    AlertStatus, ApplyHealth, Cutover, Eta, Phase, SlotHealth, TableProgress, TableStatus,
+    AlertStatus, ApplyHealth, CatchUp, Cutover, Eta, Phase, SlotHealth, TableProgress, TableStatus,
     VerifyProgress,
 };
 use crate::lsn::Lsn;
@@ -125,6 +125,10 @@ pub struct Snapshot {
     /// How many tables the pipeline copies at once, when it said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_workers: Option<u32>,
+    /// When streaming will have caught up, or how fast it falls behind;
+    /// absent before streaming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUp>,
     /// Every phase the pipeline went through, oldest first.
     #[serde(default, deserialize_with = "null_as_default")]
     pub phases: Vec<PhaseSpan>,
@@ -232,6 +236,7 @@ impl Default for Snapshot {
             eta_sec: None,
             eta: None,
             copy_workers: None,
+            catch_up: None,
             phases: Vec::new(),
             errors: Vec::new(),
             logs_dropped: 0,

@@ -265,6 +265,16 @@ pub(super) const FAMILIES: &[Family] = &[
         }),
     ),
     family(
+        "catch_up_seconds",
+        "Seconds until streaming has caught up at the recent rates; absent unless catching up",
+        Series::Gauge(|s| s.catch_up?.seconds),
+    ),
+    family(
+        "lag_growth_bytes_per_second",
+        "Bytes a second the lag grows by while the source writes faster than it is applied",
+        Series::Gauge(|s| s.catch_up?.growing_bytes_per_sec),
+    ),
+    family(
         "rows_per_second",
         "Rows applied per second over the rate window",
         Series::Gauge(|s| Some(s.rows_per_sec)),

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use super::{MIB, elapsed, short};
 use crate::model::{
-    AlertState, AlertStatus, Cutover, Phase, Severity, SlotHealth, VerifyProgress, VerifyStatus,
-    WalStatus,
+    AlertState, AlertStatus, CatchUpState, Cutover, Phase, Severity, SlotHealth, VerifyProgress,
+    VerifyStatus, WalStatus,
 };
 use crate::printable::printable;
 use crate::tui::model::{Link, Model};
@@ -82,6 +82,15 @@ pub(super) fn draw_header(frame: &mut Frame, area: Rect, model: &Model, now: Ins
     ];
     if s.caught_up {
         second.push(Span::styled(" ✓ caught up", Style::new().fg(Color::Green)));
+    } else if let Some(catch_up) = s.catch_up.filter(|c| c.state != CatchUpState::Measuring) {
+        let color = match catch_up.state {
+            CatchUpState::FallingBehind => Color::Red,
+            _ => Color::Reset,
+        };
+        second.push(Span::styled(
+            format!(" · {catch_up}"),
+            Style::new().fg(color),
+        ));
     }
     second.push(Span::raw(format!(
         "   {} rows/s · {}/s",
