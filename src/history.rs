@@ -11,8 +11,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::model::Snapshot;
 use crate::model::serde_util::timestamp;
+use crate::model::{Eta, Snapshot};
+
+/// How far back a forecast's drift is measured.
+const DRIFT_OVER: Duration = Duration::from_secs(3600);
 
 /// One point of the history.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -32,6 +35,11 @@ pub struct HistoryPoint {
     pub copy_bytes_per_sec: f64,
     /// Tables copied, at the end of the interval.
     pub tables_copied: u64,
+    /// When the copy was forecast to finish, as seconds since the Unix
+    /// epoch (the mean of the interval's forecasts); absent when none was
+    /// made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_finish_at: Option<f64>,
 }
 
 /// A resolution and how many points of it are kept.
@@ -65,6 +73,9 @@ struct Open {
     count: u32,
     sums: [f64; 5],
     tables_copied: u64,
+    /// The forecast finishes seen, summed, and how many.
+    #[serde(default)]
+    finishes: (f64, u32),
 }
 
 impl Open {
@@ -79,6 +90,8 @@ impl Open {
             bytes_per_sec: mean(3),
             copy_bytes_per_sec: mean(4),
             tables_copied: self.tables_copied,
+            copy_finish_at: (self.finishes.1 > 0)
+                .then(|| self.finishes.0 / f64::from(self.finishes.1)),
         }
     }
 }
@@ -113,6 +126,10 @@ impl History {
             snapshot.copy_bytes_per_sec,
         ]
         .map(|v| if v.is_finite() { v } else { 0.0 });
+        let finish = snapshot
+            .eta
+            .and_then(|eta| eta.finish_at(snapshot.timestamp))
+            .filter(|f| f.is_finite());
         let mut finished = false;
         for (index, tier) in TIERS.iter().enumerate() {
             let slot = seconds.div_euclid(tier.step.as_secs() as i64);
@@ -140,8 +157,26 @@ impl History {
                 *sum += value;
             }
             current.tables_copied = snapshot.tables_copied as u64;
+            if let Some(finish) = finish {
+                current.finishes.0 += finish;
+                current.finishes.1 += 1;
+            }
         }
         finished
+    }
+
+    /// How far `eta`'s finish, forecast at `now`, has moved from the one
+    /// forecast an hour before (or the first one since, if later), in
+    /// seconds: positive when it slipped later; `None` without both.
+    pub fn drift(&self, eta: &Eta, now: OffsetDateTime) -> Option<f64> {
+        let finish = eta.finish_at(now)?;
+        // The finest tier holds the last hour, point by point.
+        let earliest = self.tiers[0]
+            .iter()
+            .filter(|p| p.timestamp >= now - DRIFT_OVER)
+            .find_map(|p| p.copy_finish_at)?;
+        let drift = finish - earliest;
+        drift.is_finite().then_some(drift)
     }
 
     /// The points from `since` on, oldest first, at least `step` apart:
@@ -259,6 +294,48 @@ mod tests {
                 .all(|w| w[1].timestamp - w[0].timestamp >= time::Duration::minutes(5))
         );
         assert!(day.len() >= 280 && day.len() <= 290, "{}", day.len());
+    }
+
+    #[test]
+    fn the_forecast_finish_drifts_from_the_one_an_hour_ago_or_the_first() {
+        use crate::model::EtaState;
+        let eta = |seconds: f64| Eta {
+            state: EtaState::Estimating,
+            seconds: Some(seconds),
+            ..Eta::default()
+        };
+        let start = 1_700_000_000;
+        let mut history = History::new();
+        let now = |s: i64| OffsetDateTime::UNIX_EPOCH + Duration::from_secs((start + s) as u64);
+        // For 20 minutes the forecast says 1,000 s left while 1 s passes
+        // for every 2 s: the finish slips by half the time gone.
+        for s in (0..1200).step_by(10) {
+            let mut snapshot = at(start + s, 0);
+            snapshot.eta = Some(eta(1000.0 + s as f64 / 2.0));
+            history.record(&snapshot);
+        }
+        let drift = history.drift(&eta(1600.0), now(1200)).unwrap();
+        assert!((drift - 1800.0).abs() < 1e-6, "{drift}");
+        let back: History =
+            serde_json::from_str(&serde_json::to_string(&history).unwrap()).unwrap();
+        assert_eq!(
+            back.drift(&eta(1600.0), now(1200)),
+            Some(drift),
+            "kept in the file"
+        );
+        // Then the finish holds for two hours: only the last hour counts.
+        for s in (1200..7200).step_by(10) {
+            let mut snapshot = at(start + s, 0);
+            snapshot.eta = Some(eta((8200 - s) as f64));
+            history.record(&snapshot);
+        }
+        let steady = history.drift(&eta(1000.0), now(7200)).unwrap();
+        assert!(steady.abs() < 11.0, "{steady}");
+        assert_eq!(
+            history.drift(&Eta::bare(EtaState::Measuring), now(7200)),
+            None
+        );
+        assert_eq!(History::new().drift(&eta(10.0), now(0)), None);
     }
 
     #[test]

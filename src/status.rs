@@ -444,6 +444,7 @@ Tables:
             seconds: Some(750.4),
             low: Some(600.0),
             high: Some(1000.0),
+            drift_sec: None,
         });
         snapshot.error_count = 3;
         snapshot.last_error = "connection reset".into();
@@ -471,7 +472,10 @@ Tables:
             growing_bytes_per_sec: Some(1_258_291.0),
         });
         let report = render(&snapshot, snapshot.timestamp);
-        assert!(report.contains("Catch-up:     falling behind by 1.20 MiB/s\n"), "{report}");
+        assert!(
+            report.contains("Catch-up:     falling behind by 1.20 MiB/s\n"),
+            "{report}"
+        );
         snapshot.caught_up = true;
         assert!(!render(&snapshot, snapshot.timestamp).contains("Catch-up:"));
     }
@@ -734,6 +738,7 @@ Tables:
             seconds: Some(1e300),
             low: Some(f64::NAN),
             high: Some(-1.0),
+            drift_sec: None,
         });
         snapshot.timestamp = datetime!(-9999-01-01 0:00 UTC);
         let report = render(&snapshot, datetime!(9999-12-31 23:59:59 UTC));

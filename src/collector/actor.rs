@@ -141,7 +141,11 @@ impl Actor {
     fn publish(&mut self, at: &Moment, broadcast: bool) {
         let dropped = self.logs_dropped.load(Ordering::Relaxed);
         self.state.observe(at.instant);
-        let snapshot = Arc::new(self.state.snapshot(at, dropped));
+        let mut snapshot = self.state.snapshot(at, dropped);
+        if let Some(eta) = &mut snapshot.eta {
+            eta.drift_sec = self.history.drift(eta, snapshot.timestamp);
+        }
+        let snapshot = Arc::new(snapshot);
         let logs = self.state.logs();
         if logs.version() != self.logs_published {
             self.logs_published = logs.version();

@@ -120,6 +120,7 @@ fn estimating(band: Band) -> Eta {
         seconds: known(band.mid),
         low: known(band.low),
         high: known(band.high),
+        drift_sec: None,
     }
 }
 

@@ -103,6 +103,12 @@ pub struct Eta {
     /// Seconds left at the slow end of the band.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub high: Option<f64>,
+    /// How far the forecast finish has moved over the last hour (or since
+    /// the first forecast, if later), in seconds: positive when it slipped
+    /// later. The copy's forecast only, from the history (so it survives a
+    /// restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_sec: Option<f64>,
 }
 
 impl Eta {
@@ -121,13 +127,22 @@ impl Eta {
             seconds: Some(0.0),
             low: Some(0.0),
             high: Some(0.0),
+            drift_sec: None,
         }
+    }
+
+    /// When the work should be done, as seconds since the Unix epoch, seen
+    /// at `now`: while estimating.
+    pub fn finish_at(&self, now: time::OffsetDateTime) -> Option<f64> {
+        let seconds = self.seconds.filter(|s| s.is_finite())?;
+        (self.state == EtaState::Estimating).then(|| now.unix_timestamp() as f64 + seconds)
     }
 }
 
 impl fmt::Display for Eta {
     /// `12m30s (10m0s to 15m0s)` while estimating (`…` for an end not
-    /// known), else the state's name.
+    /// known), else the state's name; then `· +12m0s in the last hour`
+    /// when the finish has moved.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Whole seconds: a forecast is not that precise.
         let time = |s: Option<f64>| match s.filter(|s| s.is_finite() && *s >= 0.0) {
@@ -141,8 +156,17 @@ impl fmt::Display for Eta {
                 time(self.seconds),
                 time(self.low),
                 time(self.high)
+            )?,
+            (state, _) => f.write_str(state.as_str())?,
+        }
+        match self.drift_sec.filter(|d| d.is_finite() && d.abs() >= 1.0) {
+            Some(drift) => write!(
+                f,
+                " · {}{} in the last hour",
+                if drift > 0.0 { "+" } else { "−" },
+                time(Some(drift.abs()))
             ),
-            (state, _) => f.write_str(state.as_str()),
+            None => Ok(()),
         }
     }
 }
@@ -158,8 +182,17 @@ mod tests {
             seconds: Some(750.4),
             low: Some(600.0),
             high: None,
+            drift_sec: None,
         };
         assert_eq!(eta.to_string(), "12m30s (10m0s to …)");
+        let slipped = Eta {
+            drift_sec: Some(720.0),
+            ..eta
+        };
+        assert_eq!(
+            slipped.to_string(),
+            "12m30s (10m0s to …) · +12m0s in the last hour"
+        );
         assert_eq!(Eta::bare(EtaState::Measuring).to_string(), "measuring");
         assert_eq!(Eta::done().to_string(), "done");
         let json = serde_json::to_string(&Eta::bare(EtaState::Stalled)).unwrap();

@@ -389,6 +389,7 @@ mod tests {
             bytes_per_sec: 0.0,
             copy_bytes_per_sec: 0.0,
             tables_copied: 0,
+            copy_finish_at: None,
         };
         let mut model = Model::new();
         let live = Snapshot {

@@ -350,6 +350,7 @@ mod tests {
             seconds: Some(120.0),
             low: Some(100.0),
             high: None,
+            drift_sec: None,
         });
         let text = render_text(Arc::new(snapshot.clone()));
         for line in [
