@@ -86,6 +86,7 @@ fn the_copy_header_shows_the_forecast_with_its_band_or_its_state() {
         seconds,
         low: seconds.map(|s| s * 0.9),
         high: seconds.map(|s| s * 1.2),
+        drift_sec: None,
     };
     let mut snapshot = Snapshot {
         phase: Phase::Copy,

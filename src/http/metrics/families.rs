@@ -254,6 +254,11 @@ pub(super) const FAMILIES: &[Family] = &[
         }),
     ),
     family(
+        "eta_drift_seconds",
+        "How far the copy's forecast finish moved over the last hour; positive when it slipped",
+        Series::Gauge(|s| s.eta?.drift_sec),
+    ),
+    family(
         "eta_state",
         "1 for how far the copy's forecast can be trusted, 0 for the other states",
         Series::Labelled("state", |s| match &s.eta {

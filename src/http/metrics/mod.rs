@@ -350,7 +350,7 @@ mod tests {
             seconds: Some(120.0),
             low: Some(100.0),
             high: None,
-            drift_sec: None,
+            drift_sec: Some(-30.0),
         });
         let text = render_text(Arc::new(snapshot.clone()));
         for line in [
@@ -358,6 +358,7 @@ mod tests {
             "pgmigrator_eta_seconds{bound=\"mid\"} 120",
             "pgmigrator_eta_state{state=\"estimating\"} 1",
             "pgmigrator_eta_state{state=\"measuring\"} 0",
+            "pgmigrator_eta_drift_seconds -30",
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
