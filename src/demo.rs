@@ -1,8 +1,12 @@
 //! A simulated migration that drives a [`Collector`] exactly the way the
 //! pipeline does: connecting → schema → a parallel COPY of tables from
 //! kilobytes to gigabytes (one never analysed, one interrupted by a
-//! transient error) → streaming, with the applied LSN trailing a moving
-//! latest LSN so byte and time lag are real and vary, until stopped.
+//! transient error) while the source keeps writing → streaming, with the
+//! applied LSN catching up with a moving latest LSN so byte and time lag
+//! are real and vary, until stopped. Beside it, the replication slot
+//! (holding the WAL not yet confirmed, against a `max_slot_wal_keep_size`),
+//! the apply worker, each table's changes, and the cutover checks, so
+//! every surface has what a real migration gives it.
 //!
 //! `pgmigrator demo` serves it; it is also a way to try a surface without a
 //! database.
@@ -12,11 +16,44 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use time::OffsetDateTime;
+use tokio::task::JoinHandle;
 use tokio::time::{interval, sleep};
 
-use crate::collector::Collector;
+use crate::collector::{Collector, Update};
+use crate::cutover::CutoverLimits;
 use crate::lsn::Lsn;
-use crate::model::{Phase, TableProgress};
+use crate::model::{ApplyHealth, Cutover, Phase, SlotHealth, TableProgress, WalStatus};
+
+/// Where the source's WAL stands when the copy starts (the slot's start).
+const START_LSN: u64 = 0x3_2A00_0000;
+/// WAL the source writes a second while the tables are copied.
+const COPY_WAL_PER_SEC: f64 = 1_500_000.0;
+/// WAL the slot holds besides what is not yet confirmed (its restart
+/// point trails the confirmed position).
+const SLOT_BASE: u64 = 48 << 20;
+/// The source's `max_slot_wal_keep_size`.
+const SLOT_KEEP: u64 = 8 << 30;
+/// What blocks the demo's cutover: an error within the last minute, lag
+/// over 1 MiB or 5 s.
+fn demo_limits() -> CutoverLimits {
+    CutoverLimits {
+        max_lag_bytes: 1 << 20,
+        max_lag_seconds: 5.0,
+        error_window: Duration::from_secs(60),
+    }
+}
+
+/// A task stopped when this is dropped (when the demo stops).
+struct Beside(JoinHandle<()>);
+
+impl Drop for Beside {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// How a demo runs.
 #[derive(Debug, Clone)]
@@ -138,6 +175,18 @@ async fn migrate(collector: Collector, options: DemoOptions) {
     let tables = demo_tables(options.tables);
     collector.set_phase(Phase::Copy).await;
     collector.set_tables(tables.clone()).await;
+    // The slot starts where the source's WAL stands; the source keeps
+    // writing while the tables are copied, and the slot, the apply worker
+    // and the cutover checks are reported from here on.
+    collector.record_applied(Lsn(START_LSN), 0, 0).await;
+    collector.record_confirmed_lsn(Lsn(START_LSN)).await;
+    let latest = Arc::new(AtomicU64::new(START_LSN));
+    let writing = Beside(tokio::spawn(write_during_copy(
+        collector.clone(),
+        Arc::clone(&latest),
+        speed,
+    )));
+    let _reporting = Beside(tokio::spawn(report_slot(collector.clone())));
     collector
         .set_copy_workers(u32::try_from(options.workers.max(1)).unwrap_or(u32::MAX))
         .await;
@@ -161,13 +210,76 @@ async fn migrate(collector: Collector, options: DemoOptions) {
     for worker in workers {
         let _ = worker.await;
     }
+    drop(writing);
 
     collector.set_phase(Phase::Streaming).await;
-    for table in collector.snapshot().tables.iter() {
-        collector.table_streaming(&table.schema, &table.name).await;
+    let names: Vec<(String, String)> = collector
+        .snapshot()
+        .tables
+        .iter()
+        .map(|t| (t.schema.clone(), t.name.clone()))
+        .collect();
+    for (schema, name) in &names {
+        collector.table_streaming(schema, name).await;
     }
     tracing::info!("copy finished; streaming changes");
-    stream(&collector, speed).await;
+    stream(&collector, speed, latest.load(Ordering::Relaxed), &names).await;
+}
+
+/// The source's writes during the copy: WAL the slot holds until streaming
+/// applies it.
+async fn write_during_copy(collector: Collector, latest: Arc<AtomicU64>, speed: f64) {
+    let mut ticks = interval(Duration::from_millis(100));
+    loop {
+        ticks.tick().await;
+        let written = (COPY_WAL_PER_SEC * speed / 10.0) as u64;
+        let now = latest.fetch_add(written, Ordering::Relaxed) + written;
+        collector.record_latest_lsn(Lsn(now)).await;
+    }
+}
+
+/// The slot and the apply worker once a second, as a reader of the source
+/// and the destination would see them (the slot holds the WAL from a
+/// little before the confirmed position to the latest), and the catalog
+/// checks every 10 s (they find nothing: the verdict follows the snapshot).
+async fn report_slot(collector: Collector) {
+    let mut ticks = interval(Duration::from_secs(1));
+    for second in 0u64.. {
+        ticks.tick().await;
+        if second % 10 == 0 {
+            let checks = Cutover::new(OffsetDateTime::now_utc(), Vec::new(), Vec::new());
+            collector
+                .send(Update::Checks(Box::new((checks, demo_limits()))))
+                .await;
+        }
+        let s = collector.snapshot();
+        let confirmed = s.confirmed_lsn.0.max(START_LSN);
+        let retained = s.latest_lsn.0.max(confirmed) - confirmed + SLOT_BASE;
+        let safe = SLOT_KEEP.saturating_sub(retained);
+        collector
+            .record_slot(SlotHealth {
+                name: "pgmigrator_demo".into(),
+                active: true,
+                wal_status: match retained {
+                    r if r < 1 << 30 => WalStatus::Reserved,
+                    _ => WalStatus::Extended,
+                },
+                retained_bytes: retained,
+                safe_wal_size: i64::try_from(safe).ok(),
+                max_slot_wal_keep_size: Some(SLOT_KEEP),
+                ..SlotHealth::default()
+            })
+            .await;
+        if s.phase == Phase::Streaming {
+            let now = OffsetDateTime::now_utc();
+            collector
+                .record_apply(ApplyHealth {
+                    last_msg_receipt: Some(now),
+                    latest_end_time: Some(now),
+                })
+                .await;
+        }
+    }
 }
 
 /// Copies tables from the queue, reporting progress every interval.
@@ -226,10 +338,11 @@ async fn copy_worker(
 
 /// Streams until stopped: the source writes in waves, the applier keeps up
 /// most of the time and falls behind in bursts.
-async fn stream(collector: &Collector, speed: f64) {
+async fn stream(collector: &Collector, speed: f64, from: u64, tables: &[(String, String)]) {
     let mut random = Random(0xD1B5_4A32_D192_ED03);
-    let mut latest = 0x3_2A00_0000u64;
-    let mut applied = latest;
+    // What the source wrote during the copy is applied first.
+    let mut latest = from;
+    let mut applied = START_LSN;
     collector.record_latest_lsn(Lsn(latest)).await;
     collector.record_applied(Lsn(applied), 0, 0).await;
     let mut ticks = interval(Duration::from_millis(100));
@@ -251,6 +364,15 @@ async fn stream(collector: &Collector, speed: f64) {
             collector
                 .record_applied(Lsn(applied), rows, applying as i64)
                 .await;
+            // The rows fall on a few tables at a time; they add up.
+            let mut left = rows as u64;
+            while left > 0 && !tables.is_empty() {
+                let (schema, name) =
+                    &tables[(random.next() * tables.len() as f64) as usize % tables.len()];
+                let some = ((left as f64 * (0.3 + 0.7 * random.next())) as u64).clamp(1, left);
+                collector.add_table_changes(schema, name, some).await;
+                left -= some;
+            }
             collector
                 .record_confirmed_lsn(Lsn(applied - applying / 3))
                 .await;
@@ -310,5 +432,60 @@ mod tests {
         assert_eq!(s.error_count, 1);
         assert!(!s.last_error.contains("s3cret"));
         assert!(s.total_rows > 0 && s.latest_lsn > s.applied_lsn || s.caught_up);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_demo_gives_every_surface_what_a_real_migration_would() {
+        let collector = Collector::new();
+        let options = DemoOptions {
+            tables: 6,
+            speed: 20.0,
+            ..DemoOptions::default()
+        };
+        let demo = tokio::spawn(run(
+            collector.clone(),
+            options,
+            sleep(Duration::from_secs(300)),
+        ));
+        let (mut blocked_while_copying, mut ready, mut exhaustion, mut apply) =
+            (false, false, false, false);
+        for _ in 0..300 {
+            sleep(Duration::from_secs(1)).await;
+            collector.flush().await;
+            let s = collector.snapshot();
+            let Some(cutover) = &s.cutover else {
+                continue;
+            };
+            blocked_while_copying |= s.phase == Phase::Copy && !cutover.ready;
+            // Errors age by the wall clock, which paused time does not
+            // move: the transient error of the copy still counts here.
+            ready |= s.phase == Phase::Streaming
+                && cutover
+                    .blockers
+                    .iter()
+                    .all(|b| b.kind == crate::model::CutoverKind::RecentErrors);
+            exhaustion |= s.slot.as_ref().is_some_and(|slot| {
+                slot.exhausted_in_sec.is_some() && slot.safe_wal_size.is_some()
+            });
+            apply |= s
+                .apply
+                .as_ref()
+                .is_some_and(|a| a.last_msg_receipt.is_some());
+        }
+        demo.await.unwrap();
+        collector.flush().await;
+        let s = collector.snapshot();
+        assert!(blocked_while_copying, "NOT READY while tables copy");
+        assert!(ready, "READY once caught up: {:?}", s.cutover);
+        assert!(
+            exhaustion,
+            "the slot's headroom shrinks while the copy holds WAL"
+        );
+        assert!(apply, "the apply worker is reported while streaming");
+        // Each table's changes add up to the rows applied.
+        let changes: u64 = s.tables.iter().map(|t| t.changes_applied).sum();
+        assert_eq!(changes as i64, s.total_rows);
+        assert!(s.tables.iter().filter(|t| t.changes_applied > 0).count() > 1);
+        assert_eq!(s.copy_workers, Some(4));
     }
 }

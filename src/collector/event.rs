@@ -47,10 +47,6 @@ pub(crate) enum Update {
     Cutover(Box<Cutover>),
     /// The catalog checks' verdict; the snapshot's own blockers (tables,
     /// lag, slot, errors) are added under `limits` at every publication.
-    #[cfg_attr(
-        not(feature = "postgres"),
-        allow(dead_code, reason = "sent by the monitor")
-    )]
     Checks(Box<(Cutover, CutoverLimits)>),
     /// How many tables the pipeline copies at once.
     CopyWorkers(u32),

@@ -569,7 +569,9 @@ async fn the_charts_are_full_the_moment_the_dashboard_opens() {
     for s in (0..2 * 3600u64).step_by(5) {
         history.record(&Snapshot {
             timestamp: now - Duration::from_secs(2 * 3600 - s),
-            lag_seconds: (s % 600) as f64,
+            // Megabytes behind, and under half a minute.
+            lag_seconds: (s % 600) as f64 / 20.0,
+            lag_bytes: 4_000_000,
             ..Snapshot::default()
         });
     }
@@ -588,6 +590,26 @@ async fn the_charts_are_full_the_moment_the_dashboard_opens() {
         (25..=40).contains(&five_minutes),
         "{five_minutes} points over 5 minutes"
     );
+    // The lag chart's label is in the unit of its line: seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let [label, max] = page
+            .eval("[$('lag-chart-max').textContent, Math.max(...series.map((p) => p.lag))]")
+            .await
+            .as_array()
+            .cloned()
+            .and_then(|v| <[Value; 2]>::try_from(v).ok())
+            .unwrap();
+        let wanted = format!("max {:.1} s over the range", max.as_f64().unwrap());
+        if label == wanted.as_str() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{label} for a line up to {max} s"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
     page.eval("performance.clearMarks(); chooseRange('1h'); 0")
         .await;
     let hour = loaded_points(&mut page).await;

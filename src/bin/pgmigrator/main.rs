@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use pgmigrator_metrics::alerts;
+use pgmigrator_metrics::alerts::{self, AlertsConfig};
 use pgmigrator_metrics::app;
 use pgmigrator_metrics::demo::{self, DemoOptions};
 use pgmigrator_metrics::pg::{self, MonitorConfig};
@@ -84,6 +84,15 @@ async fn demo_command(args: DemoArgs, log_filter: &Targets) -> Result<(), Failur
         speed: args.speed,
         ..DemoOptions::default()
     };
+    if args.alerts.file.is_none() {
+        // The default rules on show, with no one to tell.
+        serving::start_alerts_with(
+            AlertsConfig::shown_only(),
+            collector.snapshots(),
+            Some(collector.clone()),
+            (alerts::saved_path(&state_file), None),
+        )?;
+    }
     let surfaces = surfaces(&args.http, &args.alerts, &collector, state_file, args.tui).await?;
     app::run(
         collector,

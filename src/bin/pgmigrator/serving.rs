@@ -167,7 +167,21 @@ pub(crate) fn start_alerts(
     let Some(file) = file else {
         return Ok(None);
     };
-    let mut config = AlertsConfig::load(file)?;
+    start_alerts_with(
+        AlertsConfig::load(file)?,
+        snapshots,
+        record,
+        (saved, one_of_several),
+    )
+}
+
+/// Alerts of `config` on `snapshots`, as [`start_alerts`].
+pub(crate) fn start_alerts_with(
+    mut config: AlertsConfig,
+    snapshots: Snapshots,
+    record: Option<Collector>,
+    (saved, one_of_several): (PathBuf, Option<&str>),
+) -> Result<Option<tokio::task::JoinHandle<()>>, Failure> {
     if let Some(id) = one_of_several {
         config.migration = format!("{}/{id}", config.migration);
     }
