@@ -40,6 +40,13 @@ pub enum Quantity {
     CutoverReady,
     /// Rows data verification found different, in every table (`--verify`).
     VerifyMismatchedRows,
+    /// Seconds until the copy is done, as forecast (while estimating).
+    EtaSeconds,
+    /// How far the copy's forecast finish moved over the last hour, in
+    /// seconds (positive: later).
+    EtaDrift,
+    /// Seconds until streaming has caught up, while catching up.
+    CatchUpSeconds,
 }
 
 /// How a quantity's values are written and compared.
@@ -53,7 +60,7 @@ enum Unit {
 }
 
 impl Quantity {
-    const ALL: [(&'static str, Quantity); 13] = [
+    const ALL: [(&'static str, Quantity); 16] = [
         ("lag_bytes", Quantity::LagBytes),
         ("lag_seconds", Quantity::LagSeconds),
         ("rows_per_sec", Quantity::RowsPerSec),
@@ -67,6 +74,9 @@ impl Quantity {
         ("phase", Quantity::Phase),
         ("cutover.ready", Quantity::CutoverReady),
         ("verify.mismatched_rows", Quantity::VerifyMismatchedRows),
+        ("eta_seconds", Quantity::EtaSeconds),
+        ("eta.drift", Quantity::EtaDrift),
+        ("catch_up_seconds", Quantity::CatchUpSeconds),
     ];
 
     /// The quantity's name in rules.
@@ -82,9 +92,12 @@ impl Quantity {
             Quantity::LagBytes | Quantity::SlotRetainedBytes | Quantity::SlotSafeWalSize => {
                 Unit::Bytes
             }
-            Quantity::LagSeconds | Quantity::StalledSeconds | Quantity::SlotExhaustedIn => {
-                Unit::Seconds
-            }
+            Quantity::LagSeconds
+            | Quantity::StalledSeconds
+            | Quantity::SlotExhaustedIn
+            | Quantity::EtaSeconds
+            | Quantity::EtaDrift
+            | Quantity::CatchUpSeconds => Unit::Seconds,
             Quantity::RowsPerSec | Quantity::ErrorCount | Quantity::VerifyMismatchedRows => {
                 Unit::Number
             }
@@ -313,6 +326,20 @@ impl Condition {
             Quantity::VerifyMismatchedRows => {
                 let rows = snapshot.verify.as_ref()?.mismatched_rows();
                 number(rows as f64, format!("{rows} rows"))
+            }
+            // Absent while not estimating or catching up: nothing holds.
+            Quantity::EtaSeconds => {
+                let left = snapshot.eta?.seconds?;
+                number(left, seconds(left))
+            }
+            Quantity::EtaDrift => {
+                let drift = snapshot.eta?.drift_sec?;
+                let sign = if drift < 0.0 { "−" } else { "+" };
+                number(drift, format!("{sign}{}", seconds(drift.abs())))
+            }
+            Quantity::CatchUpSeconds => {
+                let left = snapshot.catch_up?.seconds?;
+                number(left, seconds(left))
             }
         }
     }

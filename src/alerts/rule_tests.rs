@@ -76,6 +76,44 @@ fn slot_conditions_need_a_slot_and_may_use_a_share_of_its_limit() {
 }
 
 #[test]
+fn forecasts_hold_only_while_they_are_made() {
+    use crate::model::{CatchUp, CatchUpState, Eta, EtaState};
+    let mut snapshot = Snapshot::default();
+    for when in [
+        "slot.exhausted_in < 1h",
+        "eta_seconds > 2h",
+        "eta.drift > 30m",
+        "catch_up_seconds > 10m",
+    ] {
+        assert_eq!(holds(when, &snapshot), None, "{when}");
+    }
+    snapshot.slot = Some(SlotHealth {
+        exhausted_in_sec: Some(1800),
+        ..SlotHealth::default()
+    });
+    snapshot.eta = Some(Eta {
+        state: EtaState::Estimating,
+        seconds: Some(3.0 * 3600.0),
+        drift_sec: Some(45.0 * 60.0),
+        ..Eta::default()
+    });
+    snapshot.catch_up = Some(CatchUp {
+        state: CatchUpState::CatchingUp,
+        seconds: Some(300.0),
+        growing_bytes_per_sec: None,
+    });
+    assert_eq!(holds("slot.exhausted_in < 1h", &snapshot), Some(true));
+    assert_eq!(holds("eta_seconds > 2h", &snapshot), Some(true));
+    assert_eq!(holds("eta.drift > 30m", &snapshot), Some(true));
+    assert_eq!(holds("catch_up_seconds > 10m", &snapshot), Some(false));
+    let drift = Condition::parse("eta.drift > 30m")
+        .unwrap()
+        .measure(&snapshot, 0)
+        .unwrap();
+    assert_eq!(drift.value, "+45m0s");
+}
+
+#[test]
 fn mismatched_rows_need_a_verification_and_count_every_table() {
     use crate::model::{TableName, TableVerification, VerifyProgress, VerifyStatus};
     let mut snapshot = Snapshot::default();
