@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use pgmigrator_metrics::http::metrics::render_text;
 use pgmigrator_metrics::{
-    AlertState, AlertStatus, ApplyHealth, Cutover, CutoverItem, CutoverKind, Phase, Severity,
-    SlotHealth, Snapshot, TableProgress, WalStatus,
+    AlertState, AlertStatus, ApplyHealth, CatchUp, CatchUpState, Cutover, CutoverItem, CutoverKind,
+    Eta, EtaState, Phase, Severity, SlotHealth, Snapshot, TableProgress, WalStatus,
 };
 
 /// A snapshot with every optional part, so every metric is served.
@@ -22,11 +22,24 @@ fn everything() -> Snapshot {
         timestamp: now,
         tables: vec![TableProgress::new("public", "orders", 10, 8192)],
         eta_sec: Some(12.0),
+        eta: Some(Eta {
+            state: EtaState::Estimating,
+            seconds: Some(12.0),
+            low: Some(10.0),
+            high: Some(15.0),
+            drift_sec: Some(3.0),
+        }),
+        catch_up: Some(CatchUp {
+            state: CatchUpState::CatchingUp,
+            seconds: Some(30.0),
+            growing_bytes_per_sec: None,
+        }),
         slot: Some(SlotHealth {
             name: "sub".into(),
             wal_status: WalStatus::Reserved,
             safe_wal_size: Some(1 << 20),
             max_slot_wal_keep_size: Some(1 << 30),
+            exhausted_in_sec: Some(600),
             ..SlotHealth::default()
         }),
         apply: Some(ApplyHealth {
@@ -116,7 +129,10 @@ fn every_grafana_panel_queries_metrics_the_exporter_serves() {
     for wanted in [
         "pgmigrator_replication_lag_bytes",
         "pgmigrator_replication_lag_seconds",
-        "pgmigrator_copy_eta_seconds",
+        "pgmigrator_eta_seconds",
+        "pgmigrator_eta_drift_seconds",
+        "pgmigrator_slot_exhaustion_seconds",
+        "pgmigrator_catch_up_seconds",
         "pgmigrator_slot_safe_wal_size_bytes",
         "pgmigrator_table_changes_applied_total",
         "pgmigrator_alerts_firing",
