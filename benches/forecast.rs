@@ -88,6 +88,6 @@ fn main() {
          (the others measuring)"
     );
     for trace in Trace::all() {
-        println!("{}: {}", trace.name, trace.about);
+        println!("{}", trace.about);
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::rate::{Rate, RateWindow};
+use crate::rate::RateWindow;
 
 /// A rate window over `window` (a minute by default) in buckets of 5 s,
 /// to measure a pace with.
@@ -89,21 +89,21 @@ impl Pace {
     }
 
     /// The pace of what `window` counted, in rows and in bytes, once it
-    /// holds two whole buckets: the mean of its last three whole buckets,
-    /// with the spread of all of them.
+    /// holds two whole buckets: its rate over the last three whole buckets
+    /// and the current one (the last 15 to 20 s), with the spread of the
+    /// whole buckets.
     pub(crate) fn of_window(window: &RateWindow, now: Instant) -> Option<[Pace; 2]> {
         let buckets = window.bucket_rates(now);
         if buckets.len() < MEASURED_BUCKETS {
             return None;
         }
-        let recent = &buckets[buckets.len().saturating_sub(RECENT_BUCKETS)..];
-        let mean = |f: fn(&Rate) -> f64| recent.iter().map(f).sum::<f64>() / recent.len() as f64;
+        let recent = window.recent_rate(now, RECENT_BUCKETS);
         let rows: Vec<f64> = buckets.iter().map(|b| b.rows_per_sec).collect();
         let bytes: Vec<f64> = buckets.iter().map(|b| b.bytes_per_sec).collect();
         let seconds = PACE_BUCKET.as_secs_f64();
         Some([
-            Pace::from_samples(mean(|r| r.rows_per_sec), &rows, seconds),
-            Pace::from_samples(mean(|r| r.bytes_per_sec), &bytes, seconds),
+            Pace::from_samples(recent.rows_per_sec, &rows, seconds),
+            Pace::from_samples(recent.bytes_per_sec, &bytes, seconds),
         ])
     }
 

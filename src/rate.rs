@@ -160,6 +160,34 @@ impl RateWindow {
             .collect()
     }
 
+    /// The rates over the last `whole` whole buckets and the current one
+    /// (as far as it has come) at `now`: a sliding window that ends now.
+    pub fn recent_rate(&self, now: Instant, whole: usize) -> Rate {
+        let Some(origin) = self.origin else {
+            return Rate::default();
+        };
+        let offset = nanos_between(origin, now);
+        let current = offset / self.bucket_nanos;
+        let len = self.buckets.len() as u64;
+        let first = current.saturating_sub((whole as u64).min(len - 1));
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        for number in first..=current {
+            let bucket = &self.buckets[(number % len) as usize];
+            if bucket.number == number {
+                rows = rows.saturating_add(bucket.rows);
+                bytes = bytes.saturating_add(bucket.bytes);
+            }
+        }
+        let span = (offset - first * self.bucket_nanos) as f64 / 1e9;
+        if span <= 0.0 {
+            return Rate::default();
+        }
+        Rate {
+            rows_per_sec: rows as f64 / span,
+            bytes_per_sec: bytes as f64 / span,
+        }
+    }
+
     /// Bytes of memory this window holds, itself and its buckets; fixed at
     /// construction.
     pub fn memory_bytes(&self) -> usize {
@@ -216,6 +244,23 @@ mod tests {
         assert_eq!(rows(15.0), [10.0, 0.0, 20.0]);
         // Only the buckets still in the window.
         assert_eq!(rows(26.0), [20.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_recent_rate_is_over_the_last_whole_buckets_and_the_current_one() {
+        let t0 = Instant::now();
+        let mut window = RateWindow::new(secs(20.0), 4);
+        assert_eq!(window.recent_rate(t0, 2), Rate::default());
+        window.add(t0, 50, 0);
+        window.add(t0 + secs(6.0), 100, 0);
+        window.add(t0 + secs(11.0), 30, 0);
+        // At 12 s: buckets [0, 5), [5, 10) and 2 s of [10, 15): 180 rows in 12 s.
+        assert_eq!(window.recent_rate(t0 + secs(12.0), 2).rows_per_sec, 15.0);
+        // One whole bucket back: [5, 10) and [10, 12): 130 rows in 7 s.
+        let rate = window.recent_rate(t0 + secs(12.0), 1).rows_per_sec;
+        assert!((rate - 130.0 / 7.0).abs() < 1e-9, "{rate}");
+        // More than the window holds: the window.
+        assert_eq!(window.recent_rate(t0 + secs(12.0), 100).rows_per_sec, 15.0);
     }
 
     #[test]

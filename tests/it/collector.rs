@@ -253,9 +253,10 @@ async fn the_copy_is_measured_for_10_s_then_forecast_table_after_table_on_its_wo
     collector.set_tables(three_tables()).await;
     collector.set_copy_workers(1).await;
     collector.table_started("public", "orders").await;
-    // 40 rows (2,560 bytes) a second.
+    collector.flush().await;
+    // 40 rows (2,560 bytes) a second, reported at 0.5 s, 1.5 s, … 19.5 s.
+    advance(Duration::from_millis(500)).await;
     for second in 1..=20 {
-        advance(Duration::from_secs(1)).await;
         let rows = 40 * second;
         collector
             .update_table_progress("public", "orders", rows, rows * 64)
@@ -266,7 +267,10 @@ async fn the_copy_is_measured_for_10_s_then_forecast_table_after_table_on_its_wo
             assert_eq!(s.eta.map(|e| e.state), Some(EtaState::Measuring));
             assert_eq!(s.eta_sec, None);
         }
+        let step = if second < 20 { 1000 } else { 500 };
+        advance(Duration::from_millis(step)).await;
     }
+    collector.flush().await;
     let s = collector.snapshot();
     let eta = s.eta.unwrap();
     assert_eq!(eta.state, EtaState::Estimating);

@@ -46,18 +46,13 @@ async fn replayed_traces_score_as_the_readme_says() {
         scores.insert(trace.name.clone(), score);
     }
     let anchors = |s: &Score| [s.ghost, s.pt_osc, s.moving];
-    for name in ["demo", "indexed"] {
+    for name in ["demo", "indexed", "many_small"] {
         let score = &scores[name];
         assert!(
             anchors(score).iter().all(|e| score.ours < *e),
             "{name}: {score:?}"
         );
     }
-    let many = &scores["many_small"];
-    assert!(
-        many.ours < many.pt_osc && many.ours < many.moving,
-        "{many:?}"
-    );
     // Over every trace, ours errs least.
     let mean =
         |f: &dyn Fn(&Score) -> f64| scores.values().map(f).sum::<f64>() / scores.len() as f64;
