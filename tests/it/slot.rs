@@ -57,6 +57,19 @@ async fn followed_pair(
     (source, dest, collector, stop)
 }
 
+/// Stops the subscription and waits until the monitor sees its slot
+/// inactive.
+async fn disable(dest: &Cluster, collector: &Collector) {
+    dest.sql("ALTER SUBSCRIPTION sub DISABLE");
+    wait_for(
+        collector,
+        "an inactive slot",
+        Duration::from_secs(60),
+        |s| s.slot.as_ref().is_some_and(|slot| !slot.active),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_that_stops_advancing_is_shown_until_it_is_lost() {
     if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !cluster::available() {
@@ -196,14 +209,7 @@ async fn an_unlimited_slot_holds_wal_while_disabled_and_lets_it_go_after() {
         "{metrics}"
     );
 
-    dest.sql("ALTER SUBSCRIPTION sub DISABLE");
-    wait_for(
-        &collector,
-        "an inactive slot",
-        Duration::from_secs(60),
-        |s| s.slot.as_ref().is_some_and(|slot| !slot.active),
-    )
-    .await;
+    disable(&dest, &collector).await;
     source.sql("INSERT INTO filler SELECT g, repeat('x', 1000) FROM generate_series(1, 20000) g");
     source.sql("CHECKPOINT");
     wait_for(&collector, "20 MB held", Duration::from_secs(60), |s| {
@@ -233,14 +239,7 @@ async fn the_slot_is_lost_when_it_was_forecast_a_minute_before() {
     let (source, dest, collector, stop) =
         followed_pair("max_slot_wal_keep_size = 256MB\nmax_wal_size = 64MB\nmin_wal_size = 32MB\n")
             .await;
-    dest.sql("ALTER SUBSCRIPTION sub DISABLE");
-    wait_for(
-        &collector,
-        "an inactive slot",
-        Duration::from_secs(60),
-        |s| s.slot.as_ref().is_some_and(|slot| !slot.active),
-    )
-    .await;
+    disable(&dest, &collector).await;
     // About 2.5 MB of WAL a second, and a checkpoint every 2 s so the WAL
     // past the limit is removed as soon as it may be; 6 minutes at most.
     let loading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
