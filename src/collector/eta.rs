@@ -25,6 +25,9 @@ pub(crate) struct Concurrency {
     pace: RateWindow,
     /// Rows and bytes copied since the start.
     copied: [u64; 2],
+    /// The workers the pipeline said it has.
+    said: Option<u32>,
+    /// The most tables seen copying at once.
     most: usize,
     last: Option<(Instant, usize, [u64; 2])>,
     /// Per count in flight: seconds seen, and rows and bytes copied.
@@ -37,6 +40,7 @@ impl Concurrency {
         Concurrency {
             pace: pace_window(window),
             copied: [0; 2],
+            said: None,
             most: 0,
             last: None,
             seen: BTreeMap::new(),
@@ -70,9 +74,20 @@ impl Concurrency {
         Pace::of_window(&self.pace, now).map(|paces| paces.map(|p| p.split(workers)))
     }
 
-    /// The most tables seen copying at once.
-    pub(crate) fn most(&self) -> usize {
-        self.most
+    /// The pipeline said it copies `workers` tables at once.
+    pub(crate) fn said(&mut self, workers: u32) {
+        self.said = Some(workers);
+    }
+
+    /// The workers the pipeline said it has.
+    pub(crate) fn workers_said(&self) -> Option<u32> {
+        self.said
+    }
+
+    /// The copy's workers: as many as the pipeline said, else the most
+    /// tables seen copying at once.
+    fn workers(&self) -> usize {
+        self.said.map_or(self.most, |w| w as usize)
     }
 
     /// How the throughput shares out: fitted from the two counts in flight
@@ -124,17 +139,17 @@ fn estimating(band: Band) -> Eta {
     }
 }
 
-/// The forecast at `now` when `workers` copy at once (at least as many as
-/// are copying now). Until the copy has been seen with two counts of
+/// The forecast at `now` on the copy's workers (at least as many as are
+/// copying now). Until the copy has been seen with two counts of
 /// tables in flight, how a table speeds up when others are done is not
 /// known: the band then runs from a shared throughput (low) to a table's
 /// own rate (high), the middle between.
 pub(crate) fn copy_forecast(
     tables: &[Table],
     now: Instant,
-    workers: usize,
     concurrency: &Concurrency,
 ) -> CopyForecast {
+    let workers = concurrency.workers();
     let mut found = CopyForecast {
         overall: None,
         tables: vec![None; tables.len()],

@@ -15,6 +15,7 @@ mod inbox;
 #[cfg(feature = "tracing-layer")]
 mod layer;
 mod log_ring;
+mod outlook;
 mod state;
 mod table;
 

@@ -7,19 +7,18 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::clock::{Moment, Stopwatch, known, non_negative};
+use super::clock::{Moment, Stopwatch, non_negative};
 use super::eta;
 use super::event::Update;
 use super::log_ring::LogRing;
+use super::outlook::Outlook;
 use super::table::Table;
 use crate::cutover::{self, CutoverLimits};
-use crate::forecast::Slope;
 use crate::lag::LagTracker;
 use crate::lsn::{Lsn, format_lag, lag};
 use crate::model::{
-    AlertStatus, ApplyHealth, CatchUp, CatchUpState, Cutover, ErrorEntry, LogEntry, Phase,
-    PhaseSpan, SlotHealth, Snapshot, TableName, TableProgress, TableStatus, VerifyProgress,
-    WalStatus,
+    AlertStatus, ApplyHealth, Cutover, ErrorEntry, LogEntry, Phase, PhaseSpan, SlotHealth,
+    Snapshot, TableName, TableProgress, TableStatus, VerifyProgress,
 };
 use crate::rate::RateWindow;
 use crate::redact::{MASK, is_secret_key, redact};
@@ -66,11 +65,8 @@ pub(crate) struct State {
     logs: LogRing,
     /// The newest slot report, as the reader gave it.
     slot: Option<SlotHealth>,
-    /// The slot's `safe_wal_size` over the rate window: how fast its
-    /// headroom shrinks.
-    headroom: Slope,
-    /// The lag in bytes over the rate window: how fast streaming catches up.
-    lag_trend: Slope,
+    /// When the slot's headroom runs out and streaming catches up.
+    outlook: Outlook,
     /// The newest report of the destination's apply worker.
     apply: Option<ApplyHealth>,
     /// The newest cutover verdict, or the checks to derive it from.
@@ -80,10 +76,8 @@ pub(crate) struct State {
     notifications_failed: u64,
     /// The newest verification progress; `None` while verifying is off.
     verify: Option<VerifyProgress>,
-    /// How many tables the pipeline copies at once, as it said.
-    copy_workers: Option<u32>,
-    /// The copy's pace, how many tables were seen copying at once, and how
-    /// fast with each.
+    /// The copy's pace, its workers, and how fast it goes with each count
+    /// of tables in flight.
     concurrency: eta::Concurrency,
 }
 
@@ -132,14 +126,12 @@ impl State {
             errors: VecDeque::with_capacity(ERROR_HISTORY),
             logs: LogRing::new(settings.log_capacity),
             slot: None,
-            headroom: Slope::new(settings.rate_window),
-            lag_trend: Slope::new(settings.rate_window),
+            outlook: Outlook::new(settings.rate_window),
             apply: None,
             cutover: None,
             alerts: Vec::new(),
             notifications_failed: 0,
             verify: None,
-            copy_workers: None,
             concurrency: eta::Concurrency::new(settings.rate_window),
         }
     }
@@ -225,7 +217,10 @@ impl State {
                     table.changes_applied(changes);
                 }
             }
-            Update::Slot(slot) => self.record_slot(*slot, at.instant),
+            Update::Slot(slot) => {
+                self.outlook.slot(self.slot.as_ref(), &slot, at.instant);
+                self.slot = Some(*slot);
+            }
             Update::Apply(apply) => self.apply = Some(apply),
             Update::Cutover(mut cutover) => {
                 // Ready means no blocker, whatever the writer said.
@@ -237,7 +232,7 @@ impl State {
                 self.cutover = Some(Verdict::Derived { checks, limits });
             }
             Update::Verify(progress) => self.verify = Some(*progress),
-            Update::CopyWorkers(workers) => self.copy_workers = Some(workers),
+            Update::CopyWorkers(workers) => self.concurrency.said(workers),
             Update::Alerts(alerts) => {
                 (self.alerts, self.notifications_failed) = *alerts;
             }
@@ -249,7 +244,7 @@ impl State {
     /// The state as published at `at`.
     pub(crate) fn snapshot(&self, at: &Moment, logs_dropped: u64) -> Snapshot {
         let now = at.instant;
-        let forecast = self.copy_forecast(now);
+        let forecast = eta::copy_forecast(&self.tables, now, &self.concurrency);
         let tables: Vec<TableProgress> = self
             .tables
             .iter()
@@ -280,8 +275,9 @@ impl State {
             tables_copied,
             eta_sec: forecast.overall.and_then(|eta| eta.seconds),
             eta: forecast.overall,
-            copy_workers: self.copy_workers,
-            catch_up: self.catch_up(now, lag_bytes),
+            copy_workers: self.concurrency.workers_said(),
+            catch_up: (self.phase == Phase::Streaming)
+                .then(|| self.outlook.catch_up(now, lag_bytes)),
             tables,
             rows_per_sec: non_negative(applied.rows_per_sec),
             bytes_per_sec: non_negative(applied.bytes_per_sec),
@@ -298,7 +294,10 @@ impl State {
             errors: self.errors.iter().cloned().collect(),
             logs_dropped,
             stale: false,
-            slot: self.slot_view(now),
+            slot: self.slot.clone().map(|mut slot| {
+                slot.exhausted_in_sec = self.outlook.exhausted_in(&slot, now);
+                slot
+            }),
             apply: self.apply.clone(),
             cutover: None,
             alerts: self.alerts.clone(),
@@ -322,72 +321,8 @@ impl State {
         let in_flight = self.tables.iter().filter(|t| t.in_flight()).count();
         self.concurrency.observe(now, in_flight);
         if self.phase == Phase::Streaming {
-            self.lag_trend
-                .record(now, lag(self.applied, self.latest) as f64);
+            self.outlook.lag(now, lag(self.applied, self.latest));
         }
-    }
-
-    /// When streaming catches up at the rate its lag changed over the
-    /// window; `None` before streaming.
-    fn catch_up(&self, now: Instant, lag_bytes: u64) -> Option<CatchUp> {
-        if self.phase != Phase::Streaming {
-            return None;
-        }
-        let change = self.lag_trend.per_second(now);
-        let (state, seconds, growing) = match change {
-            _ if lag_bytes == 0 => (CatchUpState::CaughtUp, None, None),
-            None => (CatchUpState::Measuring, None, None),
-            Some(change) if change < 0.0 => (
-                CatchUpState::CatchingUp,
-                known(lag_bytes as f64 / -change),
-                None,
-            ),
-            Some(change) => (CatchUpState::FallingBehind, None, known(change)),
-        };
-        Some(CatchUp {
-            state,
-            seconds,
-            growing_bytes_per_sec: growing,
-        })
-    }
-
-    /// The copy's forecast on as many workers as the pipeline said, else
-    /// as the most tables seen copying at once.
-    fn copy_forecast(&self, now: Instant) -> eta::CopyForecast {
-        let most = self.concurrency.most();
-        let workers = self.copy_workers.map_or(most, |w| w as usize);
-        eta::copy_forecast(&self.tables, now, workers, &self.concurrency)
-    }
-
-    /// A slot report: its headroom is followed while it is the same slot
-    /// with a limit.
-    fn record_slot(&mut self, slot: SlotHealth, now: Instant) {
-        let same = self.slot.as_ref().is_some_and(|s| s.name == slot.name);
-        match slot.safe_wal_size {
-            Some(safe) if same || self.slot.is_none() => self.headroom.record(now, safe as f64),
-            Some(safe) => {
-                self.headroom.clear();
-                self.headroom.record(now, safe as f64);
-            }
-            None => self.headroom.clear(),
-        }
-        self.slot = Some(slot);
-    }
-
-    /// The slot as published: with when its headroom runs out at the rate
-    /// it shrinks.
-    fn slot_view(&self, now: Instant) -> Option<SlotHealth> {
-        let mut slot = self.slot.clone()?;
-        slot.exhausted_in_sec = match (slot.safe_wal_size, &slot.wal_status) {
-            (_, WalStatus::Lost) | (None, _) => None,
-            (Some(safe), _) if safe <= 0 => Some(0),
-            (Some(safe), _) => self
-                .headroom
-                .per_second(now)
-                .filter(|change| *change < 0.0)
-                .map(|change| (safe as f64 / -change).min(u64::MAX as f64) as u64),
-        };
-        Some(slot)
     }
 
     /// `rows` and `bytes` more copied at `now`.
