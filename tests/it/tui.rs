@@ -8,7 +8,8 @@ use pgmigrator_metrics::demo::{self, DemoOptions};
 use pgmigrator_metrics::http::{self, HttpConfig};
 use pgmigrator_metrics::tui::{self, Feed, Link, Model};
 use pgmigrator_metrics::{
-    Collector, Eta, EtaState, LogEntry, LogLevel, Lsn, Phase, Snapshot, TableProgress, TableStatus,
+    CatchUp, CatchUpState, Collector, Eta, EtaState, LogEntry, LogLevel, Lsn, Phase, Snapshot,
+    TableProgress, TableStatus,
 };
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -99,8 +100,19 @@ fn the_copy_header_shows_the_forecast_with_its_band_or_its_state() {
     let text = screen(&model_with(snapshot.clone()), 120, 24);
     assert!(text.contains("ETA 12m34s (11m19s to 15m5s)"), "{text}");
     snapshot.eta = Some(eta(EtaState::Stalled, None));
-    let text = screen(&model_with(snapshot), 120, 24);
+    let text = screen(&model_with(snapshot.clone()), 120, 24);
     assert!(text.contains("ETA stalled"), "{text}");
+    // Streaming behind: the lag line says when it catches up, or not.
+    snapshot.phase = Phase::Streaming;
+    snapshot.lag_bytes = 4 << 20;
+    snapshot.caught_up = false;
+    snapshot.catch_up = Some(CatchUp {
+        state: CatchUpState::FallingBehind,
+        seconds: None,
+        growing_bytes_per_sec: Some(1_258_291.0),
+    });
+    let text = screen(&model_with(snapshot), 120, 24);
+    assert!(text.contains("falling behind by 1.20 MiB/s"), "{text}");
 }
 
 #[test]
