@@ -7,6 +7,8 @@
 //! Every figure comes three times: at the recent rate (`mid`), and at the
 //! fast and slow ends of how it has varied (`low`, `high`).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -252,38 +254,40 @@ pub(crate) fn schedule(
     sharing: Sharing,
 ) -> Finish {
     let workers = workers.max(in_flight.len()).max(1);
+    // No work below zero, and none in what is not a number.
+    let waiting: Vec<f64> = waiting.iter().map(|w| w.max(0.0)).collect();
     let mut queue: Vec<usize> = (0..waiting.len()).collect();
     queue.sort_by(|&a, &b| waiting[a].total_cmp(&waiting[b]));
-    // (work left in seconds at today's speed, which table): in flight as
-    // `Ok(i)`, started from the queue as `Err(j)`.
-    let mut running: Vec<(f64, Result<usize, usize>)> = in_flight
+    // Every table running goes at the same speed, so their order of
+    // finishing never changes: each is kept by the work done (in seconds at
+    // today's speed) at which it ends, the soonest first. The bits of a
+    // non-negative float order as the float does.
+    let ends = |work: f64| work.max(0.0).to_bits();
+    let mut running: BinaryHeap<Reverse<(u64, Result<usize, usize>)>> = in_flight
         .iter()
         .enumerate()
-        .map(|(i, &t)| (t.max(0.0), Ok(i)))
+        .map(|(i, &t)| Reverse((ends(t), Ok(i))))
         .collect();
     let mut done = Finish {
         in_flight: vec![0.0; in_flight.len()],
         waiting: vec![0.0; waiting.len()],
         last: 0.0,
     };
-    let mut clock = 0.0;
+    let (mut clock, mut work) = (0.0, 0.0);
     loop {
         while running.len() < workers
             && let Some(j) = queue.pop()
         {
-            running.push((waiting[j].max(0.0), Err(j)));
+            running.push(Reverse((ends(work + waiting[j]), Err(j))));
         }
         let speed = sharing.speed(running.len());
-        let Some(next) = (0..running.len()).min_by(|&a, &b| running[a].0.total_cmp(&running[b].0))
-        else {
+        let Some(Reverse((end, table))) = running.pop() else {
             break;
         };
-        let step = running[next].0;
-        clock += step / speed;
-        for task in &mut running {
-            task.0 -= step;
-        }
-        match running.swap_remove(next).1 {
+        let end = f64::from_bits(end);
+        clock += (end - work) / speed;
+        work = end;
+        match table {
             Ok(i) => done.in_flight[i] = clock,
             Err(j) => done.waiting[j] = clock,
         }
@@ -399,6 +403,19 @@ mod tests {
         assert_eq!((finish.waiting, finish.last), (vec![3.0, 3.0], 5.0));
         // Fewer workers said than tables in flight: each in flight has one.
         assert_eq!(schedule(&[1.0, 1.0, 1.0], &[1.0], 1, OWN).last, 2.0);
+    }
+
+    #[test]
+    fn ten_thousand_tables_in_flight_finish_each_at_its_own_time() {
+        // A state file may list every table as copying: one pass each.
+        let times: Vec<f64> = (0..10_000).rev().map(f64::from).collect();
+        let finish = schedule(&times, &[f64::NAN, 1.0], 1, OWN);
+        assert_eq!(finish.in_flight, times);
+        // The 1 s table takes the worker free at 0 s; the NaN one (no work)
+        // the next, at 1 s.
+        assert_eq!(finish.waiting, [1.0, 1.0], "NaN is no work");
+        let infinite = schedule(&[f64::INFINITY, 1.0], &[], 2, OWN);
+        assert_eq!(infinite.in_flight, [f64::INFINITY, 1.0]);
     }
 
     #[test]
