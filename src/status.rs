@@ -116,11 +116,11 @@ fn write_report(out: &mut String, s: &Snapshot, now: OffsetDateTime) -> std::fmt
         if s.caught_up { " (caught up)" } else { "" }
     )?;
     if let Some(catch_up) = s.catch_up.filter(|_| !s.caught_up) {
-        writeln!(out, "Catch-up:     {catch_up}")?;
+        writeln!(out, "Catch-up:     {}", printable(&catch_up.to_string()))?;
     }
     if s.tables_copied < s.tables_total {
         match (&s.eta, s.eta_sec) {
-            (Some(eta), _) => writeln!(out, "Copy ETA:     {eta}")?,
+            (Some(eta), _) => writeln!(out, "Copy ETA:     {}", printable(&eta.to_string()))?,
             // A state file from before forecasts had a state and a band.
             (None, Some(eta)) => {
                 let eta = Duration::from_secs(seconds(eta).as_secs());
@@ -530,7 +530,19 @@ Tables:
         snapshot.error_count = 1;
         snapshot.last_error = format!("\x1b[2J{}", "e".repeat(1_000_000));
         snapshot.lag_formatted = "\r\x1b[1A".into();
+        // Forecast states a newer (or hostile) file names.
+        snapshot.tables_copied = 0;
+        snapshot.caught_up = false;
+        snapshot.eta = Some(crate::model::Eta::bare(crate::model::EtaState::from_name(
+            "\x1b[2Jeta",
+        )));
+        snapshot.catch_up = Some(crate::model::CatchUp {
+            state: crate::model::CatchUpState::from_name("\x1b[2Jcatch"),
+            ..crate::model::CatchUp::default()
+        });
         let report = render(&snapshot, snapshot.timestamp);
+        assert!(report.contains(r"Copy ETA:     \e[2Jeta"), "{report}");
+        assert!(report.contains(r"Catch-up:     \e[2Jcatch"), "{report}");
         assert!(!report.contains('\x1b') && !report.contains('\u{9b}') && !report.contains('\x07'));
         assert!(
             report.contains(r"t\e]52;c;ZXZpbA==\x07\u{9b}2J"),

@@ -102,6 +102,14 @@ fn the_copy_header_shows_the_forecast_with_its_band_or_its_state() {
     snapshot.eta = Some(eta(EtaState::Stalled, None));
     let text = screen(&model_with(snapshot.clone()), 120, 24);
     assert!(text.contains("ETA stalled"), "{text}");
+    // A state a hostile file names is shown escaped.
+    let mut hostile = snapshot.clone();
+    hostile.eta = Some(eta(EtaState::from_name("\x1b[2Jx"), None));
+    let text = screen(&model_with(hostile), 120, 24);
+    assert!(
+        text.contains(r"ETA \e[2Jx") && !text.contains('\x1b'),
+        "{text}"
+    );
     // Streaming behind: the lag line says when it catches up, or not.
     snapshot.phase = Phase::Streaming;
     snapshot.lag_bytes = 4 << 20;

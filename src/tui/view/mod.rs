@@ -139,7 +139,7 @@ fn draw_progress(frame: &mut Frame, area: Rect, model: &Model) {
     };
     let eta = match (&s.eta, s.eta_sec) {
         _ if s.tables_total > 0 && s.tables_copied == s.tables_total => "done".to_owned(),
-        (Some(eta), _) => eta.to_string(),
+        (Some(eta), _) => printable(&eta.to_string()).into_owned(),
         (None, Some(eta)) => elapsed(eta),
         (None, None) => "–".to_owned(),
     };

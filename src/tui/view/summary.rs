@@ -88,7 +88,7 @@ pub(super) fn draw_header(frame: &mut Frame, area: Rect, model: &Model, now: Ins
             _ => Color::Reset,
         };
         second.push(Span::styled(
-            format!(" · {catch_up}"),
+            format!(" · {}", printable(&catch_up.to_string())),
             Style::new().fg(color),
         ));
     }
