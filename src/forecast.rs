@@ -173,6 +173,12 @@ fn trend(samples: &[f64], seconds: f64) -> f64 {
             (middle, rate)
         })
         .collect();
+    slope(&points).unwrap_or(0.0)
+}
+
+/// The least-squares slope of `points` (x, y); `None` when it is not a
+/// number (fewer than two distinct x).
+fn slope(points: &[(f64, f64)]) -> Option<f64> {
     let n = points.len() as f64;
     let (mx, my) = points
         .iter()
@@ -181,7 +187,7 @@ fn trend(samples: &[f64], seconds: f64) -> f64 {
         (c + (p.0 - mx) * (p.1 - my), v + (p.0 - mx) * (p.0 - mx))
     });
     let slope = cov / var;
-    if slope.is_finite() { slope } else { 0.0 }
+    slope.is_finite().then_some(slope)
 }
 
 /// Seconds to do `left` from `rate`, the rate changing by `trend` (≤ 0)
@@ -361,15 +367,7 @@ impl Slope {
         if live.len() < 3 || span < SLOPE_SPAN.as_secs_f64() {
             return None;
         }
-        let n = live.len() as f64;
-        let (mx, my) = live
-            .iter()
-            .fold((0.0, 0.0), |(x, y), p| (x + p.0 / n, y + p.1 / n));
-        let (cov, var) = live.iter().fold((0.0, 0.0), |(c, v), p| {
-            (c + (p.0 - mx) * (p.1 - my), v + (p.0 - mx) * (p.0 - mx))
-        });
-        let slope = cov / var;
-        slope.is_finite().then_some(slope)
+        slope(&live)
     }
 }
 
