@@ -404,6 +404,29 @@ mod tests {
     }
 
     #[test]
+    fn a_falling_trend_slows_the_slow_end_down_to_a_quarter_of_the_rate_at_most() {
+        // 100 units a second, falling by 0.5 a second per unit done: the
+        // rate reaches 25 (a quarter) after 150 units; the rest at 25.
+        let to_floor = (0.25f64).ln() / -0.5;
+        assert!((time_falling(150.0, 100.0, -0.5) - to_floor).abs() < 1e-9);
+        assert!((time_falling(250.0, 100.0, -0.5) - (to_floor + 100.0 / 25.0)).abs() < 1e-9);
+        assert_eq!(time_falling(100.0, 100.0, 0.0), 1.0, "no trend");
+        let pace = Pace {
+            slow: 50.0,
+            mean: 100.0,
+            fast: 200.0,
+            trend: -0.5,
+        };
+        let band = pace.seconds(250.0).unwrap();
+        assert_eq!(
+            (band.low, band.mid),
+            (1.25, 2.5),
+            "the trend only slows the slow end"
+        );
+        assert!(band.high > 250.0 / 50.0, "{band:?}");
+    }
+
+    #[test]
     fn ten_thousand_tables_in_flight_finish_each_at_its_own_time() {
         // A state file may list every table as copying: one pass each.
         let times: Vec<f64> = (0..10_000).rev().map(f64::from).collect();
