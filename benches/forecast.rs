@@ -9,7 +9,7 @@
 //! `cargo bench --bench forecast`; with
 //! `PGMIGRATOR_RECORD_TRACES=benches/traces` the real-copy traces are
 //! recorded again first (two throw-away PostgreSQL 15 clusters per trace,
-//! a few minutes).
+//! about twenty minutes).
 
 // Shared with the tests, which also use what this bench does not.
 #[allow(dead_code)]

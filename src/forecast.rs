@@ -28,10 +28,12 @@ const PACE_BUCKET: Duration = Duration::from_secs(5);
 /// Whole buckets (10 s) seen before a pace is trusted: until then a
 /// forecast is `measuring`.
 const MEASURED_BUCKETS: usize = 2;
-/// Whole buckets (15 s) a pace is the mean of: recent enough to follow a
-/// rate that changes (a table left alone, an index outgrowing memory),
-/// long enough not to follow one slow report.
-const RECENT_BUCKETS: usize = 3;
+/// How far, in the buckets' own noise, the rate after a split of the
+/// window must lie from the rate before it for the split to be a shift.
+const SHIFT_SIGMAS: f64 = 3.0;
+/// And how far as a fraction of the rate before: a smaller shift is not
+/// worth a pace measured over less time.
+const SHIFT_FRACTION: f64 = 0.2;
 
 /// Three readings of one quantity: at the fast end of the recent rates,
 /// at their mean, and at their slow end.
@@ -91,17 +93,31 @@ impl Pace {
     }
 
     /// The pace of what `window` counted, in rows and in bytes, once it
-    /// holds two whole buckets: its rate over the last three whole buckets
-    /// and the current one (the last 15 to 20 s), with the spread of the
-    /// whole buckets.
+    /// holds two whole buckets: its rate since the last shift of the rate
+    /// (see [`since_shift`]; the whole window when there was none), the
+    /// current bucket included, with the spread of the whole buckets.
     pub(crate) fn of_window(window: &RateWindow, now: Instant) -> Option<[Pace; 2]> {
         let buckets = window.bucket_rates(now);
         if buckets.len() < MEASURED_BUCKETS {
             return None;
         }
-        let recent = window.recent_rate(now, RECENT_BUCKETS);
         let rows: Vec<f64> = buckets.iter().map(|b| b.rows_per_sec).collect();
         let bytes: Vec<f64> = buckets.iter().map(|b| b.bytes_per_sec).collect();
+        let counted = match rows.iter().any(|&r| r > 0.0) {
+            true => &rows,
+            false => &bytes,
+        };
+        // The current bucket, once half of it has passed: what confirms a
+        // shift seen in the newest whole bucket alone.
+        let current = window
+            .current_span(now)
+            .filter(|span| *span >= PACE_BUCKET / 2)
+            .map(|_| window.recent_rate(now, 0))
+            .map(|rate| match counted == &rows {
+                true => rate.rows_per_sec,
+                false => rate.bytes_per_sec,
+            });
+        let recent = window.recent_rate(now, since_shift(counted, current));
         let seconds = PACE_BUCKET.as_secs_f64();
         Some([
             Pace::from_samples(recent.rows_per_sec, &rows, seconds),
@@ -153,6 +169,59 @@ impl Pace {
             mean,
             fast: quantile(0.9).max(mean),
             trend: trend(samples, seconds).min(0.0),
+        }
+    }
+}
+
+/// How many of the newest `samples` (rates over equal spans, oldest
+/// first) a pace is the mean of: those since the last shift of the rate
+/// (a throttle, a neighbour taking the cores, a table left alone), else
+/// all of them. A split of the samples is a shift when the mean after it
+/// lies [`SHIFT_SIGMAS`] standard errors and [`SHIFT_FRACTION`] of the
+/// rate away from the mean before it, every sample since shifted the same
+/// way by that fraction too (but the newest, which may begin the next
+/// shift), over 10 s at least (two samples, or one and `current`, the
+/// rate of at least half a sample since, shifted alike): one slow bucket
+/// is not taken for a new pace. The noise is
+/// measured from successive differences (1.4826 × their median ÷ √2),
+/// which a shift hardly moves, where a spread would count the shift
+/// itself as noise. The clearest split is taken, then the clearest after
+/// it, until none is left.
+fn since_shift(samples: &[f64], current: Option<f64>) -> usize {
+    let mut steps: Vec<f64> = samples.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+    steps.retain(|s| s.is_finite());
+    if steps.len() < 2 {
+        return samples.len();
+    }
+    steps.sort_by(f64::total_cmp);
+    let sigma = 1.4826 * steps[steps.len() / 2] / std::f64::consts::SQRT_2;
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let mut start = 0;
+    loop {
+        let rest = &samples[start..];
+        let clearest = (1..rest.len())
+            .filter_map(|split| {
+                let (before, after) = rest.split_at(split);
+                let (was, is) = (mean(before), mean(after));
+                let away = |rate: f64| (rate - was) * (is - was).signum() > SHIFT_FRACTION * was;
+                let confirmed = after.len() >= MEASURED_BUCKETS || current.is_some_and(away);
+                // The newest may begin the next shift.
+                let settled = &after[..after.len().saturating_sub(1).max(1)];
+                if !confirmed || !settled.iter().all(|&rate| away(rate)) {
+                    return None;
+                }
+                let error = sigma * (1.0 / before.len() as f64 + 1.0 / after.len() as f64).sqrt();
+                let shift = (is - was).abs();
+                let sigmas = match error > 0.0 {
+                    true => shift / error,
+                    false => f64::INFINITY,
+                };
+                (shift > SHIFT_FRACTION * was && sigmas > SHIFT_SIGMAS).then_some((split, sigmas))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        match clearest {
+            Some((split, _)) => start += split,
+            None => return samples.len() - start,
         }
     }
 }
@@ -498,6 +567,49 @@ mod tests {
         let both = Pace::mean_of(&[pace, Pace::from_samples(20.0, &[], 5.0)]).unwrap();
         assert_eq!(both.mean, 15.0);
         assert_eq!(Pace::mean_of(&[]), None);
+    }
+
+    #[test]
+    fn a_pace_is_measured_since_the_last_shift_of_the_rate_confirmed_by_ten_seconds() {
+        // Slow at first, fast for a while, then halved: the early slow
+        // buckets must not hide the halving as noise.
+        let run = [350.0, 330.0, 360.0, 700.0, 720.0, 690.0, 710.0, 700.0];
+        assert_eq!(since_shift(&run, None), 5, "since it went fast");
+        let halved = [run.as_slice(), &[360.0]].concat();
+        assert_eq!(since_shift(&halved, None), 6, "one slow bucket: not yet");
+        assert_eq!(since_shift(&halved, Some(700.0)), 6, "and it recovered");
+        assert_eq!(
+            since_shift(&halved, Some(340.0)),
+            1,
+            "confirmed by the current one"
+        );
+        let halved = [run.as_slice(), &[360.0, 340.0]].concat();
+        assert_eq!(since_shift(&halved, None), 2, "two slow buckets");
+        // Noise the size of the run's own, or a shift under a fifth of
+        // the rate: the whole window.
+        let steady = [700.0, 650.0, 720.0, 660.0, 710.0, 640.0, 700.0];
+        assert_eq!(since_shift(&steady, None), 7);
+        assert_eq!(since_shift(&[100.0, 100.0, 100.0, 85.0, 85.0], None), 5);
+        assert_eq!(since_shift(&[100.0, 100.0, 100.0, 75.0, 75.0], None), 2);
+        assert_eq!(since_shift(&[100.0, 50.0], None), 2, "no noise measured");
+        assert_eq!(since_shift(&[f64::NAN, 1.0, f64::NAN], Some(1.0)), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paces_mean_is_the_rate_since_a_shift_and_its_band_what_was_seen() {
+        let t0 = Instant::now();
+        let mut window = pace_window(Duration::from_secs(60));
+        // 1,000 rows a second for 30 s, with some noise, then 400.
+        for tenth in 0..400u64 {
+            let rate = match tenth < 300 {
+                true => 1_000 + (tenth % 7) * 20,
+                false => 400,
+            };
+            window.add(t0 + Duration::from_millis(tenth * 100), rate / 10, rate);
+        }
+        let [rows, _] = Pace::of_window(&window, t0 + Duration::from_secs(40)).unwrap();
+        assert!((rows.mean - 400.0).abs() < 1.0, "{rows:?}");
+        assert!(rows.fast > 1_000.0, "{rows:?}");
     }
 
     #[test]

@@ -188,6 +188,13 @@ impl RateWindow {
         }
     }
 
+    /// How far the current bucket has come at `now`; `None` before the
+    /// first entry.
+    pub fn current_span(&self, now: Instant) -> Option<Duration> {
+        let offset = nanos_between(self.origin?, now);
+        Some(Duration::from_nanos(offset % self.bucket_nanos))
+    }
+
     /// Bytes of memory this window holds, itself and its buckets; fixed at
     /// construction.
     pub fn memory_bytes(&self) -> usize {
@@ -251,6 +258,7 @@ mod tests {
         let t0 = Instant::now();
         let mut window = RateWindow::new(secs(20.0), 4);
         assert_eq!(window.recent_rate(t0, 2), Rate::default());
+        assert_eq!(window.current_span(t0), None);
         window.add(t0, 50, 0);
         window.add(t0 + secs(6.0), 100, 0);
         window.add(t0 + secs(11.0), 30, 0);
@@ -259,6 +267,9 @@ mod tests {
         // One whole bucket back: [5, 10) and [10, 12): 130 rows in 7 s.
         let rate = window.recent_rate(t0 + secs(12.0), 1).rows_per_sec;
         assert!((rate - 130.0 / 7.0).abs() < 1e-9, "{rate}");
+        // The current bucket alone: 2 s of [10, 15).
+        assert_eq!(window.current_span(t0 + secs(12.0)), Some(secs(2.0)));
+        assert_eq!(window.recent_rate(t0 + secs(12.0), 0).rows_per_sec, 15.0);
         // More than the window holds: the window.
         assert_eq!(window.recent_rate(t0 + secs(12.0), 100).rows_per_sec, 15.0);
     }
