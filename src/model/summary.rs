@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{AlertState, Phase, Severity, Snapshot, WalStatus};
+use super::{AlertState, Eta, Phase, Severity, Snapshot, WalStatus};
 
 /// A migration at a glance: what `GET /api/v1/migrations` lists, the
 /// dashboard's fleet view and the terminal dashboard's migration list show.
@@ -26,12 +26,19 @@ pub struct MigrationSummary {
     pub lag_seconds: f64,
     /// Seconds until every table is copied, when known.
     pub eta_sec: Option<f64>,
+    /// The copy's forecast: its state (say, `stalled`), band and drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<Eta>,
     /// Alerts firing.
     pub alerts_firing: usize,
     /// The worst severity firing; `None` when none is.
     pub alert_severity: Option<Severity>,
     /// The slot's `wal_status`; `None` when no slot is reported.
     pub slot_wal_status: Option<WalStatus>,
+    /// Seconds until the slot's WAL is lost at the rate it fills, when
+    /// that is forecast (see [`SlotHealth::exhausted_in_sec`](super::SlotHealth::exhausted_in_sec)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_exhausted_in_sec: Option<u64>,
     /// The cutover verdict; `None` while nothing computed one.
     pub cutover_ready: Option<bool>,
     /// The data comes from a state file that stopped changing, or is old.
@@ -50,9 +57,11 @@ impl MigrationSummary {
             lag_bytes: s.lag_bytes,
             lag_seconds: s.lag_seconds,
             eta_sec: s.eta_sec,
+            eta: s.eta,
             alerts_firing: firing().count(),
             alert_severity: firing().map(|a| a.severity).max(),
             slot_wal_status: s.slot.as_ref().map(|slot| slot.wal_status.clone()),
+            slot_exhausted_in_sec: s.slot.as_ref().and_then(|slot| slot.exhausted_in_sec),
             cutover_ready: s.cutover.as_ref().map(|c| c.ready),
             stale: s.is_stale(now),
         }

@@ -12,7 +12,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
-use crate::model::{MigrationSummary, Severity, WalStatus};
+use crate::model::{EtaState, MigrationSummary, Severity, WalStatus};
 use crate::printable::printable;
 use crate::units::{format_bytes, format_duration};
 
@@ -185,12 +185,16 @@ fn row(m: &MigrationSummary) -> Row<'static> {
         Some(true) => ("READY", Color::Green),
         Some(false) => ("NOT READY", Color::Red),
     };
-    let eta = if m.tables_total > 0 && m.tables_copied == m.tables_total {
-        "done".to_owned()
-    } else {
-        m.eta_sec
+    let eta = match m.eta {
+        _ if m.tables_total > 0 && m.tables_copied == m.tables_total => "done".to_owned(),
+        // Not a time: what the forecast waits for (`measuring`, `stalled`).
+        Some(eta) if eta.state != EtaState::Estimating => {
+            printable(eta.state.as_str()).into_owned()
+        }
+        _ => m
+            .eta_sec
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .map_or_else(|| "–".to_owned(), format_duration)
+            .map_or_else(|| "–".to_owned(), format_duration),
     };
     let phase = format!(
         "{}{}",
@@ -263,5 +267,41 @@ mod tests {
         model.handle_key(key(KeyCode::Down));
         model.handle_key(key(KeyCode::Enter));
         assert_eq!(model.take_open(), None);
+    }
+
+    #[test]
+    fn the_eta_column_says_what_a_forecast_waits_for_instead_of_a_time() {
+        use crate::model::Eta;
+        let forecast = |id: &str, eta: Eta| MigrationSummary {
+            eta_sec: eta.seconds,
+            eta: Some(eta),
+            tables_total: 2,
+            ..summary(id)
+        };
+        let estimating = Eta {
+            state: EtaState::Estimating,
+            seconds: Some(754.0),
+            ..Eta::default()
+        };
+        let mut model = FleetModel::new();
+        model.on_migrations(Arc::new(vec![
+            forecast("shop", estimating),
+            forecast("crm", Eta::bare(EtaState::Stalled)),
+            forecast("evil", Eta::bare(EtaState::from_name("\x1b[2J"))),
+        ]));
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 8)).unwrap();
+        terminal.draw(|frame| draw_fleet(frame, &model)).unwrap();
+        let lines: Vec<String> = terminal
+            .backend()
+            .buffer()
+            .content
+            .chunks(120)
+            .map(|row| row.iter().map(|c| c.symbol()).collect())
+            .collect();
+        let line = |id: &str| lines.iter().find(|l| l.contains(id)).unwrap().clone();
+        assert!(line("shop").contains("12m34s"), "{lines:#?}");
+        assert!(line("crm").contains("stalled"), "{lines:#?}");
+        assert!(line("evil").contains("\\e[2J"), "{lines:#?}");
     }
 }

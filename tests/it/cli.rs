@@ -1093,6 +1093,113 @@ async fn serve_watches_a_directory_and_serves_each_migration_that_appears() {
     assert!(body.contains("\"phase\":\"streaming\""), "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_behind_a_token_passes_each_migrations_forecasts_to_every_surface() {
+    use pgmigrator_metrics::{CatchUp, CatchUpState, Eta, EtaState, SlotHealth, WalStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let shop = Snapshot {
+        phase: Phase::Copy,
+        timestamp: now,
+        tables_total: 3,
+        eta_sec: Some(750.0),
+        eta: Some(Eta {
+            state: EtaState::Estimating,
+            seconds: Some(750.0),
+            low: Some(600.0),
+            high: Some(1000.0),
+            drift_sec: Some(720.0),
+        }),
+        slot: Some(SlotHealth {
+            name: "shop_sub".into(),
+            wal_status: WalStatus::Reserved,
+            safe_wal_size: Some(1 << 30),
+            max_slot_wal_keep_size: Some(2 << 30),
+            exhausted_in_sec: Some(2730),
+            ..SlotHealth::default()
+        }),
+        ..Snapshot::default()
+    };
+    let billing = Snapshot {
+        phase: Phase::Copy,
+        timestamp: now,
+        tables_total: 2,
+        eta: Some(Eta::bare(EtaState::Stalled)),
+        lag_bytes: 64 << 20,
+        catch_up: Some(CatchUp {
+            state: CatchUpState::FallingBehind,
+            seconds: None,
+            growing_bytes_per_sec: Some(2_097_152.0),
+        }),
+        ..Snapshot::default()
+    };
+    for (id, snapshot) in [("shop", &shop), ("billing", &billing)] {
+        fs::create_dir(dir.path().join(id)).unwrap();
+        write_state_file(&dir.path().join(id).join("state.json"), snapshot).unwrap();
+    }
+    let token = "a-fleet-token-0123456789";
+    let (_serve, url) = crate::start_pgmigrator(&[
+        "serve".as_ref(),
+        "--state-dir".as_ref(),
+        dir.path().as_os_str(),
+        "--token".as_ref(),
+        token.as_ref(),
+    ]);
+    let base = url.replace("?token=…", "");
+    let bearer = format!("Bearer {token}");
+    let get = |path: &str, authorized: bool| {
+        let (url, bearer) = (format!("{base}{path}"), bearer.clone());
+        async move {
+            let headers = [("authorization", bearer.as_str())];
+            let headers: &[(&str, &str)] = if authorized { &headers } else { &[] };
+            crate::http::get(&url, headers).await
+        }
+    };
+    assert_eq!(get("api/v1/migrations", false).await.0, 401);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let list = loop {
+        let (status, _, body) = get("api/v1/migrations", true).await;
+        assert_eq!(status, 200, "{body}");
+        let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        if list.len() == 2 {
+            break list;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let row = |id: &str| list.iter().find(|m| m["id"] == id).unwrap().clone();
+    assert_eq!(
+        row("shop")["eta"],
+        serde_json::json!({"state": "estimating", "seconds": 750.0, "low": 600.0,
+                           "high": 1000.0, "drift_sec": 720.0})
+    );
+    assert_eq!(row("shop")["slot_exhausted_in_sec"], 2730);
+    assert_eq!(row("billing")["eta"]["state"], "stalled");
+
+    let (status, _, body) = get("api/v1/migrations/billing/status", true).await;
+    assert_eq!(status, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["catch_up"]["state"], "falling_behind");
+    assert_eq!(status["catch_up"]["growing_bytes_per_sec"], 2_097_152.0);
+
+    assert_eq!(get("metrics", false).await.0, 401);
+    let (status, _, metrics) = get("metrics", true).await;
+    assert_eq!(status, 200, "{metrics}");
+    for line in [
+        "pgmigrator_eta_seconds{migration=\"shop\",bound=\"low\"} 600.0",
+        "pgmigrator_eta_seconds{migration=\"shop\",bound=\"high\"} 1000.0",
+        "pgmigrator_eta_drift_seconds{migration=\"shop\"} 720.0",
+        "pgmigrator_slot_exhaustion_seconds{migration=\"shop\"} 2730.0",
+        "pgmigrator_eta_state{migration=\"billing\",state=\"stalled\"} 1.0",
+        "pgmigrator_lag_growth_bytes_per_second{migration=\"billing\"} 2097152.0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in\n{metrics}"
+        );
+    }
+}
+
 #[test]
 fn monitor_refuses_contradictory_subscription_and_state_flags() {
     let dir = tempfile::tempdir().unwrap();
