@@ -115,6 +115,8 @@ impl Page {
                 banner: document.getElementById('banner').textContent,
                 elapsed: document.getElementById('elapsed').textContent,
                 copied: document.getElementById('copied').textContent,
+                copyDetail: document.getElementById('copy-detail').textContent,
+                lagDetail: document.getElementById('lag-detail').textContent,
                 slot: document.getElementById('slot-card').innerText,
                 slotBanner: document.getElementById('slot-banner').textContent,
                 title: document.title,
@@ -366,6 +368,97 @@ async fn a_lost_slot_puts_a_banner_across_the_dashboard() {
         v["slotBanner"] == "Replication slot lost — the subscription must be re-created"
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forecasts_show_their_band_drift_catching_up_and_when_the_slot_is_lost() {
+    if !crate::tools::available(CHROMIUM) {
+        return;
+    }
+    use pgmigrator_metrics::{
+        CatchUp, CatchUpState, Eta, EtaState, Phase, SlotHealth, Snapshot, WalStatus,
+        write_state_file,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mut snapshot = Snapshot {
+        phase: Phase::Streaming,
+        timestamp: time::OffsetDateTime::now_utc(),
+        tables_total: 3,
+        tables_copied: 2,
+        eta_sec: Some(750.0),
+        eta: Some(Eta {
+            state: EtaState::Estimating,
+            seconds: Some(750.0),
+            low: Some(600.0),
+            high: Some(1000.0),
+            drift_sec: Some(720.0),
+        }),
+        lag_bytes: 64 << 20,
+        caught_up: false,
+        catch_up: Some(CatchUp {
+            state: CatchUpState::FallingBehind,
+            seconds: None,
+            growing_bytes_per_sec: Some(2.0 * 1024.0 * 1024.0),
+        }),
+        slot: Some(SlotHealth {
+            name: "sub".into(),
+            wal_status: WalStatus::Reserved,
+            active: true,
+            retained_bytes: 96 << 20,
+            safe_wal_size: Some(160 << 20),
+            max_slot_wal_keep_size: Some(256 << 20),
+            exhausted_in_sec: Some(2730),
+            ..SlotHealth::default()
+        }),
+        ..Snapshot::default()
+    };
+    write_state_file(&path, &snapshot).unwrap();
+    let (_serve, _browser, mut page) = serve_in_browser(dir.path(), &path).await;
+    let shown = page
+        .wait_until("the forecast", |v| {
+            v["copyDetail"]
+                .as_str()
+                .is_some_and(|t| t.contains("ETA 12m 30s"))
+        })
+        .await;
+    let copy = shown["copyDetail"].as_str().unwrap();
+    assert!(
+        copy.ends_with("ETA 12m 30s (10m 0s–16m 40s) · +12m 0s in the last hour"),
+        "{copy}"
+    );
+    let lag = shown["lagDetail"].as_str().unwrap();
+    assert!(lag.starts_with("falling behind by 2.00 MiB/s · "), "{lag}");
+    let slot = shown["slot"].as_str().unwrap();
+    assert!(
+        slot.contains("160.00 MiB until unreserved · lost in 45m 30s at this rate"),
+        "{slot}"
+    );
+
+    // Catching up now, the forecast slipping earlier, the slot safe again.
+    snapshot.catch_up = Some(CatchUp {
+        state: CatchUpState::CatchingUp,
+        seconds: Some(95.0),
+        growing_bytes_per_sec: None,
+    });
+    snapshot.eta.as_mut().unwrap().drift_sec = Some(-90.0);
+    snapshot.slot.as_mut().unwrap().exhausted_in_sec = None;
+    snapshot.timestamp = time::OffsetDateTime::now_utc();
+    write_state_file(&path, &snapshot).unwrap();
+    let shown = page
+        .wait_until("catching up", |v| {
+            v["lagDetail"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("caught up in 1m 35s · "))
+        })
+        .await;
+    let copy = shown["copyDetail"].as_str().unwrap();
+    assert!(copy.ends_with("· −1m 30s in the last hour"), "{copy}");
+    let slot = shown["slot"].as_str().unwrap();
+    assert!(
+        slot.contains("160.00 MiB until unreserved · spilled"),
+        "{slot}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -735,6 +828,16 @@ async fn several_migrations_behind_a_token_open_on_a_fleet_view_worst_first_and_
     // longest a phase column shows.
     let mut files = files;
     files[2].1.timestamp = now - std::time::Duration::from_secs(3600);
+    // shop's forecast waits for progress: its ETA cell says so.
+    files[0].1.eta = Some(pgmigrator_metrics::Eta::bare(
+        pgmigrator_metrics::EtaState::Stalled,
+    ));
+    files[0].1.slot = Some(SlotHealth {
+        name: "shop_sub".into(),
+        wal_status: WalStatus::Reserved,
+        exhausted_in_sec: Some(2730),
+        ..SlotHealth::default()
+    });
     // Behind a token, as every server off loopback is: the page takes it
     // from its address, and each migration's WebSocket from the query.
     let token = "a-fleet-token-0123456789";
@@ -769,6 +872,8 @@ async fn several_migrations_behind_a_token_open_on_a_fleet_view_worst_first_and_
     assert!(text.contains("1 firing (critical)"), "{text}");
     assert!(text.contains("lost"), "{text}");
     assert!(text.contains("4.00 KiB"), "{text}");
+    assert!(text.contains("stalled"), "{text}");
+    assert!(text.contains("reserved · lost in 45m 30s"), "{text}");
 
     // Every badge's text fits inside its column, however wide the view.
     let spills = page
