@@ -6,10 +6,15 @@
 //! are replayed through a collector in paused time, so the figures are the
 //! same on every machine.
 //!
+//! A class of copy may have several runs (`indexed.csv`, `indexed-2.csv`):
+//! each run's checkpoints are printed, and each class is scored over all
+//! of its runs' checkpoints.
+//!
 //! `cargo bench --bench forecast`; with
 //! `PGMIGRATOR_RECORD_TRACES=benches/traces` the real-copy traces are
 //! recorded again first (two throw-away PostgreSQL 15 clusters per trace,
-//! about twenty minutes).
+//! about twenty minutes; `PGMIGRATOR_RECORD_SCENARIO=indexed` for one,
+//! `PGMIGRATOR_RECORD_RUN=2` to write it as a further run, `indexed-2.csv`).
 
 // Shared with the tests, which also use what this bench does not.
 #[allow(dead_code)]
@@ -19,6 +24,8 @@ mod cluster;
 mod record;
 #[path = "../tests/it/replay.rs"]
 mod replay;
+
+use std::collections::BTreeMap;
 
 use replay::{CHECKPOINTS, Trace, error};
 
@@ -32,7 +39,8 @@ fn main() {
             return;
         }
         let only = std::env::var("PGMIGRATOR_RECORD_SCENARIO").ok();
-        record::record_all(std::path::Path::new(&dir), only.as_deref());
+        let run = std::env::var("PGMIGRATOR_RECORD_RUN").ok();
+        record::record_all(std::path::Path::new(&dir), only.as_deref(), run.as_deref());
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -44,26 +52,12 @@ fn main() {
          (checkpoints at {:?} of the way):",
         CHECKPOINTS.map(|f| f * 100.0)
     );
-    println!("| trace | ours | gh-ost | pt-osc | 60 s moving average | truth inside our band |");
-    println!("|---|---|---|---|---|---|");
-    let (mut inside, mut scored) = (0, 0);
+    let percent = |e: f64| format!("{:.1} %", e * 100.0);
+    // Each run's checkpoints, then every class scored over all of its runs.
+    let mut classes: BTreeMap<String, (Vec<replay::Checkpoint>, Vec<String>)> = BTreeMap::new();
     for trace in Trace::all() {
         let points = rt.block_on(replay::replay(&trace));
-        let score = replay::score(&points);
-        let percent = |e: f64| format!("{:.1} %", e * 100.0);
-        println!(
-            "| {} ({:.0} s) | {} | {} | {} | {} | {} of {} |",
-            trace.name,
-            trace.finish(),
-            percent(score.ours),
-            percent(score.ghost),
-            percent(score.pt_osc),
-            percent(score.moving),
-            score.inside,
-            score.banded
-        );
-        inside += score.inside;
-        scored += score.banded;
+        println!("{} ({:.0} s):", trace.name, trace.finish());
         for p in &points {
             let ours = p.ours.and_then(|e| e.seconds);
             println!(
@@ -82,6 +76,29 @@ fn main() {
                 percent(error(p.moving, p.left)),
             );
         }
+        let class = classes.entry(trace.class().to_owned()).or_default();
+        class.0.extend(points);
+        class.1.push(format!("{:.0} s", trace.finish()));
+    }
+    println!(
+        "| trace class (runs) | ours | gh-ost | pt-osc | 60 s moving average | truth inside our band |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let (mut inside, mut scored) = (0, 0);
+    for (class, (points, runs)) in &classes {
+        let score = replay::score(points);
+        println!(
+            "| {class} ({}) | {} | {} | {} | {} | {} of {} |",
+            runs.join(", "),
+            percent(score.ours),
+            percent(score.ghost),
+            percent(score.pt_osc),
+            percent(score.moving),
+            score.inside,
+            score.banded
+        );
+        inside += score.inside;
+        scored += score.banded;
     }
     println!(
         "the truth inside our band: {inside} of the {scored} checkpoints with a band \

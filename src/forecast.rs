@@ -103,17 +103,16 @@ impl Pace {
         }
         let rows: Vec<f64> = buckets.iter().map(|b| b.rows_per_sec).collect();
         let bytes: Vec<f64> = buckets.iter().map(|b| b.bytes_per_sec).collect();
-        let counted = match rows.iter().any(|&r| r > 0.0) {
-            true => &rows,
-            false => &bytes,
-        };
+        // Shifts are seen in rows, or in bytes when no rows are counted.
+        let by_rows = rows.iter().any(|&r| r > 0.0);
+        let counted = if by_rows { &rows } else { &bytes };
         // The current bucket, once half of it has passed: what confirms a
         // shift seen in the newest whole bucket alone.
         let current = window
             .current_span(now)
             .filter(|span| *span >= PACE_BUCKET / 2)
             .map(|_| window.recent_rate(now, 0))
-            .map(|rate| match counted == &rows {
+            .map(|rate| match by_rows {
                 true => rate.rows_per_sec,
                 false => rate.bytes_per_sec,
             });
@@ -182,11 +181,10 @@ impl Pace {
 /// way by that fraction too (but the newest, which may begin the next
 /// shift), over 10 s at least (two samples, or one and `current`, the
 /// rate of at least half a sample since, shifted alike): one slow bucket
-/// is not taken for a new pace. The noise is
-/// measured from successive differences (1.4826 × their median ÷ √2),
-/// which a shift hardly moves, where a spread would count the shift
-/// itself as noise. The clearest split is taken, then the clearest after
-/// it, until none is left.
+/// is not taken for a new pace. The noise is measured from successive
+/// differences (1.4826 × their median ÷ √2), which a shift hardly moves,
+/// where a spread would count the shift itself as noise. The clearest
+/// split is taken, then the clearest after it, until none is left.
 fn since_shift(samples: &[f64], current: Option<f64>) -> usize {
     let mut steps: Vec<f64> = samples.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
     steps.retain(|s| s.is_finite());

@@ -64,8 +64,9 @@ fn scenarios() -> Vec<Scenario> {
 }
 
 /// Records every scenario (or the one `only` names) into `dir`, one CSV
-/// each; `demo` is the demo's copy.
-pub fn record_all(dir: &Path, only: Option<&str>) {
+/// each (`<name>.csv`, or `<name>-<run>.csv` for a further run of it);
+/// `demo` is the demo's copy.
+pub fn record_all(dir: &Path, only: Option<&str>, run: Option<&str>) {
     std::fs::create_dir_all(dir).unwrap();
     let chosen = scenarios()
         .into_iter()
@@ -77,7 +78,10 @@ pub fn record_all(dir: &Path, only: Option<&str>) {
     for scenario in chosen {
         let started = Instant::now();
         let csv = record(&scenario);
-        let path = dir.join(format!("{}.csv", scenario.name));
+        let path = match run {
+            Some(run) => dir.join(format!("{}-{run}.csv", scenario.name)),
+            None => dir.join(format!("{}.csv", scenario.name)),
+        };
         std::fs::write(&path, csv).unwrap();
         println!(
             "recorded {} in {:.0} s",

@@ -4,6 +4,10 @@
 //! else the whole run's average), pt-online-schema-change's (what is left ÷
 //! the whole run's average) and a plain 60-second moving average.
 //!
+//! A trace's file is named for its class, and for its run after a `-`
+//! when a class was recorded more than once (`indexed.csv`,
+//! `indexed-2.csv`): a class is scored over the checkpoints of every run.
+//!
 //! A trace's lines: `time_sec,table,status,rows,bytes,rows_total,size_bytes,worker`,
 //! `status` `copying` (progress of a table a worker is on) or `done`;
 //! lines starting with `#` say where the trace comes from.
@@ -90,6 +94,11 @@ impl Trace {
                 Trace::parse(&name, &std::fs::read_to_string(p).unwrap())
             })
             .collect()
+    }
+
+    /// The class of copy it is a run of: its name before any `-`.
+    pub fn class(&self) -> &str {
+        self.name.split('-').next().unwrap_or(&self.name)
     }
 
     /// When the last table was done.
