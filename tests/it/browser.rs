@@ -376,8 +376,7 @@ async fn the_forecasts_show_their_band_drift_catching_up_and_when_the_slot_is_lo
         return;
     }
     use pgmigrator_metrics::{
-        CatchUp, CatchUpState, Eta, EtaState, Phase, SlotHealth, Snapshot, WalStatus,
-        write_state_file,
+        CatchUp, CatchUpState, Phase, SlotHealth, Snapshot, WalStatus, write_state_file,
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
@@ -387,13 +386,7 @@ async fn the_forecasts_show_their_band_drift_catching_up_and_when_the_slot_is_lo
         tables_total: 3,
         tables_copied: 2,
         eta_sec: Some(750.0),
-        eta: Some(Eta {
-            state: EtaState::Estimating,
-            seconds: Some(750.0),
-            low: Some(600.0),
-            high: Some(1000.0),
-            drift_sec: Some(720.0),
-        }),
+        eta: Some(crate::slipping_forecast()),
         lag_bytes: 64 << 20,
         caught_up: false,
         catch_up: Some(CatchUp {

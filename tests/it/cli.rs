@@ -1103,13 +1103,7 @@ async fn a_fleet_behind_a_token_passes_each_migrations_forecasts_to_every_surfac
         timestamp: now,
         tables_total: 3,
         eta_sec: Some(750.0),
-        eta: Some(Eta {
-            state: EtaState::Estimating,
-            seconds: Some(750.0),
-            low: Some(600.0),
-            high: Some(1000.0),
-            drift_sec: Some(720.0),
-        }),
+        eta: Some(crate::slipping_forecast()),
         slot: Some(SlotHealth {
             name: "shop_sub".into(),
             wal_status: WalStatus::Reserved,

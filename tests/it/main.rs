@@ -79,6 +79,18 @@ impl Drop for Running {
     }
 }
 
+/// A forecast of 12m30s (10m0s to 16m40s) whose finish slipped 12 minutes
+/// in the last hour.
+pub fn slipping_forecast() -> pgmigrator_metrics::Eta {
+    pgmigrator_metrics::Eta {
+        state: pgmigrator_metrics::EtaState::Estimating,
+        seconds: Some(750.0),
+        low: Some(600.0),
+        high: Some(1000.0),
+        drift_sec: Some(720.0),
+    }
+}
+
 /// Starts `pgmigrator ARGS --listen 127.0.0.1:0`; returns it and the
 /// dashboard URL from its first line of output.
 #[cfg(feature = "cli")]
