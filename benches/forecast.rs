@@ -13,8 +13,9 @@
 //! `cargo bench --bench forecast`; with
 //! `PGMIGRATOR_RECORD_TRACES=benches/traces` the real-copy traces are
 //! recorded again first (two throw-away PostgreSQL 15 clusters per trace,
-//! about twenty minutes; `PGMIGRATOR_RECORD_SCENARIO=indexed` for one,
-//! `PGMIGRATOR_RECORD_RUN=2` to write it as a further run, `indexed-2.csv`).
+//! about twelve minutes a trace, most of it loading;
+//! `PGMIGRATOR_RECORD_SCENARIO=indexed` for one, `PGMIGRATOR_RECORD_RUN=2`
+//! to write it as a further run, `indexed-2.csv`).
 
 // Shared with the tests, which also use what this bench does not.
 #[allow(dead_code)]

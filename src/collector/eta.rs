@@ -32,6 +32,8 @@ pub(crate) struct Concurrency {
     last: Option<(Instant, usize, [u64; 2])>,
     /// Per count in flight: seconds seen, and rows and bytes copied.
     seen: BTreeMap<usize, (f64, [u64; 2])>,
+    /// How many times the tables in flight changed.
+    flight: u64,
 }
 
 impl Concurrency {
@@ -44,6 +46,7 @@ impl Concurrency {
             most: 0,
             last: None,
             seen: BTreeMap::new(),
+            flight: 0,
         }
     }
 
@@ -67,6 +70,18 @@ impl Concurrency {
             }
         }
         self.last = Some((now, in_flight, self.copied));
+    }
+
+    /// Which tables are in flight, as a number that changes whenever a
+    /// table starts or stops copying: a table's slowdown is fitted only
+    /// while the others it shares the copy with stay the same.
+    pub(crate) fn flight(&self) -> u64 {
+        self.flight
+    }
+
+    /// A table started or stopped copying.
+    pub(crate) fn flight_changed(&mut self) {
+        self.flight = self.flight.wrapping_add(1);
     }
 
     /// A worker's pace when `workers` share the whole copy's.

@@ -181,28 +181,30 @@ impl State {
             Update::SetPhase(phase) => self.set_phase(phase, at),
             Update::SetTables(tables) => self.replace_tables(tables, at.instant),
             Update::TableStarted(key) => {
-                if let Some(table) = self.table_mut(&key, "table_started") {
-                    table.started(at);
+                if self
+                    .update_table(&key, "table_started", |t, _| t.started(at))
+                    .is_some()
+                {
                     // The copy rate counts from when copying began.
                     self.copy_rate.add(at.instant, 0, 0);
                 }
             }
             Update::TableProgress { table, rows, bytes } => {
-                if let Some(table) = self.table_mut(&table, "update_table_progress") {
-                    let (rows, bytes) = table.progressed(rows, bytes, at);
+                let progressed = |t: &mut Table, flight| t.progressed(rows, bytes, at, flight);
+                if let Some((rows, bytes)) =
+                    self.update_table(&table, "update_table_progress", progressed)
+                {
                     self.count_copied(at.instant, rows, bytes);
                 }
             }
             Update::TableDone { table, rows } => {
-                if let Some(table) = self.table_mut(&table, "table_done") {
-                    let rows = table.done(rows, at);
+                if let Some(rows) = self.update_table(&table, "table_done", |t, _| t.done(rows, at))
+                {
                     self.count_copied(at.instant, rows, 0);
                 }
             }
             Update::TableStreaming(key) => {
-                if let Some(table) = self.table_mut(&key, "table_streaming") {
-                    table.streaming(at);
-                }
+                self.update_table(&key, "table_streaming", |t, _| t.streaming(at));
             }
             Update::Applied { lsn, rows, bytes } => self.applied(lsn, rows, bytes, at.instant),
             Update::ConfirmedLsn(lsn) => {
@@ -400,6 +402,26 @@ impl State {
             self.index.insert(key, self.tables.len());
             self.tables.push(table);
         }
+        self.concurrency.flight_changed();
+    }
+
+    /// Applies `change` to the table `key` with the copy's flight (see
+    /// [`eta::Concurrency::flight`]): a table that starts or stops copying
+    /// changes what the others share the copy with.
+    fn update_table<R>(
+        &mut self,
+        key: &TableName,
+        event: &'static str,
+        change: impl FnOnce(&mut Table, u64) -> R,
+    ) -> Option<R> {
+        let flight = self.concurrency.flight();
+        let table = self.table_mut(key, event)?;
+        let was = table.in_flight();
+        let result = change(table, flight);
+        if table.in_flight() != was {
+            self.concurrency.flight_changed();
+        }
+        Some(result)
     }
 
     fn table_mut(&mut self, key: &TableName, event: &'static str) -> Option<&mut Table> {

@@ -441,6 +441,80 @@ fn the_copy_ends_when_its_last_table_does_on_the_workers_it_has() {
 }
 
 #[test]
+fn a_table_slowing_down_for_minutes_is_forecast_to_slow_on_until_another_starts_beside_it() {
+    // 30 M rows at 100,000 a second, falling by 1 for every 600 rows done
+    // (its indexes outgrow memory): 6 % a minute at 5 minutes in, where
+    // the last minute's rate misses 15 % of the time left.
+    let clock = Clock::new();
+    let mut state = State::new(SETTINGS);
+    let big = TableProgress::new("public", "big", 30_000_000, -1);
+    let small = TableProgress::new("public", "small", 1_000, -1);
+    state.apply(Update::SetTables(vec![big, small]), &clock.at(0.0));
+    state.apply(Update::TableStarted(key("big")), &clock.at(0.0));
+    let rate = |done: f64| 100_000.0 - done / 600.0;
+    let (mut done, mut second) = (0.0, 0.0);
+    let report = |state: &mut State, done: f64, second: f64| {
+        let update = Update::TableProgress {
+            table: key("big"),
+            rows: done as i64,
+            bytes: 0,
+        };
+        state.apply(update, &clock.at(second));
+    };
+    while second < 300.0 {
+        done += rate(done);
+        second += 1.0;
+        report(&mut state, done, second);
+    }
+    let (at, left) = (second, 30_000_000.0 - done);
+    let mut truly_left = 0.0;
+    while done < 30_000_000.0 {
+        done += rate(done);
+        truly_left += 1.0;
+    }
+    let eta = state.snapshot(&clock.at(at), 0).eta.unwrap();
+    let mid = eta.seconds.unwrap();
+    let [pace, _] = state.tables[0].pace(clock.at(at).instant).unwrap();
+    let at_the_minutes_rate = left / pace.mean;
+    assert!(
+        at_the_minutes_rate < 0.87 * truly_left,
+        "{pace:?}: {truly_left}"
+    );
+    assert!(
+        (mid - truly_left).abs() < 0.08 * truly_left,
+        "{eta:?}: {truly_left}"
+    );
+    assert!(
+        eta.low.unwrap() <= mid && mid <= eta.high.unwrap(),
+        "{eta:?}"
+    );
+    // Another table copied beside it for a second, and from then on a
+    // steady 50,000 rows a second: what it did before says nothing of
+    // what it does now (without the fresh start, the fall fitted before
+    // would still be certain and slow it down).
+    state.apply(Update::TableStarted(key("small")), &clock.at(at));
+    let small = Update::TableDone {
+        table: key("small"),
+        rows: 1_000,
+    };
+    state.apply(small, &clock.at(at + 1.0));
+    let start = 30_000_000.0 - left;
+    for s in 1..=70 {
+        done = start + 50_000.0 * f64::from(s);
+        report(&mut state, done, at + f64::from(s));
+    }
+    let now = clock.at(at + 70.0);
+    let eta = state.snapshot(&now, 0).eta.unwrap();
+    let [pace, _] = state.tables[0].pace(now.instant).unwrap();
+    assert_eq!(pace.slowing, 0.0);
+    let left = 30_000_000.0 - done;
+    assert!(
+        (eta.seconds.unwrap() - left / pace.mean).abs() < 1e-3,
+        "{eta:?}"
+    );
+}
+
+#[test]
 fn a_copy_without_progress_for_a_window_is_stalled_and_one_without_sizes_unknown() {
     let clock = Clock::new();
     let state = two_copying(&clock, 20);

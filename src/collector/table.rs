@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::clock::{Moment, Stopwatch};
-use crate::forecast::{Pace, pace_window};
+use crate::forecast::{Pace, Slowdown, last_shift, pace_window};
 use crate::model::{TableProgress, TableStatus};
 use crate::rate::RateWindow;
 
@@ -23,6 +23,8 @@ pub(crate) struct Table {
     copying: Stopwatch,
     /// This table's recent copy rate, while it is copying.
     rate: Option<RateWindow>,
+    /// How its rate falls as it goes on, while it is copying.
+    slowdown: Slowdown,
     /// The rate window's length.
     window: Duration,
 }
@@ -39,6 +41,7 @@ impl Table {
         let mut table = Table {
             copying: Stopwatch::resumed(progress.elapsed_sec, copying, now),
             rate: None,
+            slowdown: Slowdown::default(),
             window,
             progress,
         };
@@ -58,9 +61,16 @@ impl Table {
         self.refresh_percent();
     }
 
-    /// New absolute counts; returns how many rows and bytes were added
-    /// (a restarted COPY that reports less adds nothing).
-    pub(crate) fn progressed(&mut self, rows: i64, bytes: i64, at: &Moment) -> (u64, u64) {
+    /// New absolute counts, in the copy's `context` (see
+    /// [`Slowdown::record`]); returns how many rows and bytes were added (a
+    /// restarted COPY that reports less adds nothing).
+    pub(crate) fn progressed(
+        &mut self,
+        rows: i64,
+        bytes: i64,
+        at: &Moment,
+        context: u64,
+    ) -> (u64, u64) {
         if self.progress.status == TableStatus::Pending {
             // Progress without `table_started`: the copy is evidently running.
             self.progress.status = TableStatus::Copying;
@@ -70,6 +80,12 @@ impl Table {
         let added = self.set_counts(rows, bytes);
         if let Some(rate) = &mut self.rate {
             rate.add(at.instant, added.0, added.1);
+            let done = [self.progress.rows_copied, self.progress.bytes_copied].map(|d| d as u64);
+            if self.slowdown.record(at.instant, done, context)
+                && let Some(shift) = last_shift(rate, at.instant)
+            {
+                self.slowdown.shifted(shift, at.instant);
+            }
         }
         self.progress.last_progress_at = Some(at.wall);
         self.refresh_percent();
@@ -113,7 +129,8 @@ impl Table {
     /// (see [`Pace::of_window`]); `None` unless it is in flight and measured.
     pub(crate) fn pace(&self, now: Instant) -> Option<[Pace; 2]> {
         let rate = self.rate.as_ref().filter(|_| self.in_flight())?;
-        Pace::of_window(rate, now)
+        let paces = Pace::of_window(rate, now)?;
+        Some([0, 1].map(|unit| paces[unit].slowing(self.slowdown.per_unit(unit))))
     }
 
     /// Keeps a listing's estimates when the pipeline lists a table again.
@@ -144,6 +161,7 @@ impl Table {
         // the time it took, instead of over one second.
         rate.add(now, 0, 0);
         self.rate = Some(rate);
+        self.slowdown = Slowdown::default();
     }
 
     fn finish(&mut self, now: Instant) {
@@ -198,11 +216,11 @@ mod tests {
     fn percent_follows_rows_and_holds_below_100_until_done() {
         let (mut t, t0) = table(1000, 0);
         t.started(&at(t0, 0));
-        t.progressed(423, 0, &at(t0, 1));
+        t.progressed(423, 0, &at(t0, 1), 0);
         assert!((t.progress.percent - 42.3).abs() < 1e-9);
-        t.progressed(1000, 0, &at(t0, 2));
+        t.progressed(1000, 0, &at(t0, 2), 0);
         assert_eq!(t.progress.percent, 99.9);
-        t.progressed(5000, 0, &at(t0, 3));
+        t.progressed(5000, 0, &at(t0, 3), 0);
         assert_eq!(t.progress.percent, 99.9);
         t.done(5000, &at(t0, 4));
         assert_eq!(t.progress.percent, 100.0);
@@ -212,7 +230,7 @@ mod tests {
     fn unknown_row_estimate_falls_back_to_bytes() {
         let (mut t, t0) = table(-1, 1000);
         t.started(&at(t0, 0));
-        t.progressed(77, 250, &at(t0, 1));
+        t.progressed(77, 250, &at(t0, 1), 0);
         assert_eq!(t.progress.percent, 25.0);
     }
 
@@ -220,7 +238,7 @@ mod tests {
     fn nothing_known_stays_at_zero_until_done() {
         let (mut t, t0) = table(0, 0);
         t.started(&at(t0, 0));
-        t.progressed(1_000_000, 1 << 30, &at(t0, 1));
+        t.progressed(1_000_000, 1 << 30, &at(t0, 1), 0);
         assert_eq!(t.progress.percent, 0.0);
         t.done(1_000_000, &at(t0, 3));
         assert_eq!(t.progress.percent, 100.0);
@@ -244,7 +262,7 @@ mod tests {
         for s in 1..=12 {
             // 100 rows/s, then 300 rows/s from 6 s on.
             let rows = if s <= 6 { 100 * s } else { 600 + 300 * (s - 6) };
-            t.progressed(rows as i64, 0, &at(t0, s));
+            t.progressed(rows as i64, 0, &at(t0, s), 0);
         }
         assert_eq!(t.pace(at(t0, 9).instant), None, "one whole bucket");
         let [rows, bytes] = t.pace(at(t0, 12).instant).unwrap();
@@ -263,17 +281,17 @@ mod tests {
     fn progress_going_backwards_adds_nothing() {
         let (mut t, t0) = table(100, 100);
         t.started(&at(t0, 0));
-        assert_eq!(t.progressed(50, 50, &at(t0, 1)), (50, 50));
-        assert_eq!(t.progressed(10, 10, &at(t0, 2)), (0, 0));
-        assert_eq!(t.progressed(-5, -5, &at(t0, 3)), (0, 0));
+        assert_eq!(t.progressed(50, 50, &at(t0, 1), 0), (50, 50));
+        assert_eq!(t.progressed(10, 10, &at(t0, 2), 0), (0, 0));
+        assert_eq!(t.progressed(-5, -5, &at(t0, 3), 0), (0, 0));
         assert_eq!(t.progress.rows_copied, 0);
-        assert_eq!(t.progressed(60, 60, &at(t0, 4)), (60, 60));
+        assert_eq!(t.progressed(60, 60, &at(t0, 4), 0), (60, 60));
     }
 
     #[test]
     fn progress_for_a_pending_table_marks_it_copying() {
         let (mut t, t0) = table(100, 0);
-        t.progressed(10, 0, &at(t0, 1));
+        t.progressed(10, 0, &at(t0, 1), 0);
         assert_eq!(t.progress.status, TableStatus::Copying);
         assert_eq!(t.progress.percent, 10.0);
     }

@@ -52,28 +52,12 @@ async fn replayed_traces_score_as_the_readme_says() {
     let inside: usize = scores.values().map(|s| s.inside).sum();
     let banded: usize = scores.values().map(|s| s.banded).sum();
     let anchors = |s: &Score| [s.ghost, s.pt_osc, s.moving];
-    for name in ["demo", "indexed", "throttled"] {
-        let score = &scores[name];
+    // On every class, ours errs least: the goal.
+    for (name, score) in &scores {
         assert!(
             anchors(score).iter().all(|e| score.ours < *e),
             "{name}: {score:?}"
         );
-    }
-    // One huge table whose rate falls as its index grows: ours is the
-    // moving average's method there, a hair apart from it, far ahead of
-    // the whole run's average (gh-ost's last second is luckier).
-    let score = &scores["many_small"];
-    assert!(
-        score.ours < score.moving + 0.01 && score.ours < score.pt_osc,
-        "many_small: {score:?}"
-    );
-    // Over every trace, ours errs least.
-    let mean =
-        |f: &dyn Fn(&Score) -> f64| scores.values().map(f).sum::<f64>() / scores.len() as f64;
-    let ours = mean(&|s| s.ours);
-    for (i, anchor) in ["gh-ost", "pt-osc", "moving average"].iter().enumerate() {
-        let theirs = mean(&|s| anchors(s)[i]);
-        assert!(ours < theirs, "ours {ours:.3} against {anchor} {theirs:.3}");
     }
     assert!(
         inside * 10 >= banded * 8,
