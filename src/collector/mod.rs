@@ -16,6 +16,7 @@ mod inbox;
 mod layer;
 mod log_ring;
 mod outlook;
+mod phases;
 mod state;
 mod table;
 

@@ -7,18 +7,19 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::clock::{Moment, Stopwatch, non_negative};
+use super::clock::{Moment, non_negative};
 use super::eta;
 use super::event::Update;
 use super::log_ring::LogRing;
 use super::outlook::Outlook;
+use super::phases::Phases;
 use super::table::Table;
 use crate::cutover::{self, CutoverLimits};
 use crate::lag::LagTracker;
 use crate::lsn::{Lsn, format_lag, lag};
 use crate::model::{
-    AlertStatus, ApplyHealth, Cutover, ErrorEntry, LogEntry, Phase, PhaseSpan, SlotHealth,
-    Snapshot, TableName, TableProgress, TableStatus, VerifyProgress,
+    AlertStatus, ApplyHealth, Cutover, ErrorEntry, LogEntry, Phase, SlotHealth, Snapshot,
+    TableName, TableProgress, TableStatus, VerifyProgress,
 };
 use crate::rate::RateWindow;
 use crate::redact::{MASK, is_secret_key, redact};
@@ -40,13 +41,7 @@ pub(crate) struct Settings {
 #[derive(Debug)]
 pub(crate) struct State {
     settings: Settings,
-    phase: Phase,
-    /// Phase history; the last span is open unless the phase is `done`.
-    phases: Vec<PhaseRecord>,
-    /// Time since the first phase was set; stopped at `done`.
-    elapsed: Stopwatch,
-    /// Set once the pipeline has set a phase (or a run was resumed).
-    started: bool,
+    phases: Phases,
     tables: Vec<Table>,
     index: HashMap<TableName, usize>,
     applied: Lsn,
@@ -95,22 +90,11 @@ enum Verdict {
     },
 }
 
-#[derive(Debug, Clone)]
-struct PhaseRecord {
-    phase: Phase,
-    started_at: time::OffsetDateTime,
-    ended_at: Option<time::OffsetDateTime>,
-    duration: Stopwatch,
-}
-
 impl State {
     pub(crate) fn new(settings: Settings) -> Self {
         State {
             settings,
-            phase: Phase::Idle,
-            phases: Vec::new(),
-            elapsed: Stopwatch::default(),
-            started: false,
+            phases: Phases::new(),
             tables: Vec::new(),
             index: HashMap::new(),
             applied: Lsn(0),
@@ -141,25 +125,7 @@ impl State {
     /// Rates and time lag start afresh.
     pub(crate) fn resumed(settings: Settings, previous: Snapshot, now: Instant) -> Self {
         let mut state = State::new(settings);
-        let running = !matches!(previous.phase, Phase::Idle | Phase::Done);
-        state.started = previous.phase != Phase::Idle || previous.elapsed_sec > 0.0;
-        state.elapsed = Stopwatch::resumed(previous.elapsed_sec, running, now);
-        let open = previous.phases.len().saturating_sub(1);
-        state.phases = previous
-            .phases
-            .into_iter()
-            .enumerate()
-            .map(|(i, span)| {
-                let still_open = i == open && span.ended_at.is_none() && running;
-                PhaseRecord {
-                    duration: Stopwatch::resumed(span.duration_sec, still_open, now),
-                    phase: span.phase,
-                    started_at: span.started_at,
-                    ended_at: span.ended_at,
-                }
-            })
-            .collect();
-        state.phase = previous.phase;
+        state.phases = Phases::resumed(previous.phase, previous.elapsed_sec, previous.phases, now);
         state.replace_tables(previous.tables, now);
         state.applied = previous.applied_lsn;
         state.confirmed = previous.confirmed_lsn;
@@ -178,7 +144,7 @@ impl State {
     /// Applies one update at the moment `at`.
     pub(crate) fn apply(&mut self, update: Update, at: &Moment) {
         match update {
-            Update::SetPhase(phase) => self.set_phase(phase, at),
+            Update::SetPhase(phase) => self.phases.set(phase, at),
             Update::SetTables(tables) => self.replace_tables(tables, at.instant),
             Update::TableStarted(key) => {
                 if self
@@ -267,8 +233,8 @@ impl State {
         let copy = self.copy_rate.rate(now);
         let mut snapshot = Snapshot {
             timestamp: at.wall,
-            phase: self.phase.clone(),
-            elapsed_sec: self.elapsed.seconds(now),
+            phase: self.phases.current().clone(),
+            elapsed_sec: self.phases.elapsed(now),
             applied_lsn: self.applied,
             confirmed_lsn: self.confirmed,
             lag_bytes,
@@ -278,7 +244,7 @@ impl State {
             eta_sec: forecast.overall.and_then(|eta| eta.seconds),
             eta: forecast.overall,
             copy_workers: self.concurrency.workers_said(),
-            catch_up: (self.phase == Phase::Streaming)
+            catch_up: (*self.phases.current() == Phase::Streaming)
                 .then(|| self.outlook.catch_up(now, lag_bytes)),
             tables,
             rows_per_sec: non_negative(applied.rows_per_sec),
@@ -292,7 +258,7 @@ impl State {
             caught_up: self.applied >= self.latest,
             copy_rows_per_sec: non_negative(copy.rows_per_sec),
             copy_bytes_per_sec: non_negative(copy.bytes_per_sec),
-            phases: self.phases.iter().map(|p| p.view(now)).collect(),
+            phases: self.phases.spans(now),
             errors: self.errors.iter().cloned().collect(),
             logs_dropped,
             stale: false,
@@ -322,7 +288,7 @@ impl State {
     pub(crate) fn observe(&mut self, now: Instant) {
         let in_flight = self.tables.iter().filter(|t| t.in_flight()).count();
         self.concurrency.observe(now, in_flight);
-        if self.phase == Phase::Streaming {
+        if *self.phases.current() == Phase::Streaming {
             self.outlook.lag(now, lag(self.applied, self.latest));
         }
     }
@@ -342,34 +308,6 @@ impl State {
     #[cfg(test)]
     pub(crate) fn window_memory_bytes(&self) -> usize {
         self.applied_rate.memory_bytes() + self.copy_rate.memory_bytes() + self.lag.memory_bytes()
-    }
-
-    fn set_phase(&mut self, phase: Phase, at: &Moment) {
-        if !self.started {
-            self.started = true;
-            self.elapsed = Stopwatch::started(at.instant);
-        }
-        if !self.phases.is_empty() && phase == self.phase {
-            return;
-        }
-        if let Some(open) = self.phases.last_mut().filter(|p| p.ended_at.is_none()) {
-            open.ended_at = Some(at.wall);
-            open.duration.stop(at.instant);
-        }
-        let done = phase == Phase::Done;
-        if done {
-            self.elapsed.stop(at.instant);
-        } else {
-            self.elapsed.start(at.instant);
-        }
-        self.phases.push(PhaseRecord {
-            phase: phase.clone(),
-            started_at: at.wall,
-            // `done` is a terminal marker: it has no duration of its own.
-            ended_at: done.then_some(at.wall),
-            duration: Stopwatch::resumed(0.0, !done, at.instant),
-        });
-        self.phase = phase;
     }
 
     /// Replaces the table list, keeping the listing's order. A table listed
@@ -452,7 +390,7 @@ impl State {
         }
         self.errors.push_back(ErrorEntry {
             time: at.wall,
-            phase: self.phase.clone(),
+            phase: self.phases.current().clone(),
             message,
         });
     }
@@ -469,17 +407,6 @@ impl State {
             *value = truncated(long);
         }
         self.logs.push(entry);
-    }
-}
-
-impl PhaseRecord {
-    fn view(&self, now: Instant) -> PhaseSpan {
-        PhaseSpan {
-            phase: self.phase.clone(),
-            started_at: self.started_at,
-            ended_at: self.ended_at,
-            duration_sec: self.duration.seconds(now),
-        }
     }
 }
 
