@@ -160,6 +160,8 @@ pub mod history;
 pub mod http;
 pub mod lag;
 pub mod lsn;
+#[cfg(feature = "http")]
+mod metrics;
 pub mod mirror;
 pub mod model;
 pub mod persist;

@@ -10,9 +10,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-mod families;
-
-use self::families::{FAMILIES, Family, Series};
+use crate::metrics::{FAMILIES, Family, PREFIX, Series};
 use crate::model::{Snapshot, TableProgress, TableVerification};
 
 /// The `Content-Type` of [`render_openmetrics`]'s output.
@@ -72,7 +70,7 @@ fn encode(mut members: Vec<Member>) -> String {
         member.tables = member.snapshot.tables.len().min(room);
         room -= member.tables;
     }
-    let mut registry = Registry::with_prefix("pgmigrator");
+    let mut registry = Registry::with_prefix(PREFIX);
     registry.register_collector(Box::new(FleetMetrics(members)));
     let mut out = String::new();
     // Encoding into a String cannot fail.
@@ -295,6 +293,40 @@ mod tests {
         // Only the migration with a slot has slot series.
         assert!(text.contains("pgmigrator_slot_retained_wal_bytes{migration=\"shop\"} 7"));
         assert!(!text.contains("pgmigrator_slot_retained_wal_bytes{migration=\"billing\"}"));
+    }
+
+    #[test]
+    fn every_series_scraped_is_named_as_its_family_says() {
+        // What OTLP's names are checked against (`Family::scraped_name`)
+        // is what a scrape really holds.
+        let mut table = TableProgress::new("public", "users", 1, 1);
+        table.changes_applied = 3;
+        let snapshot = Arc::new(Snapshot {
+            tables: vec![table],
+            ..Snapshot::default()
+        });
+        let text = render_openmetrics(snapshot);
+        let mut checked = 0;
+        for family in FAMILIES {
+            let prefix = format!("{}{{", family.scraped_name());
+            let prefix_bare = format!("{} ", family.scraped_name());
+            let series = text
+                .lines()
+                .filter(|l| l.starts_with(&format!("{PREFIX}_{}", family.name)))
+                .filter(|l| !l.starts_with('#'));
+            for line in series {
+                assert!(
+                    line.starts_with(&prefix) || line.starts_with(&prefix_bare),
+                    "{line}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "{text}");
+        assert!(
+            text.contains("pgmigrator_table_changes_applied_total{"),
+            "{text}"
+        );
     }
 
     #[test]
