@@ -6,8 +6,11 @@
 //! both.
 
 mod families;
+mod series;
 
 pub(crate) use families::{FAMILIES, Family, Series};
+pub use series::MAX_SCRAPED_TABLES;
+pub(crate) use series::{Member, Value, members};
 
 /// Every metric name starts with this, and `_`.
 pub(crate) const PREFIX: &str = "pgmigrator";

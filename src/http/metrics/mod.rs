@@ -10,8 +10,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{FAMILIES, Family, PREFIX, Series};
-use crate::model::{Snapshot, TableProgress, TableVerification};
+pub use crate::metrics::MAX_SCRAPED_TABLES;
+use crate::metrics::{FAMILIES, Family, Member, PREFIX, Value, members};
+use crate::model::Snapshot;
 
 /// The `Content-Type` of [`render_openmetrics`]'s output.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -22,27 +23,18 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The OpenMetrics exposition of `snapshot` (what Prometheus asks for),
 /// every name prefixed `pgmigrator_`.
 pub fn render_openmetrics(snapshot: Arc<Snapshot>) -> String {
-    encode(vec![Member {
-        labels: Vec::new(),
-        snapshot,
-        tables: 0,
-    }])
+    encode(members(vec![(None, snapshot)]))
 }
 
 /// The OpenMetrics exposition of several migrations in one scrape: every
 /// series of a migration carries its id as the `migration` label
 /// (`build_info`, which is the process's, does not).
 pub fn render_migrations_openmetrics(migrations: &[(&str, Arc<Snapshot>)]) -> String {
-    encode(
-        migrations
-            .iter()
-            .map(|(id, snapshot)| Member {
-                labels: vec![("migration", (*id).to_owned())],
-                snapshot: Arc::clone(snapshot),
-                tables: 0,
-            })
-            .collect(),
-    )
+    let migrations = migrations
+        .iter()
+        .map(|(id, snapshot)| (Some((*id).to_owned()), Arc::clone(snapshot)))
+        .collect();
+    encode(members(migrations))
 }
 
 /// The same exposition in the classic Prometheus text format (0.0.4), for
@@ -58,18 +50,7 @@ pub fn render_migrations_text(migrations: &[(&str, Arc<Snapshot>)]) -> String {
     to_text(&render_migrations_openmetrics(migrations))
 }
 
-/// Most tables given per-table series in one scrape, all migrations
-/// together: a fleet of very large migrations must not make one scrape
-/// build hundreds of megabytes. Tables past it are counted in
-/// `pgmigrator_scrape_tables_omitted`.
-pub const MAX_SCRAPED_TABLES: usize = 100_000;
-
-fn encode(mut members: Vec<Member>) -> String {
-    let mut room = MAX_SCRAPED_TABLES;
-    for member in &mut members {
-        member.tables = member.snapshot.tables.len().min(room);
-        room -= member.tables;
-    }
+fn encode(members: Vec<Member>) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
     registry.register_collector(Box::new(FleetMetrics(members)));
     let mut out = String::new();
@@ -102,16 +83,6 @@ fn to_text(openmetrics: &str) -> String {
     out
 }
 
-/// One migration of a scrape: its snapshot and the labels every one of
-/// its series carries (none when it is the only one).
-#[derive(Debug)]
-struct Member {
-    labels: Vec<(&'static str, String)>,
-    snapshot: Arc<Snapshot>,
-    /// How many of its tables get per-table series (the first ones).
-    tables: usize,
-}
-
 /// Every migration of a scrape. Each metric is one family holding every
 /// migration's series, as the exposition format requires.
 #[derive(Debug)]
@@ -120,111 +91,40 @@ struct FleetMetrics(Vec<Member>);
 /// The label set of a series with no labels of its own.
 const NO_LABELS: [(&str, &str); 0] = [];
 
-impl Family {
-    /// Whether any migration has a series of this family.
-    fn is_present(&self, members: &[Member]) -> bool {
-        members.iter().any(|m| {
-            let s = &m.snapshot;
-            match self.series {
-                Series::Gauge(value) => value(s).is_some(),
-                Series::Counter(value) => value(s).is_some(),
-                Series::TableGauge(value) => {
-                    s.tables[..m.tables].iter().any(|t| value(t).is_some())
-                }
-                Series::TableCounter(_) => m.tables > 0,
-                Series::Labelled(_, series) => !series(s).is_empty(),
-                Series::VerifyGauge(value) => {
-                    verified_tables(s, m.tables).any(|t| value(t).is_some())
-                }
+/// Writes `family`'s series of every member.
+fn encode_family(
+    family: &Family,
+    encoder: &mut DescriptorEncoder<'_>,
+    members: &[Member],
+) -> std::fmt::Result {
+    let kind = match family.is_counter() {
+        true => MetricType::Counter,
+        false => MetricType::Gauge,
+    };
+    let mut metric = encoder.encode_descriptor(family.name, family.help, None, kind)?;
+    let mut written = Ok(());
+    for member in members {
+        let own = member.labels.as_slice();
+        family.each(member, |labels, value| {
+            if written.is_err() {
+                return;
             }
-        })
+            written = metric.encode_family(&(own, labels)).and_then(|series| match value {
+                Value::Gauge(v) => ConstGauge::new(v).encode(series),
+                Value::Counter(v) => ConstCounter::new(v).encode(series),
+            });
+        });
     }
-
-    fn encode(&self, encoder: &mut DescriptorEncoder<'_>, members: &[Member]) -> std::fmt::Result {
-        let kind = match self.series {
-            Series::Counter(_) | Series::TableCounter(_) => MetricType::Counter,
-            _ => MetricType::Gauge,
-        };
-        let mut metric = encoder.encode_descriptor(self.name, self.help, None, kind)?;
-        for member in members {
-            let (s, own) = (&member.snapshot, member.labels.as_slice());
-            match self.series {
-                Series::Gauge(value) => {
-                    if let Some(v) = value(s) {
-                        ConstGauge::new(v).encode(metric.encode_family(&(own, NO_LABELS))?)?;
-                    }
-                }
-                Series::Counter(value) => {
-                    if let Some(v) = value(s) {
-                        ConstCounter::new(v).encode(metric.encode_family(&(own, NO_LABELS))?)?;
-                    }
-                }
-                Series::TableGauge(value) => {
-                    for t in unique_tables(s, member.tables) {
-                        if let Some(v) = value(t) {
-                            ConstGauge::new(v)
-                                .encode(metric.encode_family(&(own, table_labels(t)))?)?;
-                        }
-                    }
-                }
-                Series::TableCounter(value) => {
-                    for t in unique_tables(s, member.tables) {
-                        ConstCounter::new(value(t))
-                            .encode(metric.encode_family(&(own, table_labels(t)))?)?;
-                    }
-                }
-                Series::Labelled(label, series) => {
-                    for (name, v) in series(s) {
-                        let labels = (own, [(label, name.as_str())]);
-                        ConstGauge::new(v).encode(metric.encode_family(&labels)?)?;
-                    }
-                }
-                Series::VerifyGauge(value) => {
-                    for t in verified_tables(s, member.tables) {
-                        if let Some(v) = value(t) {
-                            let labels =
-                                [("schema", t.schema.as_str()), ("table", t.name.as_str())];
-                            ConstGauge::new(v).encode(metric.encode_family(&(own, labels))?)?;
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The snapshot's first `count` tables, each name once (the first): a
-/// state file may list a table twice, and a family holds one series per
-/// label set.
-fn unique_tables(s: &Snapshot, count: usize) -> impl Iterator<Item = &TableProgress> {
-    let mut seen = std::collections::HashSet::new();
-    s.tables[..count.min(s.tables.len())]
-        .iter()
-        .filter(move |t| seen.insert((t.schema.as_str(), t.name.as_str())))
-}
-
-/// The verification's tables, each name once and no more of them than
-/// the migration has tables given series (`count`).
-fn verified_tables(s: &Snapshot, count: usize) -> impl Iterator<Item = &TableVerification> {
-    let mut seen = std::collections::HashSet::new();
-    let tables = s.verify.as_ref().map_or(&[][..], |v| v.tables.as_slice());
-    tables[..count.min(tables.len())]
-        .iter()
-        .filter(move |t| seen.insert((t.schema.as_str(), t.name.as_str())))
-}
-
-fn table_labels(t: &TableProgress) -> [(&'static str, &str); 2] {
-    [("schema", t.schema.as_str()), ("table", t.name.as_str())]
+    written
 }
 
 impl PromCollector for FleetMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
         let members = self.0.as_slice();
         for family in FAMILIES.iter().filter(|f| f.is_present(members)) {
-            family.encode(&mut encoder, members)?;
+            encode_family(family, &mut encoder, members)?;
         }
-        if members.iter().any(|m| m.tables < m.snapshot.tables.len()) {
+        if members.iter().any(|m| m.tables_omitted() > 0) {
             let mut omitted = encoder.encode_descriptor(
                 "scrape_tables_omitted",
                 "Tables left without per-table series in this scrape (at most 100,000 \
@@ -233,7 +133,7 @@ impl PromCollector for FleetMetrics {
                 MetricType::Gauge,
             )?;
             for member in members {
-                let count = (member.snapshot.tables.len() - member.tables) as f64;
+                let count = member.tables_omitted() as f64;
                 ConstGauge::new(count)
                     .encode(omitted.encode_family(&(member.labels.as_slice(), NO_LABELS))?)?;
             }
@@ -253,7 +153,7 @@ impl PromCollector for FleetMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{SlotHealth, WalStatus};
+    use crate::model::{SlotHealth, TableProgress, WalStatus};
 
     #[test]
     fn several_migrations_share_each_family_and_label_every_series_but_build_info() {
