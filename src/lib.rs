@@ -164,6 +164,8 @@ pub mod lsn;
 mod metrics;
 pub mod mirror;
 pub mod model;
+#[cfg(feature = "otlp")]
+mod otlp;
 pub mod persist;
 #[cfg(feature = "postgres")]
 pub mod pg;

@@ -109,10 +109,12 @@ fn encode_family(
             if written.is_err() {
                 return;
             }
-            written = metric.encode_family(&(own, labels)).and_then(|series| match value {
-                Value::Gauge(v) => ConstGauge::new(v).encode(series),
-                Value::Counter(v) => ConstCounter::new(v).encode(series),
-            });
+            written = metric
+                .encode_family(&(own, labels))
+                .and_then(|series| match value {
+                    Value::Gauge(v) => ConstGauge::new(v).encode(series),
+                    Value::Counter(v) => ConstCounter::new(v).encode(series),
+                });
         });
     }
     written
