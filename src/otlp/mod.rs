@@ -2,4 +2,5 @@
 //! same families as `GET /metrics`, pushed to a Collector, Mimir,
 //! Prometheus's OTLP receiver or a vendor.
 
+mod config;
 mod encode;
