@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Bytes};
-use hyper::{Request, StatusCode, Uri};
+use hyper::{HeaderMap, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -131,15 +131,24 @@ pub(crate) async fn connect(url: &Url, tls: Option<&TlsConnector>) -> io::Result
     }
 }
 
-/// Sends `request` over a connection of its own to `url`'s server: the
-/// answer's status, and its body when it fits in `max_body` bytes (what
-/// does not is not read).
+/// What a server answered.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    /// The body when it fits in the bytes allowed (what does not is not
+    /// read).
+    pub(crate) body: Result<Bytes, String>,
+}
+
+/// Sends `request` over a connection of its own to `url`'s server, reading
+/// at most `max_body` bytes of the answer's body.
 pub(crate) async fn send<B>(
     url: &Url,
     tls: Option<&TlsConnector>,
     request: Request<B>,
     max_body: usize,
-) -> Result<(StatusCode, Result<Bytes, String>), String>
+) -> Result<Answer, String>
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -157,13 +166,17 @@ where
             .send_request(request)
             .await
             .map_err(|err| err.to_string())?;
-        let status = response.status();
+        let (status, headers) = (response.status(), response.headers().clone());
         let body = Limited::new(response.into_body(), max_body)
             .collect()
             .await
             .map(|body| body.to_bytes())
             .map_err(|err| err.to_string());
-        Ok((status, body))
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     }
     .await;
     connection.abort();

@@ -27,9 +27,10 @@ pub(crate) async fn post_json(
         .body(Full::new(Bytes::from(body)))
         .map_err(|err| err.to_string())?;
     let exchange = client::send(target, Some(tls), request, MAX_RESPONSE_BYTES);
-    let (status, _) = tokio::time::timeout(deadline, exchange)
+    let status = tokio::time::timeout(deadline, exchange)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {}s", deadline.as_secs())))?;
+        .unwrap_or_else(|_| Err(format!("no answer within {}s", deadline.as_secs())))?
+        .status;
     if status.is_success() {
         Ok(())
     } else {

@@ -4,3 +4,4 @@
 
 mod config;
 mod encode;
+mod send;

@@ -396,7 +396,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
-    let (status, body) = client::send(
+    let client::Answer { status, body, .. } = client::send(
         &endpoint.url,
         endpoint.tls.as_ref(),
         request,
