@@ -4,4 +4,5 @@
 
 mod config;
 mod encode;
+mod export;
 mod send;

@@ -38,7 +38,7 @@ pub(crate) enum Outcome {
 
 /// POSTs `body` (an encoded `ExportMetricsServiceRequest`) as
 /// `config` says, within its timeout.
-pub(crate) async fn push(config: &Config, tls: &TlsConnector, body: Vec<u8>) -> Outcome {
+pub(crate) async fn push(config: &Config, tls: &TlsConnector, body: Bytes) -> Outcome {
     let url = &config.url;
     let mut request = Request::post(url.path())
         .header(header::HOST, url.host_header())
@@ -57,7 +57,7 @@ pub(crate) async fn push(config: &Config, tls: &TlsConnector, body: Vec<u8>) -> 
             request = request.header(key, value);
         }
     }
-    let request = match request.body(Full::new(Bytes::from(body))) {
+    let request = match request.body(Full::new(body)) {
         Ok(request) => request,
         Err(err) => return Outcome::Refused(err.to_string()),
     };
