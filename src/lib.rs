@@ -165,7 +165,7 @@ mod metrics;
 pub mod mirror;
 pub mod model;
 #[cfg(feature = "otlp")]
-mod otlp;
+pub mod otlp;
 pub mod persist;
 #[cfg(feature = "postgres")]
 pub mod pg;

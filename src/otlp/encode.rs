@@ -14,11 +14,12 @@ use crate::metrics::{FAMILIES, Member, Value};
 
 /// When the points of one export were taken, in nanoseconds since the Unix
 /// epoch: `now`, and `start`, when the process began counting (the start
-/// of every cumulative sum).
+/// of every cumulative sum); and the pushes given up before this one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Times {
     pub(crate) start: u64,
     pub(crate) now: u64,
+    pub(crate) failures: u64,
 }
 
 /// The request carrying every series of `members`, from the process
@@ -28,7 +29,7 @@ pub(crate) fn request(
     resource: &[(String, String)],
     times: Times,
 ) -> ExportMetricsServiceRequest {
-    let metrics = FAMILIES
+    let mut metrics: Vec<Metric> = FAMILIES
         .iter()
         .filter(|family| family.is_present(members))
         .map(|family| {
@@ -76,6 +77,26 @@ pub(crate) fn request(
             }
         })
         .collect();
+    // The process's own: how the export itself has gone.
+    metrics.push(Metric {
+        name: "pgmigrator_otlp_export_failures".to_owned(),
+        description: "OTLP pushes given up: refused, or not delivered before the next was due"
+            .to_owned(),
+        unit: "{push}".to_owned(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: vec![NumberDataPoint {
+                start_time_unix_nano: times.start,
+                time_unix_nano: times.now,
+                value: Some(number_data_point::Value::AsInt(
+                    i64::try_from(times.failures).unwrap_or(i64::MAX),
+                )),
+                ..NumberDataPoint::default()
+            }],
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic: true,
+        })),
+        ..Metric::default()
+    });
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(Resource {
@@ -149,7 +170,11 @@ mod tests {
             (Some("billing".into()), billing),
         ]);
         let resource = [("service.name".to_owned(), "pgmigrator".to_owned())];
-        let times = Times { start: 1, now: 2 };
+        let times = Times {
+            start: 1,
+            now: 2,
+            failures: 3,
+        };
         let wire = request(&members, &resource, times).encode_to_vec();
         let decoded = ExportMetricsServiceRequest::decode(wire.as_slice()).unwrap();
         let [resource_metrics] = decoded.resource_metrics.as_slice() else {
@@ -210,6 +235,16 @@ mod tests {
         );
         assert_eq!(find("pgmigrator_rows").unit, "{row}/s");
         assert!(metrics.iter().all(|m| !m.description.is_empty()));
+        let failures = find("pgmigrator_otlp_export_failures");
+        let Some(metric::Data::Sum(sum)) = &failures.data else {
+            panic!("{failures:?}");
+        };
+        let point = &sum.data_points[0];
+        assert!(
+            point.attributes.is_empty(),
+            "the process's, not a migration's"
+        );
+        assert_eq!(point.value, Some(number_data_point::Value::AsInt(3)));
         // Families no migration has a series of are left out.
         assert!(
             !metrics

@@ -29,7 +29,7 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// What each push exports: every migration's id (`None` for a process
 /// with one migration) and its latest snapshot, read when the push is made.
-pub(crate) type Source = Arc<dyn Fn() -> Vec<(Option<String>, Arc<Snapshot>)> + Send + Sync>;
+pub type Source = Arc<dyn Fn() -> Vec<(Option<String>, Arc<Snapshot>)> + Send + Sync>;
 
 /// How the export has gone, shared with whoever shows it.
 #[derive(Debug, Default)]
@@ -62,6 +62,7 @@ pub(crate) async fn run(
         let times = Times {
             start,
             now: unix_nanos(),
+            failures: stats.failures.load(Ordering::Relaxed),
         };
         let body =
             Bytes::from(request(&members(source()), &config.resource, times).encode_to_vec());
