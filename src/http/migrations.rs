@@ -107,7 +107,7 @@ impl Migrations {
     }
 
     /// Every migration's id and newest snapshot, in order.
-    pub(super) fn snapshots(&self) -> Vec<(String, Arc<Snapshot>)> {
+    pub fn snapshots(&self) -> Vec<(String, Arc<Snapshot>)> {
         self.read()
             .iter()
             .map(|(id, s)| (id.clone(), s.snapshot()))

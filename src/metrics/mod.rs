@@ -38,6 +38,7 @@ impl Family {
 
     /// The name of its series in a scrape: `pgmigrator_` and the name, and
     /// `_total` for a counter.
+    #[cfg(test)]
     pub(crate) fn scraped_name(&self) -> String {
         match self.is_counter() {
             true => format!("{PREFIX}_{}_total", self.name),

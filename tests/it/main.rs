@@ -25,6 +25,8 @@ mod http;
 mod https;
 #[cfg(all(feature = "postgres", feature = "cli"))]
 mod majors;
+#[cfg(all(feature = "otlp", feature = "cli"))]
+mod otlp;
 mod persist;
 #[cfg(any(feature = "http", feature = "postgres"))]
 #[allow(dead_code)]

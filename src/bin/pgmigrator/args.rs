@@ -152,6 +152,8 @@ pub(crate) struct MonitorArgs {
     #[command(flatten)]
     pub(crate) alerts: AlertArgs,
     #[command(flatten)]
+    pub(crate) otlp: OtlpArgs,
+    #[command(flatten)]
     pub(crate) servers: ServerArgs,
     /// The subscription to follow; repeat it to follow several, each a
     /// migration of its own [default: the destination database's only one]
@@ -292,6 +294,20 @@ pub(crate) struct HttpArgs {
     pub(crate) tls_key: Option<PathBuf>,
 }
 
+/// OpenTelemetry export, for the commands that serve.
+#[derive(Debug, Args)]
+pub(crate) struct OtlpArgs {
+    /// Push every metric over OTLP/HTTP (protobuf) to this base URL
+    /// (`/v1/metrics` is added); OTEL_EXPORTER_OTLP_ENDPOINT and the other
+    /// OTEL_* variables are honoured too
+    #[arg(long = "otlp-endpoint", value_name = "URL")]
+    pub(crate) endpoint: Option<String>,
+    /// Trust this CA (PEM) for an https:// OTLP endpoint instead of the
+    /// system's roots
+    #[arg(long = "otlp-ca-cert", value_name = "PATH")]
+    pub(crate) ca_cert: Option<PathBuf>,
+}
+
 /// Alerting, for the commands that serve.
 #[derive(Debug, Args)]
 pub(crate) struct AlertArgs {
@@ -306,6 +322,8 @@ pub(crate) struct DemoArgs {
     pub(crate) http: HttpArgs,
     #[command(flatten)]
     pub(crate) alerts: AlertArgs,
+    #[command(flatten)]
+    pub(crate) otlp: OtlpArgs,
     /// The state file [default: $PGMIGRATOR_HOME/state.json, else ~/.pgmigrator/state.json]
     #[arg(long, value_name = "PATH")]
     pub(crate) state_file: Option<PathBuf>,
@@ -330,6 +348,8 @@ pub(crate) struct ServeArgs {
     pub(crate) http: HttpArgs,
     #[command(flatten)]
     pub(crate) alerts: AlertArgs,
+    #[command(flatten)]
+    pub(crate) otlp: OtlpArgs,
     /// The state file to follow; repeat it to serve several migrations,
     /// each under /api/v1/migrations/ID (ID: the file's name, or its
     /// directory's for a state.json) [default: $PGMIGRATOR_HOME/state.json,

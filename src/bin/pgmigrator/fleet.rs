@@ -5,10 +5,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pgmigrator_metrics::fleet::{self, MAX_MIGRATIONS, WatchedDir};
 use pgmigrator_metrics::http::{self, Migrations};
+use pgmigrator_metrics::otlp::Source;
 use pgmigrator_metrics::printable::printable;
 use pgmigrator_metrics::{Phase, Snapshots, StateFileMirror, alerts, app, default_state_path, pg};
 use tokio::task::JoinHandle;
@@ -17,7 +19,8 @@ use tracing_subscriber::filter::Targets;
 use crate::args::{MonitorArgs, ServeArgs};
 use crate::output::{say, warn};
 use crate::serving::{
-    install_logging, listen, logging, resume_verify, resumed_collector, start_alerts,
+    install_logging, listen, logging, resume_verify, resumed_collector, start_alerts, start_otlp,
+    stop_otlp,
 };
 use crate::signals::shutdown_signal;
 use crate::{Failure, monitor_config, state_path, stopped};
@@ -59,14 +62,27 @@ pub(crate) async fn serve(args: ServeArgs, log_filter: &Targets) -> Result<(), F
         ));
     }
     let migrations = follow.migrations.clone();
+    let export = start_otlp(&args.otlp, fleet_source(migrations.clone()), true)?;
     if !watches.is_empty() {
         follow.look(&mut watches);
         tokio::spawn(follow.watch(watches));
     }
-    http::serve_migrations(listener, migrations, config, shutdown_signal(None))
-        .await
-        .map_err(|err| format!("serving: {err}"))?;
+    let served = http::serve_migrations(listener, migrations, config, shutdown_signal(None)).await;
+    stop_otlp(export).await;
+    served.map_err(|err| format!("serving: {err}"))?;
     Ok(())
+}
+
+/// What a fleet's OTLP export pushes: every migration served at the time
+/// of the push, each labelled with its id, as its `/metrics` is.
+fn fleet_source(migrations: Migrations) -> Source {
+    Arc::new(move || {
+        migrations
+            .snapshots()
+            .into_iter()
+            .map(|(id, snapshot)| (Some(id), snapshot))
+            .collect()
+    })
 }
 
 /// What serving one more state file takes: the alerts file, if any,
@@ -231,6 +247,7 @@ pub(crate) async fn monitor_several(
     }
     let exact: HashSet<String> = names.iter().filter(|n| fleet::is_id(n)).cloned().collect();
     let (mut taken, mut migrations, mut following) = (Vec::<String>::new(), Vec::new(), Vec::new());
+    let mut sources = Vec::new();
     for name in names {
         // Bad input fails here, before anything is served.
         let monitor = pg::Monitor::connect(monitor_config(&args, Some(name.clone()))?).await?;
@@ -257,6 +274,7 @@ pub(crate) async fn monitor_several(
             printable(&name),
             printable(&state_file.display().to_string())
         ));
+        sources.push((id.clone(), collector.snapshots()));
         migrations.push(app::Migration::new(
             id.clone(),
             collector,
@@ -272,14 +290,18 @@ pub(crate) async fn monitor_several(
     if !args.tui {
         following.iter().for_each(|line| say(line));
     }
-    app::run_migrations(
+    let followed = Migrations::new(sources).map_err(|err| format!("OTLP export: {err}"))?;
+    let export = start_otlp(&args.otlp, fleet_source(followed), !args.tui)?;
+    let ran = app::run_migrations(
         migrations,
         listener,
         config,
         args.tui,
         shutdown_signal(None),
     )
-    .await?;
+    .await;
+    stop_otlp(export).await;
+    ran?;
     stopped(args.tui);
     Ok(())
 }

@@ -94,13 +94,16 @@ async fn demo_command(args: DemoArgs, log_filter: &Targets) -> Result<(), Failur
         )?;
     }
     let surfaces = surfaces(&args.http, &args.alerts, &collector, state_file, args.tui).await?;
-    app::run(
+    let export = serving::start_otlp(&args.otlp, single_source(&collector), !args.tui)?;
+    let ran = app::run(
         collector,
         surfaces,
         |collector, stop| demo::run(collector, options, stop),
         shutdown_signal(args.duration),
     )
-    .await?;
+    .await;
+    serving::stop_otlp(export).await;
+    ran?;
     stopped(args.tui);
     Ok(())
 }
@@ -121,15 +124,25 @@ async fn monitor_command(args: MonitorArgs, log_filter: &Targets) -> Result<(), 
     // Bad input fails here, before anything is served.
     let monitor = pg::Monitor::connect(monitor_config(&args, subscription)?).await?;
     let surfaces = surfaces(&args.http, &args.alerts, &collector, state_file, args.tui).await?;
-    app::run(
+    let export = serving::start_otlp(&args.otlp, single_source(&collector), !args.tui)?;
+    let ran = app::run(
         collector,
         surfaces,
         |collector, stop| pg::run(collector, monitor, stop),
         shutdown_signal(None),
     )
-    .await?;
+    .await;
+    serving::stop_otlp(export).await;
+    ran?;
     stopped(args.tui);
     Ok(())
+}
+
+/// What one migration's OTLP export pushes: its newest snapshot,
+/// unlabelled, as its `/metrics` is.
+fn single_source(collector: &pgmigrator_metrics::Collector) -> pgmigrator_metrics::otlp::Source {
+    let snapshots = collector.snapshots();
+    std::sync::Arc::new(move || vec![(None, snapshots.snapshot())])
 }
 
 /// The monitor's settings for one subscription.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use pgmigrator_metrics::alerts::{self, AlertsConfig, Dispatcher, RetryPolicy};
 use pgmigrator_metrics::app::Surfaces;
 use pgmigrator_metrics::http::{self, HttpConfig};
+use pgmigrator_metrics::otlp::{Export, Otlp, Source};
 use pgmigrator_metrics::{Collector, Snapshots, StderrLayer};
 use tokio::net::TcpListener;
 use tracing_subscriber::Layer as _;
@@ -13,7 +14,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::Failure;
-use crate::args::{AlertArgs, HttpArgs};
+use crate::args::{AlertArgs, HttpArgs, OtlpArgs};
 use crate::output::say;
 
 /// A collector whose log ring also receives this process's `tracing` events
@@ -114,6 +115,30 @@ pub(crate) async fn surfaces(
         state_file,
         tui,
     })
+}
+
+/// With `--otlp-endpoint` or the OTEL_* variables: pushes what `source`
+/// gives (a mistake in the settings stops the command here), and says
+/// where when `announce`.
+pub(crate) fn start_otlp(
+    args: &OtlpArgs,
+    source: Source,
+    announce: bool,
+) -> Result<Option<Export>, Failure> {
+    let Some(otlp) = Otlp::from_env(args.endpoint.as_deref(), args.ca_cert.as_deref())? else {
+        return Ok(None);
+    };
+    if announce {
+        say(&format!("OTLP export: {}", otlp.endpoint()));
+    }
+    Ok(Some(otlp.spawn(source)))
+}
+
+/// Stops `export`, if any, after its last push.
+pub(crate) async fn stop_otlp(export: Option<Export>) {
+    if let Some(export) = export {
+        export.stop().await;
+    }
 }
 
 /// Binds the listener after checking the address is safe to serve on, and

@@ -1,0 +1,133 @@
+//! `--otlp-endpoint` end to end: the binary pushes a demo run to a
+//! receiver that decodes the official OTLP protobuf.
+
+use std::sync::{Arc, Mutex};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use prost::Message;
+use tokio::net::TcpListener;
+
+type Received = Arc<Mutex<Vec<(hyper::HeaderMap, ExportMetricsServiceRequest)>>>;
+
+/// A receiver on loopback that keeps what it is sent and answers 200.
+async fn receiver() -> (String, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let received: Received = Arc::default();
+    let kept = Arc::clone(&received);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let kept = Arc::clone(&kept);
+            let service = service_fn(move |request: Request<Incoming>| {
+                let kept = Arc::clone(&kept);
+                async move {
+                    assert_eq!(request.uri().path(), "/v1/metrics");
+                    let headers = request.headers().clone();
+                    let body = request.into_body().collect().await?.to_bytes();
+                    let decoded = ExportMetricsServiceRequest::decode(body).unwrap();
+                    kept.lock().unwrap().push((headers, decoded));
+                    Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::new())))
+                }
+            });
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    (base, received)
+}
+
+fn text(kv: &KeyValue) -> &str {
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_pushes_every_family_with_its_resource_and_headers_and_never_prints_the_key() {
+    let (base, received) = receiver().await;
+    let home = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            "20",
+            "--duration",
+            "3s",
+        ])
+        .args(["--otlp-endpoint", &base])
+        .env("PGMIGRATOR_HOME", home.path())
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "500")
+        .env("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret%21")
+        .env("OTEL_SERVICE_NAME", "shop-move")
+        .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("OTLP export: {base}")), "{stdout}");
+    assert!(
+        !format!("{stdout}{stderr}").contains("s3cret"),
+        "{stdout}{stderr}"
+    );
+    let received = received.lock().unwrap();
+    // Every 500 ms for 3 s, and a last one at the stop.
+    assert!(received.len() >= 4, "{}", received.len());
+    let (headers, last) = received.last().unwrap();
+    assert_eq!(headers["api-key"], "s3cret!");
+    let resource = &last.resource_metrics[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes;
+    let attribute = |key: &str| resource.iter().find(|kv| kv.key == key).map(text);
+    assert_eq!(attribute("service.name"), Some("shop-move"));
+    assert_eq!(
+        attribute("service.version"),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(attribute("deployment.environment"), Some("test"));
+    assert!(attribute("service.instance.id").is_some_and(|id| id.len() == 36));
+    assert!(attribute("host.name").is_some());
+    let metrics = &last.resource_metrics[0].scope_metrics[0].metrics;
+    let find = |name: &str| {
+        metrics
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    // The demo's copy is done and it streams: rows applied count up, each
+    // table has its rows, the slot its headroom.
+    let applied = find("pgmigrator_rows_applied");
+    let Some(Data::Sum(sum)) = &applied.data else {
+        panic!("{applied:?}");
+    };
+    assert!(sum.is_monotonic && applied.unit == "{row}");
+    let copied = find("pgmigrator_table_rows_copied");
+    let Some(Data::Gauge(gauge)) = &copied.data else {
+        panic!("{copied:?}");
+    };
+    assert_eq!(gauge.data_points.len(), 24, "one per demo table");
+    let table = &gauge.data_points[0].attributes;
+    assert_eq!(
+        table.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(),
+        ["schema", "table"]
+    );
+    assert_eq!(find("pgmigrator_slot_retained_wal_bytes").unit, "By");
+    assert_eq!(find("pgmigrator_bytes").unit, "By/s");
+    assert_eq!(find("pgmigrator_rows").unit, "{row}/s");
+    find("pgmigrator_otlp_export_failures");
+}
