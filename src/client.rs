@@ -77,7 +77,7 @@ impl Url {
     }
 
     /// Whether the URL is `https://`.
-    #[cfg(feature = "tui")]
+    #[cfg(any(feature = "tui", feature = "otlp"))]
     pub(crate) fn is_https(&self) -> bool {
         self.https
     }
@@ -135,9 +135,12 @@ pub(crate) async fn connect(url: &Url, tls: Option<&TlsConnector>) -> io::Result
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
+    /// Read by the OTLP exporter (`Retry-After`).
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     pub(crate) headers: HeaderMap,
     /// The body when it fits in the bytes allowed (what does not is not
-    /// read).
+    /// read); read by the remote dashboard.
+    #[cfg_attr(not(feature = "tui"), allow(dead_code))]
     pub(crate) body: Result<Bytes, String>,
 }
 

@@ -12,7 +12,9 @@ pub(crate) struct Family {
     pub(crate) name: &'static str,
     pub(crate) help: &'static str,
     /// The unit, in UCUM as OpenTelemetry writes it (`By`, `s`, `By/s`;
-    /// `{row}` a count of rows; empty for a flag or a one-hot state).
+    /// `{row}` a count of rows; empty for a flag or a one-hot state). Only
+    /// OTLP carries it: the exposition's names already say it.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     pub(crate) unit: &'static str,
     pub(crate) series: Series,
 }

@@ -28,6 +28,7 @@ impl Family {
     /// (`bytes`, `seconds`) is appended only when the name lacks it, so it
     /// may stay; a per-unit (`per_second`) is appended always, so it goes;
     /// `_total` is appended to a monotonic sum, and our names have none.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     pub(crate) fn otlp_name(&self) -> String {
         let name = match self.unit.ends_with("/s") {
             true => self.name.strip_suffix("_per_second").unwrap_or(self.name),

@@ -189,7 +189,8 @@ mod tests {
         let Some(metric::Data::Gauge(gauge)) = &lag.data else {
             panic!("{lag:?}");
         };
-        let values: Vec<(Vec<(String, String)>, Option<number_data_point::Value>)> = gauge
+        type Point = (Vec<(String, String)>, Option<number_data_point::Value>);
+        let values: Vec<Point> = gauge
             .data_points
             .iter()
             .map(|p| (attributes(p), p.value))
