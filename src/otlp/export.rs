@@ -221,8 +221,9 @@ mod tests {
         )
         .await;
         let received = received.lock().unwrap();
-        // At 0, 100 and 200 ms, and the last at the stop.
-        assert!((3..=5).contains(&received.len()), "{}", received.len());
+        // At 0, 100 and 200 ms (fewer when the machine is busy), and the
+        // last at the stop.
+        assert!((2..=5).contains(&received.len()), "{}", received.len());
         assert_eq!(
             stats.delivered.load(Ordering::Relaxed),
             received.len() as u64
@@ -282,7 +283,7 @@ mod tests {
         // Each push retried until the next was due, then given up; the
         // last one within its timeout.
         let failures = stats.failures.load(Ordering::Relaxed);
-        assert!((3..=6).contains(&failures), "{failures}");
+        assert!((2..=6).contains(&failures), "{failures}");
         assert_eq!(stats.delivered.load(Ordering::Relaxed), 0);
         assert!(
             started.elapsed() < Duration::from_secs(5),
