@@ -385,6 +385,9 @@ fn a_second_pipeline_on_the_same_state_file_is_refused_naming_the_first() {
     let path = dir.path().join("state.json");
     let (first, _url) =
         crate::start_pgmigrator(&["demo".as_ref(), "--state-file".as_ref(), path.as_os_str()]);
+    // The dashboard's address is printed just before the state file is
+    // taken: the first has it once it has written it.
+    wait_until(10, "the first demo never wrote its state", || path.exists());
     let out = demo(&path, "5s", &[]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
