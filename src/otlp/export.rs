@@ -207,19 +207,19 @@ mod tests {
         client::connector(None).unwrap()
     }
 
+    /// The exporter pushing to `url` every 100 ms, stopped after `stop`.
+    async fn run_for(url: Url, stop: Duration) -> Arc<Stats> {
+        let stats = Arc::new(Stats::default());
+        let config = config(url, Duration::from_millis(100));
+        let stop = tokio::time::sleep(stop);
+        run(config, tls(), source(), Arc::clone(&stats), stop).await;
+        stats
+    }
+
     #[tokio::test]
     async fn each_push_carries_the_families_headers_and_resource_and_a_last_one_at_stop() {
         let (url, received) = receiver(Vec::new()).await;
-        let stats = Arc::new(Stats::default());
-        let stop = tokio::time::sleep(Duration::from_millis(250));
-        run(
-            config(url, Duration::from_millis(100)),
-            tls(),
-            source(),
-            Arc::clone(&stats),
-            stop,
-        )
-        .await;
+        let stats = run_for(url, Duration::from_millis(250)).await;
         let received = received.lock().unwrap();
         // At 0, 100 and 200 ms (fewer when the machine is busy), and the
         // last at the stop.
@@ -269,17 +269,8 @@ mod tests {
         ))
         .unwrap();
         drop(listener);
-        let stats = Arc::new(Stats::default());
-        let stop = tokio::time::sleep(Duration::from_millis(350));
         let started = Instant::now();
-        run(
-            config(url, Duration::from_millis(100)),
-            tls(),
-            source(),
-            Arc::clone(&stats),
-            stop,
-        )
-        .await;
+        let stats = run_for(url, Duration::from_millis(350)).await;
         // Each push retried until the next was due, then given up; the
         // last one within its timeout.
         let failures = stats.failures.load(Ordering::Relaxed);
