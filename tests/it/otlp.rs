@@ -131,3 +131,81 @@ async fn demo_pushes_every_family_with_its_resource_and_headers_and_never_prints
     assert_eq!(find("pgmigrator_rows").unit, "{row}/s");
     find("pgmigrator_otlp_export_failures");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_behind_a_token_pushes_each_migration_under_its_id() {
+    use pgmigrator_metrics::{Snapshot, write_state_file};
+    let (base, received) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = [("shop", 4096), ("billing", 8192)].map(|(id, lag_bytes)| {
+        let path = dir.path().join(format!("{id}.json"));
+        let snapshot = Snapshot {
+            lag_bytes,
+            timestamp: time::OffsetDateTime::now_utc(),
+            ..Snapshot::default()
+        };
+        write_state_file(&path, &snapshot).unwrap();
+        path
+    });
+    let _serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--token", "t0ken"])
+        .arg("--state-file")
+        .arg(&files[0])
+        .arg("--state-file")
+        .arg(&files[1])
+        .args(["--otlp-endpoint", &base])
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lag = |request: &ExportMetricsServiceRequest| -> Vec<(String, f64)> {
+        let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
+        let Some(metric) = metrics
+            .iter()
+            .find(|m| m.name == "pgmigrator_replication_lag_bytes")
+        else {
+            return Vec::new();
+        };
+        let Some(Data::Gauge(gauge)) = &metric.data else {
+            panic!("{metric:?}");
+        };
+        gauge
+            .data_points
+            .iter()
+            .map(|p| {
+                let migration = p.attributes.iter().find(|kv| kv.key == "migration");
+                let value = match p.value {
+                    Some(
+                        opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(
+                            v,
+                        ),
+                    ) => v,
+                    other => panic!("{other:?}"),
+                };
+                (migration.map(text).unwrap_or_default().to_owned(), value)
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let seen = loop {
+        let last = received.lock().unwrap().last().map(|(_, r)| lag(r));
+        if let Some(seen) = last.filter(|seen| seen.len() == 2) {
+            break seen;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no push with both migrations"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // The token guards the HTTP surfaces, not what is pushed; each
+    // migration's series carries its id, as on a fleet's /metrics.
+    let mut seen = seen;
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        [("billing".to_owned(), 8192.0), ("shop".to_owned(), 4096.0)]
+    );
+}
