@@ -103,6 +103,14 @@ pub struct HttpConfig {
     pub client_send_timeout: Duration,
     /// Time between pings to idle WebSocket clients.
     pub ping_interval: Duration,
+    /// Per-table series in `/metrics` for at most this many tables of each
+    /// migration, the most interesting ones (stalled, differing, copying,
+    /// most left to copy, busiest); every table when `None`. The
+    /// migration-level series are exact either way.
+    pub metrics_tables: Option<usize>,
+    /// The process's own counters, shown in `/metrics` (say, an OTLP
+    /// export's failures).
+    pub counters: Vec<metrics::ProcessCounter>,
 }
 
 impl Default for HttpConfig {
@@ -119,6 +127,8 @@ impl Default for HttpConfig {
             tls: None,
             client_send_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(20),
+            metrics_tables: None,
+            counters: Vec::new(),
         }
     }
 }

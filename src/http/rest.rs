@@ -14,7 +14,6 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{AppState, error, metrics};
-use crate::model::Snapshot;
 use crate::publish::Snapshots;
 
 /// The migration a request is about: the one named by the `{id}` in its
@@ -167,21 +166,12 @@ pub(super) async fn prometheus(State(state): State<Arc<AppState>>, headers: Head
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     };
     let snapshots = state.migrations.snapshots();
-    let render = move || match snapshots.as_slice() {
-        [(_, only)] if openmetrics => metrics::render_openmetrics(Arc::clone(only)),
-        [(_, only)] => metrics::render_text(Arc::clone(only)),
-        several => {
-            let labelled: Vec<(&str, Arc<Snapshot>)> = several
-                .iter()
-                .map(|(id, s)| (id.as_str(), Arc::clone(s)))
-                .collect();
-            if openmetrics {
-                metrics::render_migrations_openmetrics(&labelled)
-            } else {
-                metrics::render_migrations_text(&labelled)
-            }
-        }
+    let scrape = metrics::Scrape {
+        tables: state.config.metrics_tables,
+        counters: state.config.counters.clone(),
+        openmetrics,
     };
+    let render = move || metrics::render(snapshots, &scrape);
     let Ok(body) = tokio::task::spawn_blocking(render).await else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "the exposition failed");
     };

@@ -35,6 +35,9 @@ pub(crate) enum Series {
     /// One gauge per table of the verification, labelled `schema` and
     /// `table`; `None`: none for that table.
     VerifyGauge(fn(&TableVerification) -> Option<f64>),
+    /// One gauge per migration: its tables left without per-table series
+    /// in this export; present only when some are.
+    TablesOmitted,
 }
 
 const fn family(
@@ -367,6 +370,13 @@ pub(crate) const FAMILIES: &[Family] = &[
         "Log events dropped because the collector was busy",
         "{event}",
         Series::Counter(|s| Some(s.logs_dropped)),
+    ),
+    family(
+        "scrape_tables_omitted",
+        "Tables left without per-table series in this export (the most interesting \
+         --metrics-tables of each migration get them, at most 100,000 in all)",
+        "{table}",
+        Series::TablesOmitted,
     ),
 ];
 

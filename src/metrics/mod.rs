@@ -6,11 +6,56 @@
 //! both.
 
 mod families;
+mod select;
 mod series;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) use families::{FAMILIES, Family, Series};
 pub use series::MAX_SCRAPED_TABLES;
 pub(crate) use series::{Member, Value, members};
+
+/// A count the process keeps of itself rather than of a migration (say,
+/// the OTLP pushes it gave up), shown in `/metrics` beside `build_info`,
+/// without a `migration` label. Clones share the count.
+#[derive(Debug, Clone)]
+pub struct ProcessCounter {
+    name: &'static str,
+    help: &'static str,
+    count: Arc<AtomicU64>,
+}
+
+impl ProcessCounter {
+    /// A counter at 0, scraped as `pgmigrator_NAME_total`.
+    pub fn new(name: &'static str, help: &'static str) -> ProcessCounter {
+        ProcessCounter {
+            name,
+            help,
+            count: Arc::default(),
+        }
+    }
+
+    /// Its name without the prefix and `_total`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// What it counts.
+    pub fn help(&self) -> &'static str {
+        self.help
+    }
+
+    /// Counts one more.
+    pub fn increment(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
 
 /// Every metric name starts with this, and `_`.
 pub(crate) const PREFIX: &str = "pgmigrator";

@@ -32,6 +32,9 @@ pub(crate) struct Config {
     /// `OTEL_RESOURCE_ATTRIBUTES`, then `OTEL_SERVICE_NAME` as
     /// `service.name`, in the order given.
     pub(crate) resource: Vec<(String, String)>,
+    /// Per-table series for at most this many tables of each migration
+    /// (the most interesting); every table when `None`.
+    pub(crate) tables: Option<usize>,
 }
 
 impl fmt::Debug for Config {
@@ -43,6 +46,7 @@ impl fmt::Debug for Config {
             .field("interval", &self.interval)
             .field("timeout", &self.timeout)
             .field("resource", &self.resource)
+            .field("tables", &self.tables)
             .finish()
     }
 }
@@ -139,6 +143,7 @@ impl Config {
             interval,
             timeout,
             resource,
+            tables: None,
         }))
     }
 }

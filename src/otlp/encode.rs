@@ -165,10 +165,13 @@ mod tests {
             lag_bytes: 20,
             ..Snapshot::default()
         });
-        let members = members(vec![
-            (Some("shop".into()), shop),
-            (Some("billing".into()), billing),
-        ]);
+        let members = members(
+            vec![
+                (Some("shop".into()), shop),
+                (Some("billing".into()), billing),
+            ],
+            None,
+        );
         let resource = [("service.name".to_owned(), "pgmigrator".to_owned())];
         let times = Times {
             start: 1,

@@ -19,7 +19,7 @@ use tokio_rustls::TlsConnector;
 use super::config::Config;
 use super::encode::{Times, request};
 use super::send::{Outcome, push};
-use crate::metrics::members;
+use crate::metrics::{ProcessCounter, members};
 use crate::model::Snapshot;
 
 /// The first wait before a push is tried again; it doubles each time.
@@ -32,12 +32,24 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 pub type Source = Arc<dyn Fn() -> Vec<(Option<String>, Arc<Snapshot>)> + Send + Sync>;
 
 /// How the export has gone, shared with whoever shows it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Stats {
     /// Pushes given up (refused, or not delivered before the next was due).
-    pub(crate) failures: AtomicU64,
+    pub(crate) failures: ProcessCounter,
     /// Pushes delivered.
     pub(crate) delivered: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn new() -> Stats {
+        Stats {
+            failures: ProcessCounter::new(
+                "otlp_export_failures",
+                "OTLP pushes given up: refused, or not delivered before the next was due",
+            ),
+            delivered: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Pushes `source` as `config` says until `stop` completes, then once more
@@ -62,10 +74,10 @@ pub(crate) async fn run(
         let times = Times {
             start,
             now: unix_nanos(),
-            failures: stats.failures.load(Ordering::Relaxed),
+            failures: stats.failures.get(),
         };
-        let body =
-            Bytes::from(request(&members(source()), &config.resource, times).encode_to_vec());
+        let members = members(source(), config.tables);
+        let body = Bytes::from(request(&members, &config.resource, times).encode_to_vec());
         // The last push may not outlive one timeout.
         let due = Instant::now()
             + if last {
@@ -78,10 +90,10 @@ pub(crate) async fn run(
                 stats.delivered.fetch_add(1, Ordering::Relaxed);
             }
             Err(reason) => {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
+                stats.failures.increment();
                 if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
                     warned = Some(Instant::now());
-                    let failures = stats.failures.load(Ordering::Relaxed);
+                    let failures = stats.failures.get();
                     tracing::warn!(
                         endpoint = %config.url.authority(),
                         failures,
@@ -192,6 +204,7 @@ mod tests {
             interval,
             timeout: Duration::from_secs(2),
             resource: vec![("service.name".to_owned(), "pgmigrator".to_owned())],
+            tables: None,
         }
     }
 
@@ -209,7 +222,7 @@ mod tests {
 
     /// The exporter pushing to `url` every 100 ms, stopped after `stop`.
     async fn run_for(url: Url, stop: Duration) -> Arc<Stats> {
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::new());
         let config = config(url, Duration::from_millis(100));
         let stop = tokio::time::sleep(stop);
         run(config, tls(), source(), Arc::clone(&stats), stop).await;
@@ -228,7 +241,7 @@ mod tests {
             stats.delivered.load(Ordering::Relaxed),
             received.len() as u64
         );
-        assert_eq!(stats.failures.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.failures.get(), 0);
         let (headers, request) = &received[0];
         assert_eq!(headers["api-key"], "s3cret");
         assert_eq!(headers["content-type"], "application/x-protobuf");
@@ -273,7 +286,7 @@ mod tests {
         let stats = run_for(url, Duration::from_millis(350)).await;
         // Each push retried until the next was due, then given up; the
         // last one within its timeout.
-        let failures = stats.failures.load(Ordering::Relaxed);
+        let failures = stats.failures.get();
         assert!((2..=6).contains(&failures), "{failures}");
         assert_eq!(stats.delivered.load(Ordering::Relaxed), 0);
         assert!(

@@ -40,6 +40,7 @@ mod send;
 use self::config::Config;
 pub use self::export::Source;
 use self::export::Stats;
+use crate::metrics::ProcessCounter;
 
 /// A resolved export: where to, and how to trust it.
 pub struct Otlp {
@@ -102,9 +103,19 @@ impl Otlp {
         format!("{scheme}://{}", self.config.url.authority())
     }
 
+    /// Per-table series for at most `tables` tables of each migration, the
+    /// most interesting ones, as `/metrics` with
+    /// [`HttpConfig::metrics_tables`](crate::http::HttpConfig::metrics_tables);
+    /// every table when `None` (the default). Migration-level series are
+    /// exact either way.
+    pub fn metrics_tables(mut self, tables: Option<usize>) -> Otlp {
+        self.config.tables = tables;
+        self
+    }
+
     /// Starts pushing what `source` gives, on the current Tokio runtime.
     pub fn spawn(self, source: Source) -> Export {
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::new());
         let stop = CancellationToken::new();
         let task = tokio::spawn(export::run(
             self.config,
@@ -128,7 +139,13 @@ pub struct Export {
 impl Export {
     /// Pushes given up so far (`pgmigrator_otlp_export_failures_total`).
     pub fn failures(&self) -> u64 {
-        self.stats.failures.load(Ordering::Relaxed)
+        self.stats.failures.get()
+    }
+
+    /// The count of pushes given up, as a counter for `/metrics`
+    /// ([`HttpConfig::counters`](crate::http::HttpConfig::counters)).
+    pub fn failure_counter(&self) -> ProcessCounter {
+        self.stats.failures.clone()
     }
 
     /// Pushes delivered so far.

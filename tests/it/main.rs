@@ -97,10 +97,16 @@ pub fn slipping_forecast() -> pgmigrator_metrics::Eta {
 /// dashboard URL from its first line of output.
 #[cfg(feature = "cli")]
 pub fn start_pgmigrator(args: &[&std::ffi::OsStr]) -> (Running, String) {
+    start_pgmigrator_with(args, &[])
+}
+
+/// [`start_pgmigrator`] with these variables set for it.
+pub fn start_pgmigrator_with(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (Running, String) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

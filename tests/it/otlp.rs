@@ -120,7 +120,15 @@ async fn demo_pushes_every_family_with_its_resource_and_headers_and_never_prints
     let Some(Data::Gauge(gauge)) = &copied.data else {
         panic!("{copied:?}");
     };
-    assert_eq!(gauge.data_points.len(), 24, "one per demo table");
+    // The demo's 24 tables, 20 of them with series of their own
+    // (`--metrics-tables`' default); the rest are counted.
+    let bound = pgmigrator_metrics::http::metrics::DEFAULT_METRICS_TABLES;
+    assert_eq!(gauge.data_points.len(), bound, "one per table kept");
+    let omitted = find("pgmigrator_scrape_tables_omitted");
+    let Some(Data::Gauge(omitted)) = &omitted.data else {
+        panic!("{omitted:?}");
+    };
+    assert_eq!(point_value(&omitted.data_points[0]), (24 - bound) as f64);
     let table = &gauge.data_points[0].attributes;
     assert_eq!(
         table.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(),
@@ -132,67 +140,83 @@ async fn demo_pushes_every_family_with_its_resource_and_headers_and_never_prints
     find("pgmigrator_otlp_export_failures");
 }
 
+/// The value of a gauge's point.
+fn point_value(point: &opentelemetry_proto::tonic::metrics::v1::NumberDataPoint) -> f64 {
+    use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
+    match point.value {
+        Some(Value::AsDouble(v)) => v,
+        Some(Value::AsInt(v)) => v as f64,
+        None => panic!("{point:?}"),
+    }
+}
+
+/// Each point of the gauge `name` in `request`: its attributes' values
+/// joined with `/`, and its value.
+fn gauge_points(request: &ExportMetricsServiceRequest, name: &str) -> Vec<(String, f64)> {
+    let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
+    let Some(metric) = metrics.iter().find(|m| m.name == name) else {
+        return Vec::new();
+    };
+    let Some(Data::Gauge(gauge)) = &metric.data else {
+        panic!("{metric:?}");
+    };
+    let mut points: Vec<(String, f64)> = gauge
+        .data_points
+        .iter()
+        .map(|p| {
+            let labels: Vec<&str> = p.attributes.iter().map(text).collect();
+            (labels.join("/"), point_value(p))
+        })
+        .collect();
+    points.sort_by(|a, b| a.0.cmp(&b.0));
+    points
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fleet_behind_a_token_pushes_each_migration_under_its_id() {
-    use pgmigrator_metrics::{Snapshot, write_state_file};
+async fn a_fleet_behind_a_token_pushes_each_migration_under_its_id_with_the_same_table_bound_as_its_scrape()
+ {
+    use pgmigrator_metrics::{Snapshot, TableProgress, TableStatus, write_state_file};
     let (base, received) = receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let files = [("shop", 4096), ("billing", 8192)].map(|(id, lag_bytes)| {
         let path = dir.path().join(format!("{id}.json"));
+        let mut copying = TableProgress::new("public", "copying", 10, 1 << 20);
+        copying.status = TableStatus::Copying;
         let snapshot = Snapshot {
             lag_bytes,
             timestamp: time::OffsetDateTime::now_utc(),
+            tables: vec![
+                TableProgress::new("public", "waiting", 10, 1 << 10),
+                copying,
+                TableProgress::new("public", "small", 10, 1),
+            ],
             ..Snapshot::default()
         };
         write_state_file(&path, &snapshot).unwrap();
         path
     });
-    let _serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--token", "t0ken"])
-        .arg("--state-file")
-        .arg(&files[0])
-        .arg("--state-file")
-        .arg(&files[1])
-        .args(["--otlp-endpoint", &base])
-        .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let lag = |request: &ExportMetricsServiceRequest| -> Vec<(String, f64)> {
-        let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
-        let Some(metric) = metrics
-            .iter()
-            .find(|m| m.name == "pgmigrator_replication_lag_bytes")
-        else {
-            return Vec::new();
-        };
-        let Some(Data::Gauge(gauge)) = &metric.data else {
-            panic!("{metric:?}");
-        };
-        gauge
-            .data_points
-            .iter()
-            .map(|p| {
-                let migration = p.attributes.iter().find(|kv| kv.key == "migration");
-                let value = match p.value {
-                    Some(
-                        opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(
-                            v,
-                        ),
-                    ) => v,
-                    other => panic!("{other:?}"),
-                };
-                (migration.map(text).unwrap_or_default().to_owned(), value)
-            })
-            .collect()
-    };
+    let args = [
+        "serve".as_ref(),
+        "--token".as_ref(),
+        "t0ken".as_ref(),
+        "--metrics-tables".as_ref(),
+        "1".as_ref(),
+        "--state-file".as_ref(),
+        files[0].as_os_str(),
+        "--state-file".as_ref(),
+        files[1].as_os_str(),
+        "--otlp-endpoint".as_ref(),
+        base.as_ref(),
+    ];
+    let (_serve, url) =
+        crate::start_pgmigrator_with(&args, &[("OTEL_METRIC_EXPORT_INTERVAL", "200")]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let seen = loop {
-        let last = received.lock().unwrap().last().map(|(_, r)| lag(r));
-        if let Some(seen) = last.filter(|seen| seen.len() == 2) {
-            break seen;
+    let last = loop {
+        let last = received.lock().unwrap().last().map(|(_, r)| r.clone());
+        if let Some(last) =
+            last.filter(|r| gauge_points(r, "pgmigrator_replication_lag_bytes").len() == 2)
+        {
+            break last;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -202,10 +226,37 @@ async fn a_fleet_behind_a_token_pushes_each_migration_under_its_id() {
     };
     // The token guards the HTTP surfaces, not what is pushed; each
     // migration's series carries its id, as on a fleet's /metrics.
-    let mut seen = seen;
-    seen.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
-        seen,
+        gauge_points(&last, "pgmigrator_replication_lag_bytes"),
         [("billing".to_owned(), 8192.0), ("shop".to_owned(), 4096.0)]
+    );
+    // One table of each: the one copying.
+    assert_eq!(
+        gauge_points(&last, "pgmigrator_table_rows_estimated"),
+        [
+            ("billing/public/copying".to_owned(), 10.0),
+            ("shop/public/copying".to_owned(), 10.0)
+        ]
+    );
+    assert_eq!(
+        gauge_points(&last, "pgmigrator_scrape_tables_omitted"),
+        [("billing".to_owned(), 2.0), ("shop".to_owned(), 2.0)]
+    );
+    let metrics = format!("{}metrics", url.trim_end_matches('/'));
+    let metrics = metrics.replace("/?token=…", "/");
+    let (status, _, text) = crate::http::get(&metrics, &[("authorization", "Bearer t0ken")]).await;
+    assert_eq!(status, 200, "{text}");
+    let per_table: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("pgmigrator_table_rows_estimated{"))
+        .collect();
+    assert_eq!(per_table.len(), 2, "{text}");
+    assert!(
+        per_table.iter().all(|l| l.contains("table=\"copying\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("\npgmigrator_otlp_export_failures_total 0\n"),
+        "the export's own counter, without a migration: {text}"
     );
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use pgmigrator_metrics::cutover::CutoverLimits;
+use pgmigrator_metrics::http::metrics::DEFAULT_METRICS_TABLES;
 use pgmigrator_metrics::http::{DEFAULT_LISTEN, HttpConfig, TOKEN_ENV, TlsFiles};
 use pgmigrator_metrics::pg::{ConnInfo, CountOptions, DEFAULT_SEQUENCE_MARGIN, MonitorConfig};
 use pgmigrator_metrics::units;
@@ -292,6 +293,11 @@ pub(crate) struct HttpArgs {
     /// The certificate's private key (PEM).
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// Per-table series in /metrics and over OTLP for at most N tables of
+    /// each migration, the most interesting: stalled, differing, copying,
+    /// most left to copy, busiest (migration totals stay exact)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_METRICS_TABLES)]
+    pub(crate) metrics_tables: usize,
 }
 
 /// OpenTelemetry export, for the commands that serve.
@@ -401,6 +407,7 @@ impl HttpArgs {
             allowed_origins: self.allow_origins.clone(),
             allowed_hosts: self.allow_hosts.clone(),
             tls,
+            metrics_tables: Some(self.metrics_tables),
             ..HttpConfig::default()
         }
         .within_fd_limit())

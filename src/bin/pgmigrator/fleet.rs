@@ -54,7 +54,7 @@ pub(crate) async fn serve(args: ServeArgs, log_filter: &Targets) -> Result<(), F
                 .map_err(|err| format!("{}: {err}", printable(&dir.display().to_string())))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let (listener, config) = listen(&args.http, true).await?;
+    let (listener, mut config) = listen(&args.http, true).await?;
     for (path, id) in files.iter().zip(&ids) {
         say(&format!(
             "Following: {} as {id}",
@@ -62,7 +62,8 @@ pub(crate) async fn serve(args: ServeArgs, log_filter: &Targets) -> Result<(), F
         ));
     }
     let migrations = follow.migrations.clone();
-    let export = start_otlp(&args.otlp, fleet_source(migrations.clone()), true)?;
+    let source = fleet_source(migrations.clone());
+    let export = start_otlp(&args.otlp, &mut config, source, true)?;
     if !watches.is_empty() {
         follow.look(&mut watches);
         tokio::spawn(follow.watch(watches));
@@ -286,12 +287,12 @@ pub(crate) async fn monitor_several(
         ));
         taken.push(id);
     }
-    let (listener, config) = listen(&args.http, !args.tui).await?;
+    let (listener, mut config) = listen(&args.http, !args.tui).await?;
     if !args.tui {
         following.iter().for_each(|line| say(line));
     }
     let followed = Migrations::new(sources).map_err(|err| format!("OTLP export: {err}"))?;
-    let export = start_otlp(&args.otlp, fleet_source(followed), !args.tui)?;
+    let export = start_otlp(&args.otlp, &mut config, fleet_source(followed), !args.tui)?;
     let ran = app::run_migrations(
         migrations,
         listener,

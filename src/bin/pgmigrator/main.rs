@@ -93,8 +93,9 @@ async fn demo_command(args: DemoArgs, log_filter: &Targets) -> Result<(), Failur
             (alerts::saved_path(&state_file), None),
         )?;
     }
-    let surfaces = surfaces(&args.http, &args.alerts, &collector, state_file, args.tui).await?;
-    let export = serving::start_otlp(&args.otlp, single_source(&collector), !args.tui)?;
+    let mut surfaces = surfaces(&args.http, &args.alerts, &collector, state_file, args.tui).await?;
+    let source = single_source(&collector);
+    let export = serving::start_otlp(&args.otlp, &mut surfaces.http, source, !args.tui)?;
     let ran = app::run(
         collector,
         surfaces,
@@ -123,8 +124,9 @@ async fn monitor_command(args: MonitorArgs, log_filter: &Targets) -> Result<(), 
     let subscription = args.subscriptions.first().cloned();
     // Bad input fails here, before anything is served.
     let monitor = pg::Monitor::connect(monitor_config(&args, subscription)?).await?;
-    let surfaces = surfaces(&args.http, &args.alerts, &collector, state_file, args.tui).await?;
-    let export = serving::start_otlp(&args.otlp, single_source(&collector), !args.tui)?;
+    let mut surfaces = surfaces(&args.http, &args.alerts, &collector, state_file, args.tui).await?;
+    let source = single_source(&collector);
+    let export = serving::start_otlp(&args.otlp, &mut surfaces.http, source, !args.tui)?;
     let ran = app::run(
         collector,
         surfaces,

@@ -122,6 +122,7 @@ pub(crate) async fn surfaces(
 /// where when `announce`.
 pub(crate) fn start_otlp(
     args: &OtlpArgs,
+    http: &mut HttpConfig,
     source: Source,
     announce: bool,
 ) -> Result<Option<Export>, Failure> {
@@ -131,7 +132,9 @@ pub(crate) fn start_otlp(
     if announce {
         say(&format!("OTLP export: {}", otlp.endpoint()));
     }
-    Ok(Some(otlp.spawn(source)))
+    let export = otlp.metrics_tables(http.metrics_tables).spawn(source);
+    http.counters.push(export.failure_counter());
+    Ok(Some(export))
 }
 
 /// Stops `export`, if any, after its last push.

@@ -10,9 +10,15 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-pub use crate::metrics::MAX_SCRAPED_TABLES;
 use crate::metrics::{FAMILIES, Family, Member, PREFIX, Value, members};
+pub use crate::metrics::{MAX_SCRAPED_TABLES, ProcessCounter};
 use crate::model::Snapshot;
+
+/// How many tables of each migration get per-table series by default in
+/// `pgmigrator`'s `/metrics` and OTLP export (`--metrics-tables`): a
+/// fleet of 1,000 migrations of 100 tables then scrapes in well under a
+/// second (see the README's fleet figures).
+pub const DEFAULT_METRICS_TABLES: usize = 20;
 
 /// The `Content-Type` of [`render_openmetrics`]'s output.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -23,7 +29,7 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The OpenMetrics exposition of `snapshot` (what Prometheus asks for),
 /// every name prefixed `pgmigrator_`.
 pub fn render_openmetrics(snapshot: Arc<Snapshot>) -> String {
-    encode(members(vec![(None, snapshot)]))
+    encode(members(vec![(None, snapshot)], None), &[])
 }
 
 /// The OpenMetrics exposition of several migrations in one scrape: every
@@ -34,7 +40,7 @@ pub fn render_migrations_openmetrics(migrations: &[(&str, Arc<Snapshot>)]) -> St
         .iter()
         .map(|(id, snapshot)| (Some((*id).to_owned()), Arc::clone(snapshot)))
         .collect();
-    encode(members(migrations))
+    encode(members(migrations, None), &[])
 }
 
 /// The same exposition in the classic Prometheus text format (0.0.4), for
@@ -50,9 +56,38 @@ pub fn render_migrations_text(migrations: &[(&str, Arc<Snapshot>)]) -> String {
     to_text(&render_migrations_openmetrics(migrations))
 }
 
-fn encode(members: Vec<Member>) -> String {
+/// How a scrape is made beyond its migrations: how many tables of each get
+/// per-table series, the process's own counters, and the format.
+#[derive(Debug, Clone, Default)]
+pub struct Scrape {
+    /// Per-table series for at most this many tables of each migration,
+    /// the most interesting ones; every table when `None` (up to
+    /// [`MAX_SCRAPED_TABLES`] in all).
+    pub tables: Option<usize>,
+    /// Counters of the process, shown beside `build_info`.
+    pub counters: Vec<ProcessCounter>,
+    /// OpenMetrics rather than the classic text format.
+    pub openmetrics: bool,
+}
+
+/// The exposition of `migrations` (by id; the only one is unlabelled, as a
+/// single migration's server shows it) as `scrape` says.
+pub fn render(migrations: Vec<(String, Arc<Snapshot>)>, scrape: &Scrape) -> String {
+    let several = migrations.len() > 1;
+    let labelled = migrations
+        .into_iter()
+        .map(|(id, snapshot)| (several.then_some(id), snapshot))
+        .collect();
+    let exposition = encode(members(labelled, scrape.tables), &scrape.counters);
+    match scrape.openmetrics {
+        true => exposition,
+        false => to_text(&exposition),
+    }
+}
+
+fn encode(members: Vec<Member>, counters: &[ProcessCounter]) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
-    registry.register_collector(Box::new(FleetMetrics(members)));
+    registry.register_collector(Box::new(FleetMetrics(members, counters.to_vec())));
     let mut out = String::new();
     // Encoding into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
@@ -86,7 +121,7 @@ fn to_text(openmetrics: &str) -> String {
 /// Every migration of a scrape. Each metric is one family holding every
 /// migration's series, as the exposition format requires.
 #[derive(Debug)]
-struct FleetMetrics(Vec<Member>);
+struct FleetMetrics(Vec<Member>, Vec<ProcessCounter>);
 
 /// The label set of a series with no labels of its own.
 const NO_LABELS: [(&str, &str); 0] = [];
@@ -126,20 +161,6 @@ impl PromCollector for FleetMetrics {
         for family in FAMILIES.iter().filter(|f| f.is_present(members)) {
             encode_family(family, &mut encoder, members)?;
         }
-        if members.iter().any(|m| m.tables_omitted() > 0) {
-            let mut omitted = encoder.encode_descriptor(
-                "scrape_tables_omitted",
-                "Tables left without per-table series in this scrape (at most 100,000 \
-                 tables get them, all migrations together)",
-                None,
-                MetricType::Gauge,
-            )?;
-            for member in members {
-                let count = member.tables_omitted() as f64;
-                ConstGauge::new(count)
-                    .encode(omitted.encode_family(&(member.labels.as_slice(), NO_LABELS))?)?;
-            }
-        }
         let version = [("version", env!("CARGO_PKG_VERSION"))];
         let mut info = encoder.encode_descriptor(
             "build_info",
@@ -148,6 +169,15 @@ impl PromCollector for FleetMetrics {
             MetricType::Gauge,
         )?;
         ConstGauge::new(1i64).encode(info.encode_family(&version)?)?;
+        for counter in &self.1 {
+            let mut family = encoder.encode_descriptor(
+                counter.name(),
+                counter.help(),
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(counter.get()).encode(family.encode_family(&NO_LABELS)?)?;
+        }
         Ok(())
     }
 }
@@ -254,6 +284,74 @@ mod tests {
             !small.contains("scrape_tables_omitted"),
             "nothing omitted, no family"
         );
+    }
+
+    #[test]
+    fn a_bounded_scrape_keeps_the_most_interesting_tables_exact_totals_and_the_process_counters() {
+        let mut copying = TableProgress::new("public", "copying", 10, 10);
+        copying.status = crate::model::TableStatus::Copying;
+        let snapshot = |lag_bytes| {
+            Arc::new(Snapshot {
+                lag_bytes,
+                total_rows: 30,
+                tables: vec![
+                    TableProgress::new("public", "small", 10, 1),
+                    copying.clone(),
+                    TableProgress::new("public", "large", 10, 1 << 30),
+                ],
+                ..Snapshot::default()
+            })
+        };
+        let failures = ProcessCounter::new("otlp_export_failures", "Pushes given up");
+        failures.increment();
+        failures.increment();
+        let migrations = vec![
+            ("shop".to_owned(), snapshot(1)),
+            ("billing".to_owned(), snapshot(2)),
+        ];
+        let scrape = Scrape {
+            tables: Some(2),
+            counters: vec![failures.clone()],
+            openmetrics: false,
+        };
+        let text = render(migrations, &scrape);
+        let tables: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("pgmigrator_table_size_bytes{"))
+            .collect();
+        assert_eq!(tables.len(), 4, "{text}");
+        assert!(
+            tables.iter().all(|l| !l.contains("table=\"small\"")),
+            "{text}"
+        );
+        assert!(text.contains("pgmigrator_scrape_tables_omitted{migration=\"shop\"} 1"));
+        assert!(text.contains("pgmigrator_replication_lag_bytes{migration=\"billing\"} 2"));
+        assert!(
+            text.contains("# TYPE pgmigrator_otlp_export_failures_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\npgmigrator_otlp_export_failures_total 2\n"),
+            "{text}"
+        );
+        // One migration: no label, and OpenMetrics names the counter's family.
+        let scrape = Scrape {
+            tables: None,
+            counters: vec![failures],
+            openmetrics: true,
+        };
+        let one = render(vec![("only".to_owned(), snapshot(3))], &scrape);
+        assert!(one.contains("pgmigrator_replication_lag_bytes 3"), "{one}");
+        assert!(
+            one.contains("# TYPE pgmigrator_otlp_export_failures counter"),
+            "{one}"
+        );
+        assert!(one.contains("pgmigrator_table_size_bytes{schema=\"public\",table=\"small\"} 1"));
+        assert!(
+            !one.contains("scrape_tables_omitted"),
+            "nothing omitted: {one}"
+        );
+        assert!(one.ends_with("# EOF\n"), "{one}");
     }
 
     #[test]
