@@ -104,17 +104,146 @@ fn contrib(path: &str) -> String {
     .unwrap()
 }
 
-#[test]
-fn every_grafana_panel_queries_metrics_the_exporter_serves() {
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&contrib("grafana/pgmigrator.json")).unwrap();
+/// Every query of every panel of a dashboard.
+fn queries(dashboard: &serde_json::Value) -> Vec<String> {
     let mut queries = Vec::new();
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
             queries.push(target["expr"].as_str().unwrap().to_owned());
         }
     }
+    queries
+}
+
+/// The names `/metrics` serves besides a migration's: the process's own
+/// counters (an OTLP export's failures).
+fn process_counters() -> BTreeSet<String> {
+    let counter = pgmigrator_metrics::http::metrics::ProcessCounter::new(
+        "otlp_export_failures",
+        "OTLP pushes given up",
+    );
+    let scrape = pgmigrator_metrics::http::metrics::Scrape {
+        counters: vec![counter],
+        ..Default::default()
+    };
+    pgmigrator_metrics::http::metrics::render(vec![("a".into(), Arc::new(everything()))], &scrape)
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| !served().contains(*name))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Checks with `promtool` that every query parses as PromQL (the
+/// dashboard's variables stand for every value), when it is installed.
+fn assert_promql_parses(queries: &[String]) {
+    if !crate::tools::available("/usr/bin/promtool") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (n, query) in queries.iter().enumerate() {
+        let expr = query.replace("$instance", ".*").replace("$migration", ".*");
+        let expr = serde_json::to_string(&expr).unwrap();
+        rules.push_str(&format!(
+            "      - record: query_{n}\n        expr: {expr}\n"
+        ));
+    }
+    let path = dir.path().join("queries.yml");
+    std::fs::write(&path, rules).unwrap();
+    let output = Command::new("/usr/bin/promtool")
+        .args(["check", "rules"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_fleet_dashboard_ranks_every_migration_worst_first_and_links_to_each() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&contrib("grafana/pgmigrator-fleet.json")).unwrap();
+    assert_promql_parses(&queries(&dashboard));
+    let all = queries(&dashboard).join("\n");
+    let counters = process_counters();
+    assert_eq!(
+        counters.iter().collect::<Vec<_>>(),
+        ["pgmigrator_otlp_export_failures_total"]
+    );
+    let unknown: Vec<String> = unknown_metrics(&all)
+        .into_iter()
+        .filter(|name| !counters.contains(name))
+        .collect();
+    assert_eq!(unknown, Vec::<String>::new(), "in the fleet dashboard");
+    for wanted in [
+        "pgmigrator_alerts_firing",
+        "pgmigrator_slot_wal_status",
+        "pgmigrator_slot_exhaustion_seconds",
+        "pgmigrator_replication_lag_bytes",
+        "pgmigrator_eta_seconds",
+        "pgmigrator_cutover_ready",
+        "pgmigrator_otlp_export_failures_total",
+    ] {
+        assert!(
+            all.contains(wanted),
+            "the fleet dashboard shows no {wanted}"
+        );
+    }
+    let table = &dashboard["panels"][0];
+    assert_eq!(table["type"], "table");
+    // One row per migration of any process, whether scraped or pushed
+    // (Prometheus names a pushing process's series by its instance id).
+    for target in table["targets"].as_array().unwrap() {
+        let expr = target["expr"].as_str().unwrap();
+        assert!(expr.contains("by (instance, migration"), "{expr}");
+        assert_eq!(target["instant"], true, "{expr}");
+    }
+    let sort = table["transformations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "sortBy")
+        .expect("sorted");
+    assert_eq!(
+        sort["options"]["sort"][0],
+        serde_json::json!({"field": "worst", "desc": true})
+    );
+    // Each migration links to its own dashboard, with its instance and id.
+    let one: serde_json::Value = serde_json::from_str(&contrib("grafana/pgmigrator.json")).unwrap();
+    let link = table["fieldConfig"]["overrides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["matcher"]["options"] == "migration")
+        .expect("the migration column links")["properties"][0]["value"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        link.starts_with(&format!("/d/{}/", one["uid"].as_str().unwrap())),
+        "{link}"
+    );
+    for variable in [
+        "var-instance=${__data.fields.instance}",
+        "var-migration=${__data.fields.migration}",
+    ] {
+        assert!(link.contains(variable), "{link}");
+    }
+}
+
+#[test]
+fn every_grafana_panel_queries_metrics_the_exporter_serves() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&contrib("grafana/pgmigrator.json")).unwrap();
+    let queries = queries(&dashboard);
     assert!(queries.len() >= 10, "{queries:?}");
+    assert_promql_parses(&queries);
     let all = queries.join("\n");
     assert_eq!(
         unknown_metrics(&all),
