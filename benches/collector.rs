@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::runtime;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pgmigrator_metrics::alerts::{AlertsConfig, Dispatcher, RetryPolicy};
+use pgmigrator_metrics::otlp::{Otlp, Source};
 use pgmigrator_metrics::{Collector, Lsn, RateWindow, Snapshot, TableProgress, write_state_file};
 
 const PRODUCERS: u64 = 4;
@@ -78,6 +79,13 @@ impl SeedCollector {
 }
 
 fn record_applied(c: &mut Criterion) {
+    // A push every 100 ms (the last given up within 500 ms at the stop), so
+    // the exporters below fail many times while measured. Set before any thread of the bench's runtime starts.
+    // SAFETY: no other thread runs yet.
+    unsafe {
+        std::env::set_var("OTEL_METRIC_EXPORT_INTERVAL", "100");
+        std::env::set_var("OTEL_EXPORTER_OTLP_TIMEOUT", "500");
+    }
     let rt = runtime(Some(2));
     let mut group = c.benchmark_group("record_applied/4_producers_2_workers");
     group.throughput(Throughput::Elements(1));
@@ -113,6 +121,41 @@ fn record_applied(c: &mut Criterion) {
             })
         })
     });
+    // The same with an OTLP export pushing to an endpoint that accepts and
+    // never answers, then to one that refuses every connection.
+    let refused = {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        closed.local_addr().unwrap()
+    };
+    for (name, endpoint) in [
+        (
+            "collector_with_otlp_to_a_silent_endpoint",
+            silent.local_addr().unwrap(),
+        ),
+        ("collector_with_otlp_to_a_refusing_endpoint", refused),
+    ] {
+        // One export for the whole run, pushing whichever collector is
+        // being measured.
+        let current: Current = Arc::default();
+        let export = rt.block_on(async {
+            Otlp::from_env(Some(&format!("http://{endpoint}")), None)
+                .unwrap()
+                .unwrap()
+                .spawn(otlp_source(&current))
+        });
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let collector = Collector::new();
+                    *current.lock().unwrap() = Some(collector.snapshots());
+                    ingest(collector, iters).await
+                })
+            })
+        });
+        assert_eq!(export.delivered(), 0);
+        assert!(export.failures() > 0, "the export failed while measured");
+        rt.block_on(export.stop());
+    }
     group.bench_function("seed_lock_baseline", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
@@ -137,6 +180,21 @@ fn record_applied(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// The collector being measured, for the OTLP export to read.
+type Current = Arc<Mutex<Option<pgmigrator_metrics::Snapshots>>>;
+
+/// What an OTLP export pushes: the one migration being measured.
+fn otlp_source(current: &Current) -> Source {
+    let current = Arc::clone(current);
+    Arc::new(move || {
+        let snapshots = current.lock().unwrap().clone();
+        snapshots
+            .map(|s| (None, s.snapshot()))
+            .into_iter()
+            .collect()
+    })
 }
 
 /// `iters` applied positions from 4 producers, until every one is applied.
