@@ -64,7 +64,7 @@ pub(crate) async fn run(
     let start = unix_nanos();
     let mut ticks = tokio::time::interval(config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut warned: Option<Instant> = None;
+    let mut warnings = Warnings::default();
     tokio::pin!(stop);
     loop {
         let last = tokio::select! {
@@ -91,8 +91,7 @@ pub(crate) async fn run(
             }
             Err(reason) => {
                 stats.failures.increment();
-                if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
-                    warned = Some(Instant::now());
+                if warnings.due(Instant::now()) {
                     let failures = stats.failures.get();
                     tracing::warn!(
                         endpoint = %config.url.authority(),
@@ -105,6 +104,24 @@ pub(crate) async fn run(
         if last {
             return;
         }
+    }
+}
+
+/// When a failing export was last warned about: at most once a minute, so
+/// a dead endpoint does not flood the log.
+#[derive(Debug, Default)]
+struct Warnings {
+    last: Option<Instant>,
+}
+
+impl Warnings {
+    /// Whether a failure at `now` is to be warned about.
+    fn due(&mut self, now: Instant) -> bool {
+        let due = self.last.is_none_or(|at| now - at >= WARN_EVERY);
+        if due {
+            self.last = Some(now);
+        }
+        due
     }
 }
 
@@ -163,6 +180,14 @@ mod tests {
     /// A receiver on loopback answering each request with the next of
     /// `script` (status, `Retry-After`), then 200.
     async fn receiver(script: Vec<(u16, Option<&'static str>)>) -> (Url, Received) {
+        slow_receiver(script, Duration::ZERO).await
+    }
+
+    /// [`receiver`], taking `delay` to answer each request.
+    async fn slow_receiver(
+        script: Vec<(u16, Option<&'static str>)>,
+        delay: Duration,
+    ) -> (Url, Received) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = Url::parse(&format!(
             "http://{}/v1/metrics",
@@ -182,6 +207,7 @@ mod tests {
                         let body = request.into_body().collect().await?.to_bytes();
                         let decoded = ExportMetricsServiceRequest::decode(body).unwrap();
                         kept.lock().unwrap().push((headers, decoded));
+                        tokio::time::sleep(delay).await;
                         let (status, after) = script.lock().unwrap().next().unwrap_or((200, None));
                         let mut response =
                             Response::builder().status(StatusCode::from_u16(status).unwrap());
@@ -294,5 +320,39 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn a_receiver_slower_than_the_interval_costs_one_push_at_a_time_given_up_when_the_next_is_due()
+     {
+        let (url, received) = slow_receiver(Vec::new(), Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let stats = run_for(url, Duration::from_millis(450)).await;
+        // Pushes at 0, 100, 200, 300 and 400 ms, each given up when the
+        // next was due (fewer on a busy machine); the last one, at the
+        // stop, has the whole timeout and is delivered.
+        let failures = stats.failures.get();
+        assert!((2..=5).contains(&failures), "{failures}");
+        assert_eq!(stats.delivered.load(Ordering::Relaxed), 1);
+        let received = received.lock().unwrap().len() as u64;
+        assert_eq!(received, failures + 1, "one request per push, none retried");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_export_is_warned_about_once_a_minute() {
+        let mut warnings = Warnings::default();
+        let start = Instant::now();
+        assert!(warnings.due(start), "the first failure");
+        for seconds in [1, 30, 59] {
+            assert!(!warnings.due(start + Duration::from_secs(seconds)));
+        }
+        assert!(warnings.due(start + Duration::from_secs(60)));
+        assert!(!warnings.due(start + Duration::from_secs(90)));
+        assert!(warnings.due(start + Duration::from_secs(121)));
     }
 }
