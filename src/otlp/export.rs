@@ -67,9 +67,12 @@ pub(crate) async fn run(
     let mut warnings = Warnings::default();
     tokio::pin!(stop);
     loop {
+        // The stop first: a push outlasting its interval leaves the next
+        // tick ready as well, and the stop must not wait behind it.
         let last = tokio::select! {
-            _ = ticks.tick() => false,
+            biased;
             () = &mut stop => true,
+            _ = ticks.tick() => false,
         };
         let times = Times {
             start,
@@ -78,14 +81,13 @@ pub(crate) async fn run(
         };
         let members = members(source(), config.tables);
         let body = Bytes::from(request(&members, &config.resource, times).encode_to_vec());
-        // The last push may not outlive one timeout.
-        let due = Instant::now()
-            + if last {
-                config.timeout
-            } else {
-                config.interval
-            };
-        match deliver(&config, &tls, body, due).await {
+        // The last push is one attempt within the timeout: a dead endpoint
+        // must not hold up the process's stop with retries.
+        let delivered = match last {
+            true => deliver(&config, &tls, body, Instant::now() + config.timeout, false),
+            false => deliver(&config, &tls, body, Instant::now() + config.interval, true),
+        };
+        match delivered.await {
             Ok(()) => {
                 stats.delivered.fetch_add(1, Ordering::Relaxed);
             }
@@ -125,12 +127,14 @@ impl Warnings {
     }
 }
 
-/// Pushes `body` until it is delivered, refused, or `due` comes.
+/// Pushes `body` until it is delivered, refused, or `due` comes; tries
+/// once only unless `retry`.
 async fn deliver(
     config: &Config,
     tls: &TlsConnector,
     body: Bytes,
     due: Instant,
+    retry: bool,
 ) -> Result<(), String> {
     let mut backoff = FIRST_RETRY;
     loop {
@@ -139,6 +143,7 @@ async fn deliver(
             Err(_) => return Err("not delivered before the next push was due".to_owned()),
             Ok(Outcome::Delivered) => return Ok(()),
             Ok(Outcome::Refused(reason)) => return Err(reason),
+            Ok(Outcome::Retry { reason, .. }) if !retry => return Err(reason),
             Ok(Outcome::Retry { reason, after }) => (reason, after),
         };
         let wait = after.unwrap_or(backoff);
@@ -285,7 +290,10 @@ mod tests {
         let config = config(url, Duration::from_secs(30));
         let body = Bytes::from_static(&[]);
         let due = Instant::now() + Duration::from_secs(10);
-        assert_eq!(deliver(&config, &tls(), body.clone(), due).await, Ok(()));
+        assert_eq!(
+            deliver(&config, &tls(), body.clone(), due, true).await,
+            Ok(())
+        );
         assert_eq!(
             received.lock().unwrap().len(),
             3,
@@ -293,9 +301,15 @@ mod tests {
         );
         let (url, received) = receiver(vec![(500, None)]).await;
         let config = Config { url, ..config };
-        let refused = deliver(&config, &tls(), body, due).await;
+        let refused = deliver(&config, &tls(), body.clone(), due, true).await;
         assert_eq!(refused, Err("HTTP 500".to_owned()));
         assert_eq!(received.lock().unwrap().len(), 1, "500 is not retried");
+        // The last push, at the stop, is one attempt whatever the answer.
+        let (url, received) = receiver(vec![(503, Some("0"))]).await;
+        let config = Config { url, ..config };
+        let once = deliver(&config, &tls(), body, due, false).await;
+        assert_eq!(once, Err("HTTP 503".to_owned()));
+        assert_eq!(received.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -315,8 +329,9 @@ mod tests {
         let failures = stats.failures.get();
         assert!((2..=6).contains(&failures), "{failures}");
         assert_eq!(stats.delivered.load(Ordering::Relaxed), 0);
+        // The last push is not retried (it would wait a second at least).
         assert!(
-            started.elapsed() < Duration::from_secs(5),
+            started.elapsed() < Duration::from_secs(1),
             "{:?}",
             started.elapsed()
         );

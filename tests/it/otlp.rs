@@ -21,6 +21,35 @@ type Received = Arc<Mutex<Vec<(hyper::HeaderMap, ExportMetricsServiceRequest)>>>
 async fn receiver() -> (String, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    (base, serve_receiver(listener, None))
+}
+
+/// The same over HTTPS, with `leaf`'s certificate, at `https://localhost:PORT`.
+async fn tls_receiver(leaf: &crate::pki::Leaf) -> (String, Received) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(leaf.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!(
+        "https://localhost:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    (base, serve_receiver(listener, Some(acceptor)))
+}
+
+fn serve_receiver(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> Received {
     let received: Received = Arc::default();
     let kept = Arc::clone(&received);
     tokio::spawn(async move {
@@ -37,10 +66,23 @@ async fn receiver() -> (String, Received) {
                     Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::new())))
                 }
             });
-            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let http = http1::Builder::new();
+                match tls {
+                    Some(tls) => {
+                        if let Ok(stream) = tls.accept(stream).await {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            });
         }
     });
-    (base, received)
+    received
 }
 
 fn text(kv: &KeyValue) -> &str {
@@ -259,4 +301,83 @@ async fn a_fleet_behind_a_token_pushes_each_migration_under_its_id_with_the_same
         text.contains("\npgmigrator_otlp_export_failures_total 0\n"),
         "the export's own counter, without a migration: {text}"
     );
+}
+
+/// `demo` pushing to `base` for 2 s, every 200 ms, with `extra` flags:
+/// what it printed, and its `/metrics` near the end.
+async fn demo_pushing_to(base: &str, extra: &[&str]) -> (String, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--duration", "2s"])
+        .args(["--otlp-endpoint", base])
+        .args(extra)
+        .env("PGMIGRATOR_HOME", home.path())
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let url = loop {
+        let line = stdout.next_line().await.unwrap().expect("an address");
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(url) = line.strip_prefix("Dashboard: ") {
+            break url.to_owned();
+        }
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (status, _, metrics) = crate::http::get(&format!("{url}metrics"), &[]).await;
+    assert_eq!(status, 200);
+    let output = child.wait_with_output().await.unwrap();
+    while let Ok(Some(line)) = stdout.next_line().await {
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (printed, stderr, metrics)
+}
+
+/// The value of the process's `pgmigrator_otlp_export_failures_total`.
+fn failures_scraped(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pgmigrator_otlp_export_failures_total "))
+        .unwrap_or_else(|| panic!("no failure counter in {metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_endpoint_is_trusted_through_the_given_ca_and_refused_without_it() {
+    let ca = crate::pki::Ca::new("collector CA");
+    let leaf = ca.issue(&["localhost"], "localhost");
+    let (base, received) = tls_receiver(&leaf).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let (stdout, stderr, metrics) =
+        demo_pushing_to(&base, &["--otlp-ca-cert", ca_file.to_str().unwrap()]).await;
+    assert!(stdout.contains(&format!("OTLP export: {base}")), "{stdout}");
+    let delivered = received.lock().unwrap().len();
+    assert!(delivered >= 3, "{delivered} pushes: {stderr}");
+    assert_eq!(failures_scraped(&metrics), 0.0, "{stderr}");
+
+    // The system's roots do not know the test CA: every push is refused by
+    // our side of the handshake, counted on /metrics, and warned about once.
+    let (_, stderr, metrics) = demo_pushing_to(&base, &[]).await;
+    assert_eq!(
+        received.lock().unwrap().len(),
+        delivered,
+        "nothing more arrives"
+    );
+    assert!(failures_scraped(&metrics) >= 2.0, "{metrics}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("OTLP export failed"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "once a minute: {stderr}");
+    assert!(warnings[0].contains("certificate"), "{stderr}");
 }
