@@ -381,3 +381,62 @@ async fn an_https_endpoint_is_trusted_through_the_given_ca_and_refused_without_i
     assert_eq!(warnings.len(), 1, "once a minute: {stderr}");
     assert!(warnings[0].contains("certificate"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_pushes_the_real_slot_and_tables_and_never_the_password() {
+    if !crate::tools::available("/usr/lib/postgresql/15/bin/initdb") || !crate::cluster::available()
+    {
+        return;
+    }
+    let (source, dest) = crate::postgres::replication_pair();
+    dest.sql("ALTER SUBSCRIPTION sub ENABLE");
+    let (base, received) = receiver().await;
+    let home = tempfile::tempdir().unwrap();
+    let _monitor = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgmigrator"))
+        .args(["monitor", "--interval", "200ms", "--listen", "127.0.0.1:0"])
+        .args(["--source", &source.monitor_keywords()])
+        .args(["--dest", &dest.monitor_uri()])
+        .args(["--otlp-endpoint", &base])
+        .env("PGMIGRATOR_HOME", home.path())
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let last = loop {
+        let last = received.lock().unwrap().last().map(|(_, r)| r.clone());
+        let ready = last.filter(|r| {
+            gauge_points(r, "pgmigrator_tables")
+                .iter()
+                .map(|p| p.1)
+                .sum::<f64>()
+                == 3.0
+                && !gauge_points(r, "pgmigrator_slot_retained_wal_bytes").is_empty()
+        });
+        if let Some(last) = ready {
+            break last;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no push with the subscription's tables and slot"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    // One migration: no migration attribute; the three tables each have
+    // their series.
+    let estimated = gauge_points(&last, "pgmigrator_table_rows_estimated");
+    let names: Vec<&str> = estimated.iter().map(|p| p.0.as_str()).collect();
+    assert!(names.iter().all(|n| n.starts_with("public/")), "{names:?}");
+    let copied = gauge_points(&last, "pgmigrator_table_rows_copied");
+    assert_eq!(copied.len(), 3, "{copied:?}");
+    let everything = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(headers, request)| format!("{headers:?}{request:?}"))
+        .collect::<String>();
+    assert!(!everything.contains(crate::cluster::MONITOR_PASSWORD));
+    assert!(!everything.contains("pw9f3"), "not even a part of it");
+}

@@ -16,7 +16,7 @@ const TABLES: [(&str, i64); 3] = [("big", 200_000), ("mid", 50_000), ("fresh", 3
 
 /// A source with three tables (two analysed, `fresh` never) published for
 /// all tables, and a destination with a disabled subscription to it.
-fn replication_pair() -> (Cluster, Cluster) {
+pub(crate) fn replication_pair() -> (Cluster, Cluster) {
     let (source, dest) = (Cluster::start(true), Cluster::start(false));
     for cluster in [&source, &dest] {
         cluster.sql("CREATE TABLE big (id bigint PRIMARY KEY, payload text)");
