@@ -150,13 +150,13 @@ fn run_mode(clients: usize, mode: &str) {
         }
         let synced = ready.load(Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let cpu_before = cpu_seconds(pid);
+        let cpu_before = common::cpu_seconds(pid);
         let own_before = common::cpu_time(common::Who::Process);
         let started = Instant::now();
         counting.store(true, Ordering::Relaxed);
         tokio::time::sleep(MODE_MEASURE).await;
         counting.store(false, Ordering::Relaxed);
-        let cpu = cpu_seconds(pid) - cpu_before;
+        let cpu = common::cpu_seconds(pid) - cpu_before;
         let own = (common::cpu_time(common::Who::Process) - own_before).as_secs_f64();
         let wall = started.elapsed().as_secs_f64();
         stop.send(true).unwrap();
@@ -258,21 +258,6 @@ async fn serve_until_stdin_closes(collector: Collector) {
         .unwrap();
 }
 
-/// CPU seconds used so far by process `pid`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    // utime and stime are fields 14 and 15, 12 and 13 after the name.
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
 /// A time written as snapshots write it, so that the two compare as text.
 fn utc_text(t: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!(
@@ -328,11 +313,11 @@ fn run(clients: usize) {
             })
             .collect();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let cpu_before = cpu_seconds(pid);
+        let cpu_before = common::cpu_seconds(pid);
         let own_before = common::cpu_time(common::Who::Process);
         let measure_started = Instant::now();
         tokio::time::sleep(MEASURE).await;
-        let cpu = cpu_seconds(pid) - cpu_before;
+        let cpu = common::cpu_seconds(pid) - cpu_before;
         let own = (common::cpu_time(common::Who::Process) - own_before).as_secs_f64();
         let wall = measure_started.elapsed().as_secs_f64();
         let until = utc_text(time::OffsetDateTime::now_utc() - Duration::from_secs(1));

@@ -24,7 +24,7 @@ use criterion::Criterion;
 use pgmigrator_metrics::http::metrics::{DEFAULT_METRICS_TABLES, Scrape, render};
 use pgmigrator_metrics::{Phase, Snapshot, TableProgress, TableStatus, read_state_file};
 
-use common::print_cores;
+use common::{cpu_seconds, print_cores, proc_status_kib};
 
 /// The migrations of 100 tables; the one of 10,000 makes the fleet's
 /// 1,000.
@@ -59,15 +59,15 @@ fn main() {
     std::thread::sleep(Duration::from_secs(3));
 
     let idle = cpu_share(pid, IDLE);
-    let rss_idle = proc_status_kib(pid, "VmRSS:");
+    let rss_idle = proc_status_kib(&pid.to_string(), "VmRSS:");
     let stop = Arc::new(AtomicBool::new(false));
     let rounds = Arc::new(AtomicU64::new(0));
     let writer = fleet.rewrite_until(Arc::clone(&stop), Arc::clone(&rounds));
     let changing = cpu_share(pid, CHANGING);
     let rewrites = rounds.load(Ordering::Relaxed);
     let (rss, peak) = (
-        proc_status_kib(pid, "VmRSS:"),
-        proc_status_kib(pid, "VmHWM:"),
+        proc_status_kib(&pid.to_string(), "VmRSS:"),
+        proc_status_kib(&pid.to_string(), "VmHWM:"),
     );
     println!(
         "serve --state-dir, {MIGRATIONS} migrations × {TABLES} tables and one of {HUGE_TABLES}: \
@@ -316,35 +316,8 @@ fn dechunk(mut body: &str) -> String {
 
 /// The share of one core process `pid` used over `span`.
 fn cpu_share(pid: u32, span: Duration) -> f64 {
-    let before = cpu_ticks(pid);
+    let before = cpu_seconds(pid);
     let started = Instant::now();
     std::thread::sleep(span);
-    let ticks = cpu_ticks(pid) - before;
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / per_second / started.elapsed().as_secs_f64()
-}
-
-/// User and system CPU time of `pid` so far, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after the command (which may hold spaces) in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    (cpu_seconds(pid) - before) / started.elapsed().as_secs_f64()
 }

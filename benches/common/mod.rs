@@ -57,16 +57,18 @@ pub fn print_cores() {
 
 /// The process's resident memory, in KiB (0 where `/proc` has none).
 pub fn rss_kib() -> u64 {
-    proc_status_kib("VmRSS:")
+    proc_status_kib("self", "VmRSS:")
 }
 
 /// The process's peak resident memory so far, in KiB.
 pub fn peak_rss_kib() -> u64 {
-    proc_status_kib("VmHWM:")
+    proc_status_kib("self", "VmHWM:")
 }
 
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A `VmRSS:`-like field of `/proc/PROCESS/status` (`self` or a pid), in
+/// KiB; 0 where there is none.
+pub fn proc_status_kib(process: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -74,4 +76,21 @@ fn proc_status_kib(field: &str) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU seconds (user and system) used so far by process `pid`.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which may hold spaces and ends
+    // at the last `)`; utime and stime are fields 14 and 15, 12 and 13
+    // after the name.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }

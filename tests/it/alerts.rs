@@ -515,23 +515,10 @@ async fn alerts_test_sends_one_notification_to_each_notifier_and_reports_each() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_webhooks_verify_the_receiver_against_the_system_roots_or_a_given_ca() {
     use hyper_util::rt::TokioIo;
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
     let ca = crate::pki::Ca::new("webhook CA");
     let leaf = ca.issue(&["localhost"], "localhost");
-    let certs = CertificateDer::pem_slice_iter(leaf.cert.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
+    let tls = leaf.server_config();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
     let kept = Arc::clone(&bodies);

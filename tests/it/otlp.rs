@@ -26,20 +26,7 @@ async fn receiver() -> (String, Received) {
 
 /// The same over HTTPS, with `leaf`'s certificate, at `https://localhost:PORT`.
 async fn tls_receiver(leaf: &crate::pki::Leaf) -> (String, Received) {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_slice_iter(leaf.cert.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
+    let tls = leaf.server_config();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!(
         "https://localhost:{}",

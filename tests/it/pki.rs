@@ -64,6 +64,24 @@ impl Ca {
 }
 
 impl Leaf {
+    /// A TLS server configuration presenting this certificate.
+    pub fn server_config(&self) -> rustls::ServerConfig {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_slice_iter(self.cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(self.key.as_bytes()).unwrap();
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap()
+    }
+
     /// Writes `dir/name.crt` and `dir/name.key` (mode `key_mode`).
     pub fn write(&self, dir: &Path, name: &str, key_mode: u32) -> (PathBuf, PathBuf) {
         use std::os::unix::fs::PermissionsExt;
