@@ -803,9 +803,7 @@ async fn a_fleet_of_a_thousand_migrations_paints_every_row_worst_first() {
     if !crate::tools::available(CHROMIUM) {
         return;
     }
-    use pgmigrator_metrics::{
-        AlertState, AlertStatus, Phase, Severity, Snapshot, write_state_file,
-    };
+    use pgmigrator_metrics::{Phase, Severity, Snapshot, write_state_file};
     let dir = tempfile::tempdir().unwrap();
     let watched = dir.path().join("fleet");
     let count = pgmigrator_metrics::fleet::MAX_MIGRATIONS;
@@ -820,14 +818,7 @@ async fn a_fleet_of_a_thousand_migrations_paints_every_row_worst_first() {
             ..Snapshot::default()
         };
         if n == 777 {
-            snapshot.alerts = vec![AlertStatus {
-                name: "lag".into(),
-                state: AlertState::Firing,
-                severity: Severity::Critical,
-                since: now,
-                value: String::new(),
-                summary: String::new(),
-            }];
+            snapshot.alerts = vec![crate::firing_lag(Severity::Critical, now)];
         }
         write_state_file(&folder.join("state.json"), &snapshot).unwrap();
     }

@@ -861,9 +861,7 @@ fn a_token_served_without_tls_off_loopback_is_warned_about() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_follows_several_state_files_each_under_its_id_worst_first() {
     use futures_util::StreamExt;
-    use pgmigrator_metrics::{
-        AlertState, AlertStatus, Phase, Severity, SlotHealth, Snapshot, WalStatus, write_state_file,
-    };
+    use pgmigrator_metrics::{Phase, Severity, SlotHealth, Snapshot, WalStatus, write_state_file};
     let dir = tempfile::tempdir().unwrap();
     let now = time::OffsetDateTime::now_utc();
     let shop = dir.path().join("shop");
@@ -885,14 +883,7 @@ async fn serve_follows_several_state_files_each_under_its_id_worst_first() {
         &Snapshot {
             phase: Phase::Streaming,
             timestamp: now,
-            alerts: vec![AlertStatus {
-                name: "lag".into(),
-                state: AlertState::Firing,
-                severity: Severity::Warning,
-                since: now,
-                value: String::new(),
-                summary: String::new(),
-            }],
+            alerts: vec![crate::firing_lag(Severity::Warning, now)],
             ..Snapshot::default()
         },
     )

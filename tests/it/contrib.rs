@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use pgmigrator_metrics::http::metrics::render_text;
 use pgmigrator_metrics::{
-    AlertState, AlertStatus, ApplyHealth, CatchUp, CatchUpState, Cutover, CutoverItem, CutoverKind,
-    Eta, EtaState, Phase, Severity, SlotHealth, Snapshot, TableProgress, WalStatus,
+    ApplyHealth, CatchUp, CatchUpState, Cutover, CutoverItem, CutoverKind, Eta, EtaState, Phase,
+    Severity, SlotHealth, Snapshot, TableProgress, WalStatus,
 };
 
 /// A snapshot with every optional part, so every metric is served.
@@ -55,14 +55,7 @@ fn everything() -> Snapshot {
             }],
             vec![],
         )),
-        alerts: vec![AlertStatus {
-            name: "lag".into(),
-            state: AlertState::Firing,
-            severity: Severity::Warning,
-            since: now,
-            value: String::new(),
-            summary: String::new(),
-        }],
+        alerts: vec![crate::firing_lag(Severity::Warning, now)],
         ..Snapshot::default()
     }
 }

@@ -61,6 +61,21 @@ pub fn make_fifo(path: &std::path::Path) {
 }
 
 /// Three tables: a known estimate, another, and a never-analysed one.
+/// A `lag` alert firing at `severity` since `since`.
+pub fn firing_lag(
+    severity: pgmigrator_metrics::Severity,
+    since: time::OffsetDateTime,
+) -> pgmigrator_metrics::AlertStatus {
+    pgmigrator_metrics::AlertStatus {
+        name: "lag".into(),
+        state: pgmigrator_metrics::AlertState::Firing,
+        severity,
+        since,
+        value: String::new(),
+        summary: String::new(),
+    }
+}
+
 pub fn three_tables() -> Vec<TableProgress> {
     vec![
         TableProgress::new("public", "users", 1000, 64 * 1024),

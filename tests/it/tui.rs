@@ -711,16 +711,9 @@ fn a_table_status_from_a_newer_pipeline_is_shown_as_written_and_escaped() {
 /// Three migrations' snapshots: `billing` with a critical alert firing,
 /// `crm` with a lost slot, `shop` calm.
 fn three_migrations() -> Vec<(String, Snapshot)> {
-    use pgmigrator_metrics::{AlertState, AlertStatus, Severity, SlotHealth, WalStatus};
+    use pgmigrator_metrics::{Severity, SlotHealth, WalStatus};
     let now = time::OffsetDateTime::now_utc();
-    let alert = AlertStatus {
-        name: "lag".into(),
-        state: AlertState::Firing,
-        severity: Severity::Critical,
-        since: now,
-        value: String::new(),
-        summary: String::new(),
-    };
+    let alert = crate::firing_lag(Severity::Critical, now);
     let slot = SlotHealth {
         name: "crm_sub".into(),
         wal_status: WalStatus::Lost,
