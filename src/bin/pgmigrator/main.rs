@@ -6,6 +6,7 @@ mod check;
 mod fleet;
 mod output;
 mod serving;
+mod serving_args;
 mod signals;
 mod status;
 

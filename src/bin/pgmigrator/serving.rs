@@ -14,8 +14,8 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::Failure;
-use crate::args::{AlertArgs, HttpArgs, OtlpArgs};
 use crate::output::say;
+use crate::serving_args::{AlertArgs, HttpArgs, OtlpArgs};
 
 /// A collector whose log ring also receives this process's `tracing` events
 /// (see [`install_logging`]). The history kept beside `state_file` by an
