@@ -23,15 +23,19 @@ pub(crate) use series::{Member, Value, members};
 pub struct ProcessCounter {
     name: &'static str,
     help: &'static str,
+    unit: &'static str,
     count: Arc<AtomicU64>,
 }
 
 impl ProcessCounter {
-    /// A counter at 0, scraped as `pgmigrator_NAME_total`.
-    pub fn new(name: &'static str, help: &'static str) -> ProcessCounter {
+    /// A counter at 0 of things in `unit` (UCUM, as OTLP carries it:
+    /// `{push}`), scraped as `pgmigrator_NAME_total` and pushed as the
+    /// monotonic sum `pgmigrator_NAME`.
+    pub fn new(name: &'static str, help: &'static str, unit: &'static str) -> ProcessCounter {
         ProcessCounter {
             name,
             help,
+            unit,
             count: Arc::default(),
         }
     }
@@ -44,6 +48,18 @@ impl ProcessCounter {
     /// What it counts.
     pub fn help(&self) -> &'static str {
         self.help
+    }
+
+    /// The unit of what it counts.
+    pub fn unit(&self) -> &'static str {
+        self.unit
+    }
+
+    /// Its name in OTLP, a monotonic sum that Prometheus's translation
+    /// turns into the scraped `pgmigrator_NAME_total`.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn otlp_name(&self) -> String {
+        format!("{PREFIX}_{}", self.name)
     }
 
     /// Counts one more.
@@ -226,5 +242,11 @@ mod tests {
         let names: std::collections::HashSet<String> =
             FAMILIES.iter().map(Family::otlp_name).collect();
         assert_eq!(names.len(), FAMILIES.len(), "one OTLP name per family");
+        // The process's own counters too.
+        let failures = ProcessCounter::new("otlp_export_failures", "Pushes given up", "{push}");
+        assert_eq!(
+            prometheus_name(&failures.otlp_name(), failures.unit(), true),
+            "pgmigrator_otlp_export_failures_total"
+        );
     }
 }

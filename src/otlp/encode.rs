@@ -10,22 +10,23 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-use crate::metrics::{FAMILIES, Member, Value};
+use crate::metrics::{FAMILIES, Member, ProcessCounter, Value};
 
 /// When the points of one export were taken, in nanoseconds since the Unix
 /// epoch: `now`, and `start`, when the process began counting (the start
-/// of every cumulative sum); and the pushes given up before this one.
+/// of every cumulative sum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Times {
     pub(crate) start: u64,
     pub(crate) now: u64,
-    pub(crate) failures: u64,
 }
 
-/// The request carrying every series of `members`, from the process
-/// described by `resource` (`key`, `value` pairs).
+/// The request carrying every series of `members` and the process's own
+/// `counters`, from the process described by `resource` (`key`, `value`
+/// pairs).
 pub(crate) fn request(
     members: &[Member],
+    counters: &[ProcessCounter],
     resource: &[(String, String)],
     times: Times,
 ) -> ExportMetricsServiceRequest {
@@ -77,18 +78,17 @@ pub(crate) fn request(
             }
         })
         .collect();
-    // The process's own: how the export itself has gone.
-    metrics.push(Metric {
-        name: "pgmigrator_otlp_export_failures".to_owned(),
-        description: "OTLP pushes given up: refused, or not delivered before the next was due"
-            .to_owned(),
-        unit: "{push}".to_owned(),
+    // The process's own counts, without a migration.
+    metrics.extend(counters.iter().map(|counter| Metric {
+        name: counter.otlp_name(),
+        description: counter.help().to_owned(),
+        unit: counter.unit().to_owned(),
         data: Some(metric::Data::Sum(Sum {
             data_points: vec![NumberDataPoint {
                 start_time_unix_nano: times.start,
                 time_unix_nano: times.now,
                 value: Some(number_data_point::Value::AsInt(
-                    i64::try_from(times.failures).unwrap_or(i64::MAX),
+                    i64::try_from(counter.get()).unwrap_or(i64::MAX),
                 )),
                 ..NumberDataPoint::default()
             }],
@@ -96,7 +96,7 @@ pub(crate) fn request(
             is_monotonic: true,
         })),
         ..Metric::default()
-    });
+    }));
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(Resource {
@@ -173,12 +173,10 @@ mod tests {
             None,
         );
         let resource = [("service.name".to_owned(), "pgmigrator".to_owned())];
-        let times = Times {
-            start: 1,
-            now: 2,
-            failures: 3,
-        };
-        let wire = request(&members, &resource, times).encode_to_vec();
+        let times = Times { start: 1, now: 2 };
+        let failures = ProcessCounter::new("otlp_export_failures", "Pushes given up", "{push}");
+        (0..3).for_each(|_| failures.increment());
+        let wire = request(&members, &[failures], &resource, times).encode_to_vec();
         let decoded = ExportMetricsServiceRequest::decode(wire.as_slice()).unwrap();
         let [resource_metrics] = decoded.resource_metrics.as_slice() else {
             panic!("one resource");
@@ -249,6 +247,7 @@ mod tests {
             "the process's, not a migration's"
         );
         assert_eq!(point.value, Some(number_data_point::Value::AsInt(3)));
+        assert_eq!(failures.unit, "{push}");
         // Families no migration has a series of are left out.
         assert!(
             !metrics

@@ -46,6 +46,7 @@ impl Stats {
             failures: ProcessCounter::new(
                 "otlp_export_failures",
                 "OTLP pushes given up: refused, or not delivered before the next was due",
+                "{push}",
             ),
             delivered: AtomicU64::new(0),
         }
@@ -77,10 +78,11 @@ pub(crate) async fn run(
         let times = Times {
             start,
             now: unix_nanos(),
-            failures: stats.failures.get(),
         };
         let members = members(source(), config.tables);
-        let body = Bytes::from(request(&members, &config.resource, times).encode_to_vec());
+        let counters = std::slice::from_ref(&stats.failures);
+        let request = request(&members, counters, &config.resource, times);
+        let body = Bytes::from(request.encode_to_vec());
         // The last push is one attempt within the timeout: a dead endpoint
         // must not hold up the process's stop with retries.
         let delivered = match last {

@@ -114,6 +114,7 @@ fn process_counters() -> BTreeSet<String> {
     let counter = pgmigrator_metrics::http::metrics::ProcessCounter::new(
         "otlp_export_failures",
         "OTLP pushes given up",
+        "{push}",
     );
     let scrape = pgmigrator_metrics::http::metrics::Scrape {
         counters: vec![counter],

@@ -302,7 +302,7 @@ mod tests {
                 ..Snapshot::default()
             })
         };
-        let failures = ProcessCounter::new("otlp_export_failures", "Pushes given up");
+        let failures = ProcessCounter::new("otlp_export_failures", "Pushes given up", "{push}");
         failures.increment();
         failures.increment();
         let migrations = vec![
