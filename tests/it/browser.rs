@@ -201,6 +201,23 @@ fn median_and_max(durations: &[f64]) -> (f64, f64) {
     (sorted[sorted.len() / 2], sorted[sorted.len() - 1])
 }
 
+/// `pgmigrator serve --state-dir watched`, and a page on it (its browser
+/// profile in `dir`).
+async fn serve_dir_in_browser(
+    dir: &std::path::Path,
+    watched: &std::path::Path,
+) -> (Running, Running, Page) {
+    let (serve, url) = start_pgmigrator(&[
+        "serve".as_ref(),
+        "--state-dir".as_ref(),
+        watched.as_os_str(),
+    ]);
+    let profile = dir.join("profile");
+    std::fs::create_dir(&profile).unwrap();
+    let (browser, page) = Page::open(&profile, &url, &[]).await;
+    (serve, browser, page)
+}
+
 /// A GET that returns JSON, with the test's hyper client.
 async fn reqwest_json(url: &str) -> Value {
     use http_body_util::{BodyExt, Empty};
@@ -822,14 +839,7 @@ async fn a_fleet_of_a_thousand_migrations_paints_every_row_worst_first() {
         }
         write_state_file(&folder.join("state.json"), &snapshot).unwrap();
     }
-    let (_serve, url) = start_pgmigrator(&[
-        "serve".as_ref(),
-        "--state-dir".as_ref(),
-        watched.as_os_str(),
-    ]);
-    let profile = dir.path().join("profile");
-    std::fs::create_dir(&profile).unwrap();
-    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
+    let (_serve, _browser, mut page) = serve_dir_in_browser(dir.path(), &watched).await;
     let view = page
         .wait_until("every row", |v| {
             v["fleetRows"]
@@ -1009,14 +1019,7 @@ async fn a_watched_directory_starts_as_an_empty_fleet_and_rows_appear() {
     let dir = tempfile::tempdir().unwrap();
     let watched = dir.path().join("migrations");
     std::fs::create_dir(&watched).unwrap();
-    let (_serve, url) = start_pgmigrator(&[
-        "serve".as_ref(),
-        "--state-dir".as_ref(),
-        watched.as_os_str(),
-    ]);
-    let profile = dir.path().join("profile");
-    std::fs::create_dir(&profile).unwrap();
-    let (_browser, mut page) = Page::open(&profile, &url, &[]).await;
+    let (_serve, _browser, mut page) = serve_dir_in_browser(dir.path(), &watched).await;
     let empty = page
         .wait_until("an empty fleet", |v| v["fleet"] == true)
         .await;
